@@ -1,0 +1,74 @@
+"""Atomic file output: write to a temporary name in the same folder, then rename.
+
+A reader sees either the old file or the whole new one, never a half-written file,
+and a crash leaves at most a hidden temporary that `sweep_stale_temps` removes
+(run it while holding the project's run lock, so no live write is swept).
+"""
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+TEMP_MARKER = ".tmp-"
+
+
+def temp_path_for(path: Path) -> Path:
+    """A fresh temporary path beside `path` (same filesystem, so rename is atomic)."""
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}{TEMP_MARKER}", dir=path.parent)
+    os.close(fd)
+    return Path(name)
+
+
+def sweep_stale_temps(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporaries that interrupted writes left anywhere under `folder`."""
+    swept = []
+    for stale in sorted(Path(folder).rglob(f".*{TEMP_MARKER}*"), reverse=True):
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
+        swept.append(stale)
+    return swept
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path to write; on success it replaces `path` in one rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path_for(path)
+    try:
+        yield tmp
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    write_bytes(path, text.encode("utf-8"))
+
+
+def replace_symlink(link: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Point `link` at `target` atomically (a relative link, so the tree can move)."""
+    link = Path(link)
+    link.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path_for(link)
+    tmp.unlink()
+    os.symlink(os.path.relpath(target, link.parent), tmp)
+    try:
+        os.replace(tmp, link)
+    except OSError:
+        tmp.unlink()
+        raise

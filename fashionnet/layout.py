@@ -1,0 +1,55 @@
+"""Where a project's files live, from one root folder (the repo root by default)."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Layout:
+    root: Path
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def raw_dir(self) -> Path:
+        return self.data_dir / "raw"
+
+    @property
+    def parquet_dir(self) -> Path:
+        return self.data_dir / "parquet"
+
+    @property
+    def predictions_dir(self) -> Path:
+        return self.data_dir / "predictions"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.reports_dir / "runs"
+
+    @property
+    def latest_link(self) -> Path:
+        return self.reports_dir / "latest"
+
+    @property
+    def history_csv(self) -> Path:
+        return self.reports_dir / "history.csv"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.data_dir / ".run.lock"
+
+    def parquet(self, split: str) -> Path:
+        return self.parquet_dir / f"{split}.parquet"
+
+    def predictions(self, split: str) -> Path:
+        return self.predictions_dir / f"{split}.parquet"
