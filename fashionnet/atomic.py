@@ -13,11 +13,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 TEMP_MARKER = ".tmp-"
+FILE_MODE = 0o644
 
 
 def temp_path_for(path: Path) -> Path:
     """A fresh temporary path beside `path` (same filesystem, so rename is atomic)."""
     fd, name = tempfile.mkstemp(prefix=f".{path.name}{TEMP_MARKER}", dir=path.parent)
+    os.fchmod(fd, FILE_MODE)  # mkstemp makes 0600; outputs are meant to be shared
     os.close(fd)
     return Path(name)
 
@@ -39,6 +41,8 @@ def sweep_stale_temps(folder: str | os.PathLike) -> list[Path]:
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path to write; on success it replaces `path` in one rename."""
     path = Path(path)
+    if path.exists() and not path.is_file():
+        raise IsADirectoryError(f"{path} exists and is not a regular file; not replacing it")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path_for(path)
     try:

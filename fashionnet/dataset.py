@@ -1,0 +1,121 @@
+"""Read a prepared split (Parquet) straight into NumPy: schema check, row groups, whole split.
+
+The format, written by `fashionnet.prepare`: one row per image with `index` int32, `label` uint8
+and `pixels` fixed_size_list<float32, 784> (image/255, row-major 28x28), plus key-value metadata
+recording the raw sources (name -> sha256) and the row count. Row groups are the unit of reading,
+so a consumer can work through a split a few thousand rows at a time.
+"""
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from fashionnet.errors import FashionnetError
+from fashionnet.fashion_mnist import NUM_PIXELS
+
+SCHEMA = pa.schema(
+    [
+        pa.field("index", pa.int32(), nullable=False),
+        pa.field("label", pa.uint8(), nullable=False),
+        pa.field("pixels", pa.list_(pa.float32(), NUM_PIXELS), nullable=False),
+    ]
+)
+FORMAT_VERSION = "1"
+META_SOURCES = "fashionnet.sources"
+META_ROWS = "fashionnet.rows"
+META_ROW_GROUP_SIZE = "fashionnet.row_group_size"
+META_FORMAT = "fashionnet.format"
+
+_REPREPARE = "delete it and run prepare again"
+
+
+@dataclass(frozen=True)
+class SplitFile:
+    path: Path
+    num_rows: int
+    row_group_rows: tuple[int, ...]
+    sources: dict[str, str]  # raw file name -> sha256
+
+    @property
+    def num_row_groups(self) -> int:
+        return len(self.row_group_rows)
+
+
+@dataclass
+class Batch:
+    index: np.ndarray  # int32 (n,): row number in the split
+    label: np.ndarray  # uint8 (n,)
+    x: np.ndarray  # float32 (n, 784), C-contiguous
+
+
+def _describe(schema: pa.Schema) -> str:
+    return ", ".join(f"{field.name}: {field.type}" for field in schema)
+
+
+def _open(path: Path) -> tuple[pq.ParquetFile, SplitFile]:
+    if not path.is_file():
+        raise FashionnetError(f"{path} does not exist; run prepare first")
+    try:
+        parquet = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as error:
+        raise FashionnetError(
+            f"{path} is not a readable Parquet file ({error}); {_REPREPARE}"
+        ) from None
+    schema = parquet.schema_arrow
+    if [(f.name, f.type) for f in schema] != [(f.name, f.type) for f in SCHEMA]:
+        raise FashionnetError(
+            f"{path} has columns ({_describe(schema)}), "
+            f"expected ({_describe(SCHEMA)}); {_REPREPARE}"
+        )
+    metadata = {key.decode(): value.decode() for key, value in (schema.metadata or {}).items()}
+    try:
+        rows = int(metadata[META_ROWS])
+        sources = json.loads(metadata[META_SOURCES])
+    except (KeyError, ValueError):
+        raise FashionnetError(f"{path} lacks fashionnet metadata; {_REPREPARE}") from None
+    if parquet.metadata.num_rows != rows:
+        raise FashionnetError(
+            f"{path} has {parquet.metadata.num_rows} rows but was written with {rows}; {_REPREPARE}"
+        )
+    row_group_rows = tuple(
+        parquet.metadata.row_group(i).num_rows for i in range(parquet.num_row_groups)
+    )
+    return parquet, SplitFile(path, rows, row_group_rows, sources)
+
+
+def open_split(path: str | Path) -> SplitFile:
+    """Check that `path` is a complete prepared split and describe it."""
+    return _open(Path(path))[1]
+
+
+def read_row_groups(path: str | Path, row_groups: Sequence[int]) -> Batch:
+    """The rows of the given row groups, in that order, as NumPy arrays."""
+    parquet, split = _open(Path(path))
+    sizes = [split.row_group_rows[group] for group in row_groups]
+    n = sum(sizes)
+    batch = Batch(
+        np.empty(n, np.int32), np.empty(n, np.uint8), np.empty((n, NUM_PIXELS), np.float32)
+    )
+    # One row group at a time into the preallocated arrays: peak memory is the result plus one
+    # row group, and the arrays are ordinary writable NumPy memory.
+    start = 0
+    for group, size in zip(row_groups, sizes, strict=True):
+        table = parquet.read_row_group(group)
+        rows = slice(start, start + size)
+        batch.index[rows] = table.column("index").to_numpy()
+        batch.label[rows] = table.column("label").to_numpy()
+        pixels = table.column("pixels").combine_chunks().flatten()
+        batch.x[rows] = pixels.to_numpy(zero_copy_only=True).reshape(size, NUM_PIXELS)
+        start += size
+    return batch
+
+
+def read_split(path: str | Path) -> Batch:
+    """The whole split (for training)."""
+    split = open_split(path)
+    return read_row_groups(path, range(split.num_row_groups))

@@ -1,0 +1,260 @@
+"""Find the four raw Fashion-MNIST files, verified against their published sha256.
+
+Where a file comes from, in order:
+1. a local folder the user points at (FASHIONNET_RAW_DIR): used in place, never copied;
+2. the cache folder (data/raw): files downloaded by an earlier run;
+3. the mirrors, tried in order, downloaded into the cache.
+
+A file that fails its checksum is never used: in the local folder it is the user's to fix,
+in the cache it is deleted and fetched again. Downloads stream to a temporary name and are
+renamed only once their sha256 matches (pooch does that part); our downloader adds the
+timeout, the size cap and the detection of bodies cut short.
+"""
+
+import contextlib
+import hashlib
+import logging
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pooch
+import requests
+
+from fashionnet.errors import FashionnetError
+from fashionnet.fashion_mnist import MIRRORS, RAW_FILES, RawFile
+
+logger = logging.getLogger(__name__)
+
+_BLOCK = 1 << 20
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class RawFiles:
+    paths: dict[str, Path]  # file name -> where it is
+    sha256: dict[str, str]  # file name -> its actual sha256
+    origin: str  # e.g. "local folder /x", "cache data/raw", "downloaded from <mirror>"
+
+
+class _Refused(Exception):
+    """The mirror answered, but not with the file: try the next mirror."""
+
+
+class _CutShort(Exception):
+    """The body ended before the expected size: worth retrying the same mirror."""
+
+
+@dataclass(frozen=True)
+class _CappedDownloader:
+    """A pooch downloader that streams with a timeout and refuses any body of the wrong size."""
+
+    size: int
+    timeout: float
+
+    def __call__(self, url: str, output_file: str, pooch_obj: object, check_only: bool = False):
+        # Identity encoding: we want the .gz bytes as stored, not a transparently decoded body.
+        headers = {"Accept-Encoding": "identity"}
+        with requests.get(url, stream=True, timeout=self.timeout, headers=headers) as response:
+            response.raise_for_status()
+            announced = int(response.headers.get("Content-Length", self.size))
+            if announced > self.size:
+                raise _Refused(f"announced {announced} bytes, expected {self.size}")
+            received = 0
+            with open(output_file, "wb") as out:
+                for chunk in response.iter_content(_BLOCK):
+                    received += len(chunk)
+                    if received > self.size:
+                        raise _Refused(f"body larger than the expected {self.size} bytes, cut off")
+                    out.write(chunk)
+        if received < self.size:
+            raise _CutShort(f"body ended after {received} of {self.size} bytes")
+
+
+def _is_retryable(error: Exception) -> bool:
+    """Transient trouble (5xx, timeout, broken connection) is retried on the same mirror."""
+    if isinstance(error, requests.HTTPError):
+        return error.response is not None and error.response.status_code >= 500
+    transient = (
+        _CutShort,
+        requests.Timeout,
+        requests.ConnectionError,
+        requests.exceptions.ChunkedEncodingError,  # connection dropped mid-body
+    )
+    return isinstance(error, transient)
+
+
+def _short_answer(error: Exception) -> str:
+    if isinstance(error, requests.HTTPError) and error.response is not None:
+        return f"HTTP {error.response.status_code}"
+    if isinstance(error, requests.Timeout):
+        return "timed out"
+    if isinstance(error, requests.ConnectionError | requests.exceptions.ChunkedEncodingError):
+        return "connection failed"
+    if isinstance(error, ValueError):  # pooch's checksum mismatch
+        return "wrong content (sha256 mismatch)"
+    return str(error)
+
+
+@contextlib.contextmanager
+def _quiet_pooch() -> Iterator[None]:
+    """Pooch prints its own INFO lines to stderr; we log progress ourselves."""
+    pooch_logger = pooch.get_logger()
+    level = pooch_logger.level
+    pooch_logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        pooch_logger.setLevel(level)
+
+
+def _download(
+    raw: RawFile,
+    cache_dir: Path,
+    mirrors: Sequence[str],
+    answers: dict[str, str],
+    unreachable: dict[str, str],
+    *,
+    retries: int,
+    backoff: float,
+    timeout: float,
+) -> str | None:
+    """Fetch one file into `cache_dir`; returns the mirror used, or None (see `answers`)."""
+    downloader = _CappedDownloader(raw.size, timeout)
+    for mirror in mirrors:
+        if mirror in unreachable:  # no connection on any retry for an earlier file: skip the wait
+            answers[mirror] = unreachable[mirror]
+            continue
+        url = mirror + raw.name
+        for attempt in range(retries + 1):
+            logger.info("downloading %s (attempt %d)", url, attempt + 1)
+            try:
+                with _quiet_pooch():
+                    pooch.retrieve(
+                        url,
+                        known_hash=f"sha256:{raw.sha256}",
+                        fname=raw.name,
+                        path=cache_dir,
+                        downloader=downloader,
+                        progressbar=False,
+                    )
+                logger.info("%s: %d bytes, sha256 verified", url, raw.size)
+                return mirror
+            except (ValueError, _Refused, _CutShort, requests.RequestException) as error:
+                answers[mirror] = _short_answer(error)
+                if not _is_retryable(error):
+                    logger.warning("%s: %s; trying the next mirror", url, answers[mirror])
+                    break
+                if attempt == retries:
+                    logger.warning("%s: %s; giving up on this mirror", url, answers[mirror])
+                    if isinstance(error, requests.ConnectionError):
+                        unreachable[mirror] = answers[mirror]
+                    break
+                delay = backoff * 2**attempt
+                logger.warning("%s: %s; retrying in %.1f s", url, answers[mirror], delay)
+                time.sleep(delay)
+    return None
+
+
+def find_raw_files(
+    *,
+    cache_dir: Path,
+    local_dir: Path | None = None,
+    verify: bool = True,
+    catalog: Mapping[str, RawFile] = RAW_FILES,
+    mirrors: Sequence[str] = MIRRORS,
+    retries: int = 3,
+    backoff: float = 1.0,
+    timeout: float = 30.0,
+) -> RawFiles:
+    """Every file of `catalog`, from `local_dir`, then `cache_dir`, then the mirrors.
+
+    `verify=False` accepts whatever is in `local_dir` (custom or subset data); files from
+    the cache or the mirrors are always verified.
+    """
+    cache_dir = Path(cache_dir)
+    paths: dict[str, Path] = {}
+    sha256: dict[str, str] = {}
+    origins: list[str] = []
+
+    if local_dir is not None:
+        local_dir = Path(local_dir)
+        for name, raw in catalog.items():
+            path = local_dir / name
+            if not path.is_file():
+                continue
+            digest = sha256_file(path)
+            if verify and digest != raw.sha256:
+                raise FashionnetError(
+                    f"{path} is not the canonical {name} (sha256 {digest}, expected "
+                    f"{raw.sha256}): replace it with the canonical file or remove it"
+                )
+            paths[name], sha256[name] = path, digest
+        if paths:
+            if not verify:
+                logger.warning("using the files in %s without checking their sha256", local_dir)
+            origins.append(f"local folder {local_dir}")
+
+    from_cache = False
+    for name, raw in catalog.items():
+        path = cache_dir / name
+        if name in paths or not path.is_file():
+            continue
+        digest = sha256_file(path)
+        if digest != raw.sha256:
+            logger.warning("%s fails its sha256 check; deleting it to fetch it again", path)
+            path.unlink()
+            continue
+        paths[name], sha256[name] = path, digest
+        from_cache = True
+    if from_cache:
+        origins.append(f"cache {cache_dir}")
+
+    answers_by_file: dict[str, dict[str, str]] = {}
+    unreachable: dict[str, str] = {}
+    used_mirrors: list[str] = []
+    for name, raw in catalog.items():
+        if name in paths:
+            continue
+        answers: dict[str, str] = {}
+        mirror = _download(
+            raw,
+            cache_dir,
+            mirrors,
+            answers,
+            unreachable,
+            retries=retries,
+            backoff=backoff,
+            timeout=timeout,
+        )
+        if mirror is None:
+            answers_by_file[name] = answers
+            continue
+        paths[name], sha256[name] = cache_dir / name, raw.sha256
+        if mirror not in used_mirrors:
+            used_mirrors.append(mirror)
+    origins += [f"downloaded from {mirror}" for mirror in used_mirrors]
+
+    if answers_by_file:
+        raise FashionnetError(_not_found_message(answers_by_file, cache_dir))
+    return RawFiles(paths=paths, sha256=sha256, origin=", ".join(origins))
+
+
+def _not_found_message(answers_by_file: dict[str, dict[str, str]], cache_dir: Path) -> str:
+    lines = ["could not get the raw Fashion-MNIST files:"]
+    for name, answers in answers_by_file.items():
+        tried = "; ".join(f"{mirror} {answer}" for mirror, answer in answers.items())
+        lines.append(f"  {name}: {tried or 'no mirror to try'}")
+    lines.append(
+        f"put the four files in {cache_dir} or point FASHIONNET_RAW_DIR at a folder that has them"
+    )
+    return "\n".join(lines)

@@ -1,0 +1,119 @@
+"""Predict a split in chunks of whole Parquet row groups, then save the predictions.
+
+Memory follows the chunk size, not the data size: a chunk reads only its own row groups.
+Each chunk also returns its 10x10 confusion counts, which simply add up, so the chunks
+can run anywhere (threads, processes, Dask workers) and be combined in any order.
+`predict_chunk` takes paths and arrays only and touches no shared state.
+"""
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from fashionnet import atomic
+from fashionnet.dataset import SplitFile, read_row_groups
+from fashionnet.errors import FashionnetError
+from fashionnet.metrics import confusion_matrix
+from fashionnet.two_layer_net import predict
+
+log = logging.getLogger(__name__)
+
+PREDICTIONS_SCHEMA = pa.schema(
+    [
+        ("index", pa.int32()),
+        ("label", pa.uint8()),
+        ("predicted", pa.uint8()),
+        ("confidence", pa.float32()),
+    ]
+)
+
+
+def plan_chunks(split: SplitFile, chunk_rows: int) -> list[range]:
+    """Consecutive ranges of row-group indices, each about `chunk_rows` rows.
+
+    Row groups are never split: a chunk gathers row groups while they fit within
+    `chunk_rows`, and holds at least one even if that one alone is larger.
+    """
+    if chunk_rows < 1:
+        raise FashionnetError(f"chunk_size must be at least 1 row, got {chunk_rows}")
+    chunks = []
+    start, rows = 0, 0
+    for group, group_rows in enumerate(split.row_group_rows):
+        if group > start and rows + group_rows > chunk_rows:
+            chunks.append(range(start, group))
+            start, rows = group, 0
+        rows += group_rows
+    if start < len(split.row_group_rows):
+        chunks.append(range(start, len(split.row_group_rows)))
+    return chunks
+
+
+@dataclass
+class ChunkPrediction:
+    index: np.ndarray  # int32 (n,), the rows' positions in their split
+    label: np.ndarray  # uint8 (n,)
+    predicted: np.ndarray  # uint8 (n,), the most probable class
+    confidence: np.ndarray  # float32 (n,), the probability of the predicted class
+    confusion: np.ndarray  # int64 (10, 10), rows true class, columns predicted
+
+
+def predict_chunk(
+    params: Mapping[str, np.ndarray], parquet_path: Path, row_groups: range
+) -> ChunkPrediction:
+    """Read the row groups `row_groups` of a split and predict them in one call."""
+    batch = read_row_groups(parquet_path, row_groups)
+    probabilities = predict(params, batch.x)
+    predicted = probabilities.argmax(axis=1).astype(np.uint8)
+    return ChunkPrediction(
+        index=batch.index,
+        label=batch.label,
+        predicted=predicted,
+        confidence=probabilities.max(axis=1).astype(np.float32),
+        confusion=confusion_matrix(batch.label, predicted),
+    )
+
+
+def total_confusion(chunks: Sequence[ChunkPrediction]) -> np.ndarray:
+    """The confusion counts of a whole split: the sum over its chunks."""
+    return np.sum([chunk.confusion for chunk in chunks], axis=0, dtype=np.int64)
+
+
+def write_predictions(
+    path: Path, chunks: Sequence[ChunkPrediction], *, metadata: Mapping[str, str]
+) -> None:
+    """Write the chunks in order as one Parquet file (a row group per chunk), atomically.
+
+    `metadata` (e.g. `fashionnet.model_id`, `fashionnet.sources`) goes into the schema
+    metadata, where `predictions_up_to_date` finds it again.
+    """
+    schema = PREDICTIONS_SCHEMA.with_metadata({key: str(value) for key, value in metadata.items()})
+    with atomic.atomic_path(path) as tmp, pq.ParquetWriter(tmp, schema) as writer:
+        for chunk in chunks:
+            columns = [chunk.index, chunk.label, chunk.predicted, chunk.confidence]
+            writer.write_table(pa.Table.from_arrays(columns, schema=schema))
+    log.info("wrote %d prediction chunks to %s", len(chunks), path)
+
+
+def predictions_up_to_date(path: Path, metadata: Mapping[str, str]) -> bool:
+    """Whether `path` exists and was written with exactly these metadata values."""
+    try:
+        stored = pq.read_schema(path).metadata or {}
+    except FileNotFoundError:
+        return False
+    except (pa.ArrowException, OSError) as error:
+        log.warning("%s is unreadable (%s); it will be rewritten", path, error)
+        return False
+    return all(stored.get(key.encode()) == str(value).encode() for key, value in metadata.items())
+
+
+def read_predictions(path: Path) -> pd.DataFrame:
+    """The predictions of one split: columns index, label, predicted, confidence."""
+    if not Path(path).is_file():
+        raise FashionnetError(f"{path} is missing; run the predict stage first")
+    return pq.read_table(path, columns=PREDICTIONS_SCHEMA.names).to_pandas()

@@ -1,0 +1,61 @@
+"""Reports in the terminal (rich): one run's figures, or the list of past runs.
+
+The tables show the same text as report.md (`report_markdown.overall_rows`, `per_class_rows`),
+read from the run folder's CSVs, so the terminal and the file never disagree.
+"""
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from fashionnet.report_markdown import REPORT_NAME, overall_rows, per_class_rows
+from fashionnet.reports import read_history, read_overall, read_per_class
+
+
+def text_table(
+    title: str, header: list[str], rows: list[list[str]], *, text_columns: int = 1
+) -> Table:
+    """A rich table: the first `text_columns` columns are text, the rest right-aligned numbers.
+
+    Narrow terminals fold long cells (ids, times) rather than cut them short.
+    """
+    table = Table(title=title, title_justify="left")
+    for position, name in enumerate(header):
+        if position < text_columns:
+            table.add_column(name, overflow="fold")
+        else:
+            table.add_column(name, justify="right", no_wrap=True)
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def render_report(run_dir: Path, console: Console | None = None) -> None:
+    """Print a run's headline figures (accuracy per split) and its per-class table."""
+    console = console or Console()
+    run_dir = Path(run_dir)
+    overall = read_overall(run_dir)
+    # `latest` is a symlink: show the run it points at.
+    console.print(f"[bold]Run {run_dir.resolve().name}[/bold]  model {overall['model_id'].iloc[0]}")
+    console.print(text_table("Accuracy", *overall_rows(overall)))
+    console.print(text_table("Per class", *per_class_rows(read_per_class(run_dir))))
+    if (run_dir / REPORT_NAME).is_file():
+        console.print(f"Figures and details: {run_dir / REPORT_NAME}")
+
+
+def render_runs(history_csv: Path, console: Console | None = None) -> None:
+    """Print past runs from history.csv, oldest first, with their accuracy per split."""
+    console = console or Console()
+    history = read_history(history_csv)
+    if history.empty:
+        console.print(f"No runs yet ({history_csv} is empty or missing): run `fashionnet run`.")
+        return
+    splits = list(history["split"].unique())
+    header = ["finished at", "run id", "model id", *(f"{split} accuracy" for split in splits)]
+    rows = []
+    for run_id, run in history.groupby("run_id", sort=False):
+        accuracy = dict(zip(run["split"], run["accuracy"], strict=True))
+        cells = [f"{accuracy[split]:.2%}" if split in accuracy else "-" for split in splits]
+        rows.append([run["finished_at"].iloc[0], run_id, run["model_id"].iloc[0], *cells])
+    console.print(text_table("Runs", header, rows, text_columns=3))

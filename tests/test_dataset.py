@@ -1,0 +1,137 @@
+"""dataset: prepared Parquet back to NumPy, with the file checked before it is trusted."""
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from fashionnet.dataset import SCHEMA, open_split, read_row_groups, read_split
+from fashionnet.errors import FashionnetError
+from fashionnet.prepare import write_split
+
+SOURCES = {"images.gz": "ab" * 32, "labels.gz": "cd" * 32}
+
+
+@pytest.fixture
+def split(tmp_path):
+    """A prepared split of 25 rows in row groups of 10: (path, images, labels)."""
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, size=(25, 28, 28), dtype=np.uint8)
+    labels = rng.integers(0, 10, size=25, dtype=np.uint8)
+    path = tmp_path / "split.parquet"
+    write_split(images, labels, path, sources=SOURCES, row_group_size=10)
+    return path, images, labels
+
+
+def scaled(images):
+    return (images.reshape(len(images), 784) / 255).astype(np.float32)
+
+
+def test_open_split_describes_the_file(split):
+    path, _, _ = split
+    opened = open_split(path)
+    assert opened.path == path
+    assert opened.num_rows == 25
+    assert opened.row_group_rows == (10, 10, 5)
+    assert opened.num_row_groups == 3
+    assert opened.sources == SOURCES
+
+
+def test_read_row_groups_returns_those_rows_in_order(split):
+    path, images, labels = split
+    batch = read_row_groups(path, [2, 0])
+    rows = np.r_[20:25, 0:10]
+    assert batch.index.dtype == np.int32 and batch.index.tolist() == rows.tolist()
+    assert batch.label.dtype == np.uint8
+    np.testing.assert_array_equal(batch.label, labels[rows])
+    assert batch.x.dtype == np.float32 and batch.x.shape == (15, 784)
+    assert batch.x.flags.c_contiguous
+    np.testing.assert_array_equal(batch.x, scaled(images)[rows])
+
+
+def test_read_row_groups_of_none_is_empty(split):
+    batch = read_row_groups(split[0], [])
+    assert batch.x.shape == (0, 784) and batch.label.shape == (0,)
+
+
+def test_read_split_reads_everything(split):
+    path, images, labels = split
+    batch = read_split(path)
+    assert batch.index.tolist() == list(range(25))
+    np.testing.assert_array_equal(batch.label, labels)
+    np.testing.assert_array_equal(batch.x, scaled(images))
+
+
+def write_parquet(path, columns, schema, metadata):
+    table = pa.Table.from_arrays(columns, schema=schema.with_metadata(metadata))
+    pq.write_table(table, path)
+
+
+def valid_columns(n):
+    pixels = pa.FixedSizeListArray.from_arrays(pa.array(np.zeros(n * 784, np.float32)), 784)
+    return [pa.array(np.arange(n, dtype=np.int32)), pa.array(np.zeros(n, np.uint8)), pixels]
+
+
+def metadata(rows):
+    return {"fashionnet.rows": str(rows), "fashionnet.sources": json.dumps(SOURCES)}
+
+
+def expect_error(path, *words):
+    for read in (open_split, read_split):
+        with pytest.raises(FashionnetError) as caught:
+            read(path)
+        message = str(caught.value)
+        assert str(path) in message
+        for word in words:
+            assert word in message
+
+
+def test_missing_file(tmp_path):
+    expect_error(tmp_path / "train.parquet", "run prepare")
+
+
+def test_not_parquet(tmp_path):
+    path = tmp_path / "train.parquet"
+    path.write_text("index,label\n0,1\n")
+    expect_error(path, "not a readable Parquet file", "delete it")
+
+
+def test_truncated_parquet(split):
+    path = split[0]
+    path.write_bytes(path.read_bytes()[:-50])
+    expect_error(path, "not a readable Parquet file")
+
+
+VARIABLE_LIST = pa.list_(pa.float32())
+
+
+@pytest.mark.parametrize(
+    "position, field, column",
+    [
+        (0, pa.field("index", pa.int64()), pa.array(np.arange(3))),
+        (2, pa.field("pixels", VARIABLE_LIST), pa.array([[0.0] * 784] * 3, VARIABLE_LIST)),
+        (2, pa.field("pixel", pa.list_(pa.float32(), 784)), None),
+    ],
+    ids=["index int64", "pixels variable list", "column renamed"],
+)
+def test_wrong_schema(tmp_path, position, field, column):
+    columns = valid_columns(3)
+    if column is not None:
+        columns[position] = column
+    path = tmp_path / "train.parquet"
+    write_parquet(path, columns, SCHEMA.set(position, field), metadata(3))
+    expect_error(path, "expected (index: int32", "delete it")
+
+
+def test_wrong_row_count(tmp_path):
+    path = tmp_path / "train.parquet"
+    write_parquet(path, valid_columns(3), SCHEMA, metadata(4))
+    expect_error(path, "has 3 rows but was written with 4")
+
+
+def test_missing_metadata(tmp_path):
+    path = tmp_path / "train.parquet"
+    write_parquet(path, valid_columns(3), SCHEMA, {})
+    expect_error(path, "metadata")

@@ -1,0 +1,127 @@
+"""The whole pipeline under Prefect, on a small synthetic dataset and on the real one."""
+
+import json
+import os
+
+import pandas as pd
+import pytest
+from synthetic import write_synthetic_raw
+
+from fashionnet.fashion_mnist import CLASS_NAMES
+from fashionnet.layout import Layout
+
+pytestmark = pytest.mark.prefect
+
+SMALL = dict(
+    verify_checksums=False,
+    row_group_size=100,
+    chunk_size=200,
+    hidden_size=32,
+    epochs=3,
+    batch_size=50,
+)
+
+
+@pytest.fixture(scope="module")
+def synthetic_raw(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("raw")
+    write_synthetic_raw(folder, n_train=600, n_test=250, seed=1)
+    return folder
+
+
+def run_pipeline(project, raw, **options):
+    from flows.pipeline import fashionnet_pipeline
+
+    return fashionnet_pipeline(raw_dir=str(raw), project_dir=str(project), **{**SMALL, **options})
+
+
+def read_csvs(run_dir):
+    return {p.name: p.read_bytes() for p in sorted(run_dir.glob("*.csv"))}
+
+
+def test_pipeline_writes_reports_and_skips_up_to_date_stages(
+    prefect_harness, synthetic_raw, tmp_path
+):
+    layout = Layout(tmp_path)
+    first = run_pipeline(tmp_path, synthetic_raw)
+
+    run_dir = layout.runs_dir / first["run_id"]
+    assert layout.latest_link.resolve() == run_dir.resolve()
+    overall = pd.read_csv(run_dir / "overall.csv")
+    assert list(overall["split"]) == ["train", "test"]
+    assert list(overall["samples"]) == [600, 250]
+    assert overall["accuracy"].min() > 0.5, "a trained net learns the synthetic classes"
+    assert set(overall["model_id"]) == {first["model_id"]}
+
+    per_class = pd.read_csv(run_dir / "per_class.csv")
+    assert len(per_class) == 20
+    assert list(per_class["class_name"][:10]) == list(CLASS_NAMES)
+    for split, samples in (("train", 600), ("test", 250)):
+        confusion = pd.read_csv(run_dir / f"confusion_{split}.csv", index_col=0)
+        assert confusion.shape == (10, 10)
+        assert list(confusion.columns) == list(CLASS_NAMES)
+        assert confusion.to_numpy().sum() == samples
+        correct = overall.set_index("split").loc[split, "correct"]
+        assert confusion.to_numpy().trace() == correct
+
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["model"]["model_id"] == first["model_id"]
+    assert set(manifest["data"]["sha256"]) == {"train", "test"}
+    predictions = pd.read_parquet(layout.predictions("test"))
+    assert len(predictions) == 250
+    assert (run_dir / "learning_curve.csv").is_file()
+
+    outputs = [layout.parquet("train"), layout.predictions("test")]
+    weights = list(layout.models_dir.glob("*/weights.npz"))
+    mtimes = [os.stat(p).st_mtime_ns for p in outputs + weights]
+
+    second = run_pipeline(tmp_path, synthetic_raw)
+
+    assert second["run_id"] != first["run_id"]
+    assert [os.stat(p).st_mtime_ns for p in outputs + weights] == mtimes, (
+        "up-to-date stages skipped"
+    )
+    assert read_csvs(layout.runs_dir / second["run_id"]) == read_csvs(run_dir)
+    assert layout.latest_link.resolve() == (layout.runs_dir / second["run_id"]).resolve()
+    history = pd.read_csv(layout.history_csv)
+    assert list(history["run_id"]) == [first["run_id"]] * 2 + [second["run_id"]] * 2
+    assert list(history.columns) == [
+        "finished_at",
+        "run_id",
+        "split",
+        "samples",
+        "accuracy",
+        "model_id",
+        "data_sha256",
+    ]
+
+
+def test_random_init_is_near_chance(prefect_harness, synthetic_raw, tmp_path):
+    summary = run_pipeline(tmp_path, synthetic_raw, init="random")
+    assert summary["accuracy"]["test"] < 0.3
+    manifest = json.loads((tmp_path / "reports" / "latest" / "manifest.json").read_text())
+    assert "untrained" in manifest["model"]["origin"]
+
+
+def test_given_weights_file_is_used(prefect_harness, synthetic_raw, tmp_path):
+    trained = run_pipeline(tmp_path, synthetic_raw)
+    weights = next((tmp_path / "models").glob("*/weights.npz"))
+    again = run_pipeline(tmp_path / "other", synthetic_raw, weights=str(weights))
+    assert again["model_id"] == trained["model_id"]
+    assert again["accuracy"] == trained["accuracy"]
+
+
+@pytest.mark.realdata
+def test_real_data_default_run(prefect_harness, real_raw_dir, tmp_path):
+    from flows.pipeline import fashionnet_pipeline
+
+    summary = fashionnet_pipeline(raw_dir=str(real_raw_dir), project_dir=str(tmp_path))
+
+    run_dir = tmp_path / "reports" / "latest"
+    overall = pd.read_csv(run_dir / "overall.csv").set_index("split")
+    assert overall.loc["test", "accuracy"] >= 0.88
+    assert summary["accuracy"]["test"] == pytest.approx(overall.loc["test", "accuracy"], abs=1e-6)
+    assert len(pd.read_csv(run_dir / "per_class.csv")) == 20
+    for split, samples in (("train", 60_000), ("test", 10_000)):
+        confusion = pd.read_csv(run_dir / f"confusion_{split}.csv", index_col=0)
+        assert confusion.to_numpy().sum() == samples

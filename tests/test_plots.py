@@ -1,0 +1,202 @@
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib.image
+import numpy as np
+import pandas as pd
+import pytest
+from report_fixtures import LEARNING_CURVE_CSV, make_images, make_predictions, make_run
+
+from fashionnet import plots
+from fashionnet.fashion_mnist import CLASS_NAMES
+from fashionnet.reports import read_confusion, read_overall, read_per_class
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def assert_png(path: Path, min_width: int = 400, min_height: int = 300) -> None:
+    data = path.read_bytes()
+    assert data.startswith(PNG_MAGIC), path
+    assert len(data) > 5_000, path
+    height, width, _ = matplotlib.image.imread(path).shape
+    assert min_width <= width <= 3000 and min_height <= height <= 3000, (width, height)
+
+
+@pytest.fixture
+def drawn(monkeypatch) -> list:
+    """Figures passed to save_png, captured so tests can read the data drawn in them."""
+    figures = []
+    real_save = plots.save_png
+
+    def capture(figure, path):
+        figures.append(figure)
+        real_save(figure, path)
+
+    monkeypatch.setattr(plots, "save_png", capture)
+    return figures
+
+
+def test_most_confident_errors_hand_example():
+    labels = np.array([0, 1, 2, 3, 4, 5])
+    predicted = np.array([0, 2, 2, 0, 1, 4])
+    confidence = np.array([0.99, 0.5, 0.98, 0.7, 0.7, 0.9], dtype=np.float32)
+    # wrong: positions 1 (0.5), 3 (0.7), 4 (0.7), 5 (0.9); ties keep row order
+    np.testing.assert_array_equal(
+        plots.most_confident_errors(labels, predicted, confidence, 3), [5, 3, 4]
+    )
+    np.testing.assert_array_equal(
+        plots.most_confident_errors(labels, predicted, confidence, 10), [5, 3, 4, 1]
+    )
+    assert len(plots.most_confident_errors(labels, labels, confidence, 5)) == 0
+
+
+def test_sample_positions_takes_the_first_of_each_class():
+    labels = np.array([3, 0, 3, 3, 1, 0, 3])
+    positions = plots.sample_positions(labels, 2)
+    assert len(positions) == 10
+    assert [p.tolist() for p in positions[:4]] == [[1, 5], [4], [], [0, 2]]
+
+
+def test_plot_confusion_draws_the_counts(tmp_path, drawn):
+    run_dir = make_run(tmp_path)
+    confusion = read_confusion(run_dir, "test")
+    path = tmp_path / "confusion.png"
+    plots.plot_confusion(confusion, path, title="Confusion matrix (test)")
+    assert_png(path, min_width=700, min_height=600)
+    ax = drawn[0].axes[0]
+    np.testing.assert_array_equal(ax.images[0].get_array(), confusion)
+    assert [t.get_text() for t in ax.texts] == [str(c) for c in confusion.ravel()]
+    assert [t.get_text() for t in ax.get_xticklabels()] == list(CLASS_NAMES)
+    assert [t.get_text() for t in ax.get_yticklabels()] == list(CLASS_NAMES)
+    assert ax.get_title() == "Confusion matrix (test)"
+    assert ax.get_xlabel() == "predicted class" and ax.get_ylabel() == "true class"
+
+
+def test_plot_per_class_accuracy_draws_the_csv_numbers(tmp_path, drawn):
+    run_dir = make_run(tmp_path)
+    per_class, overall = read_per_class(run_dir), read_overall(run_dir)
+    path = tmp_path / "per_class.png"
+    plots.plot_per_class_accuracy(per_class, overall, path)
+    assert_png(path)
+    ax = drawn[0].axes[0]
+    heights = [bar.get_height() for bar in ax.patches]
+    # train bars then test bars, each in label order: exactly per_class.csv's accuracy column
+    np.testing.assert_allclose(heights, per_class["accuracy"], atol=1e-12)
+    lines = [line.get_ydata()[0] for line in ax.get_lines()]
+    np.testing.assert_allclose(lines, overall["accuracy"])
+    labels = [text.get_text() for text in drawn[0].legends[0].get_texts()]
+    assert "train per class" in labels and "test per class" in labels
+
+
+def test_plot_learning_curve_draws_loss_and_both_accuracies(tmp_path, drawn):
+    curve = pd.read_csv(io.StringIO(LEARNING_CURVE_CSV))
+    path = tmp_path / "curve.png"
+    plots.plot_learning_curve(curve, path)
+    assert_png(path)
+    loss_ax, accuracy_ax = drawn[0].axes
+    np.testing.assert_allclose(loss_ax.get_lines()[0].get_ydata(), curve["loss"])
+    train, test = accuracy_ax.get_lines()
+    np.testing.assert_allclose(train.get_ydata(), curve["train_accuracy"])
+    np.testing.assert_allclose(test.get_ydata(), curve["test_accuracy"])
+
+
+def test_plot_learning_curve_without_test_accuracy_has_one_line(tmp_path, drawn):
+    curve = pd.read_csv(io.StringIO(LEARNING_CURVE_CSV))
+    curve["test_accuracy"] = np.nan  # as read from a curve trained without a test set
+    plots.plot_learning_curve(curve, tmp_path / "curve.png")
+    assert len(drawn[0].axes[1].get_lines()) == 1
+
+
+def test_plot_misclassified_shows_the_most_confident_errors(tmp_path, drawn):
+    predictions = make_predictions(200, 2)
+    images = make_images(200, 3)
+    columns = [predictions[c].to_numpy() for c in ("label", "predicted", "confidence")]
+    path = tmp_path / "wrong.png"
+    plots.plot_misclassified(images, *columns, path, k=12)
+    assert_png(path, min_width=800, min_height=500)
+    expected = plots.most_confident_errors(*columns, 12)
+    shown = [ax for ax in drawn[0].axes if ax.images]
+    assert len(shown) == 12
+    for ax, position in zip(shown, expected, strict=True):
+        np.testing.assert_array_equal(ax.images[0].get_array(), images[position].reshape(28, 28))
+        label, predicted = predictions.loc[position, ["label", "predicted"]]
+        assert f"true: {CLASS_NAMES[label]}" in ax.get_title()
+        assert f"pred: {CLASS_NAMES[predicted]}" in ax.get_title()
+
+
+def test_plot_misclassified_without_errors_still_writes_a_figure(tmp_path, drawn):
+    labels = np.arange(10) % 10
+    plots.plot_misclassified(make_images(10, 0), labels, labels, np.ones(10), tmp_path / "w.png")
+    assert_png(tmp_path / "w.png", min_height=200)
+    assert "no misclassified images" in drawn[0].axes[0].texts[0].get_text()
+
+
+def test_plot_samples_one_row_per_class(tmp_path, drawn):
+    predictions = make_predictions(200, 2)
+    images = make_images(200, 3)
+    labels = predictions["label"].to_numpy()
+    plots.plot_samples(images, labels, tmp_path / "samples.png", per_class=4)
+    assert_png(tmp_path / "samples.png", min_width=400, min_height=1000)
+    axes = np.array(drawn[0].axes).reshape(10, 4)
+    for label, row in enumerate(axes):
+        assert row[0].texts[0].get_text() == CLASS_NAMES[label]
+        first = plots.sample_positions(labels, 4)[label]
+        shown = [ax.images[0].get_array() for ax in row if ax.images]
+        np.testing.assert_array_equal(shown, images[first].reshape(-1, 28, 28))
+
+
+def test_write_run_figures_draws_every_supported_figure(tmp_path):
+    predictions = make_predictions(200, 2)
+    images = make_images(200, 3)
+    written = []
+
+    def finish(folder: Path) -> None:
+        # reversed rows: the grids must match images by the `index` column, not by position
+        shuffled = predictions.iloc[::-1].reset_index(drop=True)
+        written.extend(
+            plots.write_run_figures(folder, test_images=images, test_predictions=shuffled)
+        )
+
+    run_dir = make_run(tmp_path, finish=finish)
+    names = sorted(path.name for path in written)
+    assert names == [
+        "confusion_test.png",
+        "confusion_train.png",
+        "learning_curve.png",
+        "misclassified_test.png",
+        "per_class_accuracy.png",
+        "samples.png",
+    ]
+    for name in names:
+        assert_png(run_dir / name)
+    assert not [p for p in run_dir.iterdir() if p.name.startswith(".")]  # no temporaries
+
+
+def test_write_run_figures_skips_what_it_has_no_data_for(tmp_path):
+    run_dir = make_run(tmp_path, with_curve=False)
+    written = plots.write_run_figures(run_dir)
+    assert sorted(p.name for p in written) == [
+        "confusion_test.png",
+        "confusion_train.png",
+        "per_class_accuracy.png",
+    ]
+
+
+def test_plots_never_touch_pyplot(tmp_path):
+    code = (
+        "import sys, numpy as np\n"
+        "from fashionnet import plots\n"
+        "plots.plot_confusion(np.eye(10, dtype=np.int64), sys.argv[1])\n"
+        "import matplotlib\n"
+        "print('matplotlib.pyplot' in sys.modules, matplotlib.get_backend())\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "eye.png")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.lower().split() == ["false", "agg"]
+    assert_png(tmp_path / "eye.png")

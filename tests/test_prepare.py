@@ -1,0 +1,165 @@
+"""prepare: raw arrays -> Parquet as specified, one row group at a time, skipped if current."""
+
+import json
+import logging
+import os
+import tracemalloc
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from fashionnet import prepare
+from fashionnet.fashion_mnist import SPLITS
+from fashionnet.fetch import sha256_file
+from fashionnet.idx import write_idx
+from fashionnet.prepare import is_up_to_date, prepare_split, write_split
+
+SOURCES = {"b-labels.gz": "22" * 32, "a-images.gz": "11" * 32}
+
+
+def make_split(n, seed=0):
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+    images.flat[:256] = np.arange(256)  # every pixel value appears
+    return images, rng.integers(0, 10, size=n, dtype=np.uint8)
+
+
+@pytest.fixture
+def raw(tmp_path):
+    """A small split as IDX files: (images path, labels path, images, labels)."""
+    images, labels = make_split(25)
+    write_idx(tmp_path / "images.gz", images)
+    write_idx(tmp_path / "labels.gz", labels)
+    return tmp_path / "images.gz", tmp_path / "labels.gz", images, labels
+
+
+def test_write_split_schema_values_and_metadata(tmp_path):
+    images, labels = make_split(25)
+    out = tmp_path / "split.parquet"
+    write_split(images, labels, out, sources=SOURCES, row_group_size=10)
+
+    parquet = pq.ParquetFile(out)
+    schema = parquet.schema_arrow
+    assert schema.names == ["index", "label", "pixels"]
+    assert schema.field("index").type == pa.int32()
+    assert schema.field("label").type == pa.uint8()
+    assert schema.field("pixels").type == pa.list_(pa.float32(), 784)
+    assert isinstance(schema.field("pixels").type, pa.FixedSizeListType)
+    metadata = {k.decode(): v.decode() for k, v in schema.metadata.items()}
+    assert metadata["fashionnet.sources"] == json.dumps(dict(sorted(SOURCES.items())))
+    assert metadata["fashionnet.rows"] == "25"
+    assert metadata["fashionnet.row_group_size"] == "10"
+    assert metadata["fashionnet.format"] == "1"
+    assert [parquet.metadata.row_group(i).num_rows for i in range(3)] == [10, 10, 5]
+
+    table = parquet.read()
+    assert table.column("index").to_pylist() == list(range(25))
+    np.testing.assert_array_equal(table.column("label").to_numpy(), labels)
+    pixels = np.array(table.column("pixels").combine_chunks().flatten()).reshape(25, 28, 28)
+    assert pixels.dtype == np.float32
+    np.testing.assert_array_equal(pixels, (images / 255).astype(np.float32))
+    assert os.listdir(tmp_path) == ["split.parquet"]  # no temporary left
+
+
+def test_write_split_converts_one_row_group_at_a_time(tmp_path):
+    images, labels = make_split(4000)
+    whole_as_float32 = images.size * 4
+    tracemalloc.start()  # NumPy reports its array allocations to tracemalloc
+    try:
+        write_split(images, labels, tmp_path / "split.parquet", sources=SOURCES, row_group_size=400)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < whole_as_float32 / 4
+
+
+def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
+    images, labels = make_split(30)
+    calls = []
+
+    def fail_on_second_group(*args):
+        calls.append(args)
+        if len(calls) == 2:
+            raise RuntimeError("disk full")
+        return original(*args)
+
+    original = prepare._row_group
+    monkeypatch.setattr(prepare, "_row_group", fail_on_second_group)
+    with pytest.raises(RuntimeError):
+        write_split(images, labels, tmp_path / "split.parquet", sources=SOURCES, row_group_size=10)
+    assert os.listdir(tmp_path) == []
+
+
+def test_write_split_refuses_mismatched_lengths(tmp_path):
+    images, labels = make_split(5)
+    with pytest.raises(ValueError):
+        write_split(images, labels[:4], tmp_path / "split.parquet", sources=SOURCES)
+
+
+def test_prepare_split_then_skip_when_up_to_date(raw, tmp_path, caplog):
+    images_path, labels_path, _, _ = raw
+    out = tmp_path / "out" / "split.parquet"
+    assert not is_up_to_date(out, SOURCES, 10)
+    with caplog.at_level(logging.INFO, logger="fashionnet.prepare"):
+        first = prepare_split(images_path, labels_path, out, sources=SOURCES, row_group_size=10)
+    assert (first.path, first.rows, first.skipped) == (out, 25, False)
+    assert "25 rows" in caplog.text
+    assert is_up_to_date(out, SOURCES, 10)
+    written = out.stat().st_mtime_ns
+
+    again = prepare_split(images_path, labels_path, out, sources=SOURCES, row_group_size=10)
+    assert (again.rows, again.skipped) == (25, True)
+    assert out.stat().st_mtime_ns == written
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"sources": {**SOURCES, "a-images.gz": "33" * 32}},
+        {"sources": {"a-images.gz": "11" * 32}},
+        {"row_group_size": 7},
+    ],
+    ids=["source changed", "source dropped", "row group size"],
+)
+def test_prepare_split_rewrites_when_inputs_change(raw, tmp_path, change):
+    images_path, labels_path, _, _ = raw
+    out = tmp_path / "split.parquet"
+    prepare_split(images_path, labels_path, out, sources=SOURCES, row_group_size=10)
+    options = {"sources": SOURCES, "row_group_size": 10, **change}
+    assert not is_up_to_date(out, **options)
+    result = prepare_split(images_path, labels_path, out, **options)
+    assert not result.skipped
+    assert is_up_to_date(out, **options)
+    assert json.loads(pq.read_schema(out).metadata[b"fashionnet.sources"]) == options["sources"]
+
+
+def test_prepare_split_rewrites_a_damaged_file(raw, tmp_path):
+    images_path, labels_path, _, _ = raw
+    out = tmp_path / "split.parquet"
+    prepare_split(images_path, labels_path, out, sources=SOURCES, row_group_size=10)
+    out.write_bytes(out.read_bytes()[:100])
+    assert not is_up_to_date(out, SOURCES, 10)
+    assert not prepare_split(images_path, labels_path, out, sources=SOURCES).skipped
+    assert pq.ParquetFile(out).metadata.num_rows == 25
+
+
+@pytest.mark.realdata
+def test_prepare_real_data(real_raw_dir, tmp_path):
+    from fashionnet.dataset import read_split
+
+    expected = {
+        "train": (60_000, [9, 0, 0, 3, 0, 2, 7, 2, 5, 5]),
+        "test": (10_000, [9, 2, 1, 1, 6, 1, 4, 6, 5, 7]),
+    }
+    for split, (rows, first_labels) in expected.items():
+        paths = [real_raw_dir / name for name in SPLITS[split]]
+        sources = {path.name: sha256_file(path) for path in paths}
+        result = prepare_split(*paths, tmp_path / f"{split}.parquet", sources=sources)
+        assert result.rows == rows
+        batch = read_split(result.path)
+        assert batch.x.shape == (rows, 784)
+        assert batch.label[:10].tolist() == first_labels
+        if split == "train":
+            assert batch.x.mean(dtype=np.float64) == pytest.approx(72.94 / 255, abs=1e-4)

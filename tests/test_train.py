@@ -1,0 +1,191 @@
+"""Training: it learns, it is reproducible to the bit, and it refuses bad options clearly."""
+
+import dataclasses
+import logging
+import math
+
+import numpy as np
+import pytest
+
+from fashionnet.errors import FashionnetError
+from fashionnet.train import (
+    BOOK_CONFIG,
+    DEFAULT_CONFIG,
+    TrainConfig,
+    scheduled_learning_rate,
+    train,
+    write_learning_curve,
+)
+
+SMALL = TrainConfig(hidden_size=16, epochs=6, batch_size=32, learning_rate=0.01)
+
+
+def blobs(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Four well-separated Gaussian clusters in 20 dimensions (the same centres for every seed)."""
+    centres = np.random.default_rng(99).standard_normal((4, 20)) * 2
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 4, n)
+    x = centres[labels] + rng.standard_normal((n, 20))
+    return x.astype(np.float32), labels
+
+
+@pytest.fixture(scope="module")
+def data():
+    return (*blobs(500, 0), *blobs(200, 1))
+
+
+def same_params(a: dict, b: dict) -> bool:
+    return all(np.array_equal(a[name], b[name]) for name in ("W1", "b1", "W2", "b2"))
+
+
+def test_training_lowers_the_loss_and_learns(data):
+    x_train, t_train, x_test, t_test = data
+    result = train(SMALL, x_train, t_train, x_test, t_test)
+    assert [record.epoch for record in result.curve] == list(range(1, 7))
+    assert result.curve[-1].loss < 0.5 * result.curve[0].loss
+    assert result.curve[-1].test_accuracy > 0.95
+    assert result.curve[-1].train_accuracy > 0.95
+    assert all(value.dtype == np.float32 for value in result.params.values())
+    assert result.seconds >= sum(record.seconds for record in result.curve) * 0.99
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
+@pytest.mark.parametrize("schedule", ["constant", "cosine", "step"])
+def test_every_optimizer_and_schedule_learns(data, optimizer, schedule):
+    x_train, t_train, x_test, t_test = data
+    lr = {"sgd": 0.1, "momentum": 0.02, "adam": 0.01}[optimizer]
+    config = dataclasses.replace(SMALL, optimizer=optimizer, lr_schedule=schedule, learning_rate=lr)
+    result = train(config, x_train, t_train, x_test, t_test)
+    assert result.curve[-1].test_accuracy > 0.9
+
+
+def test_book_recipe_learns(data):
+    x_train, t_train, x_test, t_test = data
+    config = dataclasses.replace(BOOK_CONFIG, hidden_size=16, epochs=10, batch_size=20)
+    result = train(config, x_train, t_train, x_test, t_test)
+    assert result.curve[-1].loss < 0.5 * result.curve[0].loss
+
+
+def test_same_seed_gives_identical_weights_and_curve(data, tmp_path):
+    x_train, t_train, _, _ = data
+    first, second = (train(SMALL, x_train, t_train) for _ in range(2))
+    assert same_params(first.params, second.params)
+    write_learning_curve(tmp_path / "a.csv", first.curve)
+    write_learning_curve(tmp_path / "b.csv", second.curve)
+    assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
+
+
+def test_different_seeds_give_different_weights(data):
+    x_train, t_train, _, _ = data
+    first = train(SMALL, x_train, t_train)
+    other = train(dataclasses.replace(SMALL, seed=1), x_train, t_train)
+    assert not same_params(first.params, other.params)
+
+
+def test_one_hot_labels_train_like_indices(data):
+    x_train, t_train, _, _ = data
+    with_indices = train(SMALL, x_train, t_train)
+    with_one_hot = train(SMALL, x_train, np.eye(10)[t_train])
+    assert same_params(with_indices.params, with_one_hot.params)
+
+
+def test_weight_decay_shrinks_the_weights(data):
+    x_train, t_train, _, _ = data
+    plain = train(SMALL, x_train, t_train).params
+    decayed = train(dataclasses.replace(SMALL, weight_decay=0.1), x_train, t_train).params
+    for name in ("W1", "W2"):
+        assert np.linalg.norm(decayed[name]) < 0.8 * np.linalg.norm(plain[name])
+
+
+def test_without_a_test_set_test_accuracy_is_none(data, tmp_path):
+    x_train, t_train, _, _ = data
+    result = train(dataclasses.replace(SMALL, epochs=2), x_train, t_train)
+    assert [record.test_accuracy for record in result.curve] == [None, None]
+    write_learning_curve(tmp_path / "curve.csv", result.curve)
+    rows = (tmp_path / "curve.csv").read_text().splitlines()
+    assert rows[1].split(",")[3] == ""
+
+
+def test_on_epoch_and_one_log_line_per_epoch(data, caplog):
+    x_train, t_train, x_test, t_test = data
+    seen = []
+    with caplog.at_level(logging.INFO, logger="fashionnet.train"):
+        result = train(SMALL, x_train, t_train, x_test, t_test, on_epoch=seen.append)
+    assert seen == result.curve
+    lines = [r.getMessage() for r in caplog.records if r.name == "fashionnet.train"]
+    assert len(lines) == SMALL.epochs
+    assert lines[0].startswith("epoch 1/6: loss ")
+    assert "test accuracy" in lines[0] and lines[0].endswith(" s")
+
+
+def test_learning_curve_csv(tmp_path, data):
+    x_train, t_train, x_test, t_test = data
+    result = train(dataclasses.replace(SMALL, epochs=2), x_train, t_train, x_test, t_test)
+    path = tmp_path / "curves" / "learning_curve.csv"
+    write_learning_curve(path, result.curve)
+    rows = [row.split(",") for row in path.read_text().splitlines()]
+    assert rows[0] == ["epoch", "loss", "train_accuracy", "test_accuracy", "learning_rate"]
+    assert [row[0] for row in rows[1:]] == ["1", "2"]
+    first = result.curve[0]
+    assert rows[1][1:4] == [
+        f"{first.loss:.6f}",
+        f"{first.train_accuracy:.6f}",
+        f"{first.test_accuracy:.6f}",
+    ]
+    assert float(rows[1][4]) == SMALL.learning_rate
+
+
+@pytest.mark.parametrize(
+    ("schedule", "expected"),
+    [
+        ("constant", [1.0, 1.0, 1.0, 1.0]),
+        (
+            "cosine",
+            [1.0, (1 + math.cos(math.pi / 4)) / 2, 0.5, (1 + math.cos(3 * math.pi / 4)) / 2],
+        ),
+        ("step", [1.0, 1.0, 0.1, 0.01]),
+    ],
+)
+def test_schedules(schedule, expected):
+    config = TrainConfig(epochs=4, learning_rate=1.0, lr_schedule=schedule)
+    rates = [scheduled_learning_rate(config, epoch) for epoch in range(1, 5)]
+    assert rates == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "allowed"),
+    [
+        ("hidden_size", 0, "a positive integer"),
+        ("epochs", 2.5, "a positive integer"),
+        ("batch_size", True, "a positive integer"),
+        ("learning_rate", -0.1, "a positive number"),
+        ("learning_rate", float("nan"), "a positive number"),
+        ("optimizer", "rmsprop", "one of sgd, momentum, adam"),
+        ("lr_schedule", "linear", "one of constant, cosine, step"),
+        ("init", "xavier", "one of std, he"),
+        ("weight_init_std", 0, "a positive number"),
+        ("weight_decay", -1e-4, "a number >= 0"),
+        ("seed", -1, "an integer >= 0"),
+    ],
+)
+def test_config_refuses_bad_options(option, value, allowed):
+    with pytest.raises(FashionnetError) as caught:
+        TrainConfig(**{option: value})
+    assert str(caught.value) == f"invalid training option {option}={value!r}: use {allowed}"
+
+
+def test_refuses_mismatched_or_out_of_range_data(data):
+    x_train, t_train, _, _ = data
+    with pytest.raises(FashionnetError, match="training data"):
+        train(SMALL, x_train, t_train[:-1])
+    with pytest.raises(FashionnetError, match="labels must lie in 0..9"):
+        train(SMALL, x_train, t_train + 7)
+
+
+def test_default_and_book_configs_are_valid_and_distinct():
+    assert DEFAULT_CONFIG != BOOK_CONFIG
+    assert (BOOK_CONFIG.optimizer, BOOK_CONFIG.init, BOOK_CONFIG.weight_init_std) == (
+        "sgd",
+        "std",
+        0.01,
+    )

@@ -1,0 +1,213 @@
+"""Weights files: round trip, metadata, model_id, and one clear refusal for every bad file."""
+
+import hashlib
+import pickle
+
+import numpy as np
+import pytest
+
+from fashionnet.errors import FashionnetError
+from fashionnet.two_layer_net import TwoLayerNet
+from fashionnet.weights import (
+    METADATA_KEY,
+    load_metadata,
+    load_params,
+    model_id,
+    save_params,
+)
+
+
+@pytest.fixture
+def params():
+    params = TwoLayerNet(784, 20, 10, init="he", seed=1).params
+    params["b1"][:] = np.linspace(-1, 1, 20)
+    return params
+
+
+def good_arrays(params) -> dict[str, np.ndarray]:
+    return {name: array.copy() for name, array in params.items()}
+
+
+def test_round_trip_is_exact(tmp_path, params):
+    path = tmp_path / "weights.npz"
+    save_params(path, params, {"hidden_size": 20, "note": "test"})
+    loaded = load_params(path)
+    assert list(loaded) == ["W1", "b1", "W2", "b2"]
+    for name, array in loaded.items():
+        np.testing.assert_array_equal(array, params[name])
+        assert array.dtype == np.float32 and array.flags.c_contiguous
+    assert load_metadata(path) == {"hidden_size": 20, "note": "test"}
+    assert model_id(loaded) == model_id(params)
+    assert [p.name for p in tmp_path.iterdir()] == ["weights.npz"]  # no temporary left behind
+
+
+def test_metadata_is_optional(tmp_path, params):
+    path = tmp_path / "weights.npz"
+    save_params(path, params)
+    assert load_metadata(path) == {}
+    assert set(np.load(path).files) == {"W1", "b1", "W2", "b2"}
+
+
+def test_float64_files_load_as_float32(tmp_path, params):
+    path = tmp_path / "book.npz"
+    np.savez(path, **{name: array.astype(np.float64) for name, array in params.items()})
+    assert all(array.dtype == np.float32 for array in load_params(path).values())
+
+
+def test_other_sizes_load_when_asked_for(tmp_path):
+    small = TwoLayerNet(6, 5, 3).params
+    path = tmp_path / "small.npz"
+    save_params(path, small, input_size=6, output_size=3)
+    assert load_params(path, input_size=6, output_size=3)["W2"].shape == (5, 3)
+    with pytest.raises(FashionnetError, match="W1 of shape"):
+        load_params(path)
+
+
+def refused(path, **kwargs) -> str:
+    with pytest.raises(FashionnetError) as caught:
+        load_params(path, **kwargs)
+    message = str(caught.value)
+    assert str(path) in message
+    return message
+
+
+def test_missing_file(tmp_path):
+    assert "not found" in refused(tmp_path / "nope.npz")
+
+
+def test_text_file(tmp_path):
+    path = tmp_path / "weights.npz"
+    path.write_text("W1,b1\n1,2\n")
+    assert "not a NumPy .npz archive" in refused(path)
+
+
+def test_empty_file(tmp_path):
+    path = tmp_path / "weights.npz"
+    path.write_bytes(b"")
+    assert "not a NumPy .npz archive" in refused(path)
+
+
+def test_pickle_file_is_never_unpickled(tmp_path, params):
+    path = tmp_path / "weights.npz"
+    path.write_bytes(pickle.dumps(params))
+    assert "not a NumPy .npz archive" in refused(path)
+
+
+def test_truncated_archive(tmp_path, params):
+    path = tmp_path / "weights.npz"
+    save_params(path, params)
+    path.write_bytes(path.read_bytes()[:1000])
+    assert "weights file" in refused(path)
+
+
+def test_single_npy_array(tmp_path, params):
+    path = tmp_path / "weights.npy"
+    np.save(path, params["W1"])
+    assert "single .npy array" in refused(path)
+
+
+def test_object_array(tmp_path, params):
+    arrays = good_arrays(params)
+    arrays["W1"] = np.array([{"not": "numbers"}], dtype=object)
+    path = tmp_path / "weights.npz"
+    np.savez(path, **arrays)  # np.savez pickles object arrays; load_params must not unpickle
+    assert "cannot be read safely" in refused(path)
+
+
+def test_missing_keys(tmp_path, params):
+    arrays = good_arrays(params)
+    del arrays["b1"], arrays["W2"]
+    path = tmp_path / "weights.npz"
+    np.savez(path, **arrays)
+    assert "lacks b1, W2" in refused(path)
+
+
+def test_unknown_keys(tmp_path, params):
+    path = tmp_path / "weights.npz"
+    np.savez(path, **good_arrays(params), W3=np.zeros((10, 10), np.float32))
+    assert "unknown arrays W3" in refused(path)
+
+
+@pytest.mark.parametrize(
+    ("name", "shape"),
+    [("W1", (783, 20)), ("W1", (784, 21)), ("b1", (1, 20)), ("W2", (20, 9)), ("b2", (11,))],
+)
+def test_wrong_shapes(tmp_path, params, name, shape):
+    arrays = good_arrays(params)
+    arrays[name] = np.zeros(shape, np.float32)
+    path = tmp_path / "weights.npz"
+    np.savez(path, **arrays)
+    assert f"{name} of shape {shape}" in refused(path)
+
+
+def test_hidden_sizes_that_disagree(tmp_path, params):
+    arrays = good_arrays(params)
+    arrays["b1"] = np.zeros(30, np.float32)
+    path = tmp_path / "weights.npz"
+    np.savez(path, **arrays)
+    assert "hidden 30" in refused(path)
+
+
+def test_integer_dtype(tmp_path, params):
+    arrays = good_arrays(params)
+    arrays["b2"] = np.zeros(10, np.int64)
+    path = tmp_path / "weights.npz"
+    np.savez(path, **arrays)
+    assert "b2 of dtype int64" in refused(path)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf, 1e300])
+def test_non_finite_values(tmp_path, params, bad):
+    arrays = good_arrays(params)
+    arrays["W2"] = arrays["W2"].astype(np.float64)
+    arrays["W2"][3, 4] = bad  # 1e300 is finite in float64 but Inf as float32
+    path = tmp_path / "weights.npz"
+    np.savez(path, **arrays)
+    assert "NaN or Inf in W2" in refused(path)
+
+
+def test_save_refuses_non_finite_params_and_writes_nothing(tmp_path, params):
+    params["b1"][0] = np.nan
+    path = tmp_path / "weights.npz"
+    with pytest.raises(FashionnetError, match="NaN or Inf in b1"):
+        save_params(path, params)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_metadata_that_is_not_an_object(tmp_path, params):
+    path = tmp_path / "weights.npz"
+    np.savez(path, **good_arrays(params), **{METADATA_KEY: np.array("[1, 2]")})
+    with pytest.raises(FashionnetError, match="not a JSON object"):
+        load_metadata(path)
+
+
+def test_model_id_is_stable_and_sensitive(params):
+    assert model_id(params) == model_id(good_arrays(params))
+    assert len(model_id(params)) == 16 and int(model_id(params), 16) >= 0
+    as_float64 = {name: array.astype(np.float64) for name, array in params.items()}
+    assert model_id(as_float64) == model_id(params)  # identity is the float32 values
+    changed = good_arrays(params)
+    changed["W2"][5, 5] = np.nextafter(changed["W2"][5, 5], np.float32(np.inf))
+    assert model_id(changed) != model_id(params)
+
+
+def test_model_id_depends_on_shapes_not_only_bytes():
+    flat = {"W1": np.zeros((4, 2)), "b1": np.zeros(2), "W2": np.zeros((2, 2)), "b2": np.zeros(2)}
+    wide = {"W1": np.zeros((2, 4)), "b1": np.zeros(2), "W2": np.zeros((2, 2)), "b2": np.zeros(2)}
+    assert model_id(flat) != model_id(wide)
+
+
+def test_model_id_recipe():
+    """sha256 over name, shape and little-endian float32 bytes of W1, b1, W2, b2, in that order."""
+    params = {"W1": np.ones((2, 1)), "b1": np.zeros(1), "W2": np.ones((1, 2)), "b2": np.zeros(2)}
+    digest = hashlib.sha256(
+        b"W1(2, 1)"
+        + b"\x00\x00\x80\x3f" * 2
+        + b"b1(1,)"
+        + b"\x00" * 4
+        + b"W2(1, 2)"
+        + b"\x00\x00\x80\x3f" * 2
+        + b"b2(2,)"
+        + b"\x00" * 8
+    )
+    assert model_id(params) == digest.hexdigest()[:16] == "116937c86b2f2973"
