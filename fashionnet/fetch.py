@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pooch
 import requests
+import urllib3
 
 from fashionnet.errors import FashionnetError
 from fashionnet.fashion_mnist import MIRRORS, RAW_FILES, RawFile
@@ -28,6 +29,7 @@ from fashionnet.fashion_mnist import MIRRORS, RAW_FILES, RawFile
 logger = logging.getLogger(__name__)
 
 _BLOCK = 1 << 20
+NOT_RESOLVED = "host name not resolved (offline?)"
 
 
 def sha256_file(path: str | Path) -> str:
@@ -37,6 +39,15 @@ def sha256_file(path: str | Path) -> str:
         while block := f.read(_BLOCK):
             digest.update(block)
     return digest.hexdigest()
+
+
+class DownloadError(FashionnetError):
+    """No mirror gave a verified copy. Worth retrying later, unless the machine is `offline`
+    (no mirror's host name resolved)."""
+
+    def __init__(self, message: str, *, offline: bool) -> None:
+        super().__init__(message)
+        self.offline = offline
 
 
 @dataclass(frozen=True)
@@ -80,8 +91,20 @@ class _CappedDownloader:
             raise _CutShort(f"body ended after {received} of {self.size} bytes")
 
 
+def _name_not_resolved(error: BaseException) -> bool:
+    """True when the mirror's host name did not resolve: offline, no point in waiting."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, urllib3.exceptions.NameResolutionError):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
 def _is_retryable(error: Exception) -> bool:
     """Transient trouble (5xx, timeout, broken connection) is retried on the same mirror."""
+    if _name_not_resolved(error):
+        return False
     if isinstance(error, requests.HTTPError):
         return error.response is not None and error.response.status_code >= 500
     transient = (
@@ -98,6 +121,8 @@ def _short_answer(error: Exception) -> str:
         return f"HTTP {error.response.status_code}"
     if isinstance(error, requests.Timeout):
         return "timed out"
+    if _name_not_resolved(error):
+        return NOT_RESOLVED
     if isinstance(error, requests.ConnectionError | requests.exceptions.ChunkedEncodingError):
         return "connection failed"
     if isinstance(error, ValueError):  # pooch's checksum mismatch
@@ -153,6 +178,8 @@ def _download(
                 answers[mirror] = _short_answer(error)
                 if not _is_retryable(error):
                     logger.warning("%s: %s; trying the next mirror", url, answers[mirror])
+                    if _name_not_resolved(error):
+                        unreachable[mirror] = answers[mirror]
                     break
                 if attempt == retries:
                     logger.warning("%s: %s; giving up on this mirror", url, answers[mirror])
@@ -245,16 +272,27 @@ def find_raw_files(
     origins += [f"downloaded from {mirror}" for mirror in used_mirrors]
 
     if answers_by_file:
-        raise FashionnetError(_not_found_message(answers_by_file, cache_dir))
+        offline = bool(unreachable) and all(
+            answer == NOT_RESOLVED
+            for answers in answers_by_file.values()
+            for answer in answers.values()
+        )
+        raise DownloadError(_not_found_message(answers_by_file, cache_dir), offline=offline)
     return RawFiles(paths=paths, sha256=sha256, origin=", ".join(origins))
 
 
 def _not_found_message(answers_by_file: dict[str, dict[str, str]], cache_dir: Path) -> str:
-    lines = ["could not get the raw Fashion-MNIST files:"]
+    """One line per distinct set of mirror answers (offline, all four files share one)."""
+    files_by_answers: dict[str, list[str]] = {}
     for name, answers in answers_by_file.items():
-        tried = "; ".join(f"{mirror} {answer}" for mirror, answer in answers.items())
-        lines.append(f"  {name}: {tried or 'no mirror to try'}")
+        tried = "; ".join(f"{mirror}: {answer}" for mirror, answer in answers.items())
+        files_by_answers.setdefault(tried or "no mirror to try", []).append(name)
+    lines = [
+        f"could not download {', '.join(names)} ({tried})"
+        for tried, names in files_by_answers.items()
+    ]
     lines.append(
-        f"put the four files in {cache_dir} or point FASHIONNET_RAW_DIR at a folder that has them"
+        f"put the four Fashion-MNIST .gz files in {cache_dir} "
+        "or point FASHIONNET_RAW_DIR (--raw-dir) at a folder that has them"
     )
     return "\n".join(lines)

@@ -1,8 +1,8 @@
 """The `fashionnet` command: run the pipeline, show a run's report, list past runs.
 
-    fashionnet run [OPTIONS]      run the Prefect flow (see `fashionnet run --help`)
-    fashionnet report [RUN]       a run's figures in the terminal (latest by default)
-    fashionnet runs               past runs from reports/history.csv
+fashionnet run [OPTIONS]      run the Prefect flow (see `fashionnet run --help`)
+fashionnet report [RUN]       a run's figures in the terminal (latest by default)
+fashionnet runs               past runs from reports/history.csv
 """
 
 import os
@@ -57,12 +57,18 @@ class Runner(StrEnum):
     dask = "dask"
 
 
+DEFAULT_OPTIMIZER = Optimizer(D.optimizer)
+DEFAULT_SCHEDULE = Schedule(D.lr_schedule)
+DEFAULT_WEIGHT_INIT = WeightInit(D.init)
+
+
 def set_environment_defaults(project_dir: Path) -> None:
     """Prefect and TensorFlow settings for this project, unless the user set them already."""
     defaults = {
         "PREFECT_HOME": str(project_dir / ".prefect"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_LOGGING_EXTRA_LOGGERS": "fashionnet",
+        "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
         "TF_CPP_MIN_LOG_LEVEL": "3",
         "TF_ENABLE_ONEDNN_OPTS": "0",
         "KERAS_HOME": str(project_dir / ".cache" / "keras"),
@@ -96,7 +102,9 @@ def run(
             "IDX data; downloads are always checked)."
         ),
     ] = True,
-    row_group_size: Annotated[int, typer.Option(min=1, help="Parquet rows per row group.")] = 10_000,
+    row_group_size: Annotated[
+        int, typer.Option(min=1, help="Parquet rows per row group.")
+    ] = 10_000,
     chunk_size: Annotated[
         int, typer.Option(min=1, help="Rows per prediction task (whole row groups).")
     ] = 10_000,
@@ -110,13 +118,13 @@ def run(
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = D.epochs,
     batch_size: Annotated[int, typer.Option(help="Minibatch size.")] = D.batch_size,
     learning_rate: Annotated[float, typer.Option(help="Initial learning rate.")] = D.learning_rate,
-    optimizer: Annotated[Optimizer, typer.Option(help="Update rule.")] = Optimizer(D.optimizer),
+    optimizer: Annotated[Optimizer, typer.Option(help="Update rule.")] = DEFAULT_OPTIMIZER,
     lr_schedule: Annotated[
         Schedule, typer.Option(help="Learning-rate schedule over the epochs.")
-    ] = Schedule(D.lr_schedule),
+    ] = DEFAULT_SCHEDULE,
     weight_init: Annotated[
         WeightInit, typer.Option(help="'he' scaling or 'std' (weight_init_std * N(0, 1)).")
-    ] = WeightInit(D.init),
+    ] = DEFAULT_WEIGHT_INIT,
     weight_init_std: Annotated[
         float, typer.Option(help="Scale of the 'std' initialisation.")
     ] = D.weight_init_std,

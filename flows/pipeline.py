@@ -33,9 +33,10 @@ from fashionnet import atomic, plots, report_markdown, reports
 from fashionnet.dataset import SplitFile, open_split, read_split
 from fashionnet.errors import FashionnetError
 from fashionnet.fashion_mnist import SPLITS
-from fashionnet.fetch import RawFiles, find_raw_files
+from fashionnet.fetch import DownloadError, RawFiles, find_raw_files
+from fashionnet.keras_source import array_sha256, load_keras_arrays
 from fashionnet.layout import Layout
-from fashionnet.metrics import confusion_matrix, overall_table
+from fashionnet.metrics import confusion_matrix
 from fashionnet.model_store import load_stored, store_trained, train_key
 from fashionnet.predict import (
     ChunkPrediction,
@@ -45,7 +46,6 @@ from fashionnet.predict import (
     read_predictions,
     write_predictions,
 )
-from fashionnet.keras_source import array_sha256, load_keras_arrays
 from fashionnet.prepare import is_up_to_date, prepare_split, write_split
 from fashionnet.runlock import run_lock
 from fashionnet.train import DEFAULT_CONFIG, TrainConfig, train
@@ -65,7 +65,24 @@ class Model:
     learning_curve: Path | None = None
 
 
-@task(name="fetch-raw-files", cache_policy=NO_CACHE)
+def is_download_failure(task, task_run, state) -> bool:
+    """Retry the fetch when the mirrors failed, not when a local file is bad or we are offline."""
+    try:
+        state.result()
+    except DownloadError as error:
+        return not error.offline
+    except Exception:
+        return False
+    return False
+
+
+@task(
+    name="fetch-raw-files",
+    cache_policy=NO_CACHE,
+    retries=1,
+    retry_delay_seconds=30,
+    retry_condition_fn=is_download_failure,
+)
 def fetch_raw_files(cache_dir: Path, local_dir: Path | None, verify: bool) -> RawFiles:
     raw = find_raw_files(cache_dir=cache_dir, local_dir=local_dir, verify=verify)
     get_run_logger().info("raw files: %s", raw.origin)
@@ -93,7 +110,10 @@ def prepare_parquet_from_keras(layout: Layout, row_group_size: int) -> dict[str,
     splits = {}
     for split, (images, labels) in arrays.items():
         out_path = layout.parquet(split)
-        sources = {f"keras:{split}-images": array_sha256(images), f"keras:{split}-labels": array_sha256(labels)}
+        sources = {
+            f"keras:{split}-images": array_sha256(images),
+            f"keras:{split}-labels": array_sha256(labels),
+        }
         if not is_up_to_date(out_path, sources, row_group_size):
             write_split(images, labels, out_path, sources=sources, row_group_size=row_group_size)
         splits[split] = open_split(out_path)
@@ -102,7 +122,11 @@ def prepare_parquet_from_keras(layout: Layout, row_group_size: int) -> dict[str,
 
 @task(name="train-or-load-model", cache_policy=NO_CACHE)
 def train_or_load_model(
-    init: str, weights: Path | None, config: TrainConfig, splits: dict[str, SplitFile], layout: Layout
+    init: str,
+    weights: Path | None,
+    config: TrainConfig,
+    splits: dict[str, SplitFile],
+    layout: Layout,
 ) -> Model:
     logger = get_run_logger()
     if weights is not None:
@@ -118,7 +142,11 @@ def train_or_load_model(
         )
         path = layout.models_dir / f"random-{model_id(net.params)}" / "weights.npz"
         save_params(path, net.params)
-        hyper = {"hidden_size": config.hidden_size, "weight_init_std": config.weight_init_std, "seed": config.seed}
+        hyper = {
+            "hidden_size": config.hidden_size,
+            "weight_init_std": config.weight_init_std,
+            "seed": config.seed,
+        }
         logger.info("untrained model with random weights (expect about 10%% accuracy)")
         return Model(path, model_id(net.params), "random initialisation, untrained", hyper)
 
@@ -143,7 +171,9 @@ def train_or_load_model(
 
 
 @task(name="predict-chunk", cache_policy=NO_CACHE)
-def predict_chunk_task(weights_path: Path, parquet_path: Path, row_groups: range) -> ChunkPrediction:
+def predict_chunk_task(
+    weights_path: Path, parquet_path: Path, row_groups: range
+) -> ChunkPrediction:
     return predict_chunk(load_params(weights_path), parquet_path, row_groups)
 
 
@@ -159,7 +189,11 @@ def make_task_runner(task_runner: str, dask_address: str | None):
 
 @flow(name="predict-in-chunks")
 def predict_in_chunks(
-    weights_path: Path, model: str, parquet_paths: dict[str, Path], chunk_size: int, predictions_dir: Path
+    weights_path: Path,
+    model: str,
+    parquet_paths: dict[str, Path],
+    chunk_size: int,
+    predictions_dir: Path,
 ) -> dict[str, np.ndarray]:
     """One task per chunk of row groups, for every split whose predictions are not up to date.
 
@@ -176,12 +210,16 @@ def predict_in_chunks(
         }
         if predictions_up_to_date(out_path, metadata[split]):
             frame = read_predictions(out_path)
-            confusions[split] = confusion_matrix(frame["label"].to_numpy(), frame["predicted"].to_numpy())
+            confusions[split] = confusion_matrix(
+                frame["label"].to_numpy(), frame["predicted"].to_numpy()
+            )
             logger.info("%s predictions up to date: %s", split, out_path)
             continue
         chunks = plan_chunks(split_file, chunk_size)
         logger.info("%s: predicting %d rows in %d chunks", split, split_file.num_rows, len(chunks))
-        futures[split] = predict_chunk_task.map(unmapped(weights_path), unmapped(parquet_path), chunks)
+        futures[split] = predict_chunk_task.map(
+            unmapped(weights_path), unmapped(parquet_path), chunks
+        )
 
     pending = [f for fs in futures.values() for f in fs]
     for done, _ in enumerate(as_completed(pending), start=1):
@@ -227,11 +265,17 @@ def write_reports(
 
 
 @task(name="publish-reports", cache_policy=NO_CACHE)
-def publish_reports(layout: Layout, run_dir: Path, run_id: str, data_sha256: dict[str, str]) -> None:
+def publish_reports(
+    layout: Layout, run_dir: Path, run_id: str, data_sha256: dict[str, str]
+) -> None:
     """Only a complete, successful run becomes `reports/latest` and enters the history."""
     overall = reports.read_overall(run_dir)
     reports.append_history(
-        layout.history_csv, run_id, datetime.now(UTC).isoformat(timespec="seconds"), overall, data_sha256
+        layout.history_csv,
+        run_id,
+        datetime.now(UTC).isoformat(timespec="seconds"),
+        overall,
+        data_sha256,
     )
     atomic.replace_symlink(layout.latest_link, run_dir)
     get_run_logger().info("reports/latest now points at %s", run_dir.name)
@@ -326,7 +370,9 @@ def fashionnet_pipeline(
                 raw_origin = "tf.keras.datasets.fashion_mnist"
                 splits = prepare_parquet_from_keras(layout, row_group_size)
             else:
-                raw = fetch_raw_files(layout.raw_dir, Path(local_dir) if local_dir else None, verify_checksums)
+                raw = fetch_raw_files(
+                    layout.raw_dir, Path(local_dir) if local_dir else None, verify_checksums
+                )
                 raw_origin = raw.origin
                 splits = {
                     split: prepare_parquet(split, raw, layout.parquet(split), row_group_size)
@@ -362,7 +408,9 @@ def fashionnet_pipeline(
 
     overall = reports.read_overall(run_dir)
     for row in overall.itertuples():
-        logger.info("%s accuracy %.4f (%d of %d)", row.split, row.accuracy, row.correct, row.samples)
+        logger.info(
+            "%s accuracy %.4f (%d of %d)", row.split, row.accuracy, row.correct, row.samples
+        )
     return {
         "run_id": run_id,
         "run_dir": str(run_dir),

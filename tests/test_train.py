@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 from fashionnet.errors import FashionnetError
+from fashionnet.fashion_mnist import NUM_PIXELS, SPLITS
+from fashionnet.idx import read_split
 from fashionnet.train import (
     BOOK_CONFIG,
     DEFAULT_CONFIG,
@@ -189,3 +191,17 @@ def test_default_and_book_configs_are_valid_and_distinct():
         "std",
         0.01,
     )
+
+
+def real_split(raw_dir, split: str) -> tuple[np.ndarray, np.ndarray]:
+    images, labels = read_split(*(raw_dir / name for name in SPLITS[split]))
+    return images.reshape(-1, NUM_PIXELS).astype(np.float32) / 255, labels
+
+
+@pytest.mark.realdata
+def test_default_config_reaches_088_on_real_fashion_mnist(real_raw_dir):
+    result = train(
+        DEFAULT_CONFIG, *real_split(real_raw_dir, "train"), *real_split(real_raw_dir, "test")
+    )
+    assert result.curve[-1].test_accuracy >= 0.88
+    assert result.curve[-1].loss < result.curve[0].loss
