@@ -41,5 +41,44 @@ format: setup  ## apply ruff fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+bench: setup  ## compare with Keras and the seed's way on the real data (~10 min): benchmarks/results.md
+	$(BIN)/python -m benchmarks.bench $(ARGS)
+
 clean:  ## remove generated data, models, reports and caches (keeps .venv)
 	rm -rf data/raw data/parquet data/predictions data/.run.lock models reports/runs reports/latest reports/history.csv .prefect .cache
+
+# Scheduled runs (prefect.yaml): a Prefect server on this machine, then either `deploy` + `worker`
+# or `serve`. Each talks to the server at SERVER_URL, whatever PREFECT_API_URL says elsewhere.
+PREFECT_PORT ?= 4200
+SERVER_URL := http://127.0.0.1:$(PREFECT_PORT)
+# The work_pool name in prefect.yaml.
+WORK_POOL := fashionnet
+server deploy worker serve: export PREFECT_API_URL = $(SERVER_URL)/api
+require_server = $(BIN)/python -c "import urllib.request; urllib.request.urlopen('$(SERVER_URL)/api/health', timeout=5)" 2>/dev/null \
+	|| { echo "No Prefect server at $(SERVER_URL): start one with 'make server' in another terminal." >&2; exit 1; }
+
+.PHONY: server deploy worker serve
+
+server: setup  ## start a Prefect server and its UI on 127.0.0.1 (PREFECT_PORT, default 4200)
+	@echo "Prefect UI: $(SERVER_URL)   API: $(SERVER_URL)/api   Prefect home: $(PREFECT_HOME)"
+	@echo "Then, in other terminals: make deploy, make worker (or make serve). Stop: Ctrl-C."
+	$(BIN)/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT)
+
+deploy: setup  ## create the work pool if missing and deploy prefect.yaml (daily at 03:00 UTC)
+	@$(require_server)
+	@$(BIN)/prefect work-pool inspect $(WORK_POOL) >/dev/null 2>&1 \
+		|| $(BIN)/prefect work-pool create $(WORK_POOL) --type process
+	$(BIN)/prefect --no-prompt deploy --all --prefect-file prefect.yaml
+	@echo "Deployed: $(SERVER_URL)/deployments. Runs need a worker: make worker."
+	@echo "Run it now: PREFECT_API_URL=$(SERVER_URL)/api $(BIN)/prefect deployment run fashionnet/daily --watch"
+	@echo "Stop the schedule: pause it on the deployment's page in the UI."
+
+worker: setup  ## start a worker that runs the deployment's flow runs (uses FASHIONNET_RAW_DIR)
+	@$(require_server)
+	@echo "Worker on pool $(WORK_POOL); its runs: $(SERVER_URL)/runs   Stop: Ctrl-C."
+	$(BIN)/prefect worker start --pool $(WORK_POOL)
+
+serve: setup  ## deploy and run prefect.yaml's schedule from this one process, without a worker
+	@$(require_server)
+	@echo "Serving fashionnet/daily-served; its runs: $(SERVER_URL)/runs   Stop: Ctrl-C (pauses its schedule)."
+	$(BIN)/python -m flows.serve

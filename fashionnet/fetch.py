@@ -6,23 +6,23 @@ Where a file comes from, in order:
 3. the mirrors, tried in order, downloaded into the cache.
 
 A file that fails its checksum is never used: in the local folder it is the user's to fix,
-in the cache it is deleted and fetched again. Downloads stream to a temporary name and are
-renamed only once their sha256 matches (pooch does that part); our downloader adds the
-timeout, the size cap and the detection of bodies cut short.
+in the cache it is deleted and fetched again. Downloads stream to a hidden temporary name
+(`fashionnet.atomic`) and are renamed only once their size and sha256 match, so a partial
+download never sits under the final name, and one left by a killed run is swept like any other
+temporary. The downloader adds the timeout, the size cap and the detection of bodies cut short.
 """
 
-import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import pooch
 import requests
 import urllib3
 
+from fashionnet.atomic import atomic_path
 from fashionnet.errors import FashionnetError
 from fashionnet.fashion_mnist import MIRRORS, RAW_FILES, RawFile
 
@@ -67,12 +67,12 @@ class _CutShort(Exception):
 
 @dataclass(frozen=True)
 class _CappedDownloader:
-    """A pooch downloader that streams with a timeout and refuses any body of the wrong size."""
+    """Streams a URL to a file with a timeout and refuses any body of the wrong size."""
 
     size: int
     timeout: float
 
-    def __call__(self, url: str, output_file: str, pooch_obj: object, check_only: bool = False):
+    def __call__(self, url: str, output_file: Path) -> None:
         # Identity encoding: we want the .gz bytes as stored, not a transparently decoded body.
         headers = {"Accept-Encoding": "identity"}
         with requests.get(url, stream=True, timeout=self.timeout, headers=headers) as response:
@@ -125,21 +125,7 @@ def _short_answer(error: Exception) -> str:
         return NOT_RESOLVED
     if isinstance(error, requests.ConnectionError | requests.exceptions.ChunkedEncodingError):
         return "connection failed"
-    if isinstance(error, ValueError):  # pooch's checksum mismatch
-        return "wrong content (sha256 mismatch)"
     return str(error)
-
-
-@contextlib.contextmanager
-def _quiet_pooch() -> Iterator[None]:
-    """Pooch prints its own INFO lines to stderr; we log progress ourselves."""
-    pooch_logger = pooch.get_logger()
-    level = pooch_logger.level
-    pooch_logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        pooch_logger.setLevel(level)
 
 
 def _download(
@@ -163,18 +149,13 @@ def _download(
         for attempt in range(retries + 1):
             logger.info("downloading %s (attempt %d)", url, attempt + 1)
             try:
-                with _quiet_pooch():
-                    pooch.retrieve(
-                        url,
-                        known_hash=f"sha256:{raw.sha256}",
-                        fname=raw.name,
-                        path=cache_dir,
-                        downloader=downloader,
-                        progressbar=False,
-                    )
+                with atomic_path(cache_dir / raw.name) as partial:
+                    downloader(url, partial)
+                    if sha256_file(partial) != raw.sha256:
+                        raise _Refused("wrong content (sha256 mismatch)")
                 logger.info("%s: %d bytes, sha256 verified", url, raw.size)
                 return mirror
-            except (ValueError, _Refused, _CutShort, requests.RequestException) as error:
+            except (_Refused, _CutShort, requests.RequestException) as error:
                 answers[mirror] = _short_answer(error)
                 if not _is_retryable(error):
                     logger.warning("%s: %s; trying the next mirror", url, answers[mirror])

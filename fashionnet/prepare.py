@@ -88,9 +88,13 @@ def _current_split(
     out_path: Path, sources: Mapping[str, str], row_group_size: int
 ) -> dataset.SplitFile | None:
     """The split at `out_path` if it is valid and was written from `sources` in such row groups."""
+    if not Path(out_path).exists():
+        return None
     try:
         split = dataset.open_split(out_path)
-    except FashionnetError:
+    except FashionnetError as error:
+        # A derived file: say what was wrong with it, then rebuild it from the raw files.
+        logger.warning("rebuilding %s from the raw files: %s", out_path, error)
         return None
     planned = _planned_row_groups(split.num_rows, row_group_size)
     return split if split.sources == dict(sources) and split.row_group_rows == planned else None

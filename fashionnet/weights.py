@@ -100,8 +100,8 @@ def _read_archive(path: str | os.PathLike) -> dict[str, np.ndarray]:
     with archive:
         try:
             return {name: archive[name] for name in archive.files}
-        except _UNREADABLE as error:  # object arrays land here: they would need pickle
-            raise _refusal(path, f"holds an array that cannot be read safely ({error})") from error
+        except _UNREADABLE as error:  # damaged data, or object arrays that would need pickle
+            raise _refusal(path, f"has an array that cannot be read safely ({error})") from error
 
 
 def load_params(

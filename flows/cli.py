@@ -15,6 +15,7 @@ import typer
 
 from fashionnet.errors import FashionnetError
 from fashionnet.layout import Layout
+from fashionnet.paths import resolve_output
 from fashionnet.train import DEFAULT_CONFIG as D
 
 app = typer.Typer(
@@ -138,14 +139,22 @@ def run(
         typer.Option(help="Address of a running Dask scheduler (default: a local cluster)."),
     ] = None,
     project_dir: Annotated[
-        Path, typer.Option(help="Folder holding data/, models/ and reports/.")
+        Path,
+        typer.Option(
+            help="Folder holding data/, models/ and reports/ (a relative path must stay inside "
+            "the current folder; give an absolute path to write elsewhere)."
+        ),
     ] = Path("."),
     lock_timeout: Annotated[
         float, typer.Option(help="Seconds to wait for another run on the same folder.")
     ] = 3600.0,
 ) -> None:
     """Fetch, prepare, train (or load), predict in chunks and write the reports."""
-    project_dir = project_dir.resolve()
+    try:
+        project_dir = resolve_output(project_dir, Path.cwd(), option="--project-dir")
+    except FashionnetError as exc:
+        fail(str(exc))
+    project_dir.mkdir(parents=True, exist_ok=True)  # Prefect makes its home in it at import
     set_environment_defaults(project_dir)
     from flows.pipeline import fashionnet_pipeline  # imports Prefect: only when running
 

@@ -38,12 +38,14 @@ from fashionnet.keras_source import array_sha256, load_keras_arrays
 from fashionnet.layout import Layout
 from fashionnet.metrics import confusion_matrix
 from fashionnet.model_store import load_stored, store_trained, train_key
+from fashionnet.paths import resolve_output
 from fashionnet.predict import (
     ChunkPrediction,
     plan_chunks,
     predict_chunk,
     predictions_up_to_date,
     read_predictions,
+    total_confusion,
     write_predictions,
 )
 from fashionnet.prepare import is_up_to_date, prepare_split, write_split
@@ -51,6 +53,7 @@ from fashionnet.runlock import run_lock
 from fashionnet.train import DEFAULT_CONFIG, TrainConfig, train
 from fashionnet.two_layer_net import TwoLayerNet
 from fashionnet.weights import load_params, model_id, save_params
+from flows.artifacts import ChunkProgress, publish_run_artifacts
 from flows.logs import hide_tracebacks_of_user_errors
 
 D = DEFAULT_CONFIG
@@ -183,7 +186,10 @@ def make_task_runner(task_runner: str, dask_address: str | None):
     if task_runner == "dask":
         from prefect_dask import DaskTaskRunner
 
-        return DaskTaskRunner(address=dask_address) if dask_address else DaskTaskRunner()
+        if dask_address:
+            return DaskTaskRunner(address=dask_address)
+        # Dask's dashboard would listen on every interface; keep the local cluster local.
+        return DaskTaskRunner(cluster_kwargs={"dashboard_address": "127.0.0.1:8787"})
     raise FashionnetError(f"task_runner must be 'threads' or 'dask', not {task_runner!r}")
 
 
@@ -200,6 +206,7 @@ def predict_in_chunks(
     Returns each split's 10x10 confusion counts (rows true class, columns predicted).
     """
     logger = get_run_logger()
+    progress = ChunkProgress()
     confusions, futures, metadata = {}, {}, {}
     for split, parquet_path in parquet_paths.items():
         split_file = open_split(parquet_path)
@@ -225,11 +232,14 @@ def predict_in_chunks(
     for done, _ in enumerate(as_completed(pending), start=1):
         if done == len(pending) or done % max(1, len(pending) // 10) == 0:
             logger.info("predicted %d of %d chunks", done, len(pending))
+            progress.update(done, len(pending))
+    if not pending:
+        progress.update(0, 0)
 
     for split, split_futures in futures.items():
         chunks = [f.result() for f in split_futures]
         write_predictions(predictions_dir / f"{split}.parquet", chunks, metadata=metadata[split])
-        confusions[split] = sum(c.confusion for c in chunks)
+        confusions[split] = total_confusion(chunks)
     return {split: confusions[split] for split in parquet_paths}
 
 
@@ -335,12 +345,13 @@ def fashionnet_pipeline(
             weight_init, weight_init_std, weight_decay, seed: the training configuration.
         task_runner: "threads" or "dask" for the prediction chunks.
         dask_address: a running Dask scheduler (default: a local cluster).
-        project_dir: the folder holding data/, models/ and reports/.
+        project_dir: the folder holding data/, models/ and reports/ (a relative path must
+            stay inside the working directory; see fashionnet.paths).
         lock_timeout: seconds to wait for another run on the same folder to finish.
     """
     hide_tracebacks_of_user_errors()
     logger = get_run_logger()
-    layout = Layout(Path(project_dir).resolve())
+    layout = Layout(resolve_output(project_dir, Path.cwd(), option="project_dir"))
     config = TrainConfig(
         hidden_size=hidden_size,
         epochs=epochs,
@@ -405,6 +416,7 @@ def fashionnet_pipeline(
             run_dir = write_reports(layout, run_id, confusions, model, manifest)
             data_sha256 = {split: reports.split_digest(f.sources) for split, f in splits.items()}
             publish_reports(layout, run_dir, run_id, data_sha256)
+            publish_run_artifacts(run_dir)
 
     overall = reports.read_overall(run_dir)
     for row in overall.itertuples():

@@ -11,6 +11,7 @@ from fashionnet.errors import FashionnetError
 from fashionnet.fashion_mnist import NUM_PIXELS, SPLITS
 from fashionnet.idx import read_split
 from fashionnet.train import (
+    _RULES,
     BOOK_CONFIG,
     DEFAULT_CONFIG,
     TrainConfig,
@@ -174,6 +175,10 @@ def test_config_refuses_bad_options(option, value, allowed):
     with pytest.raises(FashionnetError) as caught:
         TrainConfig(**{option: value})
     assert str(caught.value) == f"invalid training option {option}={value!r}: use {allowed}"
+
+
+def test_every_option_has_a_rule():
+    assert set(_RULES) == {field.name for field in dataclasses.fields(TrainConfig)}
 
 
 def test_refuses_mismatched_or_out_of_range_data(data):

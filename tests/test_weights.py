@@ -97,7 +97,16 @@ def test_truncated_archive(tmp_path, params):
     path = tmp_path / "weights.npz"
     save_params(path, params)
     path.write_bytes(path.read_bytes()[:1000])
-    assert "weights file" in refused(path)
+    assert "not a NumPy .npz archive" in refused(path)
+
+
+def test_damaged_array_data(tmp_path, params):
+    path = tmp_path / "weights.npz"
+    save_params(path, params)
+    data = bytearray(path.read_bytes())
+    data[5000] ^= 0xFF  # inside W1's bytes: the zip's CRC no longer matches
+    path.write_bytes(bytes(data))
+    assert "cannot be read safely" in refused(path)
 
 
 def test_single_npy_array(tmp_path, params):

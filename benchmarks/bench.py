@@ -1,0 +1,371 @@
+"""`make bench`: fashionnet against Keras and against the seed's way, on the real Fashion-MNIST.
+
+    python -m benchmarks.bench [--raw-dir DIR]
+
+Times the library stages, training (3 seeds) against the TensorFlow tutorial's `fit`, and
+prediction against Keras `model.predict` on the same weights; probes peak memory at 1x and
+10x the data; times a warm `fashionnet run`; checks that the Dask runner writes the same
+reports. Every ratio compares figures taken in this one run on this one machine. Writes
+benchmarks/results.csv and benchmarks/results.md, prints the tables, and exits 1 when a
+target is missed. Generated data stays under benchmarks/work/ (git-ignored).
+"""
+
+import argparse
+import dataclasses
+import logging
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks import keras_reference, seed_way, stages
+from benchmarks.measure import Figures, median_time, timed
+from benchmarks.probe import run_probe
+from benchmarks.report import missed_targets, results_markdown
+from fashionnet import atomic, idx
+from fashionnet.dataset import SplitFile, read_split
+from fashionnet.fashion_mnist import NUM_CLASSES, NUM_PIXELS, SPLITS
+from fashionnet.fetch import RawFiles
+from fashionnet.layout import Layout
+from fashionnet.metrics import confusion_matrix
+from fashionnet.model_store import StoredModel, store_trained, train_key
+from fashionnet.predict import read_predictions
+from fashionnet.prepare import is_up_to_date, write_split
+from fashionnet.train import DEFAULT_CONFIG, TrainConfig, train
+
+log = logging.getLogger("benchmarks")
+
+REPO = Path(__file__).resolve().parents[1]
+WORK = REPO / "benchmarks" / "work"
+RESULTS_CSV = REPO / "benchmarks" / "results.csv"
+RESULTS_MD = REPO / "benchmarks" / "results.md"
+DEFAULT_RAW_DIR = REPO.parent / "shared" / "fashion-mnist"
+FASHIONNET = Path(sys.executable).parent / "fashionnet"
+
+CONFIG = DEFAULT_CONFIG  # the model `fashionnet run` trains by default
+SEEDS = (0, 1, 2)
+TILES = 10  # the large-data memory probe repeats the real data this many times
+REPEATS = 5  # runs of each short measurement; the median is reported
+KERAS_BATCH = 10_000
+# TrainConfig fields whose `fashionnet run` option has another name
+CLI_NAMES = {"init": "weight-init"}
+
+
+def config_options(config: TrainConfig) -> list[str]:
+    """`fashionnet run` options giving `config`, so the run finds the model stored for it."""
+    options = []
+    for field in dataclasses.fields(config):
+        name = CLI_NAMES.get(field.name, field.name.replace("_", "-"))
+        options += [f"--{name}", str(getattr(config, field.name))]
+    return options
+
+
+def data_sha256(splits: dict[str, SplitFile]) -> dict[str, str]:
+    """The raw files' sha256 as the pipeline keys its models (flows/pipeline.py)."""
+    return {name: sha for split in splits.values() for name, sha in split.sources.items()}
+
+
+def forward_gflop(rows: int, hidden: int) -> float:
+    """Floating-point operations of the two matrix products for `rows` images, in GFLOP."""
+    return 2 * rows * (NUM_PIXELS * hidden + hidden * NUM_CLASSES) / 1e9
+
+
+def tiled_splits(raw: RawFiles, folder: Path) -> dict[str, Path]:
+    """Each real split repeated TILES times: the same images, TILES times the rows."""
+    paths = {}
+    for split, (images_name, labels_name) in SPLITS.items():
+        path = folder / f"{split}.parquet"
+        sources = {f"{name} x{TILES}": raw.sha256[name] for name in (images_name, labels_name)}
+        if not is_up_to_date(path, sources, 10_000):
+            images, labels = idx.read_split(raw.paths[images_name], raw.paths[labels_name])
+            write_split(
+                np.tile(images, (TILES, 1, 1)), np.tile(labels, TILES), path, sources=sources
+            )
+        paths[split] = path
+    return paths
+
+
+def bench_data_stages(
+    figures: Figures, raw_dir: Path, layout: Layout
+) -> tuple[RawFiles, dict[str, SplitFile]]:
+    seconds = median_time(lambda: stages.verify(raw_dir, layout.raw_dir), REPEATS)
+    figures.add("verify_s", seconds, "s", "verify stage: sha256 of the four raw files")
+    raw = stages.verify(raw_dir, layout.raw_dir)
+    seconds = median_time(lambda: stages.prepare(raw, layout), 3)
+    figures.add("prepare_s", seconds, "s", "prepare stage: both splits, .gz to Parquet")
+    return raw, stages.prepare(raw, layout)
+
+
+def bench_training(figures: Figures, splits: dict[str, SplitFile], layout: Layout) -> StoredModel:
+    """Train once per seed, then the Keras tutorial. The first seed's model is stored where
+    `fashionnet run` with the same configuration finds it."""
+    train_set, test_set = read_split(splits["train"].path), read_split(splits["test"].path)
+    sources = data_sha256(splits)
+    times, accuracies, stored = [], [], None
+    for seed in SEEDS:
+        config = dataclasses.replace(CONFIG, seed=seed)
+        seconds, result = timed(
+            lambda config=config: train(
+                config, train_set.x, train_set.label, test_set.x, test_set.label
+            )
+        )
+        times.append(seconds)
+        accuracies.append(result.curve[-1].test_accuracy)
+        figures.add(f"train_seed{seed}_s", seconds, "s", f"train stage, seed {seed}")
+        figures.add(f"accuracy_seed{seed}", accuracies[-1], "", f"test accuracy, seed {seed}")
+        log.info("seed %d: test accuracy %.4f in %.1f s", seed, accuracies[-1], seconds)
+        if stored is None:
+            key = train_key(config, sources)
+            stored = store_trained(layout.models_dir, key, result, config, sources)
+    figures.add("train_s", statistics.mean(times), "s", f"train stage: mean over seeds {SEEDS}")
+    figures.add("train_sd_s", statistics.stdev(times), "s", "train stage: standard deviation")
+    figures.add("accuracy", statistics.mean(accuracies), "", "test accuracy: mean over the seeds")
+    figures.add(
+        "accuracy_sd", statistics.stdev(accuracies), "", "test accuracy: standard deviation"
+    )
+    figures.add("accuracy_min", min(accuracies), "", "test accuracy: lowest seed")
+
+    fit = keras_reference.tutorial_fit(
+        train_set.x, train_set.label, test_set.x, test_set.label, seed=SEEDS[0]
+    )
+    figures.add("keras_fit_s", fit.seconds, "s", "Keras tutorial: model.fit (10 epochs, batch 32)")
+    figures.add("keras_accuracy", fit.test_accuracy, "", "Keras tutorial: test accuracy")
+    log.info("Keras tutorial: test accuracy %.4f in %.1f s", fit.test_accuracy, fit.seconds)
+    return stored
+
+
+def bench_prediction(
+    figures: Figures, model: StoredModel, layout: Layout, splits: dict[str, SplitFile]
+) -> dict[str, np.ndarray]:
+    """Our predict stage against Keras on the same weights, the seed's way and a bare matmul."""
+    params = model.params
+    paths = {split: s.path for split, s in splits.items()}
+    images = [read_split(path) for path in paths.values()]
+    x = np.concatenate([batch.x for batch in images])
+    labels = np.concatenate([batch.label for batch in images])
+    keras_model = keras_reference.same_weights_model(params)
+
+    def ours() -> dict[str, np.ndarray]:
+        return stages.predict(model.weights_path, paths, layout.predictions_dir)
+
+    def keras() -> np.ndarray:
+        return keras_model.predict(x, batch_size=KERAS_BATCH, verbose=0)
+
+    confusions, keras_probabilities = ours(), keras()  # warm-up: page cache, threads, tracing
+    our_times, keras_times = [], []
+    for _ in range(REPEATS):  # interleaved, so a busy neighbour slows both sides alike
+        our_times.append(timed(ours)[0])
+        keras_times.append(timed(keras)[0])
+    keras_default_s = timed(lambda: keras_model.predict(x, verbose=0))[0]
+    seed_s, (seed_predicted, _) = timed(
+        lambda: seed_way.predict_all(model.weights_path, list(paths.values()))
+    )
+    hidden = np.maximum(x @ params["W1"] + params["b1"], 0)
+    ceiling_s = median_time(lambda: x @ params["W1"], REPEATS) + median_time(
+        lambda: hidden @ params["W2"], REPEATS
+    )
+    ours_predicted = np.concatenate(
+        [read_predictions(layout.predictions(split))["predicted"].to_numpy() for split in paths]
+    )
+    gflop = forward_gflop(len(x), params["b1"].size)
+    our_s = statistics.median(our_times)
+    figures.add("predict_rows", len(x), "rows", "images predicted (train + test)")
+    figures.add("predict_s", our_s, "s", "predict stage: Parquet to predictions file, median")
+    figures.add(
+        "keras_predict_s",
+        statistics.median(keras_times),
+        "s",
+        f"Keras model.predict, batch {KERAS_BATCH}, same weights, median",
+    )
+    figures.add(
+        "keras_predict_default_s", keras_default_s, "s", "Keras model.predict, default batch"
+    )
+    figures.add("seed_predict_s", seed_s, "s", "seed's way: pandas, float64, one predict call")
+    figures.add("predict_gflops", gflop / our_s, "GFLOP/s", "predict stage (forward-pass FLOPs)")
+    figures.add("matmul_gflops", gflop / ceiling_s, "GFLOP/s", "bare float32 x@W1 and h@W2")
+    figures.add(
+        "keras_agreement",
+        float(np.mean(keras_probabilities.argmax(axis=1) == ours_predicted)),
+        "",
+        "share of images Keras and fashionnet put in the same class",
+    )
+    figures.add(
+        "seed_agreement",
+        float(np.mean(seed_predicted == ours_predicted)),
+        "",
+        "share of images the seed's way and fashionnet put in the same class",
+    )
+    assert np.array_equal(sum(confusions.values()), confusion_matrix(labels, ours_predicted))
+    return confusions
+
+
+def bench_report(
+    figures: Figures,
+    layout: Layout,
+    confusions: dict[str, np.ndarray],
+    model: StoredModel,
+    splits: dict[str, SplitFile],
+) -> None:
+    seconds = median_time(lambda: stages.report(layout, confusions, model, splits), 3)
+    figures.add("report_s", seconds, "s", "report stage: CSVs, figures, report.md, history")
+
+
+def bench_memory(
+    figures: Figures, raw: RawFiles, model: StoredModel, splits: dict[str, SplitFile]
+) -> None:
+    """Peak resident memory, each figure from a fresh process (benchmarks/probe.py)."""
+    sizes = {
+        "1x": [s.path for s in splits.values()],
+        f"{TILES}x": list(tiled_splits(raw, WORK / "tiled").values()),
+    }
+    for stage in ("predict", "flow"):
+        for size, paths in sizes.items():
+            out_dir = WORK / "probe" / f"{stage}-{size}"
+            shutil.rmtree(out_dir, ignore_errors=True)
+            probe = run_probe(stage, model.weights_path, out_dir, *paths, env=PREFECT_ENV)
+            add_probe(figures, f"{stage}_{size}", probe, f"{stage} {size}")
+    add_probe(figures, "seed_1x", run_probe("seed", model.weights_path, *sizes["1x"]), "seed 1x")
+    probe = run_probe("prepare", raw.paths[SPLITS["train"][0]].parent, WORK / "probe" / "prepare")
+    add_probe(figures, "prepare", probe, "prepare (train split)")
+
+
+def add_probe(figures: Figures, name: str, probe: dict, what: str) -> None:
+    figures.add(f"{name}_rss_mb", probe["peak_rss_mb"], "MB", f"{what}: peak RSS")
+    figures.add(f"{name}_baseline_mb", probe["baseline_rss_mb"], "MB", f"{what}: RSS after imports")
+    figures.add(f"{name}_probe_s", probe["seconds"], "s", f"{what}: wall time in the probe")
+
+
+def fashionnet_run(layout: Layout, raw_dir: Path, *options: str) -> float:
+    """Wall seconds of `fashionnet run` in a fresh process, as `make run` starts it."""
+    command = [
+        str(FASHIONNET), "run", "--project-dir", str(layout.root), "--raw-dir", str(raw_dir),
+        *config_options(CONFIG), *options,
+    ]  # fmt: skip
+    seconds, done = timed(
+        lambda: subprocess.run(command, env=RUN_ENV, capture_output=True, text=True)
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
+    return seconds
+
+
+def report_csvs(layout: Layout) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in sorted(layout.latest_link.glob("*.csv"))}
+
+
+def bench_end_to_end(figures: Figures, raw_dir: Path, layout: Layout, model: StoredModel) -> None:
+    """The Dask runner against the thread runner, then warm runs split into their parts."""
+    fashionnet_run(layout, raw_dir)  # predicts with threads; also warms Prefect's database
+    by_threads = report_csvs(layout)
+    shutil.rmtree(layout.predictions_dir)
+    figures.add(
+        "dask_run_s",
+        fashionnet_run(layout, raw_dir, "--task-runner", "dask"),
+        "s",
+        "fashionnet run --task-runner dask (local cluster), predictions not cached",
+    )
+    figures.add(
+        "dask_identical",
+        int(len(by_threads) >= 4 and report_csvs(layout) == by_threads),
+        "",
+        f"1 if the Dask run's {len(by_threads)} report CSVs equal the thread run's, byte for byte",
+    )
+    warm_s = median_time(lambda: fashionnet_run(layout, raw_dir), 3)
+    startup_s = median_time(
+        lambda: subprocess.run([sys.executable, "-c", LIBRARY_IMPORTS], env=RUN_ENV, check=True), 3
+    )
+    library_s = median_time(lambda: stages.up_to_date_run(layout, raw_dir, model), 3)
+    figures.add("run_warm_s", warm_s, "s", "fashionnet run, everything cached: wall time, median")
+    figures.add("run_startup_s", startup_s, "s", "Python start and library imports (no Prefect)")
+    figures.add("run_library_s", library_s, "s", "library work of that run, without Prefect")
+    figures.add(
+        "run_prefect_s",
+        warm_s - startup_s - library_s,
+        "s",
+        "the rest: Prefect (import, temporary API server, flow and task runs)",
+    )
+
+
+# Everything `fashionnet run` imports apart from Prefect.
+LIBRARY_IMPORTS = (
+    "import flows.cli, fashionnet.plots, fashionnet.report_markdown, fashionnet.fetch, "
+    "fashionnet.model_store, fashionnet.predict, fashionnet.prepare, fashionnet.keras_source, "
+    "fashionnet.runlock"
+)
+PREFECT_ENV = {
+    "PREFECT_HOME": str(WORK / ".prefect"),
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_LOGGING_LEVEL": "WARNING",
+}
+# `make run` as a new user starts it: no Prefect server configured, so each run starts its own.
+RUN_ENV = {
+    **{name: value for name, value in os.environ.items() if name != "PREFECT_API_URL"},
+    **PREFECT_ENV,
+}
+
+
+def machine(figures: Figures) -> None:
+    import prefect
+    import pyarrow
+
+    figures.add("cpus", os.cpu_count() or 0, "", "logical CPUs")
+    figures.add("cpu", cpu_name(), "", "processor")
+    figures.add("python", platform.python_version(), "", "Python")
+    figures.add("numpy", np.__version__, "", "NumPy (OpenBLAS inside the wheel)")
+    figures.add("pyarrow", pyarrow.__version__, "", "PyArrow")
+    figures.add("prefect", prefect.__version__, "", "Prefect")
+    figures.add(
+        "config", str(dataclasses.asdict(CONFIG)), "", "training configuration (fashionnet)"
+    )
+
+
+def cpu_name() -> str:
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor()
+    return next(
+        (line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), ""
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument(
+        "--raw-dir",
+        type=Path,
+        default=Path(os.environ.get("FASHIONNET_RAW_DIR") or DEFAULT_RAW_DIR),
+        help="folder with the four Fashion-MNIST .gz files (default: $FASHIONNET_RAW_DIR or "
+        "../shared/fashion-mnist)",
+    )
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    os.environ.update(PREFECT_ENV)
+    layout = Layout(WORK / "project")
+    figures = Figures()
+    machine(figures)
+
+    raw, splits = bench_data_stages(figures, args.raw_dir.resolve(), layout)
+    model = bench_training(figures, splits, layout)
+    confusions = bench_prediction(figures, model, layout, splits)
+    bench_report(figures, layout, confusions, model, splits)
+    bench_memory(figures, raw, model, splits)
+    bench_end_to_end(figures, args.raw_dir.resolve(), layout, model)
+
+    figures.write_csv(RESULTS_CSV)
+    markdown = results_markdown(figures)
+    atomic.write_text(RESULTS_MD, markdown)
+    print(markdown)
+    missed = missed_targets(figures)
+    for target in missed:
+        print(f"MISSED: {target}", file=sys.stderr)
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,290 @@
+"""Damaged inputs through the real `fashionnet run`: one clear line each, and nothing changes.
+
+A baseline run on small synthetic data leaves a project with `reports/latest`. Every fault then
+runs in its own copy of that project (side by side, to keep the suite short) and must exit 1
+with exactly one `fashionnet: error:` line that names the file, the problem and what to do, no
+traceback anywhere in the output, and the project's data/, models/ and reports/ byte for byte
+as they were. The library-level checks behind these messages are in test_idx.py,
+test_dataset.py and test_weights.py; this file proves the user sees them.
+"""
+
+import os
+import pickle
+import shutil
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from cli_runs import SMALL, api_env, error_line, report_csvs, run_fashionnet, snapshot, summary
+from synthetic import write_synthetic_raw
+
+from fashionnet.dataset import open_split
+from fashionnet.idx import read_images, read_labels, write_idx
+from fashionnet.layout import Layout
+from fashionnet.two_layer_net import TwoLayerNet
+
+pytestmark = pytest.mark.prefect
+
+TRAIN_LABELS = "train-labels-idx1-ubyte.gz"
+TEST_IMAGES = "t10k-images-idx3-ubyte.gz"
+TEST_LABELS = "t10k-labels-idx1-ubyte.gz"
+N_TEST = 250
+REPLACE = "replace it with the canonical file"
+RETRAIN = "retrain the model or point to a good weights file"
+
+
+class TouchOnUnpickle:
+    """Unpickling this creates `marker`: if the marker exists, something ran pickle."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+@dataclass(frozen=True)
+class Fault:
+    name: str
+    damage: Callable[[Path], list[str]]  # damages the case folder; returns extra CLI options
+    expect: tuple[str, ...]  # in the error line; "{case}" is the case folder
+
+
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def raw_fault(name: str, damage: Callable[[Path], None], *expect: str) -> Fault:
+    def apply(case: Path) -> list[str]:
+        damage(case / "raw")
+        return []
+
+    return Fault(name, apply, expect)
+
+
+def weights_fault(name: str, arrays: Callable[[Path], dict], *expect: str) -> Fault:
+    def apply(case: Path) -> list[str]:
+        path = case / "weights.npz"
+        np.savez(path, **arrays(case))  # np.savez pickles object arrays: that is the point
+        return ["--weights", str(path)]
+
+    return Fault(name, apply, ("weights file {case}/weights.npz", *expect, RETRAIN))
+
+
+def good_params(**changes) -> Callable[[Path], dict]:
+    def arrays(case: Path) -> dict:
+        params = dict(TwoLayerNet(784, 32, 10, init="he", seed=0).params)
+        for name, change in changes.items():
+            params[name] = change(params[name].copy(), case)
+        return {name: array for name, array in params.items() if array is not None}
+
+    return arrays
+
+
+def with_value(index, value):
+    def change(array, case):
+        array[index] = value
+        return array
+
+    return change
+
+
+def pickle_file(case: Path) -> list[str]:
+    path = case / "weights.npz"
+    path.write_bytes(pickle.dumps(TouchOnUnpickle(case / "unpickled")))
+    return ["--weights", str(path)]
+
+
+FAULTS = [
+    raw_fault(
+        "truncated gzip",
+        lambda raw: truncate(raw / TRAIN_LABELS),
+        f"{{case}}/raw/{TRAIN_LABELS}: not a complete gzip file",
+        REPLACE,
+    ),
+    raw_fault(
+        "not gzip",
+        lambda raw: (raw / TEST_IMAGES).write_bytes(b"<html>503 Service Unavailable</html>\n"),
+        f"{{case}}/raw/{TEST_IMAGES}: not a complete gzip file",
+        REPLACE,
+    ),
+    raw_fault(
+        "wrong IDX magic",
+        lambda raw: write_idx(raw / TEST_LABELS, read_images(raw / TEST_IMAGES)),
+        f"{{case}}/raw/{TEST_LABELS}: magic number 2051, expected 2049",
+        REPLACE,
+    ),
+    raw_fault(
+        "wrong dimensions",
+        lambda raw: write_idx(raw / TEST_IMAGES, np.zeros((N_TEST, 28, 27), np.uint8)),
+        f"{{case}}/raw/{TEST_IMAGES}: images are 28x27, expected 28x28",
+        REPLACE,
+    ),
+    raw_fault(
+        "image and label counts differ",
+        lambda raw: write_idx(raw / TEST_LABELS, read_labels(raw / TEST_LABELS)[:-1].copy()),
+        f"{{case}}/raw/{TEST_IMAGES} has {N_TEST} images",
+        f"{{case}}/raw/{TEST_LABELS} has {N_TEST - 1} labels",
+        "use the images and labels files of the same split",
+    ),
+    raw_fault(
+        "label outside 0..9",
+        lambda raw: write_idx(
+            raw / TEST_LABELS,
+            np.where(np.arange(N_TEST) == 3, 10, read_labels(raw / TEST_LABELS)).astype(np.uint8),
+        ),
+        f"{{case}}/raw/{TEST_LABELS}: label 10 at row 3 is outside 0..9",
+        REPLACE,
+    ),
+    weights_fault("weights missing a key", good_params(b2=lambda a, case: None), "lacks b2"),
+    weights_fault(
+        "weights of the wrong shape",
+        good_params(W1=lambda a, case: a[:783]),
+        "has W1 of shape (783, 32), expected (784, 32)",
+    ),
+    weights_fault(
+        "weights with NaN or Inf",
+        good_params(W2=with_value((0, 0), np.nan), b2=with_value(1, np.inf)),
+        "has NaN or Inf in W2",
+    ),
+    weights_fault(
+        "weights with an object array",
+        good_params(
+            b2=lambda a, case: np.array([TouchOnUnpickle(case / "unpickled")], dtype=object)
+        ),
+        "holds an array that cannot be read safely",
+    ),
+    Fault(
+        "weights file that is a pickle, not .npz",
+        pickle_file,
+        ("weights file {case}/weights.npz is not a NumPy .npz archive", RETRAIN),
+    ),
+]
+
+
+@dataclass(frozen=True)
+class Baseline:
+    raw: Path
+    project: Path
+
+
+@dataclass(frozen=True)
+class Outcome:
+    case: Path
+    result: object  # subprocess.CompletedProcess
+    before: dict[str, str]
+    after: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def env(prefect_harness):
+    return api_env()
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory, env) -> Baseline:
+    root = tmp_path_factory.mktemp("baseline")
+    raw, project = root / "raw", root / "project"
+    write_synthetic_raw(raw, n_train=600, n_test=N_TEST, seed=1)
+    result = run_fashionnet("--raw-dir", str(raw), "--project-dir", str(project), *SMALL, env=env)
+    assert result.returncode == 0, summary(result)
+    return Baseline(raw, project)
+
+
+def copy_project(baseline: Baseline, case: Path) -> Path:
+    shutil.copytree(baseline.project, case / "project", symlinks=True)  # keeps reports/latest
+    shutil.copytree(baseline.raw, case / "raw")
+    return case / "project"
+
+
+def run_fault(fault: Fault, baseline: Baseline, root: Path, env: dict[str, str]) -> Outcome:
+    case = root / fault.name.replace(" ", "-")
+    project = copy_project(baseline, case)
+    options = fault.damage(case)
+    before = snapshot(project)
+    result = run_fashionnet(
+        "--raw-dir", str(case / "raw"), "--project-dir", str(project), *SMALL, *options, env=env
+    )
+    return Outcome(case, result, before, snapshot(project))
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory, baseline, env) -> dict[str, Outcome]:
+    root = tmp_path_factory.mktemp("faults")
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {f.name: pool.submit(run_fault, f, baseline, root, env) for f in FAULTS}
+    return {name: future.result() for name, future in futures.items()}
+
+
+def test_the_pickle_payload_is_live(tmp_path):
+    """Without this, the 'never unpickled' checks below could pass for the wrong reason."""
+    pickle.loads(pickle.dumps(TouchOnUnpickle(tmp_path / "unpickled")))  # the test's own bytes
+    assert (tmp_path / "unpickled").exists()
+
+
+@pytest.mark.parametrize("fault", FAULTS, ids=[fault.name for fault in FAULTS])
+def test_fault_is_one_clear_line_and_changes_nothing(fault, outcomes):
+    outcome = outcomes[fault.name]
+    message = error_line(outcome.result)  # exit 1, no traceback, exactly one error line
+    for words in fault.expect:
+        assert words.format(case=outcome.case) in message
+    assert outcome.after == outcome.before, "nothing written, reports/latest unchanged"
+    assert not (outcome.case / "unpickled").exists(), "nothing was ever unpickled"
+
+
+def test_damaged_parquet_is_named_and_rebuilt(baseline, env, tmp_path):
+    """data/parquet is derived from the verified raw files: a damaged copy is rebuilt, not fatal."""
+    project = copy_project(baseline, tmp_path)
+    layout = Layout(project)
+    train, test = pq.read_table(layout.parquet("train")), pq.read_table(layout.parquet("test"))
+    pq.write_table(train.slice(0, 500), layout.parquet("train"))  # metadata still says 600 rows
+    wrong_index = train.schema.field("index").with_type(pa.int64())
+    pq.write_table(
+        test.set_column(0, wrong_index, test["index"].cast(pa.int64())), layout.parquet("test")
+    )
+
+    result = run_fashionnet(
+        "--raw-dir", str(tmp_path / "raw"), "--project-dir", str(project), *SMALL, env=env
+    )
+
+    assert result.returncode == 0, summary(result)
+    warnings = [line for line in result.stderr.splitlines() if "rebuilding" in line]
+    assert len(warnings) == 2, summary(result)
+    assert f"{layout.parquet('train')} has 500 rows but was written with 600" in warnings[0]
+    assert f"{layout.parquet('test')} has columns (index: int64" in warnings[1]
+    assert [open_split(layout.parquet(s)).num_rows for s in ("train", "test")] == [600, N_TEST]
+    assert report_csvs(layout.latest_link) == report_csvs(Layout(baseline.project).latest_link)
+
+
+@pytest.mark.realdata
+def test_new_user_with_a_damaged_download(baseline, real_raw_dir, tmp_path):
+    """`fashionnet run` as typed in a fresh shell: temporary Prefect server, no test settings."""
+    raw = tmp_path / "fashion-mnist"
+    raw.mkdir()
+    for source in real_raw_dir.glob("*.gz"):
+        (raw / source.name).symlink_to(source)
+    damaged = raw / TEST_LABELS
+    damaged.unlink()
+    damaged.write_bytes(Path(real_raw_dir, TEST_LABELS).read_bytes()[:3000])  # cut short
+    project = copy_project(baseline, tmp_path)
+    before = snapshot(project)
+    # No test settings but the Prefect home (a fresh one only adds its database set-up time).
+    fresh_shell = {
+        name: value
+        for name, value in os.environ.items()
+        if name == "PREFECT_HOME"
+        or not name.startswith(("PREFECT_", "FASHIONNET_", "MPLCONFIGDIR", "KERAS_", "TF_"))
+    }
+
+    result = run_fashionnet(env={**fresh_shell, "FASHIONNET_RAW_DIR": str(raw)}, cwd=project)
+
+    message = error_line(result)
+    assert message.startswith(f"{damaged} is not the canonical {TEST_LABELS} (sha256 ")
+    assert message.endswith("replace it with the canonical file or remove it")
+    assert snapshot(project) == before
+    assert "Starting temporary server on http://127.0.0.1:" in result.stderr
