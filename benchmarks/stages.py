@@ -4,7 +4,6 @@ Each function does what the matching task in `flows/pipeline.py` does; the bench
 them here and compares their sum with a whole `fashionnet run` to find Prefect's share.
 """
 
-import os
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -20,6 +19,7 @@ from fashionnet.layout import Layout
 from fashionnet.metrics import confusion_matrix
 from fashionnet.model_store import StoredModel, load_stored
 from fashionnet.predict import (
+    CONCURRENT_CHUNKS,
     ChunkPrediction,
     plan_chunks,
     predict_chunk,
@@ -32,8 +32,6 @@ from fashionnet.prepare import is_up_to_date, prepare_split
 from fashionnet.reports import new_run_id
 from fashionnet.weights import load_params
 
-# The default thread runner's width (Prefect's ThreadPoolTaskRunner, bounded in flows/pipeline.py).
-PREDICT_THREADS = os.cpu_count() or 1
 MODEL_ID_KEY = "fashionnet.model_id"  # the predictions' metadata key the flow writes
 
 
@@ -71,7 +69,7 @@ def predict(
     predictions_dir: Path,
     *,
     chunk_size: int = 10_000,
-    threads: int = PREDICT_THREADS,
+    threads: int = CONCURRENT_CHUNKS,
 ) -> dict[str, np.ndarray]:
     """Every split in chunks on a thread pool, then its predictions file (predict-in-chunks).
 
@@ -140,7 +138,9 @@ def up_to_date_run(layout: Layout, raw_dir: Path, model: StoredModel) -> Path:
     assert load_stored(layout.models_dir, model.folder.name) is not None
     confusions = {}
     for split in SPLITS:
-        assert predictions_up_to_date(layout.predictions(split), {MODEL_ID_KEY: model.model_id})
+        assert predictions_up_to_date(
+            layout.predictions(split), {MODEL_ID_KEY: model.model_id}, splits[split].num_rows
+        )
         predictions = read_predictions(layout.predictions(split))
         confusions[split] = confusion_matrix(predictions["label"], predictions["predicted"])
     return report(layout, confusions, model, splits)

@@ -88,7 +88,12 @@ def store_trained(
         "train_accuracy": None if last is None else last.train_accuracy,
         "test_accuracy": None if last is None else last.test_accuracy,
     }
-    save_params(folder / "weights.npz", result.params, metadata=meta)
+    # The weights file carries only what is reproducible, so equal weights give equal bytes.
+    save_params(
+        folder / "weights.npz",
+        result.params,
+        metadata={k: v for k, v in meta.items() if k != "train_seconds"},
+    )
     write_learning_curve(folder / "learning_curve.csv", result.curve)
     atomic.write_text(folder / "meta.json", json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return StoredModel(folder, result.params, meta)

@@ -7,6 +7,7 @@ can run anywhere (threads, processes, Dask workers) and be combined in any order
 """
 
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,11 @@ from fashionnet.metrics import confusion_matrix
 from fashionnet.two_layer_net import predict
 
 log = logging.getLogger(__name__)
+
+# Chunks to predict at the same time on one machine (the width of the flow's thread runner):
+# one per CPU lets a chunk's Parquet decoding overlap another's matrix products, and memory
+# stays at a few chunks however many rows the split has.
+CONCURRENT_CHUNKS = os.cpu_count() or 1
 
 PREDICTIONS_SCHEMA = pa.schema(
     [
@@ -100,15 +106,22 @@ def write_predictions(
     log.info("wrote %d prediction chunks to %s", len(chunks), path)
 
 
-def predictions_up_to_date(path: Path, metadata: Mapping[str, str]) -> bool:
-    """Whether `path` exists and was written with exactly these metadata values."""
+def predictions_up_to_date(path: Path, metadata: Mapping[str, str], rows: int) -> bool:
+    """Whether `path` holds `rows` predictions with our schema and exactly these metadata values."""
     try:
-        stored = pq.read_schema(path).metadata or {}
+        file_metadata = pq.read_metadata(path)
     except FileNotFoundError:
         return False
     except (pa.ArrowException, OSError) as error:
         log.warning("%s is unreadable (%s); it will be rewritten", path, error)
         return False
+    schema = file_metadata.schema.to_arrow_schema()
+    if file_metadata.num_rows != rows or not schema.equals(PREDICTIONS_SCHEMA):
+        log.warning(
+            "%s does not hold %d predictions of the expected columns; rewriting", path, rows
+        )
+        return False
+    stored = schema.metadata or {}
     return all(stored.get(key.encode()) == str(value).encode() for key, value in metadata.items())
 
 

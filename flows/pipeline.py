@@ -25,7 +25,9 @@ from typing import Any, Literal
 import numpy as np
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
 from prefect.futures import as_completed
+from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import unmapped
 
@@ -40,6 +42,7 @@ from fashionnet.metrics import confusion_matrix
 from fashionnet.model_store import load_stored, store_trained, train_key
 from fashionnet.paths import resolve_output
 from fashionnet.predict import (
+    CONCURRENT_CHUNKS,
     ChunkPrediction,
     plan_chunks,
     predict_chunk,
@@ -182,7 +185,7 @@ def predict_chunk_task(
 
 def make_task_runner(task_runner: str, dask_address: str | None):
     if task_runner == "threads":
-        return ThreadPoolTaskRunner()
+        return ThreadPoolTaskRunner(max_workers=CONCURRENT_CHUNKS)
     if task_runner == "dask":
         from prefect_dask import DaskTaskRunner
 
@@ -191,6 +194,22 @@ def make_task_runner(task_runner: str, dask_address: str | None):
         # Dask's dashboard would listen on every interface; keep the local cluster local.
         return DaskTaskRunner(cluster_kwargs={"dashboard_address": "127.0.0.1:8787"})
     raise FashionnetError(f"task_runner must be 'threads' or 'dask', not {task_runner!r}")
+
+
+@contextlib.contextmanager
+def local_dask_workers_share_the_api(task_runner: str, dask_address: str | None):
+    """Point the workers of a local Dask cluster at this run's temporary Prefect API.
+
+    Without PREFECT_API_URL each worker process would start a temporary Prefect server of its
+    own and record the chunks' task runs there, out of sight. A remote cluster needs
+    PREFECT_API_URL set to a server every machine reaches (docs/DISTRIBUTED.md).
+    """
+    if task_runner != "dask" or dask_address or PREFECT_API_URL.value():
+        yield
+        return
+    api_url = str(get_client(sync_client=True).api_url).rstrip("/")
+    with temporary_settings(updates={PREFECT_API_URL: api_url}):
+        yield
 
 
 @flow(name="predict-in-chunks")
@@ -215,7 +234,7 @@ def predict_in_chunks(
             "fashionnet.model_id": model,
             "fashionnet.sources": json.dumps(split_file.sources, sort_keys=True),
         }
-        if predictions_up_to_date(out_path, metadata[split]):
+        if predictions_up_to_date(out_path, metadata[split], split_file.num_rows):
             frame = read_predictions(out_path)
             confusions[split] = confusion_matrix(
                 frame["label"].to_numpy(), frame["predicted"].to_numpy()
@@ -391,7 +410,7 @@ def fashionnet_pipeline(
                 }
         with timer("model"):
             model = train_or_load_model(init, weights_path, config, splits, layout)
-        with timer("predict"):
+        with timer("predict"), local_dask_workers_share_the_api(task_runner, dask_address):
             confusions = predict_in_chunks.with_options(task_runner=runner)(
                 model.weights_path,
                 model.model_id,

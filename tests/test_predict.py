@@ -165,17 +165,26 @@ def test_predictions_round_trip_with_metadata(tmp_path, split_path, params):
         np.testing.assert_array_equal(table[column].to_numpy(), expected)
 
 
-def test_predictions_up_to_date_compares_every_given_key(tmp_path, split_path, params):
+def test_predictions_up_to_date_compares_rows_schema_and_every_given_key(
+    tmp_path, split_path, params
+):
     path = tmp_path / "test.parquet"
-    assert not predictions_up_to_date(path, METADATA)  # missing
+    assert not predictions_up_to_date(path, METADATA, rows=1)  # missing
     chunk = predict_chunk(params, split_path, range(0, 1))
+    rows = len(chunk.index)
     write_predictions(path, [chunk], metadata=METADATA)
-    assert predictions_up_to_date(path, METADATA)
-    assert predictions_up_to_date(path, {"fashionnet.model_id": "m1"})
-    assert not predictions_up_to_date(path, {**METADATA, "fashionnet.model_id": "m2"})
-    assert not predictions_up_to_date(path, {**METADATA, "fashionnet.chunk": "x"})
+    assert predictions_up_to_date(path, METADATA, rows)
+    assert predictions_up_to_date(path, {"fashionnet.model_id": "m1"}, rows)
+    assert not predictions_up_to_date(path, {**METADATA, "fashionnet.model_id": "m2"}, rows)
+    assert not predictions_up_to_date(path, {**METADATA, "fashionnet.chunk": "x"}, rows)
+    assert not predictions_up_to_date(path, METADATA, rows + 1)  # a truncated or padded file
+    pq.write_table(
+        pa.table({"index": np.arange(rows, dtype=np.int64)}).replace_schema_metadata(METADATA),
+        path,
+    )
+    assert not predictions_up_to_date(path, METADATA, rows)  # right metadata, wrong columns
     path.write_bytes(b"not parquet")
-    assert not predictions_up_to_date(path, METADATA)
+    assert not predictions_up_to_date(path, METADATA, rows)
 
 
 def test_read_predictions_of_missing_file_says_what_to_do(tmp_path):

@@ -11,6 +11,7 @@ test_dataset.py and test_weights.py; this file proves the user sees them.
 import os
 import pickle
 import shutil
+import subprocess
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -157,7 +158,7 @@ FAULTS = [
         good_params(
             b2=lambda a, case: np.array([TouchOnUnpickle(case / "unpickled")], dtype=object)
         ),
-        "holds an array that cannot be read safely",
+        "an array that cannot be read safely (Object arrays cannot be loaded",
     ),
     Fault(
         "weights file that is a pickle, not .npz",
@@ -176,7 +177,7 @@ class Baseline:
 @dataclass(frozen=True)
 class Outcome:
     case: Path
-    result: object  # subprocess.CompletedProcess
+    result: subprocess.CompletedProcess
     before: dict[str, str]
     after: dict[str, str]
 
