@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks import keras_reference, seed_way, stages
+from benchmarks import blas, keras_reference, seed_way, stages
 from benchmarks.measure import Figures, median_time, timed
 from benchmarks.probe import run_probe
 from benchmarks.report import missed_targets, results_markdown
@@ -169,6 +169,11 @@ def bench_prediction(
     ceiling_s = median_time(lambda: x @ params["W1"], REPEATS) + median_time(
         lambda: hidden @ params["W2"], REPEATS
     )
+    # Why: the rate of x @ W1 with OpenBLAS's own kernel choice for this CPU, and in TensorFlow.
+    blas_own_choice = blas.gflops_in_fresh_process(
+        len(x), params["b1"].size, {"OPENBLAS_CORETYPE": None, "OPENBLAS_L2_SIZE": None}
+    )
+    tensorflow_gflops = keras_reference.matmul_gflops(x, params["W1"])
     ours_predicted = np.concatenate(
         [read_predictions(layout.predictions(split))["predicted"].to_numpy() for split in paths]
     )
@@ -188,6 +193,14 @@ def bench_prediction(
     figures.add("seed_predict_s", seed_s, "s", "seed's way: pandas, float64, one predict call")
     figures.add("predict_gflops", gflop / our_s, "GFLOP/s", "predict stage (forward-pass FLOPs)")
     figures.add("matmul_gflops", gflop / ceiling_s, "GFLOP/s", "bare float32 x@W1 and h@W2")
+    figures.add(
+        "blas_own_choice_gflops",
+        blas_own_choice,
+        "GFLOP/s",
+        "x@W1 without OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE (OpenBLAS picks its kernels)",
+    )
+    figures.add("tensorflow_gflops", tensorflow_gflops, "GFLOP/s", "x@W1 in TensorFlow")
+    figures.add("openblas_coretype", os.environ.get("OPENBLAS_CORETYPE", ""), "", "as set here")
     figures.add(
         "keras_agreement",
         float(np.mean(keras_probabilities.argmax(axis=1) == ours_predicted)),

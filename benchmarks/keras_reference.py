@@ -7,6 +7,7 @@ sides multiply the same matrices. TensorFlow is imported here only, when first n
 """
 
 import os
+import statistics
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -75,3 +76,18 @@ def same_weights_model(params: Mapping[str, np.ndarray]):
     )
     model.set_weights([params[name] for name in PARAM_NAMES])
     return model
+
+
+def matmul_gflops(x: np.ndarray, w: np.ndarray, repeats: int = 5) -> float:
+    """TensorFlow's median rate for x @ w in GFLOP/s: the engine under Keras's Dense layers."""
+    _keras()
+    import tensorflow as tf
+
+    x, w = tf.constant(x), tf.constant(w)
+    tf.matmul(x, w)  # warm-up; eager CPU ops return when done
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        tf.matmul(x, w)
+        seconds.append(time.perf_counter() - start)
+    return 2 * x.shape[0] * x.shape[1] * w.shape[1] / statistics.median(seconds) / 1e9

@@ -112,6 +112,10 @@ def _prediction_section(f: Figures) -> str:
         f"reading from Parquet included; a bare float32 `x @ W1`, `h @ W2` on the same arrays in "
         f"memory reaches {f['matmul_gflops']:.0f} GFLOP/s on this machine "
         f"({f['predict_gflops'] / f['matmul_gflops']:.0%} of it). "
+        f"That ceiling is set by the environment's `OPENBLAS_CORETYPE={f['openblas_coretype']}`: "
+        f"left to choose its kernels for this CPU, OpenBLAS multiplies `x @ W1` at "
+        f"{f['blas_own_choice_gflops']:.0f} GFLOP/s, and TensorFlow, under Keras, at "
+        f"{f['tensorflow_gflops']:.0f} GFLOP/s. "
         f"Keras and fashionnet agree on {f['keras_agreement']:.4%} of the images, "
         f"the seed's way on {f['seed_agreement']:.4%}."
     )

@@ -1,6 +1,6 @@
 """Weights files: the four arrays of TwoLayerNet in an .npz, checked both ways, never pickled.
 
-A weights file is an uncompressed `np.savez` archive holding
+A weights file is an uncompressed `.npz` archive (as `np.savez` writes) holding
   W1 (input, hidden), b1 (hidden,), W2 (hidden, output), b2 (output,)   float32
   __metadata__   optional 0-d string array: one JSON object (e.g. the training config)
 and nothing else. Loading uses allow_pickle=False, so a file can never run code, and any
@@ -24,6 +24,7 @@ from fashionnet.fashion_mnist import NUM_CLASSES, NUM_PIXELS
 from fashionnet.two_layer_net import PARAM_NAMES, Params
 
 METADATA_KEY = "__metadata__"
+ZIP_TIMESTAMP = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip member can carry
 # What np.load and zipfile raise on files that are not a readable, pickle-free .npz.
 _UNREADABLE = (OSError, ValueError, EOFError, zipfile.BadZipFile)
 
@@ -82,9 +83,13 @@ def save_params(
     arrays: dict[str, np.ndarray] = dict(_checked(params, path, input_size, output_size))
     if metadata is not None:
         arrays[METADATA_KEY] = np.array(json.dumps(dict(metadata), sort_keys=True))
-    # A file object, not a name: np.savez would append ".npz" to the temporary name.
-    with atomic.atomic_path(path) as tmp, open(tmp, "wb") as file:
-        np.savez(file, **arrays)
+    # np.savez's layout, but every member stamped with one fixed time (np.savez stamps the
+    # clock), so equal weights and metadata give byte-identical files.
+    with atomic.atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w") as archive:
+        for name, array in arrays.items():
+            member = zipfile.ZipInfo(f"{name}.npy", date_time=ZIP_TIMESTAMP)
+            with archive.open(member, "w", force_zip64=True) as file:
+                np.lib.format.write_array(file, np.asanyarray(array), allow_pickle=False)
 
 
 def _read_archive(path: str | os.PathLike) -> dict[str, np.ndarray]:

@@ -208,9 +208,16 @@ def finished(server: Server, flow_run_id: str, timeout: float = 120) -> dict:
     return wait_for(final_run, f"flow run {flow_run_id} to finish", timeout)
 
 
-def log_lines(server: Server, flow_run_id: str) -> list[dict]:
+def wait_for_log(
+    server: Server, flow_run_id: str, matches: Callable[[dict], bool], timeout: float = 30
+) -> None:
+    """Wait for a log line of the flow run that `matches` (logs arrive in batches, a bit late)."""
     body = {"logs": {"flow_run_id": {"any_": [flow_run_id]}}, "limit": 200}
-    return server.post("/logs/filter", body)
+    wait_for(
+        lambda: any(matches(line) for line in server.post("/logs/filter", body)),
+        f"a matching log line of flow run {flow_run_id}",
+        timeout,
+    )
 
 
 def run_folders(layout: Layout) -> set[str]:
@@ -264,7 +271,7 @@ def test_a_deployment_run_publishes_reports_history_and_artifacts(server, projec
 
     # The library's own log lines reach the run's logs (PREFECT_LOGGING_EXTRA_LOGGERS from
     # prefect.yaml: this worker's environment does not set it).
-    assert any(line["name"].startswith("fashionnet.") for line in log_lines(server, flow_run_id))
+    wait_for_log(server, flow_run_id, lambda line: line["name"].startswith("fashionnet."))
 
     latest = server.post("/artifacts/latest/filter", {})
     by_key = {artifact["key"]: artifact for artifact in latest}
@@ -277,6 +284,7 @@ def test_a_deployment_run_publishes_reports_history_and_artifacts(server, projec
     assert report["type"] == "markdown" and report["flow_run_id"] == flow_run_id
     assert str(project.runs_dir / run_id) in report["data"]
     assert "## Weakest test classes" in report["data"]
+    assert "![" not in report["data"], "no figure the UI cannot load"
     progress = by_key[PROGRESS_KEY]
     assert progress["type"] == "progress" and progress["data"] == 100
     predict_run = server.get(f"/flow_runs/{progress['flow_run_id']}")  # the chunk subflow
@@ -300,7 +308,7 @@ def test_overlapping_runs_take_turns_and_a_failed_run_changes_nothing(server, pr
     assert good_run["state"]["type"] == "COMPLETED", good_run["state"]["message"]
     assert corrupt_run["state"]["type"] == "FAILED"
     assert CORRUPT_MESSAGE in corrupt_run["state"]["message"]
-    assert any(CORRUPT_MESSAGE in line["message"] for line in log_lines(server, corrupt))
+    wait_for_log(server, corrupt, lambda line: CORRUPT_MESSAGE in line["message"])
 
     first, second = sorted([interval(good_run), interval(corrupt_run)])
     assert first[1] <= second[0], "the deployment's concurrency limit keeps runs apart"
@@ -345,11 +353,7 @@ def test_a_manual_run_during_a_deployment_run_waits_for_the_project_folder(
             scheduled = trigger(server)
             manual = spawn([str(FASHIONNET), "run", *options], manual_env, log)
             wait_for(lambda: WAITING in log.read_text(), "the manual run to wait", 120, log)
-            wait_for(
-                lambda: any(WAITING in line["message"] for line in log_lines(server, scheduled)),
-                "the deployment run to wait",
-                120,
-            )
+            wait_for_log(server, scheduled, lambda line: WAITING in line["message"], 120)
         scheduled_run = finished(server, scheduled)
         assert manual.wait(timeout=120) == 0, log.read_text()
     finally:

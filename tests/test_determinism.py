@@ -69,11 +69,6 @@ def test_same_seed_gives_identical_weights_and_parquet(projects):
         assert paths[0].read_bytes() == paths[1].read_bytes()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="model_store saves train_seconds (wall time) in the weights file's metadata; "
-    "until it keeps that to meta.json alone, equal weights give different .npz bytes",
-)
 def test_same_seed_gives_byte_identical_weights_file(projects):
     first, second = (weights_file(projects[n]).read_bytes() for n in ("first", "second"))
     assert first == second

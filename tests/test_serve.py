@@ -61,9 +61,10 @@ def test_serve_registers_the_deployment_with_the_schedule_of_prefect_yaml(servin
     process, log = serving
     name = f"fashionnet/{SPEC['name']}{SERVED_SUFFIX}"
     deadline = time.monotonic() + 120
-    while (deployment := read_served(name)) is None:
+    # Registered, and polled once: the runner is up (and handles SIGTERM from then on).
+    while (deployment := read_served(name)) is None or deployment.last_polled is None:
         assert process.poll() is None, f"serve exited early:\n{log.read_text()}"
-        assert time.monotonic() < deadline, f"{name} not registered:\n{log.read_text()}"
+        assert time.monotonic() < deadline, f"{name} not served:\n{log.read_text()}"
         time.sleep(0.5)
 
     [schedule] = deployment.schedules
