@@ -94,11 +94,16 @@ def per_class_section(per_class: pd.DataFrame) -> str:
     return "## Per class\n\n" + markdown_table(*per_class_rows(per_class))
 
 
-def figures_section(run_dir: Path) -> str:
-    shown = [
-        f"![{caption}]({name})" for name, caption in FIGURES.items() if (run_dir / name).is_file()
-    ]
-    return "## Figures\n\n" + "\n\n".join(shown) if shown else ""
+def figures_section(run_dir: Path, *, embed: bool = True) -> str:
+    """The figures embedded by relative path, or (embed=False, for viewers that cannot reach
+    the run folder) named as files in it."""
+    present = {name: caption for name, caption in FIGURES.items() if (run_dir / name).is_file()}
+    if not present:
+        return ""
+    if embed:
+        return "## Figures\n\n" + "\n\n".join(f"![{c}]({n})" for n, c in present.items())
+    listed = "\n".join(f"- `{name}`: {caption}" for name, caption in present.items())
+    return f"## Figures\n\nIn the run folder `{run_dir}`:\n\n{listed}"
 
 
 def model_section(manifest: Mapping[str, Any]) -> str:
@@ -132,7 +137,7 @@ def files_section(run_dir: Path) -> str:
     return "## Files\n\n" + ", ".join(present)
 
 
-def render_report_md(run_dir: Path) -> str:
+def render_report_md(run_dir: Path, *, embed_figures: bool = True) -> str:
     """The Markdown report of the run folder `run_dir`."""
     run_dir = Path(run_dir)
     overall = read_overall(run_dir)
@@ -144,7 +149,7 @@ def render_report_md(run_dir: Path) -> str:
         headline_section(overall),
         weakest_section(run_dir, overall["split"].tolist()),
         per_class_section(read_per_class(run_dir)),
-        figures_section(run_dir),
+        figures_section(run_dir, embed=embed_figures),
         model_section(manifest),
         data_section(manifest),
         files_section(run_dir),

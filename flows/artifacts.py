@@ -20,7 +20,7 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 
-from fashionnet.report_markdown import FIGURES, figures_section, per_class_rows, render_report_md
+from fashionnet.report_markdown import per_class_rows, render_report_md
 from fashionnet.reports import read_per_class
 
 PROGRESS_KEY = "fashionnet-prediction-progress"
@@ -52,16 +52,9 @@ def per_class_table(run_dir: Path) -> list[dict[str, str]]:
 
 
 def summary_markdown(run_dir: Path) -> str:
-    """report.md as the UI can show it: the run folder named first, figures listed, not embedded.
-
-    The UI cannot load files from the run folder, so embedded figures would show as broken
-    images; the report's links stay relative to the folder named at the top.
-    """
-    title, body = render_report_md(run_dir).split("\n\n", 1)
-    figures = figures_section(run_dir)
-    if figures:
-        present = ", ".join(f"`{name}`" for name in FIGURES if (run_dir / name).is_file())
-        body = body.replace(figures, f"## Figures\n\nIn the run folder: {present}.")
+    """report.md as the UI can show it: the run folder named first, the figures listed (the UI
+    cannot load files from the run folder, so embedded figures would show as broken images)."""
+    title, body = render_report_md(run_dir, embed_figures=False).split("\n\n", 1)
     where = f"Report files: `{run_dir}` (`reports/latest` points there until the next run)."
     return f"{title}\n\n{where}\n\n{body}"
 

@@ -1,4 +1,5 @@
-"""Logging for flow runs: a user-fixable error is shown as its message, not a traceback."""
+"""Logging for flow runs: the library's progress shows; a user-fixable error is shown as its
+message, not a traceback."""
 
 import logging
 
@@ -15,8 +16,10 @@ class UserErrorFilter(logging.Filter):
         return True
 
 
-def hide_tracebacks_of_user_errors() -> None:
-    """Attach the filter to the handlers that print and ship flow and task run logs."""
+def configure_run_logging() -> None:
+    """Show the library's progress (INFO) in the run's logs, and a user-fixable error as its
+    message alone, on the handlers that print and ship flow and task run logs."""
+    logging.getLogger("fashionnet").setLevel(logging.INFO)  # the root logger's WARNING hides it
     user_errors = UserErrorFilter()
     for name in ("", "prefect", "prefect.flow_runs", "prefect.task_runs"):
         for handler in logging.getLogger(name).handlers:

@@ -57,7 +57,7 @@ from fashionnet.train import DEFAULT_CONFIG, TrainConfig, train
 from fashionnet.two_layer_net import TwoLayerNet
 from fashionnet.weights import load_params, model_id, save_params
 from flows.artifacts import ChunkProgress, publish_run_artifacts
-from flows.logs import hide_tracebacks_of_user_errors
+from flows.logs import configure_run_logging
 
 D = DEFAULT_CONFIG
 
@@ -368,7 +368,7 @@ def fashionnet_pipeline(
             stay inside the working directory; see fashionnet.paths).
         lock_timeout: seconds to wait for another run on the same folder to finish.
     """
-    hide_tracebacks_of_user_errors()
+    configure_run_logging()
     logger = get_run_logger()
     layout = Layout(resolve_output(project_dir, Path.cwd(), option="project_dir"))
     config = TrainConfig(
