@@ -23,7 +23,10 @@ DEFAULT_REAL_RAW_DIR = REPO_ROOT.parent / "shared" / "fashion-mnist"
 
 @pytest.fixture(scope="session")
 def real_raw_dir() -> Path:
-    """The folder with the four canonical .gz files (FASHIONNET_TEST_RAW_DIR or ../shared/fashion-mnist)."""
+    """The folder with the four canonical .gz files.
+
+    FASHIONNET_TEST_RAW_DIR, else ../shared/fashion-mnist beside the repo.
+    """
     folder = Path(os.environ.get("FASHIONNET_TEST_RAW_DIR", DEFAULT_REAL_RAW_DIR))
     missing = [name for name in RAW_FILES if not (folder / name).is_file()]
     if missing:
