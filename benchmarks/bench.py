@@ -162,6 +162,7 @@ def bench_prediction(
         our_times.append(timed(ours)[0])
         keras_times.append(timed(keras)[0])
     keras_default_s = timed(lambda: keras_model.predict(x, verbose=0))[0]
+    read_s = median_time(lambda: [read_split(path) for path in paths.values()], REPEATS)
     seed_s, (seed_predicted, _) = timed(
         lambda: seed_way.predict_all(model.weights_path, list(paths.values()))
     )
@@ -191,6 +192,7 @@ def bench_prediction(
         "keras_predict_default_s", keras_default_s, "s", "Keras model.predict, default batch"
     )
     figures.add("seed_predict_s", seed_s, "s", "seed's way: pandas, float64, one predict call")
+    figures.add("predict_read_s", read_s, "s", "Parquet to float32 NumPy alone, one thread")
     figures.add("predict_gflops", gflop / our_s, "GFLOP/s", "predict stage (forward-pass FLOPs)")
     figures.add("matmul_gflops", gflop / ceiling_s, "GFLOP/s", "bare float32 x@W1 and h@W2")
     figures.add(
