@@ -93,6 +93,7 @@ def tiled_splits(raw: RawFiles, folder: Path) -> dict[str, Path]:
 def bench_data_stages(
     figures: Figures, raw_dir: Path, layout: Layout
 ) -> tuple[RawFiles, dict[str, SplitFile]]:
+    """Verify and prepare, timed; leaves the prepared splits in `layout`."""
     seconds = median_time(lambda: stages.verify(raw_dir, layout.raw_dir), REPEATS)
     figures.add("verify_s", seconds, "s", "verify stage: sha256 of the four raw files")
     raw = stages.verify(raw_dir, layout.raw_dir)
@@ -238,12 +239,17 @@ def bench_memory(
         "1x": [s.path for s in splits.values()],
         f"{TILES}x": list(tiled_splits(raw, WORK / "tiled").values()),
     }
-    for stage in ("predict", "flow"):
+    probes = {  # figure name: (probe stage, environment changes)
+        "predict": ("predict", {}),
+        "flow": ("flow", {}),
+        "fixed_threshold": ("predict", FIXED_MMAP_THRESHOLD),
+    }
+    for name, (stage, env) in probes.items():
         for size, paths in sizes.items():
-            out_dir = WORK / "probe" / f"{stage}-{size}"
+            out_dir = WORK / "probe" / f"{name}-{size}"
             shutil.rmtree(out_dir, ignore_errors=True)
-            probe = run_probe(stage, model.weights_path, out_dir, *paths, env=PREFECT_ENV)
-            add_probe(figures, f"{stage}_{size}", probe, f"{stage} {size}")
+            probe = run_probe(stage, model.weights_path, out_dir, *paths, env=env)
+            add_probe(figures, f"{name}_{size}", probe, f"{name} {size}")
     add_probe(figures, "seed_1x", run_probe("seed", model.weights_path, *sizes["1x"]), "seed 1x")
     probe = run_probe("prepare", raw.paths[SPLITS["train"][0]].parent, WORK / "probe" / "prepare")
     add_probe(figures, "prepare", probe, "prepare (train split)")
@@ -312,6 +318,10 @@ LIBRARY_IMPORTS = (
     "fashionnet.model_store, fashionnet.predict, fashionnet.prepare, fashionnet.keras_source, "
     "fashionnet.runlock"
 )
+# glibc serves large arrays with mmap and unmaps them when freed, but after the first such free
+# it raises that threshold to the array's size, and later chunk arrays come from its heaps,
+# which keep freed memory. A fixed threshold shows how much of a peak is that retained memory.
+FIXED_MMAP_THRESHOLD = {"MALLOC_MMAP_THRESHOLD_": str(1 << 20)}
 PREFECT_ENV = {
     "PREFECT_HOME": str(WORK / ".prefect"),
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",

@@ -18,11 +18,15 @@ def text_table(
 ) -> Table:
     """A rich table: the first `text_columns` columns are text, the rest right-aligned numbers.
 
-    Narrow terminals fold long cells (ids, times) rather than cut them short.
+    The first column (class names, times) always shows whole: folded letter by letter it would
+    be unreadable. In narrow terminals the other text cells (ids) fold onto more lines.
     """
     table = Table(title=title, title_justify="left")
     for position, name in enumerate(header):
-        if position < text_columns:
+        if position == 0:
+            widest = max((len(row[0]) for row in rows), default=len(name))
+            table.add_column(name, no_wrap=True, min_width=widest)
+        elif position < text_columns:
             table.add_column(name, overflow="fold")
         else:
             table.add_column(name, justify="right", no_wrap=True)
