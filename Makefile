@@ -41,8 +41,10 @@ format: setup  ## apply ruff fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# This machine's environment pins OpenBLAS to older kernels (OPENBLAS_CORETYPE, OPENBLAS_L2_SIZE)
+# for old builds' sake; the benchmark alone lets a current NumPy choose its own, as a user's would.
 bench: setup  ## compare with Keras and the seed's way on the real data (~10 min): benchmarks/results.md
-	$(BIN)/python -m benchmarks.bench $(ARGS)
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BIN)/python -m benchmarks.bench $(ARGS)
 
 clean:  ## remove generated data, models, reports and caches (keeps .venv)
 	rm -rf data/raw data/parquet data/predictions data/.run.lock models reports/runs reports/latest reports/history.csv .prefect .cache

@@ -115,13 +115,23 @@ def _prediction_section(f: Figures) -> str:
         f"reading from Parquet included; a bare float32 `x @ W1`, `h @ W2` on the same arrays in "
         f"memory reaches {f['matmul_gflops']:.0f} GFLOP/s on this machine "
         f"({f['predict_gflops'] / f['matmul_gflops']:.0%} of it). "
-        f"That ceiling is set by the environment's `OPENBLAS_CORETYPE={f['openblas_coretype']}`: "
-        f"left to choose its kernels for this CPU, OpenBLAS multiplies `x @ W1` at "
-        f"{f['blas_own_choice_gflops']:.0f} GFLOP/s, and TensorFlow, under Keras, at "
-        f"{f['tensorflow_gflops']:.0f} GFLOP/s. "
+        + _kernel_note(f)
+        + f"TensorFlow, under Keras, multiplies `x @ W1` at {f['tensorflow_gflops']:.0f} GFLOP/s. "
         f"Keras and fashionnet agree on {f['keras_agreement']:.4%} of the images, "
         f"the seed's way on {f['seed_agreement']:.4%}."
     )
+
+
+def _kernel_note(f: Figures) -> str:
+    """Which OpenBLAS kernels set the ceiling: pinned by the environment, or OpenBLAS's choice."""
+    if f["openblas_coretype"]:
+        pinned = f["openblas_coretype"]
+        return (
+            f"That ceiling is set by the environment's `OPENBLAS_CORETYPE={pinned}`: "
+            f"left to choose its kernels for this CPU, OpenBLAS multiplies `x @ W1` at "
+            f"{f['blas_own_choice_gflops']:.0f} GFLOP/s. "
+        )
+    return "OpenBLAS chose its own kernels for this CPU (no `OPENBLAS_CORETYPE`). "
 
 
 def _memory_section(f: Figures) -> str:
@@ -195,8 +205,8 @@ METHOD = """## Method
   gets the same 70,000 images already in memory as one float32 array, and the same weights.
 - GFLOP/s counts the forward pass's multiply-adds, 2 n (784 H + 10 H); the ceiling is the same
   two products on arrays already in memory.
-- Peak RSS is the kernel's high-water mark (`ru_maxrss`) of a fresh process that imports what
-  the stage needs, then runs it once; 10x is the real data tiled ten times (700,000 images).
+- Peak RSS is the kernel's high-water mark (VmHWM) of a fresh process that imports what the
+  stage needs, then runs it once; 10x is the real data tiled ten times (700,000 images).
 - Prefect's share of a warm run: the run's wall time, minus a bare Python start importing the
   same libraries, minus the library work such a run does, timed without Prefect in the
   benchmark's process. What remains is Prefect: its import, the temporary API server it starts

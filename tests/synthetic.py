@@ -42,3 +42,14 @@ def write_synthetic_raw(
             write_idx(folder / name, array)
             catalog[name] = _raw_file(folder / name)
     return catalog
+
+
+# Flow parameters for a pipeline run on the synthetic data that takes about a second.
+SMALL_RUN = {
+    "verify_checksums": False,
+    "row_group_size": 100,
+    "chunk_size": 200,
+    "hidden_size": 32,
+    "epochs": 3,
+    "batch_size": 50,
+}

@@ -11,20 +11,12 @@ import os
 import pandas as pd
 import psutil
 import pytest
-from synthetic import write_synthetic_raw
+from synthetic import SMALL_RUN, write_synthetic_raw
 
 from fashionnet.layout import Layout
 
 pytestmark = pytest.mark.prefect
 
-SMALL = dict(
-    verify_checksums=False,
-    row_group_size=100,
-    chunk_size=200,
-    hidden_size=32,
-    epochs=3,
-    batch_size=50,
-)
 CHUNKS = 5  # train: 600 rows in 3 chunks of 200, test: 250 rows in 2
 
 
@@ -51,7 +43,7 @@ def dask_cluster():
 def run_pipeline(project, raw, **options):
     from flows.pipeline import fashionnet_pipeline
 
-    return fashionnet_pipeline(raw_dir=str(raw), project_dir=str(project), **SMALL, **options)
+    return fashionnet_pipeline(raw_dir=str(raw), project_dir=str(project), **SMALL_RUN, **options)
 
 
 def report_csvs(project) -> dict[str, bytes]:

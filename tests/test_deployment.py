@@ -26,7 +26,7 @@ import psutil
 import pytest
 import requests
 import yaml
-from synthetic import write_synthetic_raw
+from synthetic import SMALL_RUN, write_synthetic_raw
 
 from fashionnet.atomic import TEMP_MARKER
 from fashionnet.layout import Layout
@@ -42,15 +42,7 @@ FASHIONNET = Path(sys.executable).with_name("fashionnet")
 SPEC = yaml.safe_load((REPO_ROOT / "prefect.yaml").read_text())["deployments"][0]
 POOL = SPEC["work_pool"]["name"]
 DEPLOYMENT = f"fashionnet/{SPEC['name']}"
-SMALL = {
-    "verify_checksums": False,
-    "row_group_size": 100,
-    "chunk_size": 200,
-    "hidden_size": 32,
-    "epochs": 3,
-    "batch_size": 50,
-}
-# The deployment runs with SMALL on synthetic data; verifying the checksums makes that data
+# The deployment runs with SMALL_RUN on synthetic data; verifying the checksums makes that data
 # "corrupt" (not the canonical files), so a run with this parameter must fail cleanly.
 CORRUPT = ("--param", "verify_checksums=true")
 CORRUPT_MESSAGE = "replace it with the canonical file or remove it"
@@ -171,7 +163,7 @@ def project(server, tmp_path_factory) -> Layout:
     write_synthetic_raw(raw, n_train=300, n_test=100, seed=3)
     layout = Layout(folder / "project")
     server.prefect("work-pool", "create", POOL, "--type", "process")
-    parameters = {**SMALL, "raw_dir": str(raw), "project_dir": str(layout.root)}
+    parameters = {**SMALL_RUN, "raw_dir": str(raw), "project_dir": str(layout.root)}
     output = server.prefect(
         "--no-prompt", "deploy", "--all", "--prefect-file", "prefect.yaml",
         "--params", json.dumps(parameters),
@@ -342,7 +334,7 @@ def test_a_manual_run_during_a_deployment_run_waits_for_the_project_folder(
     options = ["--raw-dir", raw_dir, "--project-dir", str(project.root), "--no-verify"]
     options += [
         f"--{name.replace('_', '-')}={value}"
-        for name, value in SMALL.items()
+        for name, value in SMALL_RUN.items()
         if name != "verify_checksums"
     ]
     manual_env = {name: value for name, value in server.env.items() if name != "PREFECT_API_URL"}

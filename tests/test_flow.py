@@ -5,21 +5,12 @@ import os
 
 import pandas as pd
 import pytest
-from synthetic import write_synthetic_raw
+from synthetic import SMALL_RUN, write_synthetic_raw
 
 from fashionnet.fashion_mnist import CLASS_NAMES
 from fashionnet.layout import Layout
 
 pytestmark = pytest.mark.prefect
-
-SMALL = dict(
-    verify_checksums=False,
-    row_group_size=100,
-    chunk_size=200,
-    hidden_size=32,
-    epochs=3,
-    batch_size=50,
-)
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +23,8 @@ def synthetic_raw(tmp_path_factory):
 def run_pipeline(project, raw, **options):
     from flows.pipeline import fashionnet_pipeline
 
-    return fashionnet_pipeline(raw_dir=str(raw), project_dir=str(project), **{**SMALL, **options})
+    options = {**SMALL_RUN, **options}
+    return fashionnet_pipeline(raw_dir=str(raw), project_dir=str(project), **options)
 
 
 def read_csvs(run_dir):
