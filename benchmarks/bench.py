@@ -26,7 +26,7 @@ import numpy as np
 from benchmarks import blas, keras_reference, seed_way, stages
 from benchmarks.measure import Figures, median_time, timed
 from benchmarks.probe import run_probe
-from benchmarks.report import missed_targets, results_markdown
+from benchmarks.report import RESULTS_CSV, RESULTS_MD, missed_targets, results_markdown
 from fashionnet import atomic, idx
 from fashionnet.dataset import SplitFile, read_split
 from fashionnet.fashion_mnist import NUM_CLASSES, NUM_PIXELS, SPLITS
@@ -42,8 +42,6 @@ log = logging.getLogger("benchmarks")
 
 REPO = Path(__file__).resolve().parents[1]
 WORK = REPO / "benchmarks" / "work"
-RESULTS_CSV = REPO / "benchmarks" / "results.csv"
-RESULTS_MD = REPO / "benchmarks" / "results.md"
 DEFAULT_RAW_DIR = REPO.parent / "shared" / "fashion-mnist"
 FASHIONNET = Path(sys.executable).parent / "fashionnet"
 

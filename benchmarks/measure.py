@@ -6,6 +6,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from fashionnet import atomic
@@ -52,5 +53,24 @@ class Figures:
             writer.writerow([figure.name, value, figure.unit, figure.description])
         return buffer.getvalue()
 
-    def write_csv(self, path) -> None:
+    def write_csv(self, path: Path) -> None:
         atomic.write_text(path, self.csv_text())
+
+    @classmethod
+    def read_csv(cls, path: Path) -> "Figures":
+        """Figures back from a file `write_csv` wrote (numbers become numbers again)."""
+        figures = cls()
+        with open(path, newline="", encoding="utf-8") as file:
+            for row in csv.DictReader(file):
+                value = _number(row["value"])
+                figures.add(row["figure"], value, row["unit"], row["description"])
+        return figures
+
+
+def _number(text: str) -> float | int | str:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text

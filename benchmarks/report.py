@@ -1,8 +1,16 @@
-"""benchmarks/results.md from a run's figures: the targets, then one table per comparison."""
+"""benchmarks/results.md from a run's figures: the targets, then one table per comparison.
+
+python -m benchmarks.report    rewrites results.md from results.csv (after a wording change)
+"""
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from benchmarks.measure import Figures
+from fashionnet import atomic
+
+RESULTS_CSV = Path(__file__).resolve().parent / "results.csv"
+RESULTS_MD = Path(__file__).resolve().parent / "results.md"
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -232,3 +240,7 @@ def results_markdown(f: Figures) -> str:
         METHOD,
     ]
     return "\n\n".join(section.rstrip("\n") for section in sections) + "\n"
+
+
+if __name__ == "__main__":
+    atomic.write_text(RESULTS_MD, results_markdown(Figures.read_csv(RESULTS_CSV)))
