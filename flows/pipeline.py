@@ -226,10 +226,10 @@ def predict_in_chunks(
     """
     logger = get_run_logger()
     progress = ChunkProgress()
-    confusions, futures, metadata = {}, {}, {}
+    confusions, futures, metadata, out_paths = {}, {}, {}, {}
     for split, parquet_path in parquet_paths.items():
         split_file = open_split(parquet_path)
-        out_path = predictions_dir / f"{split}.parquet"
+        out_path = out_paths[split] = predictions_dir / f"{split}.parquet"
         metadata[split] = {
             "fashionnet.model_id": model,
             "fashionnet.sources": json.dumps(split_file.sources, sort_keys=True),
@@ -257,7 +257,7 @@ def predict_in_chunks(
 
     for split, split_futures in futures.items():
         chunks = [f.result() for f in split_futures]
-        write_predictions(predictions_dir / f"{split}.parquet", chunks, metadata=metadata[split])
+        write_predictions(out_paths[split], chunks, metadata=metadata[split])
         confusions[split] = total_confusion(chunks)
     return {split: confusions[split] for split in parquet_paths}
 

@@ -211,17 +211,12 @@ def test_not_found_goes_to_next_mirror_at_once(origin, mirrors, cache):
     assert found.origin == f"downloaded from {mirrors[1].url}"
 
 
-def test_dropped_connection_is_detected_and_retried(origin, mirrors, cache):
+@pytest.mark.parametrize(
+    "cut", [dropped, cut_short_unannounced], ids=["dropped connection", "short body, no length"]
+)
+def test_body_cut_short_is_detected_and_retried(origin, mirrors, cache, cut):
     _, catalog = origin
-    mirrors[0].script(dropped, ok, names=[IMAGES])
-    found = find(cache, catalog, [mirrors[0].url])
-    assert_verified(found, catalog, cache)
-    assert mirrors[0].count(IMAGES) == 2
-
-
-def test_short_body_without_length_is_detected_and_retried(origin, mirrors, cache):
-    _, catalog = origin
-    mirrors[0].script(cut_short_unannounced, ok, names=[IMAGES])
+    mirrors[0].script(cut, ok, names=[IMAGES])
     found = find(cache, catalog, [mirrors[0].url])
     assert_verified(found, catalog, cache)
     assert mirrors[0].count(IMAGES) == 2
