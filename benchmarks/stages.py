@@ -21,6 +21,7 @@ from fashionnet.model_store import StoredModel, load_stored
 from fashionnet.predict import (
     CONCURRENT_CHUNKS,
     ChunkPrediction,
+    blas_threads_shared_by,
     plan_chunks,
     predict_chunk,
     predictions_up_to_date,
@@ -75,7 +76,7 @@ def predict(
 
     All chunks are submitted at once, as the flow does; returns each split's confusion counts.
     """
-    with ThreadPoolExecutor(threads) as pool:
+    with blas_threads_shared_by(threads), ThreadPoolExecutor(threads) as pool:
         futures = {
             split: [
                 pool.submit(_predict_chunk_from_paths, weights_path, path, rows)

@@ -58,17 +58,28 @@ class Adam:
         self.steps = 0
         self.m: Arrays = {}
         self.v: Arrays = {}
+        self.scratch: Arrays = {}
 
     def update(self, params: Arrays, grads: Arrays) -> None:
         self.steps += 1
         # math, not numpy: a numpy float64 scalar would turn float32 arrays into float64.
         lr_t = self.lr * math.sqrt(1 - self.beta2**self.steps) / (1 - self.beta1**self.steps)
         for name, grad in grads.items():
-            m = self.m.setdefault(name, np.zeros_like(params[name]))
-            v = self.v.setdefault(name, np.zeros_like(params[name]))
-            m += (1 - self.beta1) * (grad - m)
-            v += (1 - self.beta2) * (grad * grad - v)
-            params[name] -= lr_t * m / (np.sqrt(v) + self.eps)
+            if name not in self.m:
+                self.m[name], self.v[name] = np.zeros_like(grad), np.zeros_like(grad)
+                self.scratch[name] = np.empty_like(grad)
+            m, v, scratch = self.m[name], self.v[name], self.scratch[name]
+            # In place through one scratch array: allocating temporaries the size of W1 on
+            # every step cost three times as much as the arithmetic.
+            m *= self.beta1
+            m += np.multiply(grad, 1 - self.beta1, out=scratch)
+            v *= self.beta2
+            np.multiply(grad, grad, out=scratch)
+            v += np.multiply(scratch, 1 - self.beta2, out=scratch)
+            np.sqrt(v, out=scratch)
+            scratch += self.eps
+            np.divide(m, scratch, out=scratch)
+            params[name] -= np.multiply(scratch, lr_t, out=scratch)
 
 
 OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "adam": Adam}

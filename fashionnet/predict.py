@@ -6,9 +6,10 @@ can run anywhere (threads, processes, Dask workers) and be combined in any order
 `predict_chunk` takes paths and arrays only and touches no shared state.
 """
 
+import contextlib
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from threadpoolctl import threadpool_limits
 
 from fashionnet import atomic
 from fashionnet.dataset import SplitFile, read_row_groups
@@ -29,6 +31,22 @@ log = logging.getLogger(__name__)
 # one per CPU lets a chunk's Parquet decoding overlap another's matrix products, and memory
 # stays at a few chunks however many rows the split has.
 CONCURRENT_CHUNKS = os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def blas_threads_shared_by(concurrent_chunks: int) -> Iterator[None]:
+    """While `concurrent_chunks` chunks predict at once in this process, give each its share
+    of the cores for BLAS (at least one thread).
+
+    Otherwise every chunk's matrix product starts a BLAS thread per core while the other chunks
+    decode Parquet on the same cores: oversubscribed, two chunks at a time took 0.45 s for
+    70,000 rows on 2 cores, against 0.30 s with one BLAS thread each. The limit holds for the
+    whole process until the block ends.
+    """
+    per_chunk = max(1, (os.cpu_count() or 1) // max(1, concurrent_chunks))
+    with threadpool_limits(limits=per_chunk, user_api="blas"):
+        yield
+
 
 PREDICTIONS_SCHEMA = pa.schema(
     [

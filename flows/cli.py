@@ -130,6 +130,13 @@ def run(
         float, typer.Option(help="Scale of the 'std' initialisation.")
     ] = D.weight_init_std,
     weight_decay: Annotated[float, typer.Option(help="L2 penalty.")] = D.weight_decay,
+    standardize: Annotated[
+        bool,
+        typer.Option(
+            help="Train on per-pixel standardized inputs, folded into W1 and b1 afterwards "
+            "(--no-standardize trains on x / 255 as the book does)."
+        ),
+    ] = D.standardize,
     seed: Annotated[int, typer.Option(help="Seed for initialisation and shuffling.")] = D.seed,
     task_runner: Annotated[
         Runner, typer.Option(help="Runner for the prediction chunks.")
@@ -176,6 +183,7 @@ def run(
             weight_init=weight_init.value,
             weight_init_std=weight_init_std,
             weight_decay=weight_decay,
+            standardize=standardize,
             seed=seed,
             task_runner=task_runner.value,
             dask_address=dask_address,

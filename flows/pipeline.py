@@ -44,6 +44,7 @@ from fashionnet.paths import resolve_output
 from fashionnet.predict import (
     CONCURRENT_CHUNKS,
     ChunkPrediction,
+    blas_threads_shared_by,
     plan_chunks,
     predict_chunk,
     predictions_up_to_date,
@@ -212,6 +213,13 @@ def local_dask_workers_share_the_api(task_runner: str, dask_address: str | None)
         yield
 
 
+def blas_threads_for(task_runner: str) -> contextlib.AbstractContextManager:
+    """The thread runner's chunks share this process's cores; Dask workers run elsewhere."""
+    if task_runner == "threads":
+        return blas_threads_shared_by(CONCURRENT_CHUNKS)
+    return contextlib.nullcontext()
+
+
 @flow(name="predict-in-chunks")
 def predict_in_chunks(
     weights_path: Path,
@@ -341,6 +349,7 @@ def fashionnet_pipeline(
     weight_init: Literal["he", "std"] = D.init,
     weight_init_std: float = D.weight_init_std,
     weight_decay: float = D.weight_decay,
+    standardize: bool = D.standardize,
     seed: int = D.seed,
     task_runner: Literal["threads", "dask"] = "threads",
     dask_address: str | None = None,
@@ -361,7 +370,8 @@ def fashionnet_pipeline(
         init: "train" learns the weights; "random" keeps the untrained initialisation.
         weights: an .npz with W1, b1, W2, b2 to use instead of training.
         hidden_size, epochs, batch_size, learning_rate, optimizer, lr_schedule,
-            weight_init, weight_init_std, weight_decay, seed: the training configuration.
+            weight_init, weight_init_std, weight_decay, standardize, seed: the training
+            configuration (see fashionnet.train.TrainConfig).
         task_runner: "threads" or "dask" for the prediction chunks.
         dask_address: a running Dask scheduler (default: a local cluster).
         project_dir: the folder holding data/, models/ and reports/ (a relative path must
@@ -381,6 +391,7 @@ def fashionnet_pipeline(
         init=weight_init,
         weight_init_std=weight_init_std,
         weight_decay=weight_decay,
+        standardize=standardize,
         seed=seed,
     )
     runner = make_task_runner(task_runner, dask_address)
@@ -410,7 +421,11 @@ def fashionnet_pipeline(
                 }
         with timer("model"):
             model = train_or_load_model(init, weights_path, config, splits, layout)
-        with timer("predict"), local_dask_workers_share_the_api(task_runner, dask_address):
+        with (
+            timer("predict"),
+            local_dask_workers_share_the_api(task_runner, dask_address),
+            blas_threads_for(task_runner),
+        ):
             confusions = predict_in_chunks.with_options(task_runner=runner)(
                 model.weights_path,
                 model.model_id,

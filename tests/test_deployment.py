@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,9 @@ import psutil
 import pytest
 import requests
 import yaml
+from requests.adapters import HTTPAdapter
 from synthetic import SMALL_RUN, write_synthetic_raw
+from urllib3.util.retry import Retry
 
 from fashionnet.atomic import TEMP_MARKER
 from fashionnet.layout import Layout
@@ -49,23 +51,42 @@ CORRUPT_MESSAGE = "replace it with the canonical file or remove it"
 WAITING = "another run is using"  # what a run logs while another holds the project folder
 
 
+def api_session() -> requests.Session:
+    """HTTP to the server, retrying what Prefect's own client retries.
+
+    Under load the server answers 503 when its SQLite database is briefly locked; Prefect's
+    client retries 429, 502 and 503 with backoff, and so does this one, for every method.
+    """
+    retry = Retry(
+        total=6,
+        backoff_factor=0.5,
+        status_forcelist=(429, 502, 503),
+        allowed_methods=None,
+        raise_on_status=False,
+    )
+    session = requests.Session()
+    session.mount("http://", HTTPAdapter(max_retries=retry))
+    return session
+
+
 @dataclass(frozen=True)
 class Server:
     api_url: str
     env: dict[str, str]  # for every prefect command of this module
+    http: requests.Session = field(default_factory=api_session)
 
     def get(self, path: str) -> Any:
-        response = requests.get(self.api_url + path, timeout=10)
+        response = self.http.get(self.api_url + path, timeout=10)
         response.raise_for_status()
         return response.json()
 
     def post(self, path: str, body: dict) -> Any:
-        response = requests.post(self.api_url + path, json=body, timeout=10)
+        response = self.http.post(self.api_url + path, json=body, timeout=10)
         response.raise_for_status()
         return response.json()
 
     def patch(self, path: str, body: dict) -> None:
-        requests.patch(self.api_url + path, json=body, timeout=10).raise_for_status()
+        self.http.patch(self.api_url + path, json=body, timeout=10).raise_for_status()
 
     def prefect(self, *args: str) -> str:
         """Run a prefect command from the repo root, as `make deploy` does; return its output."""

@@ -7,6 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from threadpoolctl import threadpool_info
 
 from fashionnet.dataset import SplitFile, open_split
 from fashionnet.errors import FashionnetError
@@ -15,6 +16,7 @@ from fashionnet.idx import read_split as read_idx_split
 from fashionnet.metrics import confusion_matrix
 from fashionnet.predict import (
     PREDICTIONS_SCHEMA,
+    blas_threads_shared_by,
     plan_chunks,
     predict_chunk,
     predictions_up_to_date,
@@ -224,3 +226,17 @@ def test_real_chunk_memory_follows_chunk_size_not_split_size(real_test_split):
     finally:
         tracemalloc.stop()
     assert peak < x.nbytes / 3  # the whole split's pixels would not fit
+
+
+def blas_threads() -> list[int]:
+    return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+
+@pytest.mark.parametrize("concurrent_chunks", [1, 2, 64])
+def test_concurrent_chunks_share_the_blas_threads_while_they_run(monkeypatch, concurrent_chunks):
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    before = blas_threads()
+    assert before, "NumPy's BLAS is visible to threadpoolctl"
+    with blas_threads_shared_by(concurrent_chunks):
+        assert set(blas_threads()) == {max(1, 4 // concurrent_chunks)}
+    assert blas_threads() == before
