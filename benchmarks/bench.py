@@ -59,7 +59,11 @@ def config_options(config: TrainConfig) -> list[str]:
     options = []
     for field in dataclasses.fields(config):
         name = CLI_NAMES.get(field.name, field.name.replace("_", "-"))
-        options += [f"--{name}", str(getattr(config, field.name))]
+        value = getattr(config, field.name)
+        if isinstance(value, bool):  # a --flag / --no-flag switch
+            options.append(f"--{name}" if value else f"--no-{name}")
+        else:
+            options += [f"--{name}", str(value)]
     return options
 
 
