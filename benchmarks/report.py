@@ -209,8 +209,9 @@ METHOD = """## Method
   both. Training is timed once per seed, Keras `fit` once.
 - Predict stage: the chunks of whole row groups (10,000 rows) of both splits on a thread pool
   as wide as the CPU count, each reading its row groups straight from Parquet into float32
-  NumPy and doing one matrix product per layer, then the predictions Parquet per split. Keras
-  gets the same 70,000 images already in memory as one float32 array, and the same weights.
+  NumPy and doing one matrix product per layer with its share of the BLAS threads (one each
+  on 2 cores), then the predictions Parquet per split. Keras gets the same 70,000 images
+  already in memory as one float32 array, and the same weights.
 - GFLOP/s counts the forward pass's multiply-adds, 2 n (784 H + 10 H); the ceiling is the same
   two products on arrays already in memory.
 - Peak RSS is the kernel's high-water mark (VmHWM) of a fresh process that imports what the
