@@ -195,7 +195,17 @@ def project(server, tmp_path_factory) -> Layout:
 
 @pytest.fixture(scope="module")
 def worker(server, project, tmp_path_factory) -> Iterator[None]:
-    """`prefect worker start` on the pool, like `make worker`; stopped with two SIGTERMs."""
+    """`prefect worker start` on the pool, like `make worker`; stopped with two SIGTERMs.
+
+    The daily schedule is switched off first (which also drops its pending runs), so that the
+    worker runs only the tests' own runs, even across 03:00 UTC.
+    """
+    deployment = server.get(f"/deployments/name/{DEPLOYMENT}")
+    for schedule in deployment["schedules"]:
+        server.patch(
+            f"/deployments/{deployment['id']}/schedules/{schedule['id']}", {"active": False}
+        )
+    assert not scheduled_runs(server, deployment["id"])
     log = tmp_path_factory.mktemp("worker") / "worker.log"
     process = spawn([str(PREFECT), "worker", "start", "--pool", POOL], server.env, log)
     try:
@@ -233,6 +243,14 @@ def wait_for_log(
     )
 
 
+def scheduled_runs(server: Server, deployment_id: str) -> list[dict]:
+    body = {
+        "deployments": {"id": {"any_": [deployment_id]}},
+        "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}},
+    }
+    return server.post("/flow_runs/filter", body)
+
+
 def run_folders(layout: Layout) -> set[str]:
     return {p.name for p in layout.runs_dir.iterdir()} if layout.runs_dir.exists() else set()
 
@@ -258,14 +276,11 @@ def test_deployment_carries_the_daily_schedule_limit_and_working_directory(serve
     assert deployment["parameters"]["project_dir"] == str(project.root)
 
     # The server's scheduler has put the next daily runs on the calendar, at 03:00 UTC.
-    def scheduled():
-        body = {
-            "deployments": {"id": {"any_": [deployment["id"]]}},
-            "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}},
-        }
-        return server.post("/flow_runs/filter", body)
-
-    runs = wait_for(scheduled, "the scheduler to create the daily runs", 60)
+    runs = wait_for(
+        lambda: scheduled_runs(server, deployment["id"]),
+        "the scheduler to create the daily runs",
+        60,
+    )
     for run in runs:
         assert datetime.fromisoformat(run["expected_start_time"]).strftime("%H:%M:%S") == "03:00:00"
 
