@@ -15,8 +15,11 @@ import typer
 
 from fashionnet.errors import FashionnetError
 from fashionnet.layout import Layout
+from fashionnet.optimizers import OPTIMIZERS
 from fashionnet.paths import resolve_output
 from fashionnet.train import DEFAULT_CONFIG as D
+from fashionnet.train import LR_SCHEDULES
+from fashionnet.two_layer_net import INITS
 
 app = typer.Typer(
     help="Fashion-MNIST with a from-scratch NumPy TwoLayerNet, orchestrated by Prefect.",
@@ -36,21 +39,10 @@ class Init(StrEnum):
     random = "random"
 
 
-class Optimizer(StrEnum):
-    sgd = "sgd"
-    momentum = "momentum"
-    adam = "adam"
-
-
-class Schedule(StrEnum):
-    constant = "constant"
-    cosine = "cosine"
-    step = "step"
-
-
-class WeightInit(StrEnum):
-    he = "he"
-    std = "std"
+# The training choices come from the library, so the CLI offers exactly what training accepts.
+Optimizer = StrEnum("Optimizer", {name: name for name in OPTIMIZERS})
+Schedule = StrEnum("Schedule", {name: name for name in LR_SCHEDULES})
+WeightInit = StrEnum("WeightInit", {name: name for name in INITS})
 
 
 class Runner(StrEnum):
