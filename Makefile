@@ -4,20 +4,14 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 ARGS ?=
+# The project's environment (Prefect home, caches, quiet TensorFlow) lives in fashionnet/settings.py:
+# `fashionnet run` and the tests apply it themselves; long-running commands run through this.
+WITH_SETTINGS := $(BIN)/python -m fashionnet.settings
 
-# Project-local Prefect and caches; quiet TensorFlow; Prefect telemetry off (offline machines).
-export PREFECT_HOME ?= $(CURDIR)/.prefect
-export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
-export PREFECT_LOGGING_EXTRA_LOGGERS ?= fashionnet
-export TF_CPP_MIN_LOG_LEVEL ?= 3
-export TF_ENABLE_ONEDNN_OPTS ?= 0
-export KERAS_HOME ?= $(CURDIR)/.cache/keras
-export MPLCONFIGDIR ?= $(CURDIR)/.cache/matplotlib
-
-.PHONY: help setup run test lint format bench clean
+.PHONY: help setup run test test-fast lint format bench clean
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 $(BIN)/fashionnet: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +27,9 @@ run: setup  ## run the pipeline with its defaults (options: make run ARGS="--epo
 test: setup  ## run the test suite (real-data tests use ../shared/fashion-mnist when present)
 	$(BIN)/pytest $(ARGS)
 
+test-fast: setup  ## the tests without Prefect, servers or real data (under a minute): for iterating
+	$(BIN)/pytest -m "not prefect and not server and not realdata" $(ARGS)
+
 lint: setup  ## ruff lint and format check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -43,7 +40,7 @@ format: setup  ## apply ruff fixes and formatting
 
 # This machine's environment pins OpenBLAS to older kernels (OPENBLAS_CORETYPE, OPENBLAS_L2_SIZE)
 # for old builds' sake; the benchmark alone lets a current NumPy choose its own, as a user's would.
-bench: setup  ## compare with Keras and the seed's way on the real data (~10 min): benchmarks/results.md
+bench: setup  ## compare with Keras and the pandas baseline on the real data (~10 min): benchmarks/results.md
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BIN)/python -m benchmarks.bench $(ARGS)
 
 clean:  ## remove generated data, models, reports and caches (keeps .venv)
@@ -62,15 +59,15 @@ require_server = $(BIN)/python -c "import urllib.request; urllib.request.urlopen
 .PHONY: server deploy worker serve
 
 server: setup  ## start a Prefect server and its UI on 127.0.0.1 (PREFECT_PORT, default 4200)
-	@echo "Prefect UI: $(SERVER_URL)   API: $(SERVER_URL)/api   Prefect home: $(PREFECT_HOME)"
+	@echo "Prefect UI: $(SERVER_URL)   API: $(SERVER_URL)/api   Prefect home: $$($(WITH_SETTINGS) printenv PREFECT_HOME)"
 	@echo "Then, in other terminals: make deploy, make worker (or make serve). Stop: Ctrl-C."
-	$(BIN)/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT)
+	$(WITH_SETTINGS) $(BIN)/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT)
 
 deploy: setup  ## create the work pool if missing and deploy prefect.yaml (daily at 03:00 UTC)
 	@$(require_server)
-	@$(BIN)/prefect work-pool inspect $(WORK_POOL) >/dev/null 2>&1 \
-		|| $(BIN)/prefect work-pool create $(WORK_POOL) --type process
-	$(BIN)/prefect --no-prompt deploy --all --prefect-file prefect.yaml
+	@$(WITH_SETTINGS) $(BIN)/prefect work-pool inspect $(WORK_POOL) >/dev/null 2>&1 \
+		|| $(WITH_SETTINGS) $(BIN)/prefect work-pool create $(WORK_POOL) --type process
+	$(WITH_SETTINGS) $(BIN)/prefect --no-prompt deploy --all --prefect-file prefect.yaml
 	@echo "Deployed: $(SERVER_URL)/deployments. Runs need a worker: make worker."
 	@echo "Run it now: PREFECT_API_URL=$(SERVER_URL)/api $(BIN)/prefect deployment run fashionnet/daily --watch"
 	@echo "Stop the schedule: pause it on the deployment's page in the UI."
@@ -78,9 +75,9 @@ deploy: setup  ## create the work pool if missing and deploy prefect.yaml (daily
 worker: setup  ## start a worker that runs the deployment's flow runs (uses FASHIONNET_RAW_DIR)
 	@$(require_server)
 	@echo "Worker on pool $(WORK_POOL); its runs: $(SERVER_URL)/runs   Stop: Ctrl-C."
-	$(BIN)/prefect worker start --pool $(WORK_POOL)
+	$(WITH_SETTINGS) $(BIN)/prefect worker start --pool $(WORK_POOL)
 
 serve: setup  ## deploy and run prefect.yaml's schedule from this one process, without a worker
 	@$(require_server)
 	@echo "Serving fashionnet/daily-served; its runs: $(SERVER_URL)/runs   Stop: Ctrl-C (pauses its schedule)."
-	$(BIN)/python -m flows.serve
+	$(WITH_SETTINGS) $(BIN)/python -m flows.serve

@@ -1,17 +1,17 @@
-"""`make bench`: fashionnet against Keras and against the seed's way, on the real Fashion-MNIST.
+"""`make bench`: fashionnet against Keras and a pandas baseline, on the real Fashion-MNIST.
 
     python -m benchmarks.bench [--raw-dir DIR]
 
 Times the library stages, training (3 seeds) against the TensorFlow tutorial's `fit`, and
 prediction against Keras `model.predict` on the same weights; probes peak memory at 1x and
 10x the data; times a warm `fashionnet run`; checks that the Dask runner writes the same
-reports. Every ratio compares figures taken in this one run on this one machine. Writes
-benchmarks/results.csv and benchmarks/results.md, prints the tables, and exits 1 when a
-target is missed. Generated data stays under benchmarks/work/ (git-ignored).
+reports. The stages are the library's own, called as the flow calls them
+(benchmarks/library_run.py). Every ratio compares figures taken in this one run on this one
+machine. Writes benchmarks/results.csv and benchmarks/results.md, prints the tables, and exits 1
+when a target is missed. Generated data stays under benchmarks/work/ (git-ignored).
 """
 
 import argparse
-import dataclasses
 import logging
 import os
 import platform
@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks import blas, keras_reference, seed_way, stages
+from benchmarks import PROJECT_DIR, WORK, blas, keras_reference, library_run, pandas_baseline
+from benchmarks.library_run import CONFIG, RUN
 from benchmarks.measure import Figures, median_time, timed
 from benchmarks.probe import run_probe
 from benchmarks.report import RESULTS_CSV, RESULTS_MD, missed_targets, results_markdown
@@ -33,43 +34,24 @@ from fashionnet.fashion_mnist import NUM_CLASSES, NUM_PIXELS, SPLITS
 from fashionnet.fetch import RawFiles
 from fashionnet.layout import Layout
 from fashionnet.metrics import confusion_matrix
-from fashionnet.model_store import StoredModel, store_trained, train_key
+from fashionnet.model_source import Model, data_sources, obtain_model, store_trained
+from fashionnet.options import cli_args
 from fashionnet.predict import read_predictions
-from fashionnet.prepare import is_up_to_date, write_split
-from fashionnet.train import DEFAULT_CONFIG, TrainConfig, train
+from fashionnet.prepare import prepare_arrays
+from fashionnet.settings import raw_dir_from_environment
+from fashionnet.train import train
+from fashionnet.weights import load_params
 
 log = logging.getLogger("benchmarks")
 
 REPO = Path(__file__).resolve().parents[1]
-WORK = REPO / "benchmarks" / "work"
 DEFAULT_RAW_DIR = REPO.parent / "shared" / "fashion-mnist"
 FASHIONNET = Path(sys.executable).parent / "fashionnet"
 
-CONFIG = DEFAULT_CONFIG  # the model `fashionnet run` trains by default
 SEEDS = (0, 1, 2)
 TILES = 10  # the large-data memory probe repeats the real data this many times
 REPEATS = 5  # runs of each short measurement; the median is reported
 KERAS_BATCH = 10_000
-# TrainConfig fields whose `fashionnet run` option has another name
-CLI_NAMES = {"init": "weight-init"}
-
-
-def config_options(config: TrainConfig) -> list[str]:
-    """`fashionnet run` options giving `config`, so the run finds the model stored for it."""
-    options = []
-    for field in dataclasses.fields(config):
-        name = CLI_NAMES.get(field.name, field.name.replace("_", "-"))
-        value = getattr(config, field.name)
-        if isinstance(value, bool):  # a --flag / --no-flag switch
-            options.append(f"--{name}" if value else f"--no-{name}")
-        else:
-            options += [f"--{name}", str(value)]
-    return options
-
-
-def data_sha256(splits: dict[str, SplitFile]) -> dict[str, str]:
-    """The raw files' sha256 as the pipeline keys its models (flows/pipeline.py)."""
-    return {name: sha for split in splits.values() for name, sha in split.sources.items()}
 
 
 def forward_gflop(rows: int, hidden: int) -> float:
@@ -77,41 +59,52 @@ def forward_gflop(rows: int, hidden: int) -> float:
     return 2 * rows * (NUM_PIXELS * hidden + hidden * NUM_CLASSES) / 1e9
 
 
-def tiled_splits(raw: RawFiles, folder: Path) -> dict[str, Path]:
+def tiled_splits(raw: RawFiles, folder: Path) -> list[Path]:
     """Each real split repeated TILES times: the same images, TILES times the rows."""
-    paths = {}
-    for split, (images_name, labels_name) in SPLITS.items():
+    paths = []
+    for split, names in SPLITS.items():
         path = folder / f"{split}.parquet"
-        sources = {f"{name} x{TILES}": raw.sha256[name] for name in (images_name, labels_name)}
-        if not is_up_to_date(path, sources, 10_000):
-            images, labels = idx.read_split(raw.paths[images_name], raw.paths[labels_name])
-            write_split(
-                np.tile(images, (TILES, 1, 1)), np.tile(labels, TILES), path, sources=sources
-            )
-        paths[split] = path
+        prepare_arrays(
+            lambda names=names: tiled(raw, names),
+            path,
+            sources={f"{name} x{TILES}": raw.sha256[name] for name in names},
+            row_group_size=RUN.row_group_size,
+        )
+        paths.append(path)
     return paths
+
+
+def tiled(raw: RawFiles, names: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:
+    """One split's images and labels from its raw files, each repeated TILES times."""
+    images, labels = idx.read_split(*(raw.paths[name] for name in names))
+    return np.tile(images, (TILES, 1, 1)), np.tile(labels, TILES)
 
 
 def bench_data_stages(
     figures: Figures, raw_dir: Path, layout: Layout
 ) -> tuple[RawFiles, dict[str, SplitFile]]:
-    """Verify and prepare, timed; leaves the prepared splits in `layout`."""
-    seconds = median_time(lambda: stages.verify(raw_dir, layout.raw_dir), REPEATS)
+    """Fetch (the local files, verified) and prepare, timed; leaves the splits in `layout`."""
+    seconds = median_time(lambda: library_run.fetch(layout, raw_dir), REPEATS)
     figures.add("verify_s", seconds, "s", "verify stage: sha256 of the four raw files")
-    raw = stages.verify(raw_dir, layout.raw_dir)
-    seconds = median_time(lambda: stages.prepare(raw, layout), 3)
+    raw = library_run.fetch(layout, raw_dir)
+
+    def prepare_afresh() -> None:
+        for split in SPLITS:  # else prepare finds them up to date: time the work itself
+            layout.parquet(split).unlink(missing_ok=True)
+        library_run.prepare(raw, layout)
+
+    seconds = median_time(prepare_afresh, 3)
     figures.add("prepare_s", seconds, "s", "prepare stage: both splits, .gz to Parquet")
-    return raw, stages.prepare(raw, layout)
+    return raw, library_run.prepare(raw, layout)
 
 
-def bench_training(figures: Figures, splits: dict[str, SplitFile], layout: Layout) -> StoredModel:
-    """Train once per seed, then the Keras tutorial. The first seed's model is stored where
-    `fashionnet run` with the same configuration finds it."""
+def bench_training(figures: Figures, splits: dict[str, SplitFile], layout: Layout) -> Model:
+    """Train once per seed, then the Keras tutorial. Returns the model `fashionnet run` uses:
+    its seed's training result is stored where the run finds it."""
     train_set, test_set = read_split(splits["train"].path), read_split(splits["test"].path)
-    sources = data_sha256(splits)
-    times, accuracies, stored = [], [], None
+    times, accuracies = [], []
     for seed in SEEDS:
-        config = dataclasses.replace(CONFIG, seed=seed)
+        config = CONFIG.replace(seed=seed)
         seconds, result = timed(
             lambda config=config: train(
                 config, train_set.x, train_set.label, test_set.x, test_set.label
@@ -122,9 +115,8 @@ def bench_training(figures: Figures, splits: dict[str, SplitFile], layout: Layou
         figures.add(f"train_seed{seed}_s", seconds, "s", f"train stage, seed {seed}")
         figures.add(f"accuracy_seed{seed}", accuracies[-1], "", f"test accuracy, seed {seed}")
         log.info("seed %d: test accuracy %.4f in %.1f s", seed, accuracies[-1], seconds)
-        if stored is None:
-            key = train_key(config, sources)
-            stored = store_trained(layout.models_dir, key, result, config, sources)
+        if config == CONFIG:
+            store_trained(layout.models_dir, config, data_sources(splits), result)
     figures.add("train_s", statistics.mean(times), "s", f"train stage: mean over seeds {SEEDS}")
     figures.add("train_sd_s", statistics.stdev(times), "s", "train stage: standard deviation")
     figures.add("accuracy", statistics.mean(accuracies), "", "test accuracy: mean over the seeds")
@@ -139,22 +131,25 @@ def bench_training(figures: Figures, splits: dict[str, SplitFile], layout: Layou
     figures.add("keras_fit_s", fit.seconds, "s", "Keras tutorial: model.fit (10 epochs, batch 32)")
     figures.add("keras_accuracy", fit.test_accuracy, "", "Keras tutorial: test accuracy")
     log.info("Keras tutorial: test accuracy %.4f in %.1f s", fit.test_accuracy, fit.seconds)
-    return stored
+    return obtain_model("train", CONFIG, splits, layout.models_dir)  # finds the stored one
 
 
 def bench_prediction(
-    figures: Figures, model: StoredModel, layout: Layout, splits: dict[str, SplitFile]
-) -> dict[str, np.ndarray]:
-    """Our predict stage against Keras on the same weights, the seed's way and a bare matmul."""
-    params = model.params
-    paths = {split: s.path for split, s in splits.items()}
-    images = [read_split(path) for path in paths.values()]
+    figures: Figures, model: Model, layout: Layout, splits: dict[str, SplitFile]
+) -> None:
+    """Our predict stage against Keras on the same weights, the pandas baseline and a bare
+    matmul."""
+    params = load_params(model.weights_path)
+    paths = [split.path for split in splits.values()]
+    images = [read_split(path) for path in paths]
     x = np.concatenate([batch.x for batch in images])
     labels = np.concatenate([batch.label for batch in images])
     keras_model = keras_reference.same_weights_model(params)
 
     def ours() -> dict[str, np.ndarray]:
-        return stages.predict(model.weights_path, paths, layout.predictions_dir)
+        for split in splits:  # else the stage finds them up to date: time the work itself
+            layout.predictions(split).unlink(missing_ok=True)
+        return library_run.predict(layout, splits, model)
 
     def keras() -> np.ndarray:
         return keras_model.predict(x, batch_size=KERAS_BATCH, verbose=0)
@@ -165,9 +160,9 @@ def bench_prediction(
         our_times.append(timed(ours)[0])
         keras_times.append(timed(keras)[0])
     keras_default_s = timed(lambda: keras_model.predict(x, verbose=0))[0]
-    read_s = median_time(lambda: [read_split(path) for path in paths.values()], REPEATS)
-    seed_s, (seed_predicted, _) = timed(
-        lambda: seed_way.predict_all(model.weights_path, list(paths.values()))
+    read_s = median_time(lambda: [read_split(path) for path in paths], REPEATS)
+    pandas_s, (pandas_predicted, _) = timed(
+        lambda: pandas_baseline.predict_all(model.weights_path, paths)
     )
     hidden = np.maximum(x @ params["W1"] + params["b1"], 0)
     ceiling_s = median_time(lambda: x @ params["W1"], REPEATS) + median_time(
@@ -179,7 +174,7 @@ def bench_prediction(
     )
     tensorflow_gflops = keras_reference.matmul_gflops(x, params["W1"])
     ours_predicted = np.concatenate(
-        [read_predictions(layout.predictions(split))["predicted"].to_numpy() for split in paths]
+        [read_predictions(layout.predictions(split))["predicted"].to_numpy() for split in splits]
     )
     gflop = forward_gflop(len(x), params["b1"].size)
     our_s = statistics.median(our_times)
@@ -194,7 +189,9 @@ def bench_prediction(
     figures.add(
         "keras_predict_default_s", keras_default_s, "s", "Keras model.predict, default batch"
     )
-    figures.add("seed_predict_s", seed_s, "s", "seed's way: pandas, float64, one predict call")
+    figures.add(
+        "pandas_predict_s", pandas_s, "s", "pandas baseline: whole Parquet, float64, one predict"
+    )
     figures.add("predict_read_s", read_s, "s", "Parquet to float32 NumPy alone, one thread")
     figures.add("predict_gflops", gflop / our_s, "GFLOP/s", "predict stage (forward-pass FLOPs)")
     figures.add("matmul_gflops", gflop / ceiling_s, "GFLOP/s", "bare float32 x@W1 and h@W2")
@@ -213,33 +210,21 @@ def bench_prediction(
         "share of images Keras and fashionnet put in the same class",
     )
     figures.add(
-        "seed_agreement",
-        float(np.mean(seed_predicted == ours_predicted)),
+        "pandas_agreement",
+        float(np.mean(pandas_predicted == ours_predicted)),
         "",
-        "share of images the seed's way and fashionnet put in the same class",
+        "share of images the pandas baseline and fashionnet put in the same class",
     )
     assert np.array_equal(sum(confusions.values()), confusion_matrix(labels, ours_predicted))
-    return confusions
-
-
-def bench_report(
-    figures: Figures,
-    layout: Layout,
-    confusions: dict[str, np.ndarray],
-    model: StoredModel,
-    splits: dict[str, SplitFile],
-) -> None:
-    seconds = median_time(lambda: stages.report(layout, confusions, model, splits), 3)
-    figures.add("report_s", seconds, "s", "report stage: CSVs, figures, report.md, history")
 
 
 def bench_memory(
-    figures: Figures, raw: RawFiles, model: StoredModel, splits: dict[str, SplitFile]
+    figures: Figures, raw: RawFiles, model: Model, splits: dict[str, SplitFile]
 ) -> None:
     """Peak resident memory, each figure from a fresh process (benchmarks/probe.py)."""
     sizes = {
-        "1x": [s.path for s in splits.values()],
-        f"{TILES}x": list(tiled_splits(raw, WORK / "tiled").values()),
+        "1x": [split.path for split in splits.values()],
+        f"{TILES}x": tiled_splits(raw, WORK / "tiled"),
     }
     probes = {  # figure name: (probe stage, environment changes)
         "predict": ("predict", {}),
@@ -252,7 +237,8 @@ def bench_memory(
             shutil.rmtree(out_dir, ignore_errors=True)
             probe = run_probe(stage, model.weights_path, out_dir, *paths, env=env)
             add_probe(figures, f"{name}_{size}", probe, f"{name} {size}")
-    add_probe(figures, "seed_1x", run_probe("seed", model.weights_path, *sizes["1x"]), "seed 1x")
+    probe = run_probe("pandas", model.weights_path, *sizes["1x"])
+    add_probe(figures, "pandas_1x", probe, "pandas baseline 1x")
     probe = run_probe("prepare", raw.paths[SPLITS["train"][0]].parent, WORK / "probe" / "prepare")
     add_probe(figures, "prepare", probe, "prepare (train split)")
 
@@ -267,7 +253,7 @@ def fashionnet_run(layout: Layout, raw_dir: Path, *options: str) -> float:
     """Wall seconds of `fashionnet run` in a fresh process, as `make run` starts it."""
     command = [
         str(FASHIONNET), "run", "--project-dir", str(layout.root), "--raw-dir", str(raw_dir),
-        *config_options(CONFIG), *options,
+        *cli_args(CONFIG), *options,
     ]  # fmt: skip
     seconds, done = timed(
         lambda: subprocess.run(command, env=RUN_ENV, capture_output=True, text=True)
@@ -281,7 +267,7 @@ def report_csvs(layout: Layout) -> dict[str, bytes]:
     return {path.name: path.read_bytes() for path in sorted(layout.latest_link.glob("*.csv"))}
 
 
-def bench_end_to_end(figures: Figures, raw_dir: Path, layout: Layout, model: StoredModel) -> None:
+def bench_end_to_end(figures: Figures, raw_dir: Path, layout: Layout) -> None:
     """The Dask runner against the thread runner, then warm runs split into their parts."""
     fashionnet_run(layout, raw_dir)  # predicts with threads; also warms Prefect's database
     by_threads = report_csvs(layout)
@@ -302,7 +288,10 @@ def bench_end_to_end(figures: Figures, raw_dir: Path, layout: Layout, model: Sto
     startup_s = median_time(
         lambda: subprocess.run([sys.executable, "-c", LIBRARY_IMPORTS], env=RUN_ENV, check=True), 3
     )
-    library_s = median_time(lambda: stages.up_to_date_run(layout, raw_dir, model), 3)
+    library_runs = [timed(lambda: library_run.up_to_date_run(layout, raw_dir)) for _ in range(3)]
+    library_s = statistics.median(seconds for seconds, _ in library_runs)
+    report_s = statistics.median(stages["report"] for _, stages in library_runs)
+    figures.add("report_s", report_s, "s", "report stage: CSVs, figures, report.md, history")
     figures.add("run_warm_s", warm_s, "s", "fashionnet run, everything cached: wall time, median")
     figures.add("run_startup_s", startup_s, "s", "Python start and library imports (no Prefect)")
     figures.add("run_library_s", library_s, "s", "library work of that run, without Prefect")
@@ -314,26 +303,19 @@ def bench_end_to_end(figures: Figures, raw_dir: Path, layout: Layout, model: Sto
     )
 
 
-# Everything `fashionnet run` imports apart from Prefect.
+# Everything `fashionnet run` imports apart from Prefect: the command, and the library modules
+# flows/pipeline.py imports.
 LIBRARY_IMPORTS = (
-    "import flows.cli, fashionnet.plots, fashionnet.report_markdown, fashionnet.fetch, "
-    "fashionnet.model_store, fashionnet.predict, fashionnet.prepare, fashionnet.keras_source, "
+    "import flows.cli, fashionnet.reports, fashionnet.run_report, fashionnet.fetch, "
+    "fashionnet.model_source, fashionnet.predict, fashionnet.prepare, fashionnet.keras_source, "
     "fashionnet.runlock"
 )
 # glibc serves large arrays with mmap and unmaps them when freed, but after the first such free
 # it raises that threshold to the array's size, and later chunk arrays come from its heaps,
 # which keep freed memory. A fixed threshold shows how much of a peak is that retained memory.
 FIXED_MMAP_THRESHOLD = {"MALLOC_MMAP_THRESHOLD_": str(1 << 20)}
-PREFECT_ENV = {
-    "PREFECT_HOME": str(WORK / ".prefect"),
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "PREFECT_LOGGING_LEVEL": "WARNING",
-}
 # `make run` as a new user starts it: no Prefect server configured, so each run starts its own.
-RUN_ENV = {
-    **{name: value for name, value in os.environ.items() if name != "PREFECT_API_URL"},
-    **PREFECT_ENV,
-}
+RUN_ENV = {name: value for name, value in os.environ.items() if name != "PREFECT_API_URL"}
 
 
 def machine(figures: Figures) -> None:
@@ -346,9 +328,7 @@ def machine(figures: Figures) -> None:
     figures.add("numpy", np.__version__, "", "NumPy (OpenBLAS inside the wheel)")
     figures.add("pyarrow", pyarrow.__version__, "", "PyArrow")
     figures.add("prefect", prefect.__version__, "", "Prefect")
-    figures.add(
-        "config", str(dataclasses.asdict(CONFIG)), "", "training configuration (fashionnet)"
-    )
+    figures.add("config", str(CONFIG.model_dump()), "", "training configuration (fashionnet)")
 
 
 def cpu_name() -> str:
@@ -366,23 +346,21 @@ def main() -> int:
     parser.add_argument(
         "--raw-dir",
         type=Path,
-        default=Path(os.environ.get("FASHIONNET_RAW_DIR") or DEFAULT_RAW_DIR),
+        default=raw_dir_from_environment() or DEFAULT_RAW_DIR,
         help="folder with the four Fashion-MNIST .gz files (default: $FASHIONNET_RAW_DIR or "
         "../shared/fashion-mnist)",
     )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    os.environ.update(PREFECT_ENV)
-    layout = Layout(WORK / "project")
+    layout = Layout(PROJECT_DIR)
     figures = Figures()
     machine(figures)
 
     raw, splits = bench_data_stages(figures, args.raw_dir.resolve(), layout)
     model = bench_training(figures, splits, layout)
-    confusions = bench_prediction(figures, model, layout, splits)
-    bench_report(figures, layout, confusions, model, splits)
+    bench_prediction(figures, model, layout, splits)
     bench_memory(figures, raw, model, splits)
-    bench_end_to_end(figures, args.raw_dir.resolve(), layout, model)
+    bench_end_to_end(figures, args.raw_dir.resolve(), layout)
 
     figures.write_csv(RESULTS_CSV)
     markdown = results_markdown(figures)

@@ -6,7 +6,6 @@ same W1, b1, W2, b2 we trained go into Dense(hidden, relu) -> Dense(10, softmax)
 sides multiply the same matrices. TensorFlow is imported here only, when first needed.
 """
 
-import os
 import statistics
 import time
 from collections.abc import Mapping
@@ -15,12 +14,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from fashionnet.fashion_mnist import IMAGE_SHAPE, NUM_CLASSES
+from fashionnet.settings import quiet_tensorflow
 from fashionnet.two_layer_net import PARAM_NAMES
 
 
 def _keras():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    quiet_tensorflow()
     import keras
 
     return keras

@@ -1,9 +1,12 @@
 """Peak memory and wall time of one stage, each in a fresh process so every peak is its own.
 
-    python -m benchmarks.probe predict WEIGHTS OUT_DIR PARQUET...  library chunks on threads
+    python -m benchmarks.probe predict WEIGHTS OUT_DIR PARQUET...  the library's predict stage
     python -m benchmarks.probe flow WEIGHTS OUT_DIR PARQUET...     the Prefect subflow itself
-    python -m benchmarks.probe seed WEIGHTS PARQUET...             the seed's way (float64, all)
+    python -m benchmarks.probe pandas WEIGHTS PARQUET...           the pandas baseline
     python -m benchmarks.probe prepare RAW_DIR OUT_DIR             the train split to Parquet
+
+OUT_DIR is a project folder of its own: the predictions go to OUT_DIR/data/predictions. Each
+PARQUET is a prepared split named after it (train.parquet, test.parquet).
 
 Prints one JSON object: `seconds`, `peak_rss_mb` (the kernel's high-water mark of resident
 memory for this process, VmHWM; Linux only) and `baseline_rss_mb` (resident memory after the
@@ -20,48 +23,54 @@ from pathlib import Path
 
 import psutil
 
-from benchmarks import seed_way, stages
-from fashionnet.fashion_mnist import SPLITS
-from fashionnet.fetch import find_raw_files
-from fashionnet.prepare import prepare_split
+from benchmarks import library_run, pandas_baseline
+from fashionnet.dataset import SplitFile, open_split
+from fashionnet.layout import Layout
+from fashionnet.model_source import Model, obtain_model
+from fashionnet.prepare import prepare_raw_split
 
 MB = 1024 * 1024
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _split_paths(paths: list[str]) -> dict[str, Path]:
-    return {Path(path).stem: Path(path) for path in paths}
+def _splits(parquet: tuple[str, ...]) -> dict[str, SplitFile]:
+    return {Path(path).stem: open_split(path) for path in parquet}
+
+
+def _model(weights: str, layout: Layout) -> Model:
+    """The model of a weights file, as `fashionnet run --model-source file` obtains it."""
+    return obtain_model("file", library_run.CONFIG, {}, layout.models_dir, weights_file=weights)
 
 
 def _predict(weights: str, out_dir: str, *parquet: str) -> None:
-    stages.predict(Path(weights), _split_paths(list(parquet)), Path(out_dir))
+    layout = Layout(Path(out_dir))
+    library_run.predict(layout, _splits(parquet), _model(weights, layout))
 
 
 def _flow(weights: str, out_dir: str, *parquet: str) -> None:
-    from flows.pipeline import make_task_runner, predict_in_chunks
+    from flows.pipeline import blas_threads_for, make_task_runner, predict_in_chunks
 
-    runner = make_task_runner("threads", None)
-    predict_in_chunks.with_options(task_runner=runner)(
-        Path(weights), "probe", _split_paths(list(parquet)), 10_000, Path(out_dir)
-    )
+    layout = Layout(Path(out_dir))
+    subflow = predict_in_chunks.with_options(task_runner=make_task_runner("threads", None))
+    with blas_threads_for("threads"):  # as the flow runs its subflow
+        subflow(_splits(parquet), _model(weights, layout), layout, library_run.RUN.chunk_size)
 
 
-def _seed(weights: str, *parquet: str) -> None:
-    seed_way.predict_all(Path(weights), [Path(path) for path in parquet])
+def _pandas(weights: str, *parquet: str) -> None:
+    pandas_baseline.predict_all(Path(weights), [Path(path) for path in parquet])
 
 
 def _prepare(raw_dir: str, out_dir: str) -> None:
-    raw = find_raw_files(cache_dir=Path(out_dir) / "raw", local_dir=Path(raw_dir), verify=False)
-    images, labels = SPLITS["train"]
-    out_path = Path(out_dir) / "train.parquet"
-    out_path.unlink(missing_ok=True)
-    prepare_split(raw.paths[images], raw.paths[labels], out_path, sources={"probe": "probe"})
+    layout = Layout(Path(out_dir))
+    raw = library_run.fetch(layout, Path(raw_dir))
+    layout.parquet("train").unlink(missing_ok=True)  # else prepare finds it up to date
+    prepare_raw_split(raw, "train", layout.parquet("train"), library_run.RUN.row_group_size)
 
 
 STAGES: dict[str, Callable[..., None]] = {
     "predict": _predict,
     "flow": _flow,
-    "seed": _seed,
+    "pandas": _pandas,
     "prepare": _prepare,
 }
 

@@ -110,7 +110,7 @@ def _prediction_section(f: Figures) -> str:
         row("fashionnet predict stage: Parquet -> predictions Parquet", f["predict_s"]),
         row("Keras `model.predict`, batch 10,000 (same weights)", f["keras_predict_s"]),
         row("Keras `model.predict`, default batch 32", f["keras_predict_default_s"]),
-        row("the seed's way: pandas, float64, one `predict`", f["seed_predict_s"]),
+        row("pandas baseline: whole Parquet, float64, one `predict`", f["pandas_predict_s"]),
     ]
     return (
         f"## Prediction: {rows_n:,} images, the same weights everywhere\n\n"
@@ -126,7 +126,7 @@ def _prediction_section(f: Figures) -> str:
         + _kernel_note(f)
         + f"TensorFlow, under Keras, multiplies `x @ W1` at {f['tensorflow_gflops']:.0f} GFLOP/s. "
         f"Keras and fashionnet agree on {f['keras_agreement']:.4%} of the images, "
-        f"the seed's way on {f['seed_agreement']:.4%}."
+        f"the pandas baseline on {f['pandas_agreement']:.4%}."
     )
 
 
@@ -154,7 +154,7 @@ def _memory_section(f: Figures) -> str:
         row("predict-in-chunks subflow (Prefect, threads), 10x", "flow_10x"),
         row("predict stage (library), 1x, glibc mmap threshold fixed", "fixed_threshold_1x"),
         row("predict stage (library), 10x, glibc mmap threshold fixed", "fixed_threshold_10x"),
-        row("the seed's way, 1x", "seed_1x"),
+        row("pandas baseline, 1x", "pandas_1x"),
         row("prepare, train split (60,000 images)", "prepare"),
     ]
     return (
@@ -188,9 +188,8 @@ def _stages_section(f: Figures) -> str:
     run_rows = [(name, f"{seconds:.2f}", f"{seconds / warm:.0%}") for name, seconds in parts]
     return (
         "## Stages and a whole run\n\n"
-        "Library stages, called without Prefect (benchmarks/stages.py):\n\n"
-        + _table(("stage", "seconds"), stage_rows)
-        + "\n\n"
+        "Library stages, called as the flow calls them but without Prefect "
+        "(benchmarks/library_run.py):\n\n" + _table(("stage", "seconds"), stage_rows) + "\n\n"
         "A warm `fashionnet run` (what `make run` does a second time: data, model and "
         "predictions up to date), split into its parts:\n\n"
         + _table(("", "seconds", "share"), run_rows)

@@ -6,8 +6,9 @@ recording the raw sources (name -> sha256) and the row count. Row groups are the
 so a consumer can work through a split a few thousand rows at a time.
 """
 
+import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,7 @@ META_ROWS = "fashionnet.rows"
 META_ROW_GROUP_SIZE = "fashionnet.row_group_size"
 META_FORMAT = "fashionnet.format"
 READ_BATCH_ROWS = 2_000  # rows decoded at a time by read_row_groups
+FINGERPRINT_CHARS = 16
 
 _REPREPARE = "delete it and run prepare again"
 
@@ -45,6 +47,22 @@ class SplitFile:
     @property
     def num_row_groups(self) -> int:
         return len(self.row_group_rows)
+
+    @property
+    def fingerprint(self) -> str:
+        return split_fingerprint(self.sources)
+
+
+def split_fingerprint(sources: Mapping[str, str]) -> str:
+    """A short fingerprint of one split's data from its sources (file name -> sha256).
+
+    The first 16 hex digits of the sha256 of the sources' sha256 digests joined by newlines
+    in file-name order, so it changes whenever the image or the label file does.
+    """
+    if not sources:
+        raise ValueError("a split fingerprint needs at least one source sha256")
+    combined = "\n".join(sources[name] for name in sorted(sources))
+    return hashlib.sha256(combined.encode("ascii")).hexdigest()[:FINGERPRINT_CHARS]
 
 
 @dataclass
@@ -123,3 +141,21 @@ def read_split(path: str | Path) -> Batch:
     """The whole split (for training)."""
     split = open_split(path)
     return read_row_groups(path, range(split.num_row_groups))
+
+
+def read_rows(path: str | Path, rows: Sequence[int] | np.ndarray) -> np.ndarray:
+    """The pixels (len(rows), 784) of the given rows, in that order, reading only the row
+    groups that hold them."""
+    split = open_split(path)
+    rows = np.asarray(rows, dtype=np.int64)
+    if rows.size and (rows.min() < 0 or rows.max() >= split.num_rows):
+        raise IndexError(f"rows outside 0..{split.num_rows - 1} of {path}")
+    group_starts = np.cumsum((0, *split.row_group_rows))
+    groups = np.searchsorted(group_starts, rows, side="right") - 1
+    needed = sorted(set(groups.tolist()))
+    batch = read_row_groups(path, needed)
+    # Where each needed row group begins in `batch`, which holds only those groups.
+    sizes = [split.row_group_rows[group] for group in needed]
+    batch_starts = dict(zip(needed, np.cumsum([0, *sizes])[:-1], strict=True))
+    positions = [batch_starts[g] + r - group_starts[g] for g, r in zip(groups, rows, strict=True)]
+    return batch.x[np.asarray(positions, dtype=np.int64)]

@@ -5,20 +5,21 @@ TensorFlow is imported only here, inside the function, because it is slow to imp
 """
 
 import hashlib
-import os
 
 import numpy as np
 
+from fashionnet.dataset import SplitFile, open_split
 from fashionnet.errors import FashionnetError
+from fashionnet.layout import Layout
+from fashionnet.prepare import prepare_arrays
+from fashionnet.settings import quiet_tensorflow
 
 _USE_LOCAL_FILES = "use the default source with local files (FASHIONNET_RAW_DIR)"
 
 
 def load_keras_arrays() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """{"train": (images uint8 (n, 28, 28), labels uint8 (n,)), "test": (...)} from Keras."""
-    # Quiet TensorFlow's start-up chatter and keep its numerics reproducible (user settings win).
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    quiet_tensorflow()
     try:
         import tensorflow as tf
     except ImportError as error:
@@ -41,3 +42,26 @@ def array_sha256(array: np.ndarray) -> str:
     digest = hashlib.sha256(f"{array.dtype.str}{array.shape}".encode())
     digest.update(np.ascontiguousarray(array).data)
     return digest.hexdigest()
+
+
+def prepare_keras_splits(layout: Layout, row_group_size: int) -> dict[str, SplitFile]:
+    """The prepare stage for the keras source: each split's Parquet, written if not current.
+
+    A split's sources are the sha256 of the arrays Keras returned (`keras:<split>-images`,
+    `keras:<split>-labels`), so a changed Keras cache is noticed like a changed raw file.
+    """
+    splits = {}
+    for split, (images, labels) in load_keras_arrays().items():
+        sources = {
+            f"keras:{split}-images": array_sha256(images),
+            f"keras:{split}-labels": array_sha256(labels),
+        }
+        out_path = layout.parquet(split)
+        prepare_arrays(
+            lambda images=images, labels=labels: (images, labels),
+            out_path,
+            sources=sources,
+            row_group_size=row_group_size,
+        )
+        splits[split] = open_split(out_path)
+    return splits

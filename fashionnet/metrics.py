@@ -13,19 +13,7 @@ import numpy as np
 import pandas as pd
 
 from fashionnet.fashion_mnist import CLASS_NAMES, NUM_CLASSES
-
-OVERALL_COLUMNS = ["split", "samples", "correct", "accuracy", "model_id"]
-PER_CLASS_COLUMNS = [
-    "split",
-    "label",
-    "class_name",
-    "samples",
-    "correct",
-    "accuracy",
-    "precision",
-    "recall",
-    "f1",
-]
+from fashionnet.schema import OVERALL_COLUMNS, PER_CLASS_COLUMNS
 
 
 def confusion_matrix(

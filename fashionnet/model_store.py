@@ -1,11 +1,12 @@
-"""Trained models on disk, keyed by what produced them, so a rerun skips training.
+"""Models on disk, each in a folder named by its model key, so a rerun finds its model again.
 
-A model folder `models/<train key>/` holds `weights.npz`, `meta.json` and
-`learning_curve.csv`. The train key is a digest of the hyperparameters and the
-data checksums: the same configuration on the same data finds its model again.
+A model folder `models/<model key>/` holds `weights.npz`, `meta.json` and, for a trained
+model, `learning_curve.csv`. The model key is a digest of what made the model (its source,
+recipe and the source checksums of the data): the same recipe on the same data finds its
+folder again. The model id is a digest of the weights themselves (`weights.model_id`); both
+appear in every report.
 """
 
-import dataclasses
 import hashlib
 import json
 import logging
@@ -14,86 +15,97 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+import pandas as pd
 
 from fashionnet import atomic
 from fashionnet.errors import FashionnetError
-from fashionnet.train import TrainConfig, TrainResult, write_learning_curve
+from fashionnet.train import read_learning_curve, write_learning_curve
+from fashionnet.two_layer_net import Params
 from fashionnet.weights import load_params, model_id, save_params
 
 log = logging.getLogger(__name__)
+
+WEIGHTS_NAME = "weights.npz"
+META_NAME = "meta.json"
+CURVE_NAME = "learning_curve.csv"
+KEY_CHARS = 16
 
 
 @dataclass(frozen=True)
 class StoredModel:
     folder: Path
-    params: dict[str, np.ndarray]
+    params: Params
     meta: dict[str, Any]
+    learning_curve: pd.DataFrame | None  # None for a model that was never trained
 
     @property
     def model_id(self) -> str:
         return self.meta["model_id"]
 
     @property
-    def weights_path(self) -> Path:
-        return self.folder / "weights.npz"
+    def model_key(self) -> str:
+        return self.folder.name
 
     @property
-    def learning_curve_path(self) -> Path:
-        return self.folder / "learning_curve.csv"
+    def weights_path(self) -> Path:
+        return self.folder / WEIGHTS_NAME
 
 
-def train_key(config: TrainConfig, data_sha256: Mapping[str, str]) -> str:
-    """A digest of everything that determines the trained weights."""
-    identity = {"config": dataclasses.asdict(config), "data": dict(sorted(data_sha256.items()))}
+def model_key(recipe: Mapping[str, Any], sources: Mapping[str, str]) -> str:
+    """A digest of everything that determines a model: its recipe and the data's sources
+    (raw file name -> sha256)."""
+    identity = {"recipe": dict(recipe), "sources": dict(sorted(sources.items()))}
     blob = json.dumps(identity, sort_keys=True).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
+    return hashlib.sha256(blob).hexdigest()[:KEY_CHARS]
 
 
 def load_stored(models_dir: Path, key: str) -> StoredModel | None:
-    """The model trained earlier under `key`, or None when there is none (or it is damaged)."""
+    """The model stored under `key`, or None when there is none (or it is damaged)."""
     folder = models_dir / key
-    meta_path = folder / "meta.json"
+    meta_path = folder / META_NAME
     if not meta_path.is_file():
         return None
     try:
         meta = json.loads(meta_path.read_text())
-        params = load_params(folder / "weights.npz")
+        if not isinstance(meta, dict):
+            raise ValueError(f"{meta_path} is not a JSON object")
+        params = load_params(folder / WEIGHTS_NAME)
+        curve = read_learning_curve(folder / CURVE_NAME) if meta.get("trained") else None
     except (FashionnetError, ValueError) as exc:
-        log.warning("ignoring stored model %s and training again: %s", folder, exc)
+        log.warning("ignoring stored model %s and making it again: %s", folder, exc)
         return None
     if model_id(params) != meta.get("model_id"):
-        log.warning("stored model %s does not match its meta.json; training again", folder)
+        log.warning("stored model %s does not match its %s; making it again", folder, META_NAME)
         return None
-    return StoredModel(folder, params, meta)
+    return StoredModel(folder, params, meta, curve)
 
 
-def store_trained(
+def store_model(
     models_dir: Path,
     key: str,
-    result: TrainResult,
-    config: TrainConfig,
-    data_sha256: Mapping[str, str],
+    params: Params,
+    meta: Mapping[str, Any],
+    learning_curve: pd.DataFrame | None = None,
 ) -> StoredModel:
-    """Save weights, learning curve and metadata; meta.json is written last, so its presence
-    means the folder is complete."""
+    """Save weights, learning curve and metadata under `key`. meta.json is written last, so its
+    presence means the folder is complete."""
     folder = models_dir / key
-    last = result.curve[-1] if result.curve else None
     meta = {
-        "model_id": model_id(result.params),
-        "train_key": key,
-        "hyperparameters": dataclasses.asdict(config),
-        "data_sha256": dict(sorted(data_sha256.items())),
-        "train_seconds": round(result.seconds, 3),
-        "train_accuracy": None if last is None else last.train_accuracy,
-        "test_accuracy": None if last is None else last.test_accuracy,
+        **meta,
+        "model_id": model_id(params),
+        "model_key": key,
+        "trained": learning_curve is not None,
     }
     # The weights file carries only what is reproducible, so equal weights give equal bytes.
     save_params(
-        folder / "weights.npz",
-        result.params,
-        metadata={k: v for k, v in meta.items() if k != "train_seconds"},
+        folder / WEIGHTS_NAME,
+        params,
+        metadata={name: value for name, value in meta.items() if not name.endswith("_seconds")},
     )
-    write_learning_curve(folder / "learning_curve.csv", result.curve)
-    atomic.write_text(folder / "meta.json", json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    return StoredModel(folder, result.params, meta)
+    if learning_curve is not None:
+        write_learning_curve(folder / CURVE_NAME, learning_curve)
+        # As the file holds it (6 decimals): a rerun that finds this model must report, and
+        # draw, exactly the curve this run does.
+        learning_curve = read_learning_curve(folder / CURVE_NAME)
+    atomic.write_text(folder / META_NAME, json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    return StoredModel(folder, params, dict(meta), learning_curve)

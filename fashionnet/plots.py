@@ -1,8 +1,9 @@
 """PNG figures of a run: confusion matrices, per-class accuracy, learning curve, images.
 
-Each `plot_*` function takes plain data and a path and writes one PNG atomically. The data
-behind a figure comes from a small pure function next to it (`most_confident_errors`,
-`sample_positions`, `metrics.accuracy_by_class`), so tests check numbers, not pixels.
+Each `plot_*` function takes plain data and a path and writes one PNG atomically;
+`write_run_figures` draws every figure a `RunReport` has data for. The data behind a figure
+comes from small pure functions (`run_report.most_confident_errors`,
+`run_report.sample_positions`, `metrics.accuracy_by_class`), so tests check numbers, not pixels.
 Figures are built with `matplotlib.figure.Figure`, never pyplot: no global figure state,
 so drawing is safe from any thread.
 """
@@ -20,7 +21,13 @@ from matplotlib.ticker import MaxNLocator
 from fashionnet import atomic
 from fashionnet.fashion_mnist import CLASS_NAMES, IMAGE_SHAPE
 from fashionnet.metrics import accuracy_by_class
-from fashionnet.reports import read_confusion, read_overall, read_per_class
+from fashionnet.run_report import (
+    MISCLASSIFIED_SHOWN,
+    SAMPLES_PER_CLASS,
+    RunReport,
+    most_confident_errors,
+    sample_positions,
+)
 
 matplotlib.use("Agg")  # files only, never a window
 
@@ -104,21 +111,6 @@ def plot_learning_curve(curve: pd.DataFrame, path: Path) -> None:
     save_png(figure, path)
 
 
-def most_confident_errors(
-    labels: np.ndarray, predicted: np.ndarray, confidence: np.ndarray, k: int
-) -> np.ndarray:
-    """Positions of the k wrong predictions made with the highest confidence, highest first."""
-    wrong = np.flatnonzero(labels != predicted)
-    # Stable sort on -confidence: equal confidences keep row order, so the grid is repeatable.
-    order = np.argsort(-confidence[wrong], kind="stable")
-    return wrong[order[:k]]
-
-
-def sample_positions(labels: np.ndarray, per_class: int) -> list[np.ndarray]:
-    """For each class, the positions of its first `per_class` images (fewer if it has fewer)."""
-    return [np.flatnonzero(labels == label)[:per_class] for label in range(len(CLASS_NAMES))]
-
-
 def _show_image(ax, pixels: np.ndarray) -> None:
     ax.imshow(pixels.reshape(IMAGE_SHAPE), cmap="gray", vmin=0.0, vmax=1.0)
 
@@ -129,7 +121,7 @@ def plot_misclassified(
     predicted: np.ndarray,
     confidence: np.ndarray,
     path: Path,
-    k: int = 25,
+    k: int = MISCLASSIFIED_SHOWN,
 ) -> None:
     """A grid of the k most confidently wrong images, each titled true / predicted / confidence."""
     positions = most_confident_errors(labels, predicted, confidence, k)
@@ -151,7 +143,9 @@ def plot_misclassified(
     save_png(figure, path)
 
 
-def plot_samples(images: np.ndarray, labels: np.ndarray, path: Path, per_class: int = 5) -> None:
+def plot_samples(
+    images: np.ndarray, labels: np.ndarray, path: Path, per_class: int = SAMPLES_PER_CLASS
+) -> None:
     """A grid with one row per class showing its first `per_class` images."""
     figure = Figure(figsize=(1.3 * per_class + 1.5, 13), layout="constrained")
     figure.suptitle("Images by class")
@@ -167,41 +161,18 @@ def plot_samples(images: np.ndarray, labels: np.ndarray, path: Path, per_class: 
     save_png(figure, path)
 
 
-def write_run_figures(
-    run_dir: Path,
-    *,
-    test_images: np.ndarray | None = None,
-    test_predictions: pd.DataFrame | None = None,
-) -> list[Path]:
-    """Draw every figure a run folder's files support into it; returns the files written.
-
-    The CSVs give the confusion, per-class and learning-curve figures. The image grids also
-    need the test images (row i is the split's image i) and the test predictions
-    (`predict.read_predictions`), matched by their `index` column.
-    """
+def write_run_figures(run_dir: Path, report: RunReport) -> list[Path]:
+    """Draw the figures of `report.figures` into `run_dir`; returns their paths."""
     run_dir = Path(run_dir)
-    overall = read_overall(run_dir)
-    written = []
-    for split in overall["split"]:
-        path = run_dir / f"confusion_{split}.png"
-        plot_confusion(read_confusion(run_dir, split), path, title=f"Confusion matrix ({split})")
-        written.append(path)
-    written.append(run_dir / "per_class_accuracy.png")
-    plot_per_class_accuracy(read_per_class(run_dir), overall, written[-1])
-    if (run_dir / "learning_curve.csv").is_file():
-        written.append(run_dir / "learning_curve.png")
-        plot_learning_curve(pd.read_csv(run_dir / "learning_curve.csv"), written[-1])
-    if test_images is not None and test_predictions is not None:
-        images = test_images[test_predictions["index"].to_numpy()]
-        labels = test_predictions["label"].to_numpy()
-        written.append(run_dir / "misclassified_test.png")
-        plot_misclassified(
-            images,
-            labels,
-            test_predictions["predicted"].to_numpy(),
-            test_predictions["confidence"].to_numpy(),
-            written[-1],
-        )
-        written.append(run_dir / "samples.png")
-        plot_samples(images, labels, written[-1])
-    return written
+    for split, confusion in report.confusions.items():
+        title = f"Confusion matrix ({split})"
+        plot_confusion(confusion, run_dir / f"confusion_{split}.png", title=title)
+    plot_per_class_accuracy(report.per_class, report.overall, run_dir / "per_class_accuracy.png")
+    if report.learning_curve is not None:
+        plot_learning_curve(report.learning_curve, run_dir / "learning_curve.png")
+    if (wrong := report.misclassified) is not None:
+        columns = (wrong.labels, wrong.predicted, wrong.confidence)
+        plot_misclassified(wrong.images, *columns, run_dir / "misclassified_test.png")
+    if (samples := report.samples) is not None:
+        plot_samples(samples.images, samples.labels, run_dir / "samples.png")
+    return [run_dir / name for name in report.figures]

@@ -4,12 +4,18 @@ Memory follows the chunk size, not the data size: a chunk reads only its own row
 Each chunk also returns its 10x10 confusion counts, which simply add up, so the chunks
 can run anywhere (threads, processes, Dask workers) and be combined in any order.
 `predict_chunk` takes paths and arrays only and touches no shared state.
+
+`predict_splits` is the whole stage: it plans the chunks of every split whose predictions are
+not up to date, hands them to a chunk runner (threads here; the flow's runner sends each chunk
+to a Prefect task), and writes each split's predictions file with its provenance.
 """
 
 import contextlib
+import json
 import logging
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,10 +26,12 @@ import pyarrow.parquet as pq
 from threadpoolctl import threadpool_limits
 
 from fashionnet import atomic
-from fashionnet.dataset import SplitFile, read_row_groups
+from fashionnet.dataset import META_SOURCES, SplitFile, read_row_groups
 from fashionnet.errors import FashionnetError
+from fashionnet.layout import Layout
 from fashionnet.metrics import confusion_matrix
 from fashionnet.two_layer_net import predict
+from fashionnet.weights import load_params
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +55,9 @@ def blas_threads_shared_by(concurrent_chunks: int) -> Iterator[None]:
     with threadpool_limits(limits=per_chunk, user_api="blas"):
         yield
 
+
+# The predictions file's metadata: which weights predicted it, from which data.
+META_MODEL_ID = "fashionnet.model_id"
 
 PREDICTIONS_SCHEMA = pa.schema(
     [
@@ -101,6 +112,68 @@ def predict_chunk(
         confidence=probabilities.max(axis=1).astype(np.float32),
         confusion=confusion_matrix(batch.label, predicted),
     )
+
+
+@dataclass(frozen=True)
+class ChunkJob:
+    """One chunk to predict: these row groups of that split's Parquet."""
+
+    parquet_path: Path
+    row_groups: range
+
+
+def predict_chunk_file(weights_path: Path, job: ChunkJob) -> ChunkPrediction:
+    """`predict_chunk` with the weights read from their file: all a worker needs is two paths."""
+    return predict_chunk(load_params(weights_path), job.parquet_path, job.row_groups)
+
+
+# Predicts the jobs with the weights at a path; returns their predictions in the jobs' order.
+ChunkRunner = Callable[[Path, Sequence[ChunkJob]], list[ChunkPrediction]]
+
+
+def run_chunks_in_threads(
+    weights_path: Path, jobs: Sequence[ChunkJob], threads: int = CONCURRENT_CHUNKS
+) -> list[ChunkPrediction]:
+    """The chunk runner without an orchestrator: `threads` chunks at a time in this process."""
+    with blas_threads_shared_by(threads), ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(lambda job: predict_chunk_file(weights_path, job), jobs))
+
+
+def prediction_metadata(model_id: str, split: SplitFile) -> dict[str, str]:
+    """What a predictions file must record to be up to date: the model and the split's sources."""
+    return {META_MODEL_ID: model_id, META_SOURCES: json.dumps(split.sources, sort_keys=True)}
+
+
+def predict_splits(
+    splits: Mapping[str, SplitFile],
+    weights_path: Path,
+    model_id: str,
+    layout: Layout,
+    chunk_size: int,
+    run_chunks: ChunkRunner = run_chunks_in_threads,
+) -> dict[str, np.ndarray]:
+    """The predict stage: each split's predictions file, made unless it is up to date, and its
+    10x10 confusion counts (rows true class, columns predicted).
+
+    The chunks of all splits go to `run_chunks` in one call, so they can all run at once.
+    """
+    confusions, jobs, pending = {}, [], {}
+    for split, split_file in splits.items():
+        out_path, metadata = layout.predictions(split), prediction_metadata(model_id, split_file)
+        if predictions_up_to_date(out_path, metadata, split_file.num_rows):
+            frame = read_predictions(out_path)
+            confusions[split] = confusion_matrix(frame["label"], frame["predicted"])
+            log.info("%s predictions up to date: %s", split, out_path)
+            continue
+        chunks = plan_chunks(split_file, chunk_size)
+        log.info("%s: predicting %d rows in %d chunks", split, split_file.num_rows, len(chunks))
+        pending[split] = (out_path, metadata, slice(len(jobs), len(jobs) + len(chunks)))
+        jobs += [ChunkJob(split_file.path, row_groups) for row_groups in chunks]
+    predicted = run_chunks(weights_path, jobs) if jobs else []
+    for split, (out_path, metadata, positions) in pending.items():
+        write_predictions(out_path, predicted[positions], metadata=metadata)
+        confusions[split] = total_confusion(predicted[positions])
+    return {split: confusions[split] for split in splits}
 
 
 def total_confusion(chunks: Sequence[ChunkPrediction]) -> np.ndarray:

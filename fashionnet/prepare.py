@@ -9,7 +9,7 @@ file on disk already matches its sources and row-group size.
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +20,8 @@ import pyarrow.parquet as pq
 from fashionnet import dataset, idx
 from fashionnet.atomic import atomic_path
 from fashionnet.errors import FashionnetError
-from fashionnet.fashion_mnist import NUM_PIXELS
+from fashionnet.fashion_mnist import NUM_PIXELS, SPLITS
+from fashionnet.fetch import RawFiles
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +105,26 @@ def is_up_to_date(out_path: Path, sources: Mapping[str, str], row_group_size: in
     return _current_split(out_path, sources, row_group_size) is not None
 
 
+def prepare_arrays(
+    load: Callable[[], tuple[np.ndarray, np.ndarray]],
+    out_path: Path,
+    *,
+    sources: Mapping[str, str],
+    row_group_size: int = 10_000,
+) -> PrepareResult:
+    """Write the split that `load()` returns (images, labels), unless the Parquet at `out_path`
+    is already up to date with `sources`; `load` is called only when there is work to do."""
+    current = _current_split(out_path, sources, row_group_size)
+    if current is not None:
+        logger.info("%s is up to date (%d rows)", out_path, current.num_rows)
+        return PrepareResult(Path(out_path), current.num_rows, skipped=True)
+    started = time.perf_counter()
+    images, labels = load()
+    write_split(images, labels, out_path, sources=sources, row_group_size=row_group_size)
+    logger.info("wrote %s: %d rows in %.1f s", out_path, len(labels), time.perf_counter() - started)
+    return PrepareResult(Path(out_path), len(labels), skipped=False)
+
+
 def prepare_split(
     images_path: Path,
     labels_path: Path,
@@ -113,12 +134,24 @@ def prepare_split(
     row_group_size: int = 10_000,
 ) -> PrepareResult:
     """Convert one split's raw IDX files to Parquet, unless the Parquet is already up to date."""
-    current = _current_split(out_path, sources, row_group_size)
-    if current is not None:
-        logger.info("%s is up to date (%d rows)", out_path, current.num_rows)
-        return PrepareResult(Path(out_path), current.num_rows, skipped=True)
-    started = time.perf_counter()
-    images, labels = idx.read_split(images_path, labels_path)
-    write_split(images, labels, out_path, sources=sources, row_group_size=row_group_size)
-    logger.info("wrote %s: %d rows in %.1f s", out_path, len(labels), time.perf_counter() - started)
-    return PrepareResult(Path(out_path), len(labels), skipped=False)
+    return prepare_arrays(
+        lambda: idx.read_split(images_path, labels_path),
+        out_path,
+        sources=sources,
+        row_group_size=row_group_size,
+    )
+
+
+def prepare_raw_split(
+    raw: RawFiles, split: str, out_path: Path, row_group_size: int = 10_000
+) -> dataset.SplitFile:
+    """The prepare stage for one split of the raw files: its Parquet, written if not current."""
+    names = SPLITS[split]
+    prepare_split(
+        raw.paths[names[0]],
+        raw.paths[names[1]],
+        out_path,
+        sources={name: raw.sha256[name] for name in names},
+        row_group_size=row_group_size,
+    )
+    return dataset.open_split(out_path)

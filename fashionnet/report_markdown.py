@@ -1,41 +1,22 @@
-"""report.md: one run folder summarised for people, built only from the files in that folder.
+"""report.md: a `RunReport` summarised for people.
 
 Headline accuracy per split, the weakest test classes and what they are mistaken for, the
-per-class table, the figures (linked by relative path, only those present), then the model,
-its hyperparameters and the data checksums recorded in manifest.json.
+per-class table, the figures (linked by relative path), then the model, its hyperparameters
+and the data's source checksums recorded in the manifest.
 """
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from fashionnet import atomic
 from fashionnet.metrics import accuracy_by_class, weakest_classes
-from fashionnet.reports import read_confusion, read_overall, read_per_class
+from fashionnet.run_report import EVALUATION_SPLIT, RunReport
 
 REPORT_NAME = "report.md"
-EVALUATION_SPLIT = "test"
-
-# Figures a run folder may hold, in the order the report shows them, with their captions.
-FIGURES = {
-    "per_class_accuracy.png": "Accuracy per class",
-    "confusion_test.png": "Confusion matrix (test)",
-    "confusion_train.png": "Confusion matrix (train)",
-    "learning_curve.png": "Learning curve",
-    "misclassified_test.png": "Most confidently wrong test images",
-    "samples.png": "Test images by class",
-}
-DATA_FILES = (
-    "overall.csv",
-    "per_class.csv",
-    "confusion_train.csv",
-    "confusion_test.csv",
-    "learning_curve.csv",
-    "manifest.json",
-)
 
 
 def images(count: int) -> str:
@@ -58,16 +39,22 @@ def overall_rows(overall: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def headline_section(overall: pd.DataFrame) -> str:
-    model = f"Model `{overall['model_id'].iloc[0]}`." if len(overall) else ""
-    return "\n\n".join([markdown_table(*overall_rows(overall)), model])
+def model_line(report: RunReport) -> str:
+    """The model id (a digest of its weights) and, if stored, its model key (its folder)."""
+    key = report.manifest.get("model", {}).get("model_key")
+    stored = f", stored in `models/{key}/`" if key else ""
+    return f"Model `{report.model_id}`{stored}."
 
 
-def weakest_section(run_dir: Path, splits: Sequence[str]) -> str:
-    if EVALUATION_SPLIT not in splits:
+def headline_section(report: RunReport) -> str:
+    return "\n\n".join([markdown_table(*overall_rows(report.overall)), model_line(report)])
+
+
+def weakest_section(confusion: np.ndarray | None) -> str:
+    if confusion is None:
         return ""
     lines = ["## Weakest test classes", ""]
-    for rank, weak in enumerate(weakest_classes(read_confusion(run_dir, EVALUATION_SPLIT)), 1):
+    for rank, weak in enumerate(weakest_classes(confusion), 1):
         confusion = (
             f"most often taken for {weak.confused_with} ({images(weak.confused_count)})"
             if weak.confused_with
@@ -94,15 +81,14 @@ def per_class_section(per_class: pd.DataFrame) -> str:
     return "## Per class\n\n" + markdown_table(*per_class_rows(per_class))
 
 
-def figures_section(run_dir: Path, *, embed: bool = True) -> str:
-    """The figures embedded by relative path, or (embed=False, for viewers that cannot reach
-    the run folder) named as files in it."""
-    present = {name: caption for name, caption in FIGURES.items() if (run_dir / name).is_file()}
-    if not present:
+def figures_section(figures: Mapping[str, str], run_dir: Path | None = None) -> str:
+    """The figures embedded by relative path, or (given `run_dir`, for viewers that cannot
+    reach the run folder) named as files in it."""
+    if not figures:
         return ""
-    if embed:
-        return "## Figures\n\n" + "\n\n".join(f"![{c}]({n})" for n, c in present.items())
-    listed = "\n".join(f"- `{name}`: {caption}" for name, caption in present.items())
+    if run_dir is None:
+        return "## Figures\n\n" + "\n\n".join(f"![{c}]({n})" for n, c in figures.items())
+    listed = "\n".join(f"- `{name}`: {caption}" for name, caption in figures.items())
     return f"## Figures\n\nIn the run folder `{run_dir}`:\n\n{listed}"
 
 
@@ -118,47 +104,43 @@ def model_section(manifest: Mapping[str, Any]) -> str:
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
-def data_section(manifest: Mapping[str, Any]) -> str:
+def data_section(manifest: Mapping[str, Any], splits: Sequence[str]) -> str:
+    """The source checksums of each split, in the report's split order."""
     data = manifest.get("data", {})
-    checksums = data.get("sha256", {})
-    if not checksums:
+    sources_by_split = data.get("sources", {})
+    if not sources_by_split:
         return ""
     rows = [
         (split, f"`{name}`", f"`{sha256}`")
-        for split, sources in checksums.items()
-        for name, sha256 in sorted(sources.items())
+        for split in splits
+        for name, sha256 in sorted(sources_by_split.get(split, {}).items())
     ]
     origin = f"From {data['origin']}.\n\n" if "origin" in data else ""
     return "## Data\n\n" + origin + markdown_table(("split", "file", "sha256"), rows)
 
 
-def files_section(run_dir: Path) -> str:
-    present = [f"[{name}]({name})" for name in DATA_FILES if (run_dir / name).is_file()]
-    return "## Files\n\n" + ", ".join(present)
+def files_section(data_files: Sequence[str]) -> str:
+    return "## Files\n\n" + ", ".join(f"[{name}]({name})" for name in data_files)
 
 
-def render_report_md(run_dir: Path, *, embed_figures: bool = True) -> str:
-    """The Markdown report of the run folder `run_dir`."""
-    run_dir = Path(run_dir)
-    overall = read_overall(run_dir)
-    manifest_path = run_dir / "manifest.json"
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
-    title = f"# fashionnet run {manifest['run_id']}" if "run_id" in manifest else "# fashionnet run"
+def render_report_md(report: RunReport, *, run_dir: Path | None = None) -> str:
+    """report.md of `report`: figures embedded by relative path, or, given `run_dir`, listed
+    as files there (for viewers that cannot open the run folder)."""
     sections = [
-        title,
-        headline_section(overall),
-        weakest_section(run_dir, overall["split"].tolist()),
-        per_class_section(read_per_class(run_dir)),
-        figures_section(run_dir, embed=embed_figures),
-        model_section(manifest),
-        data_section(manifest),
-        files_section(run_dir),
+        f"# fashionnet run {report.run_id}",
+        headline_section(report),
+        weakest_section(report.confusions.get(EVALUATION_SPLIT)),
+        per_class_section(report.per_class),
+        figures_section(report.figures, run_dir),
+        model_section(report.manifest),
+        data_section(report.manifest, list(report.confusions)),
+        files_section(report.data_files),
     ]
     return "\n\n".join(section for section in sections if section) + "\n"
 
 
-def write_report_md(run_dir: Path) -> Path:
+def write_report_md(run_dir: Path, report: RunReport) -> Path:
     """Write `report.md` into the run folder and return its path."""
     path = Path(run_dir) / REPORT_NAME
-    atomic.write_text(path, render_report_md(run_dir))
+    atomic.write_text(path, render_report_md(report))
     return path

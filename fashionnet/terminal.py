@@ -1,7 +1,7 @@
 """Reports in the terminal (rich): one run's figures, or the list of past runs.
 
-The tables show the same text as report.md (`report_markdown.overall_rows`, `per_class_rows`),
-read from the run folder's CSVs, so the terminal and the file never disagree.
+The tables show the same text as report.md (`report_markdown.overall_rows`, `per_class_rows`)
+of the same `RunReport`, so the terminal and the file never disagree.
 """
 
 from pathlib import Path
@@ -10,7 +10,8 @@ from rich.console import Console
 from rich.table import Table
 
 from fashionnet.report_markdown import REPORT_NAME, overall_rows, per_class_rows
-from fashionnet.reports import read_history, read_overall, read_per_class
+from fashionnet.reports import read_history
+from fashionnet.run_report import RunReport
 
 
 def text_table(
@@ -36,14 +37,14 @@ def text_table(
 
 
 def render_report(run_dir: Path, console: Console | None = None) -> None:
-    """Print a run's headline figures (accuracy per split) and its per-class table."""
+    """Print a run folder's headline figures (accuracy per split) and its per-class table."""
     console = console or Console()
     run_dir = Path(run_dir)
-    overall = read_overall(run_dir)
+    report = RunReport.read(run_dir)
     # `latest` is a symlink: show the run it points at.
-    console.print(f"[bold]Run {run_dir.resolve().name}[/bold]  model {overall['model_id'].iloc[0]}")
-    console.print(text_table("Accuracy", *overall_rows(overall)))
-    console.print(text_table("Per class", *per_class_rows(read_per_class(run_dir))))
+    console.print(f"[bold]Run {run_dir.resolve().name}[/bold]  model {report.model_id}")
+    console.print(text_table("Accuracy", *overall_rows(report.overall)))
+    console.print(text_table("Per class", *per_class_rows(report.per_class)))
     if (run_dir / REPORT_NAME).is_file():
         console.print(f"Figures and details: {run_dir / REPORT_NAME}")
 

@@ -10,75 +10,62 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from numbers import Integral, Real
 from pathlib import Path
-from typing import Any
+from typing import Annotated, ClassVar
 
 import numpy as np
+import pandas as pd
+from pydantic import Field
 
 from fashionnet import atomic
 from fashionnet.errors import FashionnetError
 from fashionnet.fashion_mnist import NUM_CLASSES
 from fashionnet.functions import cross_entropy_error
 from fashionnet.optimizers import OPTIMIZERS, make_optimizer
+from fashionnet.options import OneOf, Options
+from fashionnet.schema import CURVE_COLUMNS
 from fashionnet.standardize import Standardization
-from fashionnet.two_layer_net import INITS, Params, TwoLayerNet, backprop, class_indices
+from fashionnet.two_layer_net import WEIGHT_INITS, Params, TwoLayerNet, backprop, class_indices
 
 logger = logging.getLogger(__name__)
 
 LR_SCHEDULES = ("constant", "cosine", "step")
-CURVE_COLUMNS = ("epoch", "loss", "train_accuracy", "test_accuracy", "learning_rate")
 # The shuffle draws from its own stream of the seed, independent of the weight init.
 SHUFFLE_STREAM = 1
 
 
-def _whole(value: object) -> bool:
-    return isinstance(value, Integral) and not isinstance(value, bool)
+class TrainConfig(Options):
+    """The training recipe: everything that decides the trained weights (with the data)."""
 
+    kind: ClassVar[str] = "training option"
 
-def _real(value: object) -> bool:
-    return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
-
-
-# option -> (is the value allowed?, what is allowed)
-_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "hidden_size": (lambda v: _whole(v) and v >= 1, "a positive integer"),
-    "epochs": (lambda v: _whole(v) and v >= 1, "a positive integer"),
-    "batch_size": (lambda v: _whole(v) and v >= 1, "a positive integer"),
-    "learning_rate": (lambda v: _real(v) and v > 0, "a positive number"),
-    "optimizer": (lambda v: v in OPTIMIZERS, f"one of {', '.join(OPTIMIZERS)}"),
-    "lr_schedule": (lambda v: v in LR_SCHEDULES, f"one of {', '.join(LR_SCHEDULES)}"),
-    "init": (lambda v: v in INITS, f"one of {', '.join(INITS)}"),
-    "weight_init_std": (lambda v: _real(v) and v > 0, "a positive number"),
-    "weight_decay": (lambda v: _real(v) and v >= 0, "a number >= 0"),
-    "standardize": (lambda v: isinstance(v, bool), "true or false"),
-    "seed": (lambda v: _whole(v) and v >= 0, "an integer >= 0"),
-}
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything that decides the trained weights (together with the data)."""
-
-    hidden_size: int = 512
-    epochs: int = 15
-    batch_size: int = 256
-    learning_rate: float = 0.002
-    optimizer: str = "adam"
-    lr_schedule: str = "cosine"
-    init: str = "he"
-    weight_init_std: float = 0.01  # used only by init="std"
-    weight_decay: float = 0.0  # L2 strength lambda: adds lambda * W to each weight gradient
-    standardize: bool = True  # train on standardized pixels, fold it into W1, b1 (standardize.py)
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        for option, (allowed, description) in _RULES.items():
-            value = getattr(self, option)
-            if not allowed(value):
-                raise FashionnetError(
-                    f"invalid training option {option}={value!r}: use {description}"
-                )
+    hidden_size: int = Field(512, gt=0, description="Hidden layer units.")
+    epochs: int = Field(15, gt=0, description="Training epochs.")
+    batch_size: int = Field(256, gt=0, description="Minibatch size.")
+    learning_rate: float = Field(0.002, gt=0, description="Initial learning rate.")
+    optimizer: Annotated[str, OneOf(OPTIMIZERS)] = Field(
+        "adam", description="Update rule; 'sgd' is the book's plain gradient descent."
+    )
+    lr_schedule: Annotated[str, OneOf(LR_SCHEDULES)] = Field(
+        "cosine", description="Learning rate over the epochs (see scheduled_learning_rate)."
+    )
+    weight_init: Annotated[str, OneOf(WEIGHT_INITS)] = Field(
+        "he",
+        description="'he' scales the initial weights by sqrt(2 / fan_in); 'std' draws "
+        "weight_init_std * N(0, 1) as the book does.",
+    )
+    weight_init_std: float = Field(
+        0.01, gt=0, description="Scale of the 'std' initialisation (unused by 'he')."
+    )
+    weight_decay: float = Field(
+        0.0, ge=0, description="L2 strength lambda: adds lambda * W to each weight gradient."
+    )
+    standardize: bool = Field(
+        True,
+        description="Train on per-pixel standardized inputs, folded into W1 and b1 afterwards "
+        "(off: train on x / 255 as the book does).",
+    )
+    seed: int = Field(0, ge=0, description="Seed of the initialisation and the shuffling.")
 
 
 DEFAULT_CONFIG = TrainConfig()
@@ -90,7 +77,7 @@ BOOK_CONFIG = TrainConfig(
     learning_rate=0.1,
     optimizer="sgd",
     lr_schedule="constant",
-    init="std",
+    weight_init="std",
     weight_init_std=0.01,
     standardize=False,
 )
@@ -168,7 +155,7 @@ def train(
         config.hidden_size,
         NUM_CLASSES,
         config.weight_init_std,
-        init=config.init,
+        weight_init=config.weight_init,
         seed=config.seed,
     )
     params = net.params
@@ -223,13 +210,44 @@ def _log_epoch(record: EpochRecord, epochs: int) -> None:
     )
 
 
-def write_learning_curve(path: str | Path, curve: list[EpochRecord]) -> None:
-    """The curve as CSV, one row per epoch. No timings, so identical runs give identical bytes."""
+def curve_table(curve: list[EpochRecord]) -> pd.DataFrame:
+    """The curve as a table, one row per epoch (no timings: identical runs, identical tables)."""
+    rows = [(r.epoch, r.loss, r.train_accuracy, r.test_accuracy, r.learning_rate) for r in curve]
+    return pd.DataFrame(rows, columns=CURVE_COLUMNS)
+
+
+def curve_csv(curve: pd.DataFrame) -> str:
+    """learning_curve.csv's text: losses and accuracies with 6 decimals (a missing test
+    accuracy is an empty cell), learning rates with 6 significant digits, so a small late
+    rate of a schedule keeps its value."""
+    columns = {
+        "epoch": "{:d}".format,
+        "loss": "{:.6f}".format,
+        "train_accuracy": "{:.6f}".format,
+        "test_accuracy": lambda value: "" if pd.isna(value) else f"{value:.6f}",
+        "learning_rate": "{:.6g}".format,
+    }
     rows = [",".join(CURVE_COLUMNS)]
-    for record in curve:
-        test = "" if record.test_accuracy is None else f"{record.test_accuracy:.6f}"
+    for record in curve[CURVE_COLUMNS].itertuples(index=False):
         rows.append(
-            f"{record.epoch},{record.loss:.6f},{record.train_accuracy:.6f},{test},"
-            f"{record.learning_rate:.6g}"
+            ",".join(
+                columns[name](value) for name, value in zip(CURVE_COLUMNS, record, strict=True)
+            )
         )
-    atomic.write_text(path, "\n".join(rows) + "\n")
+    return "\n".join(rows) + "\n"
+
+
+def write_learning_curve(path: str | Path, curve: pd.DataFrame) -> None:
+    atomic.write_text(path, curve_csv(curve))
+
+
+def read_learning_curve(path: str | Path) -> pd.DataFrame:
+    """A learning_curve.csv back as a table; a file without the curve's columns is refused
+    (a stored model with such a file is trained again)."""
+    try:
+        curve = pd.read_csv(path)
+    except (OSError, ValueError) as error:
+        raise FashionnetError(f"{path} is not a readable learning curve ({error})") from None
+    if list(curve.columns) != CURVE_COLUMNS:
+        raise FashionnetError(f"{path} has columns {list(curve.columns)}, not {CURVE_COLUMNS}")
+    return curve

@@ -14,7 +14,7 @@ from fashionnet.functions import cross_entropy_error, relu, softmax
 from fashionnet.gradient import numerical_gradient
 
 PARAM_NAMES = ("W1", "b1", "W2", "b2")
-INITS = ("std", "he")
+WEIGHT_INITS = ("std", "he")
 
 Params = dict[str, np.ndarray]
 
@@ -66,8 +66,8 @@ def class_indices(t: np.ndarray) -> np.ndarray:
 class TwoLayerNet:
     """The book's TwoLayerNet: `params` W1 (input, hidden), b1, W2 (hidden, output), b2.
 
-    `init="std"` draws weights as weight_init_std * N(0, 1), as the book does;
-    `init="he"` scales them by sqrt(2 / fan_in), which suits ReLU and trains faster.
+    `weight_init="std"` draws weights as weight_init_std * N(0, 1), as the book does;
+    `weight_init="he"` scales them by sqrt(2 / fan_in), which suits ReLU and trains faster.
     Biases start at zero. The same seed always gives the same weights.
     """
 
@@ -78,13 +78,15 @@ class TwoLayerNet:
         output_size: int = 10,
         weight_init_std: float = 0.01,
         *,
-        init: str = "std",
+        weight_init: str = "std",
         seed: int = 0,
         dtype: type = np.float32,
     ) -> None:
-        if init not in INITS:
-            raise FashionnetError(f"unknown init {init!r}: use one of {', '.join(INITS)}")
-        if init == "he":
+        if weight_init not in WEIGHT_INITS:
+            raise FashionnetError(
+                f"unknown weight_init {weight_init!r}: use one of {', '.join(WEIGHT_INITS)}"
+            )
+        if weight_init == "he":
             scale1, scale2 = np.sqrt(2 / input_size), np.sqrt(2 / hidden_size)
         else:
             scale1 = scale2 = weight_init_std

@@ -7,8 +7,8 @@ keeps the earlier ones:
 - `fashionnet-per-class-accuracy`: the per-class table of the run's report.md;
 - `fashionnet-report`: the run's report.md, headed by where its files are.
 
-Tables and text come from the run folder's files through `fashionnet.report_markdown`, so the
-UI shows exactly what report.md says.
+Tables and text are rendered from the run's `RunReport` by `fashionnet.report_markdown`, as
+report.md is, so the UI shows exactly what report.md says.
 """
 
 from pathlib import Path
@@ -21,7 +21,7 @@ from prefect.artifacts import (
 )
 
 from fashionnet.report_markdown import per_class_rows, render_report_md
-from fashionnet.reports import read_per_class
+from fashionnet.run_report import RunReport
 
 PROGRESS_KEY = "fashionnet-prediction-progress"
 PER_CLASS_KEY = "fashionnet-per-class-accuracy"
@@ -35,6 +35,7 @@ class ChunkProgress:
         self.artifact_id = create_progress_artifact(
             0.0, key=PROGRESS_KEY, description="prediction chunks: planning"
         )
+        self.updated = False
 
     def update(self, done: int, total: int) -> None:
         """`done` of `total` chunks finished; no chunk at all means the predictions were current."""
@@ -43,32 +44,32 @@ class ChunkProgress:
         else:
             percent, text = 100.0, "prediction chunks: none needed, predictions up to date"
         update_progress_artifact(self.artifact_id, percent, description=text)
+        self.updated = True
 
 
-def per_class_table(run_dir: Path) -> list[dict[str, str]]:
+def per_class_table(report: RunReport) -> list[dict[str, str]]:
     """report.md's per-class table as rows of {column: cell}."""
-    header, rows = per_class_rows(read_per_class(run_dir))
+    header, rows = per_class_rows(report.per_class)
     return [dict(zip(header, row, strict=True)) for row in rows]
 
 
-def summary_markdown(run_dir: Path) -> str:
+def summary_markdown(report: RunReport, run_dir: Path) -> str:
     """report.md as the UI can show it: the run folder named first, the figures listed (the UI
     cannot load files from the run folder, so embedded figures would show as broken images)."""
-    title, body = render_report_md(run_dir, embed_figures=False).split("\n\n", 1)
+    title, body = render_report_md(report, run_dir=run_dir).split("\n\n", 1)
     where = f"Report files: `{run_dir}` (`reports/latest` points there until the next run)."
     return f"{title}\n\n{where}\n\n{body}"
 
 
-def publish_run_artifacts(run_dir: Path) -> None:
+def publish_run_artifacts(report: RunReport, run_dir: Path) -> None:
     """The per-class table and the summary of the published run folder `run_dir`."""
-    run_dir = Path(run_dir)
     create_table_artifact(
-        per_class_table(run_dir),
+        per_class_table(report),
         key=PER_CLASS_KEY,
-        description=f"Accuracy per class, run {run_dir.name}",
+        description=f"Accuracy per class, run {report.run_id}",
     )
     create_markdown_artifact(
-        summary_markdown(run_dir),
+        summary_markdown(report, Path(run_dir)),
         key=REPORT_KEY,
-        description=f"Summary of run {run_dir.name}",
+        description=f"Summary of run {report.run_id}",
     )

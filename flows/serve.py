@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from fashionnet.errors import FashionnetError
-from flows.cli import set_environment_defaults
+from fashionnet.settings import apply_environment_defaults
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 PREFECT_YAML = PROJECT_DIR / "prefect.yaml"
@@ -72,7 +72,7 @@ def job_environment(deployment: dict[str, Any]) -> dict[str, str]:
 
 
 def main() -> None:
-    set_environment_defaults(PROJECT_DIR)
+    apply_environment_defaults(PROJECT_DIR)
     try:
         deployment = read_deployment()
         options = serve_options(deployment)

@@ -1,4 +1,8 @@
-"""Shared fixtures. Real-data tests skip where the real files are absent, unless CI demands them."""
+"""Shared fixtures, the project's environment, and markers by what a test uses.
+
+Real-data tests skip where the real files are absent, unless CI demands them. The markers let
+`make test-fast` leave out what needs Prefect, a server or the real data.
+"""
 
 import os
 from pathlib import Path
@@ -6,19 +10,40 @@ from pathlib import Path
 import pytest
 
 from fashionnet.fashion_mnist import RAW_FILES
+from fashionnet.settings import apply_environment_defaults
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-# Tests never touch the user's Prefect home and never phone home.
+# The project's environment, except that tests keep a Prefect home of their own: they never
+# touch the user's, nor the one `make run` uses.
 os.environ.setdefault("PREFECT_HOME", str(REPO_ROOT / ".prefect" / "tests"))
 Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "fashionnet")
-os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-os.environ.setdefault("MPLCONFIGDIR", str(REPO_ROOT / ".cache" / "matplotlib"))
+apply_environment_defaults(REPO_ROOT)
 DEFAULT_REAL_RAW_DIR = REPO_ROOT.parent / "shared" / "fashion-mnist"
+
+# A test that uses one of these fixtures, directly or through another fixture, gets its marker.
+FIXTURE_MARKERS = {"prefect_harness": "prefect", "real_raw_dir": "realdata"}
+# Modules built around processes that import Prefect: a real server and worker, `flows.serve`,
+# or `fashionnet run` (cli_runs.py). Each of their tests is marked, also one that starts its own
+# temporary Prefect server instead of using prefect_harness.
+MODULE_MARKERS = {
+    "test_deployment": "server",
+    "test_serve": "prefect",
+    "test_concurrent_runs": "prefect",
+    "test_determinism": "prefect",
+    "test_interruptions": "prefect",
+    "test_reliability_cli": "prefect",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        used = getattr(item, "fixturenames", ())
+        markers = {marker for fixture, marker in FIXTURE_MARKERS.items() if fixture in used}
+        if item.path.stem in MODULE_MARKERS:
+            markers.add(MODULE_MARKERS[item.path.stem])
+        for marker in sorted(markers):
+            item.add_marker(marker)
 
 
 @pytest.fixture(scope="session")

@@ -44,12 +44,14 @@ def write_synthetic_raw(
     return catalog
 
 
-# Flow parameters for a pipeline run on the synthetic data that takes about a second.
-SMALL_RUN = {
-    "verify_checksums": False,
-    "row_group_size": 100,
-    "chunk_size": 200,
-    "hidden_size": 32,
-    "epochs": 3,
-    "batch_size": 50,
-}
+# Options and training recipe of a pipeline run on the synthetic data that takes about a second.
+SMALL_OPTIONS = {"verify": False, "row_group_size": 100, "chunk_size": 200}
+SMALL_TRAIN = {"hidden_size": 32, "epochs": 3, "batch_size": 50}
+
+
+def small_run(raw: Path, project: Path, *, train: dict | None = None, **options) -> dict:
+    """The flow's parameters for a small run, as JSON (what a deployment passes)."""
+    return {
+        "options": {**SMALL_OPTIONS, "raw_dir": str(raw), "project_dir": str(project), **options},
+        "train": {**SMALL_TRAIN, **(train or {})},
+    }

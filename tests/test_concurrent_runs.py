@@ -14,8 +14,6 @@ from fashionnet.layout import Layout
 from fashionnet.reports import read_history
 from fashionnet.runlock import run_lock
 
-pytestmark = pytest.mark.prefect
-
 WAITING = "another run is using"
 
 

@@ -11,11 +11,9 @@ import os
 import pandas as pd
 import psutil
 import pytest
-from synthetic import SMALL_RUN, write_synthetic_raw
+from synthetic import small_run, write_synthetic_raw
 
 from fashionnet.layout import Layout
-
-pytestmark = pytest.mark.prefect
 
 CHUNKS = 5  # train: 600 rows in 3 chunks of 200, test: 250 rows in 2
 
@@ -43,7 +41,7 @@ def dask_cluster():
 def run_pipeline(project, raw, **options):
     from flows.pipeline import fashionnet_pipeline
 
-    return fashionnet_pipeline(raw_dir=str(raw), project_dir=str(project), **SMALL_RUN, **options)
+    return fashionnet_pipeline(**small_run(raw, project, **options))
 
 
 def report_csvs(project) -> dict[str, bytes]:

@@ -7,7 +7,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from fashionnet.dataset import SCHEMA, open_split, read_row_groups, read_split
+from fashionnet import dataset
+from fashionnet.dataset import SCHEMA, open_split, read_row_groups, read_rows, read_split
 from fashionnet.errors import FashionnetError
 from fashionnet.prepare import write_split
 
@@ -54,6 +55,23 @@ def test_read_row_groups_returns_those_rows_in_order(split):
 def test_read_row_groups_of_none_is_empty(split):
     batch = read_row_groups(split[0], [])
     assert batch.x.shape == (0, 784) and batch.label.shape == (0,)
+
+
+def test_read_rows_returns_exactly_those_rows_in_the_order_asked(split):
+    path, images, _ = split
+    rows = [24, 0, 13, 13, 9, 20]
+    np.testing.assert_array_equal(read_rows(path, rows), scaled(images)[rows])
+    assert read_rows(path, []).shape == (0, 784)
+    with pytest.raises(IndexError, match="rows outside 0..24"):
+        read_rows(path, [25])
+
+
+def test_read_rows_reads_only_the_row_groups_it_needs(split, monkeypatch):
+    read = []
+    real = dataset.read_row_groups
+    monkeypatch.setattr(dataset, "read_row_groups", lambda p, g: read.append(g) or real(p, g))
+    read_rows(split[0], [21, 3])
+    assert read == [[0, 2]]
 
 
 def test_read_split_reads_everything(split):

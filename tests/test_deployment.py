@@ -27,16 +27,16 @@ import pytest
 import requests
 import yaml
 from requests.adapters import HTTPAdapter
-from synthetic import SMALL_RUN, write_synthetic_raw
+from synthetic import small_run, write_synthetic_raw
 from urllib3.util.retry import Retry
 
 from fashionnet.atomic import TEMP_MARKER
 from fashionnet.layout import Layout
+from fashionnet.options import RunOptions, cli_args
 from fashionnet.reports import read_history
 from fashionnet.runlock import run_lock
+from fashionnet.train import TrainConfig
 from flows.artifacts import PER_CLASS_KEY, PROGRESS_KEY, REPORT_KEY
-
-pytestmark = pytest.mark.server
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PREFECT = Path(sys.executable).with_name("prefect")
@@ -44,9 +44,8 @@ FASHIONNET = Path(sys.executable).with_name("fashionnet")
 SPEC = yaml.safe_load((REPO_ROOT / "prefect.yaml").read_text())["deployments"][0]
 POOL = SPEC["work_pool"]["name"]
 DEPLOYMENT = f"fashionnet/{SPEC['name']}"
-# The deployment runs with SMALL_RUN on synthetic data; verifying the checksums makes that data
-# "corrupt" (not the canonical files), so a run with this parameter must fail cleanly.
-CORRUPT = ("--param", "verify_checksums=true")
+# The deployment runs a small run on synthetic data; verifying the checksums makes that data
+# "corrupt" (not the canonical files), so a run with this option must fail cleanly.
 CORRUPT_MESSAGE = "replace it with the canonical file or remove it"
 WAITING = "another run is using"  # what a run logs while another holds the project folder
 
@@ -184,7 +183,7 @@ def project(server, tmp_path_factory) -> Layout:
     write_synthetic_raw(raw, n_train=300, n_test=100, seed=3)
     layout = Layout(folder / "project")
     server.prefect("work-pool", "create", POOL, "--type", "process")
-    parameters = {**SMALL_RUN, "raw_dir": str(raw), "project_dir": str(layout.root)}
+    parameters = small_run(raw, layout.root)
     output = server.prefect(
         "--no-prompt", "deploy", "--all", "--prefect-file", "prefect.yaml",
         "--params", json.dumps(parameters),
@@ -273,7 +272,7 @@ def test_deployment_carries_the_daily_schedule_limit_and_working_directory(serve
     assert deployment["pull_steps"] == [
         {"prefect.deployments.steps.set_working_directory": {"directory": str(REPO_ROOT)}}
     ]
-    assert deployment["parameters"]["project_dir"] == str(project.root)
+    assert deployment["parameters"]["options"]["project_dir"] == str(project.root)
 
     # The server's scheduler has put the next daily runs on the calendar, at 03:00 UTC.
     runs = wait_for(
@@ -328,7 +327,8 @@ def test_overlapping_runs_take_turns_and_a_failed_run_changes_nothing(server, pr
     server.patch(f"/work_pools/{POOL}", {"is_paused": True})
     try:
         good = trigger(server)
-        corrupt = trigger(server, *CORRUPT)
+        options = server.get(f"/deployments/name/{DEPLOYMENT}")["parameters"]["options"]
+        corrupt = trigger(server, "--param", "options=" + json.dumps({**options, "verify": True}))
     finally:
         server.patch(f"/work_pools/{POOL}", {"is_paused": False})
     good_run, corrupt_run = finished(server, good), finished(server, corrupt)
@@ -366,13 +366,10 @@ def test_a_manual_run_during_a_deployment_run_waits_for_the_project_folder(
     """
     history_before = read_history(project.history_csv)
     folders_before = run_folders(project)
-    raw_dir = server.get(f"/deployments/name/{DEPLOYMENT}")["parameters"]["raw_dir"]
-    options = ["--raw-dir", raw_dir, "--project-dir", str(project.root), "--no-verify"]
-    options += [
-        f"--{name.replace('_', '-')}={value}"
-        for name, value in SMALL_RUN.items()
-        if name != "verify_checksums"
-    ]
+    parameters = server.get(f"/deployments/name/{DEPLOYMENT}")["parameters"]
+    options = cli_args(RunOptions(**parameters["options"])) + cli_args(
+        TrainConfig(**parameters["train"])
+    )
     manual_env = {name: value for name, value in server.env.items() if name != "PREFECT_API_URL"}
     log = tmp_path / "manual.log"
     manual = None

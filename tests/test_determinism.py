@@ -17,8 +17,6 @@ from synthetic import write_synthetic_raw
 from fashionnet.layout import Layout
 from fashionnet.weights import load_params
 
-pytestmark = pytest.mark.prefect
-
 SEEDS = {"first": 0, "second": 0, "other seed": 1}
 REPORT_CSVS = [
     "confusion_test.csv",

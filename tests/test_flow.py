@@ -5,10 +5,13 @@ import os
 
 import pandas as pd
 import pytest
-from synthetic import SMALL_RUN, write_synthetic_raw
+from synthetic import small_run, write_synthetic_raw
 
 from fashionnet.fashion_mnist import CLASS_NAMES
 from fashionnet.layout import Layout
+from fashionnet.optimizers import OPTIMIZERS, Momentum
+from fashionnet.options import RunOptions
+from fashionnet.schema import HISTORY_COLUMNS
 
 pytestmark = pytest.mark.prefect
 
@@ -23,8 +26,7 @@ def synthetic_raw(tmp_path_factory):
 def run_pipeline(project, raw, **options):
     from flows.pipeline import fashionnet_pipeline
 
-    options = {**SMALL_RUN, **options}
-    return fashionnet_pipeline(raw_dir=str(raw), project_dir=str(project), **options)
+    return fashionnet_pipeline(**small_run(raw, project, **options))
 
 
 def read_csvs(run_dir):
@@ -58,7 +60,8 @@ def test_pipeline_writes_reports_and_skips_up_to_date_stages(
 
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["model"]["model_id"] == first["model_id"]
-    assert set(manifest["data"]["sha256"]) == {"train", "test"}
+    assert set(manifest["data"]["sources"]) == {"train", "test"}
+    assert manifest["model"]["model_key"] == next(layout.models_dir.iterdir()).name
     predictions = pd.read_parquet(layout.predictions("test"))
     assert len(predictions) == 250
     assert (run_dir / "learning_curve.csv").is_file()
@@ -77,19 +80,11 @@ def test_pipeline_writes_reports_and_skips_up_to_date_stages(
     assert layout.latest_link.resolve() == (layout.runs_dir / second["run_id"]).resolve()
     history = pd.read_csv(layout.history_csv)
     assert list(history["run_id"]) == [first["run_id"]] * 2 + [second["run_id"]] * 2
-    assert list(history.columns) == [
-        "finished_at",
-        "run_id",
-        "split",
-        "samples",
-        "accuracy",
-        "model_id",
-        "data_sha256",
-    ]
+    assert list(history.columns) == HISTORY_COLUMNS
 
 
 def test_random_init_is_near_chance(prefect_harness, synthetic_raw, tmp_path):
-    summary = run_pipeline(tmp_path, synthetic_raw, init="random")
+    summary = run_pipeline(tmp_path, synthetic_raw, model_source="random")
     assert summary["accuracy"]["test"] < 0.3
     manifest = json.loads((tmp_path / "reports" / "latest" / "manifest.json").read_text())
     assert "untrained" in manifest["model"]["origin"]
@@ -98,16 +93,28 @@ def test_random_init_is_near_chance(prefect_harness, synthetic_raw, tmp_path):
 def test_given_weights_file_is_used(prefect_harness, synthetic_raw, tmp_path):
     trained = run_pipeline(tmp_path, synthetic_raw)
     weights = next((tmp_path / "models").glob("*/weights.npz"))
-    again = run_pipeline(tmp_path / "other", synthetic_raw, weights=str(weights))
+    again = run_pipeline(
+        tmp_path / "other", synthetic_raw, model_source="file", weights_file=str(weights)
+    )
     assert again["model_id"] == trained["model_id"]
     assert again["accuracy"] == trained["accuracy"]
 
 
-@pytest.mark.realdata
+def test_a_newly_registered_optimizer_is_accepted_by_the_flow(
+    prefect_harness, synthetic_raw, tmp_path, monkeypatch
+):
+    monkeypatch.setitem(OPTIMIZERS, "nesterov", Momentum)
+    summary = run_pipeline(tmp_path, synthetic_raw, train={"optimizer": "nesterov"})
+    manifest = json.loads((tmp_path / "reports" / "latest" / "manifest.json").read_text())
+    assert manifest["model"]["hyperparameters"]["optimizer"] == "nesterov"
+    assert summary["accuracy"]["test"] > 0.5
+
+
 def test_real_data_default_run(prefect_harness, real_raw_dir, tmp_path):
     from flows.pipeline import fashionnet_pipeline
 
-    summary = fashionnet_pipeline(raw_dir=str(real_raw_dir), project_dir=str(tmp_path))
+    options = RunOptions(raw_dir=str(real_raw_dir), project_dir=str(tmp_path))
+    summary = fashionnet_pipeline(options=options)
 
     run_dir = tmp_path / "reports" / "latest"
     overall = pd.read_csv(run_dir / "overall.csv").set_index("split")

@@ -119,7 +119,6 @@ def test_missing_file(tmp_path):
         read_images(tmp_path / "nothing.gz")
 
 
-@pytest.mark.realdata
 def test_real_files(real_raw_dir):
     for split, n, first in (("train", 60_000, [9, 0, 0, 3, 0]), ("test", 10_000, [9, 2, 1, 1, 6])):
         images_name, labels_name = SPLITS[split]
@@ -176,7 +175,6 @@ def test_array_sha256_sees_values_shape_and_dtype(images):
     assert array_sha256(images) != array_sha256(changed)
 
 
-@pytest.mark.realdata
 def test_keras_arrays_equal_idx_arrays(real_raw_dir, tmp_path):
     """Keras, fed the real files as its cache (no network), agrees with our IDX reader."""
     pytest.importorskip("tensorflow")

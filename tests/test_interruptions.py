@@ -100,7 +100,6 @@ def assert_rerun_matches(project: Path, uninterrupted: Path, options, env, *, sw
         np.testing.assert_array_equal(array, theirs[name])
 
 
-@pytest.mark.realdata
 def test_kill_during_prepare(uninterrupted, real_options, env, tmp_path):
     project = copy_without(
         uninterrupted, tmp_path / "p", "data/parquet", "data/predictions", "models"
@@ -118,7 +117,6 @@ def test_kill_during_prepare(uninterrupted, real_options, env, tmp_path):
     assert_rerun_matches(project, uninterrupted, real_options, env, swept=True)
 
 
-@pytest.mark.realdata
 def test_kill_during_prediction(uninterrupted, real_options, env, tmp_path):
     project = copy_without(uninterrupted, tmp_path / "p", "data/predictions")
     previous = previous_reports(project)
@@ -132,7 +130,6 @@ def test_kill_during_prediction(uninterrupted, real_options, env, tmp_path):
     assert_rerun_matches(project, uninterrupted, real_options, env, swept=False)
 
 
-@pytest.mark.realdata
 def test_kill_during_report_writing(uninterrupted, real_options, env, tmp_path):
     project = copy_without(uninterrupted, tmp_path / "p")  # every run writes a new run folder
     previous = previous_reports(project)

@@ -10,6 +10,7 @@ from fashionnet.metrics import (
     safe_ratio,
     weakest_classes,
 )
+from fashionnet.schema import OVERALL_COLUMNS, PER_CLASS_COLUMNS
 
 
 @pytest.fixture
@@ -58,7 +59,7 @@ def test_safe_ratio_is_zero_where_denominator_is_zero():
 def test_overall_table_hand_values_and_exact_columns(hand_confusion):
     empty = np.zeros((10, 10), dtype=np.int64)
     table = overall_table({"train": hand_confusion, "test": empty}, "abc123")
-    assert list(table.columns) == ["split", "samples", "correct", "accuracy", "model_id"]
+    assert list(table.columns) == OVERALL_COLUMNS
     assert table["split"].tolist() == ["train", "test"]
     assert table["samples"].tolist() == [19, 0]
     assert table["correct"].tolist() == [11, 0]
@@ -89,17 +90,7 @@ def test_per_class_table_zero_division_gives_zero_not_nan(hand_confusion):
 
 def test_per_class_table_has_twenty_rows_and_exact_columns(hand_confusion):
     table = per_class_table({"train": hand_confusion, "test": hand_confusion.T.copy()})
-    assert list(table.columns) == [
-        "split",
-        "label",
-        "class_name",
-        "samples",
-        "correct",
-        "accuracy",
-        "precision",
-        "recall",
-        "f1",
-    ]
+    assert list(table.columns) == PER_CLASS_COLUMNS
     assert len(table) == 20
     assert table["split"].tolist() == ["train"] * 10 + ["test"] * 10
     assert table["class_name"].tolist() == list(CLASS_NAMES) * 2

@@ -7,11 +7,11 @@ import matplotlib.image
 import numpy as np
 import pandas as pd
 import pytest
-from report_fixtures import LEARNING_CURVE_CSV, make_images, make_predictions, make_run
+from report_fixtures import LEARNING_CURVE_CSV, make_images, make_predictions, make_report
 
 from fashionnet import plots
 from fashionnet.fashion_mnist import CLASS_NAMES
-from fashionnet.reports import read_confusion, read_overall, read_per_class
+from fashionnet.run_report import most_confident_errors, sample_positions
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -38,30 +38,8 @@ def drawn(monkeypatch) -> list:
     return figures
 
 
-def test_most_confident_errors_hand_example():
-    labels = np.array([0, 1, 2, 3, 4, 5])
-    predicted = np.array([0, 2, 2, 0, 1, 4])
-    confidence = np.array([0.99, 0.5, 0.98, 0.7, 0.7, 0.9], dtype=np.float32)
-    # wrong: positions 1 (0.5), 3 (0.7), 4 (0.7), 5 (0.9); ties keep row order
-    np.testing.assert_array_equal(
-        plots.most_confident_errors(labels, predicted, confidence, 3), [5, 3, 4]
-    )
-    np.testing.assert_array_equal(
-        plots.most_confident_errors(labels, predicted, confidence, 10), [5, 3, 4, 1]
-    )
-    assert len(plots.most_confident_errors(labels, labels, confidence, 5)) == 0
-
-
-def test_sample_positions_takes_the_first_of_each_class():
-    labels = np.array([3, 0, 3, 3, 1, 0, 3])
-    positions = plots.sample_positions(labels, 2)
-    assert len(positions) == 10
-    assert [p.tolist() for p in positions[:4]] == [[1, 5], [4], [], [0, 2]]
-
-
 def test_plot_confusion_draws_the_counts(tmp_path, drawn):
-    run_dir = make_run(tmp_path)
-    confusion = read_confusion(run_dir, "test")
+    confusion = make_report().confusions["test"]
     path = tmp_path / "confusion.png"
     plots.plot_confusion(confusion, path, title="Confusion matrix (test)")
     assert_png(path, min_width=700, min_height=600)
@@ -75,8 +53,8 @@ def test_plot_confusion_draws_the_counts(tmp_path, drawn):
 
 
 def test_plot_per_class_accuracy_draws_the_csv_numbers(tmp_path, drawn):
-    run_dir = make_run(tmp_path)
-    per_class, overall = read_per_class(run_dir), read_overall(run_dir)
+    report = make_report()
+    per_class, overall = report.per_class, report.overall
     path = tmp_path / "per_class.png"
     plots.plot_per_class_accuracy(per_class, overall, path)
     assert_png(path)
@@ -116,7 +94,7 @@ def test_plot_misclassified_shows_the_most_confident_errors(tmp_path, drawn):
     path = tmp_path / "wrong.png"
     plots.plot_misclassified(images, *columns, path, k=12)
     assert_png(path, min_width=800, min_height=500)
-    expected = plots.most_confident_errors(*columns, 12)
+    expected = most_confident_errors(*columns, 12)
     shown = [ax for ax in drawn[0].axes if ax.images]
     assert len(shown) == 12
     for ax, position in zip(shown, expected, strict=True):
@@ -142,26 +120,16 @@ def test_plot_samples_one_row_per_class(tmp_path, drawn):
     axes = np.array(drawn[0].axes).reshape(10, 4)
     for label, row in enumerate(axes):
         assert row[0].texts[0].get_text() == CLASS_NAMES[label]
-        first = plots.sample_positions(labels, 4)[label]
+        first = sample_positions(labels, 4)[label]
         shown = [ax.images[0].get_array() for ax in row if ax.images]
         np.testing.assert_array_equal(shown, images[first].reshape(-1, 28, 28))
 
 
-def test_write_run_figures_draws_every_supported_figure(tmp_path):
-    predictions = make_predictions(200, 2)
-    images = make_images(200, 3)
-    written = []
-
-    def finish(folder: Path) -> None:
-        # reversed rows: the grids must match images by the `index` column, not by position
-        shuffled = predictions.iloc[::-1].reset_index(drop=True)
-        written.extend(
-            plots.write_run_figures(folder, test_images=images, test_predictions=shuffled)
-        )
-
-    run_dir = make_run(tmp_path, finish=finish)
-    names = sorted(path.name for path in written)
-    assert names == [
+def test_write_run_figures_draws_every_figure_the_report_has(tmp_path, drawn):
+    report = make_report()
+    written = plots.write_run_figures(tmp_path, report)
+    assert [path.name for path in written] == list(report.figures)
+    assert sorted(path.name for path in written) == [
         "confusion_test.png",
         "confusion_train.png",
         "learning_curve.png",
@@ -169,19 +137,25 @@ def test_write_run_figures_draws_every_supported_figure(tmp_path):
         "per_class_accuracy.png",
         "samples.png",
     ]
-    for name in names:
-        assert_png(run_dir / name)
-    assert not [p for p in run_dir.iterdir() if p.name.startswith(".")]  # no temporaries
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in written)
+    for path in written:
+        assert_png(path)
+    # the galleries are drawn from the report's own images, most confident error first
+    wrong = report.misclassified
+    grid = next(figure for figure in drawn if figure.get_suptitle().startswith("Most"))
+    shown = [ax.images[0].get_array() for ax in grid.axes if ax.images]
+    np.testing.assert_array_equal(shown, wrong.images.reshape(-1, 28, 28))
 
 
 def test_write_run_figures_skips_what_it_has_no_data_for(tmp_path):
-    run_dir = make_run(tmp_path, with_curve=False)
-    written = plots.write_run_figures(run_dir)
+    report = make_report(with_curve=False, with_galleries=False)
+    written = plots.write_run_figures(tmp_path, report)
     assert sorted(p.name for p in written) == [
         "confusion_test.png",
         "confusion_train.png",
         "per_class_accuracy.png",
     ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in written)
 
 
 def test_plots_never_touch_pyplot(tmp_path):

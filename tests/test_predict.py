@@ -13,19 +13,24 @@ from fashionnet.dataset import SplitFile, open_split
 from fashionnet.errors import FashionnetError
 from fashionnet.fashion_mnist import SPLITS
 from fashionnet.idx import read_split as read_idx_split
+from fashionnet.layout import Layout
 from fashionnet.metrics import confusion_matrix
 from fashionnet.predict import (
     PREDICTIONS_SCHEMA,
     blas_threads_shared_by,
     plan_chunks,
     predict_chunk,
+    predict_splits,
+    prediction_metadata,
     predictions_up_to_date,
     read_predictions,
+    run_chunks_in_threads,
     total_confusion,
     write_predictions,
 )
 from fashionnet.prepare import write_split
 from fashionnet.two_layer_net import TwoLayerNet, predict
+from fashionnet.weights import save_params
 
 ROW_GROUP_ROWS = (7, 7, 7, 3, 10, 1, 5)
 SPLIT_SCHEMA = pa.schema(
@@ -206,7 +211,7 @@ def real_test_split(real_raw_dir, tmp_path_factory):
 @pytest.mark.realdata
 def test_real_test_split_chunked_equals_whole(real_test_split):
     path, x, labels = real_test_split
-    params = TwoLayerNet(hidden_size=50, init="he", seed=0).params
+    params = TwoLayerNet(hidden_size=50, weight_init="he", seed=0).params
     chunks = plan_chunks(open_split(path), 2_500)
     assert [len(chunk) for chunk in chunks] == [2, 2, 2, 2, 2]
     results = [predict_chunk(params, path, chunk) for chunk in chunks]
@@ -218,7 +223,7 @@ def test_real_test_split_chunked_equals_whole(real_test_split):
 @pytest.mark.realdata
 def test_real_chunk_memory_follows_chunk_size_not_split_size(real_test_split):
     path, x, _ = real_test_split
-    params = TwoLayerNet(hidden_size=50, init="he", seed=0).params
+    params = TwoLayerNet(hidden_size=50, weight_init="he", seed=0).params
     tracemalloc.start()
     try:
         predict_chunk(params, path, range(0, 1))  # 1,000 of 10,000 rows
@@ -240,3 +245,34 @@ def test_concurrent_chunks_share_the_blas_threads_while_they_run(monkeypatch, co
     with blas_threads_shared_by(concurrent_chunks):
         assert set(blas_threads()) == {max(1, 4 // concurrent_chunks)}
     assert blas_threads() == before
+
+
+def test_predict_splits_writes_each_split_then_skips_it_while_up_to_date(
+    tmp_path, split_path, data, params
+):
+    weights = tmp_path / "weights.npz"
+    save_params(weights, params)
+    layout = Layout(tmp_path)
+    splits = {"test": open_split(split_path)}
+    calls = []
+
+    def run_chunks(weights_path, jobs):
+        calls.append(list(jobs))
+        return run_chunks_in_threads(weights_path, jobs, threads=2)
+
+    confusions = predict_splits(splits, weights, "m1", layout, 10, run_chunks)
+
+    x, labels = data
+    expected = predict(params, x).argmax(axis=1)
+    np.testing.assert_array_equal(confusions["test"], confusion_matrix(labels, expected))
+    frame = read_predictions(layout.predictions("test"))
+    np.testing.assert_array_equal(frame["predicted"], expected)
+    assert [job.row_groups for job in calls[0]] == plan_chunks(splits["test"], 10)
+    assert predictions_up_to_date(
+        layout.predictions("test"), prediction_metadata("m1", splits["test"]), len(labels)
+    )
+    again = predict_splits(splits, weights, "m1", layout, 10, run_chunks)
+    assert len(calls) == 1, "up to date: no chunk predicted again"
+    np.testing.assert_array_equal(again["test"], confusions["test"])
+    predict_splits(splits, weights, "another model", layout, 10, run_chunks)
+    assert len(calls) == 2, "another model id: predicted again"

@@ -145,7 +145,6 @@ def test_prepare_split_rewrites_a_damaged_file(raw, tmp_path):
     assert pq.ParquetFile(out).metadata.num_rows == 25
 
 
-@pytest.mark.realdata
 def test_prepare_real_data(real_raw_dir, tmp_path):
     from fashionnet.dataset import read_split
 

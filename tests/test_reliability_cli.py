@@ -29,8 +29,6 @@ from fashionnet.idx import read_images, read_labels, write_idx
 from fashionnet.layout import Layout
 from fashionnet.two_layer_net import TwoLayerNet
 
-pytestmark = pytest.mark.prefect
-
 TRAIN_LABELS = "train-labels-idx1-ubyte.gz"
 TEST_IMAGES = "t10k-images-idx3-ubyte.gz"
 TEST_LABELS = "t10k-labels-idx1-ubyte.gz"
@@ -72,14 +70,14 @@ def weights_fault(name: str, arrays: Callable[[Path], dict], *expect: str) -> Fa
     def apply(case: Path) -> list[str]:
         path = case / "weights.npz"
         np.savez(path, **arrays(case))  # np.savez pickles object arrays: that is the point
-        return ["--weights", str(path)]
+        return ["--model-source", "file", "--weights-file", str(path)]
 
     return Fault(name, apply, ("weights file {case}/weights.npz", *expect, RETRAIN))
 
 
 def good_params(**changes) -> Callable[[Path], dict]:
     def arrays(case: Path) -> dict:
-        params = dict(TwoLayerNet(784, 32, 10, init="he", seed=0).params)
+        params = dict(TwoLayerNet(784, 32, 10, weight_init="he", seed=0).params)
         for name, change in changes.items():
             params[name] = change(params[name].copy(), case)
         return {name: array for name, array in params.items() if array is not None}
@@ -98,7 +96,7 @@ def with_value(index, value):
 def pickle_file(case: Path) -> list[str]:
     path = case / "weights.npz"
     path.write_bytes(pickle.dumps(TouchOnUnpickle(case / "unpickled")))
-    return ["--weights", str(path)]
+    return ["--model-source", "file", "--weights-file", str(path)]
 
 
 FAULTS = [
@@ -262,7 +260,6 @@ def test_damaged_parquet_is_named_and_rebuilt(baseline, env, tmp_path):
     assert report_csvs(layout.latest_link) == report_csvs(Layout(baseline.project).latest_link)
 
 
-@pytest.mark.realdata
 def test_new_user_with_a_damaged_download(baseline, real_raw_dir, tmp_path):
     """`fashionnet run` as typed in a fresh shell: temporary Prefect server, no test settings."""
     raw = tmp_path / "fashion-mnist"

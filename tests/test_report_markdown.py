@@ -1,63 +1,73 @@
+import dataclasses
 import re
 from pathlib import Path
 
 import numpy as np
 import pytest
-from report_fixtures import MANIFEST, make_run
+from report_fixtures import MANIFEST, make_report, make_run
 
-from fashionnet import reports
-from fashionnet.errors import FashionnetError
-from fashionnet.report_markdown import FIGURES, render_report_md, write_report_md
+from fashionnet.report_markdown import render_report_md
+from fashionnet.run_report import FIGURES, RunReport
 
 LINK = re.compile(r"\]\(([^)]+)\)")
+EMBEDDED = re.compile(r"!\[[^\]]*\]\(([^)]+)\)")
 
 
 def links(markdown: str) -> list[str]:
     return LINK.findall(markdown)
 
 
-@pytest.fixture
-def run_dir(tmp_path) -> Path:
-    run_dir = make_run(tmp_path)
-    for name in ("per_class_accuracy.png", "confusion_test.png"):
-        (run_dir / name).write_bytes(b"\x89PNG\r\n\x1a\n")  # links only need the file to exist
-    return run_dir
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    return make_run(tmp_path_factory.mktemp("run"))
 
 
-def test_links_are_relative_and_only_to_existing_files(run_dir):
-    markdown = render_report_md(run_dir)
-    targets = links(markdown)
-    assert "per_class_accuracy.png" in targets and "confusion_test.png" in targets
-    assert "learning_curve.png" not in targets and "misclassified_test.png" not in targets
-    for target in targets:
+def test_report_md_links_are_relative_and_every_target_is_in_the_run_folder(run_dir):
+    markdown = (run_dir / "report.md").read_text()
+    assert markdown == render_report_md(make_report())
+    for target in links(markdown):
         assert not Path(target).is_absolute() and (run_dir / target).is_file(), target
+    assert "[learning_curve.csv](learning_curve.csv)" in markdown
     assert "![Confusion matrix (test)](confusion_test.png)" in markdown
 
 
-def test_every_known_figure_is_embedded_when_present(run_dir):
-    for name in FIGURES:
-        (run_dir / name).write_bytes(b"png")
-    embedded = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", render_report_md(run_dir))
-    assert embedded == list(FIGURES)
+def test_every_figure_is_embedded_in_order_when_the_report_has_its_data():
+    assert EMBEDDED.findall(render_report_md(make_report())) == list(FIGURES)
+    sparse = render_report_md(make_report(with_curve=False, with_galleries=False))
+    assert EMBEDDED.findall(sparse) == [
+        "per_class_accuracy.png",
+        "confusion_test.png",
+        "confusion_train.png",
+    ]
+    assert "learning_curve.csv" not in sparse
 
 
-def test_headline_figures_equal_overall_csv(run_dir):
-    markdown = render_report_md(run_dir)
-    overall = reports.read_overall(run_dir)
-    for row in overall.itertuples():
+def test_figures_are_listed_as_files_for_viewers_outside_the_run_folder(tmp_path):
+    markdown = render_report_md(make_report(), run_dir=tmp_path)
+    assert not EMBEDDED.findall(markdown)
+    assert f"In the run folder `{tmp_path}`:" in markdown
+    for name, caption in FIGURES.items():
+        assert f"- `{name}`: {caption}" in markdown
+
+
+def test_headline_figures_equal_overall_csv():
+    report = make_report()
+    markdown = render_report_md(report)
+    for row in report.overall.itertuples():
         line = next(line for line in markdown.splitlines() if line.startswith(f"| {row.split} |"))
         cells = [cell.strip() for cell in line.strip("|").split("|")]
         assert float(cells[1].rstrip("%")) == pytest.approx(100 * row.accuracy, abs=0.005)
         assert int(cells[2].replace(",", "")) == row.correct
         assert int(cells[3].replace(",", "")) == row.samples
-    assert "Model `5eed5eed`" in markdown
+    assert "Model `5eed5eed`, stored in `models/abc/`." in markdown
 
 
-def test_per_class_table_lists_every_class_with_both_splits(run_dir):
-    markdown = render_report_md(run_dir)
-    per_class = reports.read_per_class(run_dir)
+def test_per_class_table_lists_every_class_with_both_splits():
+    report = make_report()
+    markdown = render_report_md(report)
     header = "| class | train accuracy | test accuracy | test precision | test recall | test f1 |"
     assert header in markdown
+    per_class = report.per_class
     for row in per_class[per_class["split"] == "test"].itertuples():
         line = next(
             line for line in markdown.splitlines() if line.startswith(f"| {row.class_name} |")
@@ -67,19 +77,13 @@ def test_per_class_table_lists_every_class_with_both_splits(run_dir):
         assert float(cells[5]) == pytest.approx(row.f1, abs=0.0005)
 
 
-def test_weakest_test_classes_with_their_main_confusion(tmp_path):
+def test_weakest_test_classes_with_their_main_confusion():
     confusion = np.eye(10, dtype=np.int64) * 10
     confusion[6, 6], confusion[6, 0] = 4, 6  # Shirt: 40% right, 6 called T-shirt/top
     confusion[2, 2], confusion[2, 4] = 7, 3  # Pullover: 70% right, 3 called Coat
     confusion[4, 4], confusion[4, 2] = 9, 1  # Coat: 90% right, 1 called Pullover
-    run_dir = reports.write_run(
-        tmp_path,
-        "r1",
-        confusions={"train": confusion, "test": confusion},
-        model_id="m",
-        manifest={},
-    )
-    markdown = render_report_md(run_dir)
+    report = RunReport("r1", "m", {"train": confusion, "test": confusion}, manifest={})
+    markdown = render_report_md(report)
     assert (
         "## Weakest test classes\n\n"
         "1. **Shirt**: 40.00% right; most often taken for T-shirt/top (6 images).\n"
@@ -87,26 +91,22 @@ def test_weakest_test_classes_with_their_main_confusion(tmp_path):
         "3. **Coat**: 90.00% right; most often taken for Pullover (1 image)."
     ) in markdown
     assert "## Model" not in markdown and "## Data" not in markdown  # nothing in the manifest
+    assert "Model `m`." in markdown  # no model key: a user's weights file
 
 
-def test_model_and_data_sections_come_from_the_manifest(run_dir):
-    markdown = render_report_md(run_dir)
+def test_model_and_data_sections_come_from_the_manifest():
+    markdown = render_report_md(make_report())
     assert markdown.startswith("# fashionnet run r1\n")
     assert "Origin: trained (models/abc)." in markdown
     assert "| hidden_size | `50` |" in markdown and "| epochs | `3` |" in markdown
-    for split, sources in MANIFEST["data"]["sha256"].items():
+    for split, sources in MANIFEST["data"]["sources"].items():
         for name, sha256 in sources.items():
             assert f"| {split} | `{name}` | `{sha256}` |" in markdown
 
 
-def test_write_report_md_inside_write_run(tmp_path):
-    run_dir = make_run(tmp_path, finish=write_report_md)
-    markdown = (run_dir / "report.md").read_text()
-    assert markdown == render_report_md(run_dir)
-    assert all((run_dir / target).is_file() for target in links(markdown))
-    assert "[learning_curve.csv](learning_curve.csv)" in markdown
-
-
-def test_missing_run_folder_is_a_user_error(tmp_path):
-    with pytest.raises(FashionnetError, match="overall.csv is missing"):
-        render_report_md(tmp_path / "nope")
+def test_a_report_read_back_from_its_folder_renders_the_same_tables(run_dir):
+    original = make_report()
+    read = RunReport.read(run_dir)
+    # the galleries live only in their PNGs, so their figures drop out of a re-render
+    expected = dataclasses.replace(original, misclassified=None, samples=None)
+    assert render_report_md(read) == render_report_md(expected)

@@ -1,4 +1,5 @@
 import hashlib
+import io
 import json
 import os
 from datetime import UTC, datetime, timedelta, timezone
@@ -7,14 +8,23 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from report_fixtures import LEARNING_CURVE_CSV
 
-from fashionnet import atomic, reports
+from fashionnet import atomic, plots, reports
+from fashionnet.dataset import split_fingerprint
 from fashionnet.errors import FashionnetError
 from fashionnet.fashion_mnist import CLASS_NAMES, RAW_FILES, SPLITS
 from fashionnet.metrics import overall_table
+from fashionnet.run_report import RunReport, package_versions, read_confusion, read_run_csv
+from fashionnet.schema import (
+    CONFUSION_INDEX,
+    HISTORY_COLUMNS,
+    OVERALL_COLUMNS,
+    PER_CLASS_COLUMNS,
+)
 
 SOURCES = {split: {name: RAW_FILES[name].sha256 for name in SPLITS[split]} for split in SPLITS}
-DATA_SHA256 = {split: reports.split_digest(sources) for split, sources in SOURCES.items()}
+FINGERPRINTS = {split: split_fingerprint(sources) for split, sources in SOURCES.items()}
 
 
 @pytest.fixture
@@ -26,9 +36,10 @@ def confusions() -> dict[str, np.ndarray]:
     }
 
 
-def write(runs_dir: Path, run_id: str, confusions, **kwargs) -> Path:
-    kwargs.setdefault("manifest", {"model_id": "m1", "seed": 0, "b": [1, 2]})
-    return reports.write_run(runs_dir, run_id, confusions=confusions, model_id="m1", **kwargs)
+def write(runs_dir: Path, run_id: str, confusions, **report_fields) -> Path:
+    report_fields.setdefault("manifest", {"model_id": "m1", "seed": 0, "b": [1, 2]})
+    report = RunReport(run_id=run_id, model_id="m1", confusions=confusions, **report_fields)
+    return reports.write_run(runs_dir, report)
 
 
 def test_new_run_id_is_utc_stamp_plus_random_hex_and_sorts_by_time():
@@ -55,30 +66,24 @@ def test_write_run_files_and_exact_schemas(tmp_path, confusions):
     assert run_dir == tmp_path / "runs" / "r1"
     assert sorted(p.name for p in run_dir.iterdir()) == [
         "confusion_test.csv",
+        "confusion_test.png",
         "confusion_train.csv",
+        "confusion_train.png",
         "manifest.json",
         "overall.csv",
         "per_class.csv",
+        "per_class_accuracy.png",
+        "report.md",
     ]
     overall = pd.read_csv(run_dir / "overall.csv")
-    assert list(overall.columns) == ["split", "samples", "correct", "accuracy", "model_id"]
+    assert list(overall.columns) == OVERALL_COLUMNS
     assert overall["split"].tolist() == ["train", "test"]
     assert overall["samples"].tolist() == [
         int(confusions["train"].sum()),
         int(confusions["test"].sum()),
     ]
     per_class = pd.read_csv(run_dir / "per_class.csv")
-    assert list(per_class.columns) == [
-        "split",
-        "label",
-        "class_name",
-        "samples",
-        "correct",
-        "accuracy",
-        "precision",
-        "recall",
-        "f1",
-    ]
+    assert list(per_class.columns) == PER_CLASS_COLUMNS
     assert len(per_class) == 20
     manifest_text = (run_dir / "manifest.json").read_text()
     assert json.loads(manifest_text) == {"model_id": "m1", "seed": 0, "b": [1, 2]}
@@ -90,12 +95,12 @@ def test_confusion_csv_has_class_names_and_counts(tmp_path, confusions):
     for split, confusion in confusions.items():
         path = run_dir / f"confusion_{split}.csv"
         frame = pd.read_csv(path)
-        assert list(frame.columns) == ["true_class", *CLASS_NAMES]
+        assert list(frame.columns) == [CONFUSION_INDEX, *CLASS_NAMES]
         assert frame["true_class"].tolist() == list(CLASS_NAMES)
         counts = frame[list(CLASS_NAMES)].to_numpy()
         assert counts.shape == (10, 10)
         np.testing.assert_array_equal(counts, confusion)
-        np.testing.assert_array_equal(reports.read_confusion(run_dir, split), confusion)
+        np.testing.assert_array_equal(read_confusion(run_dir, split), confusion)
         samples = pd.read_csv(run_dir / "overall.csv").set_index("split").loc[split, "samples"]
         assert counts.sum() == samples
 
@@ -104,30 +109,28 @@ def test_read_confusion_rejects_other_csvs(tmp_path, confusions):
     run_dir = write(tmp_path, "r1", confusions)
     (run_dir / "confusion_test.csv").write_bytes((run_dir / "overall.csv").read_bytes())
     with pytest.raises(FashionnetError, match="confusion_test.csv"):
-        reports.read_confusion(run_dir, "test")
+        read_confusion(run_dir, "test")
 
 
-def test_readers_return_the_written_tables(tmp_path, confusions):
-    run_dir = reports.write_run(tmp_path, "r1", confusions=confusions, model_id="0123", manifest={})
-    overall = reports.read_overall(run_dir)
-    pd.testing.assert_frame_equal(
-        overall.drop(columns="accuracy"),
-        overall_table(confusions, "0123").drop(columns="accuracy"),
-        check_dtype=False,
-    )
-    assert overall["model_id"].tolist() == ["0123", "0123"]  # digits stay text
-    assert len(reports.read_per_class(run_dir)) == 20
+def test_a_report_read_back_has_the_written_tables(tmp_path, confusions):
+    report = RunReport(run_id="r1", model_id="0123", confusions=confusions, manifest={})
+    run_dir = reports.write_run(tmp_path, report)
+    read = RunReport.read(run_dir)
+    assert read.model_id == "0123"  # digits stay text
+    pd.testing.assert_frame_equal(read.overall, report.overall)
+    pd.testing.assert_frame_equal(read.per_class, report.per_class)
+    assert read_run_csv(run_dir, "overall.csv")["model_id"].tolist() == ["0123", "0123"]
 
 
 def test_readers_name_a_missing_file(tmp_path):
     with pytest.raises(FashionnetError, match="overall.csv is missing"):
-        reports.read_overall(tmp_path)
+        RunReport.read(tmp_path)
 
 
 def test_identical_inputs_give_byte_identical_csvs(tmp_path, confusions):
     first = write(tmp_path, "r1", confusions)
     second = write(tmp_path, "r2", {k: v.copy() for k, v in confusions.items()})
-    for path in first.iterdir():
+    for path in first.glob("*.csv"):
         assert path.read_bytes() == (second / path.name).read_bytes(), path.name
     text = (first / "per_class.csv").read_text()
     assert "\r" not in text
@@ -135,18 +138,11 @@ def test_identical_inputs_give_byte_identical_csvs(tmp_path, confusions):
     assert all(len(value.split(".")[1]) == 6 for value in text.splitlines()[1].split(",")[5:])
 
 
-def test_extra_files_are_copied_in(tmp_path, confusions):
-    curve = tmp_path / "learning_curve.csv"
-    curve.write_text("epoch,loss\n1,0.5\n")
-    run_dir = write(tmp_path / "runs", "r1", confusions, extra_files={"learning_curve.csv": curve})
-    assert (run_dir / "learning_curve.csv").read_text() == "epoch,loss\n1,0.5\n"
-
-
-def test_missing_extra_file_is_a_user_error_and_writes_nothing(tmp_path, confusions):
-    runs = tmp_path / "runs"
-    with pytest.raises(FashionnetError, match="learning_curve.csv"):
-        write(runs, "r1", confusions, extra_files={"c.csv": tmp_path / "learning_curve.csv"})
-    assert not runs.exists() or list(runs.iterdir()) == []
+def test_learning_curve_is_written_in_its_own_format(tmp_path, confusions):
+    curve = pd.read_csv(io.StringIO(LEARNING_CURVE_CSV))
+    run_dir = write(tmp_path / "runs", "r1", confusions, learning_curve=curve)
+    assert (run_dir / "learning_curve.csv").read_text() == LEARNING_CURVE_CSV
+    assert (run_dir / "learning_curve.png").is_file()
 
 
 def test_failing_write_leaves_no_run_folder_and_no_temp(tmp_path, confusions, monkeypatch):
@@ -186,30 +182,34 @@ def test_temp_folder_follows_the_swept_pattern(tmp_path, confusions, monkeypatch
     assert not stale.exists()
 
 
-def test_finish_adds_files_before_the_folder_appears(tmp_path, confusions):
+def test_figures_and_report_md_are_in_the_folder_before_it_appears(
+    tmp_path, confusions, monkeypatch
+):
     runs = tmp_path / "runs"
     seen = {}
+    real_rename = os.rename
 
-    def finish(folder: Path) -> None:
-        seen["folder"] = folder
-        seen["contents"] = sorted(p.name for p in folder.iterdir())
-        seen["final_exists"] = (runs / "r1").exists()
-        (folder / "report.md").write_text("# report\n")
+    def rename(src, dst):
+        seen["contents"] = sorted(p.name for p in Path(src).iterdir())
+        seen["final_exists"] = Path(dst).exists()
+        real_rename(src, dst)
 
-    run_dir = write(runs, "r1", confusions, finish=finish)
-    assert seen["folder"].name.startswith(".r1.tmp-") and not seen["final_exists"]
-    assert "overall.csv" in seen["contents"] and "manifest.json" in seen["contents"]
-    assert (run_dir / "report.md").read_text() == "# report\n"
+    monkeypatch.setattr(reports.os, "rename", rename)
+    run_dir = write(runs, "r1", confusions)
+    assert not seen["final_exists"]
+    assert seen["contents"] == sorted(p.name for p in run_dir.iterdir())
+    assert "report.md" in seen["contents"] and "confusion_test.png" in seen["contents"]
 
 
-def test_failing_finish_leaves_nothing(tmp_path, confusions):
+def test_a_failing_figure_leaves_nothing(tmp_path, confusions, monkeypatch):
     runs = tmp_path / "runs"
 
-    def finish(folder: Path) -> None:
+    def broken(folder, report):
         raise RuntimeError("figure failed")
 
+    monkeypatch.setattr(plots, "write_run_figures", broken)
     with pytest.raises(RuntimeError):
-        write(runs, "r1", confusions, finish=finish)
+        write(runs, "r1", confusions)
     assert list(runs.iterdir()) == []
 
 
@@ -236,60 +236,70 @@ def test_publish_latest_points_at_run_and_swaps(tmp_path, confusions):
 def test_append_history_writes_header_once_and_a_row_per_split(tmp_path, confusions):
     history = tmp_path / "reports" / "history.csv"
     overall = overall_table(confusions, "m1")
-    reports.append_history(history, "r1", "2026-11-28T01:02:03Z", overall, DATA_SHA256)
-    reports.append_history(history, "r2", "2026-11-28T02:00:00Z", overall, DATA_SHA256)
+    reports.append_history(history, "r1", "2026-11-28T01:02:03Z", overall, FINGERPRINTS)
+    reports.append_history(history, "r2", "2026-11-28T02:00:00Z", overall, FINGERPRINTS)
     lines = history.read_text().splitlines()
-    assert lines[0] == "finished_at,run_id,split,samples,accuracy,model_id,data_sha256"
+    assert lines[0] == ",".join(HISTORY_COLUMNS)
     assert sum(line.startswith("finished_at") for line in lines) == 1
     table = reports.read_history(history)
-    assert list(table.columns) == reports.HISTORY_COLUMNS
+    assert list(table.columns) == HISTORY_COLUMNS
     assert table["run_id"].tolist() == ["r1", "r1", "r2", "r2"]
     assert table["split"].tolist() == ["train", "test"] * 2
     assert table["samples"].tolist() == overall["samples"].tolist() * 2
     assert table["accuracy"].round(6).tolist() == overall["accuracy"].round(6).tolist() * 2
-    assert table["data_sha256"].tolist() == [DATA_SHA256["train"], DATA_SHA256["test"]] * 2
+    assert table["data_fingerprint"].tolist() == [FINGERPRINTS["train"], FINGERPRINTS["test"]] * 2
 
 
-def test_split_digest_combines_both_files_of_the_split():
-    train = DATA_SHA256["train"]
-    assert len(train) == 16 and train != DATA_SHA256["test"]
+def test_history_of_an_earlier_release_is_read_and_appended_under_the_current_header(
+    tmp_path, confusions
+):
+    history = tmp_path / "history.csv"
+    old_row = "2026-11-01T03:00:00+00:00,r0,test,10000,0.904500,5eed,0123456789abcdef\n"
+    history.write_text("finished_at,run_id,split,samples,accuracy,model_id,data_sha256\n" + old_row)
+    assert reports.read_history(history)["data_fingerprint"].tolist() == ["0123456789abcdef"]
+    reports.append_history(history, "r1", "t", overall_table(confusions, "m"), FINGERPRINTS)
+    lines = history.read_text().splitlines(keepends=True)
+    assert lines[0] == ",".join(HISTORY_COLUMNS) + "\n" and lines[1] == old_row
+    assert reports.read_history(history)["run_id"].tolist() == ["r0", "r1", "r1"]
+
+
+def test_split_fingerprint_combines_both_files_of_the_split():
+    train = FINGERPRINTS["train"]
+    assert len(train) == 16 and train != FINGERPRINTS["test"]
     assert int(train, 16) >= 0
     labels_changed = dict(SOURCES["train"], **{"train-labels-idx1-ubyte.gz": "0" * 64})
     images_changed = dict(SOURCES["train"], **{"train-images-idx3-ubyte.gz": "0" * 64})
-    assert (
-        len({train, reports.split_digest(labels_changed), reports.split_digest(images_changed)})
-        == 3
-    )
+    assert len({train, split_fingerprint(labels_changed), split_fingerprint(images_changed)}) == 3
     # documented recipe: sha256 of the digests joined by newlines, in file-name order
     images, labels = SPLITS["train"]
     recipe = hashlib.sha256(f"{RAW_FILES[images].sha256}\n{RAW_FILES[labels].sha256}".encode())
     assert train == recipe.hexdigest()[:16]
     # the order of the mapping does not matter
-    assert reports.split_digest(dict(reversed(SOURCES["train"].items()))) == train
+    assert split_fingerprint(dict(reversed(SOURCES["train"].items()))) == train
 
 
 def test_append_history_refuses_a_foreign_file(tmp_path, confusions):
     history = tmp_path / "history.csv"
     history.write_text("a,b\n1,2\n")
     with pytest.raises(FashionnetError, match="history.csv"):
-        reports.append_history(history, "r1", "t", overall_table(confusions, "m"), DATA_SHA256)
+        reports.append_history(history, "r1", "t", overall_table(confusions, "m"), FINGERPRINTS)
     assert history.read_text() == "a,b\n1,2\n"
 
 
 def test_read_history_before_first_run_is_empty_with_columns(tmp_path):
     table = reports.read_history(tmp_path / "history.csv")
-    assert table.empty and list(table.columns) == reports.HISTORY_COLUMNS
+    assert table.empty and list(table.columns) == HISTORY_COLUMNS
 
 
 def test_read_history_keeps_digit_only_ids_as_text(tmp_path, confusions):
     history = tmp_path / "history.csv"
     overall = overall_table(confusions, "0123")
-    reports.append_history(history, "r1", "t", overall, DATA_SHA256)
+    reports.append_history(history, "r1", "t", overall, FINGERPRINTS)
     assert reports.read_history(history)["model_id"].tolist() == ["0123", "0123"]
 
 
 def test_package_versions_names_every_package():
-    versions = reports.package_versions()
+    versions = package_versions()
     assert set(versions) == {"python", "numpy", "pandas", "pyarrow", "prefect", "fashionnet"}
     assert versions["numpy"] == np.__version__
     assert versions["python"].count(".") == 2
@@ -299,8 +309,6 @@ def test_reports_module_does_not_import_prefect():
     import subprocess
     import sys
 
-    code = (
-        "import sys, fashionnet.reports as r; r.package_versions(); print('prefect' in sys.modules)"
-    )
+    code = "import sys, fashionnet.reports; print('prefect' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

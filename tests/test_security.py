@@ -113,7 +113,6 @@ def test_cli_refuses_a_project_dir_leading_out(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["work"], "nothing created"
 
 
-@pytest.mark.prefect
 def test_flow_refuses_a_project_dir_leading_out(prefect_harness, tmp_path, monkeypatch):
     """The same rule for the flow parameter, as a deployment or the Prefect UI would pass it."""
     from flows.pipeline import fashionnet_pipeline
@@ -122,7 +121,7 @@ def test_flow_refuses_a_project_dir_leading_out(prefect_harness, tmp_path, monke
     work.mkdir()
     monkeypatch.chdir(work)
     with pytest.raises(FashionnetError, match="project_dir ../outside leads outside"):
-        fashionnet_pipeline(project_dir="../outside")
+        fashionnet_pipeline(options={"project_dir": "../outside"})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["work"]
 
 

@@ -14,8 +14,6 @@ import yaml
 from fashionnet.errors import FashionnetError
 from flows.serve import PREFECT_YAML, SERVED_SUFFIX, read_deployment
 
-pytestmark = pytest.mark.prefect
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SPEC = yaml.safe_load(PREFECT_YAML.read_text())["deployments"][0]
 

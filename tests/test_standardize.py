@@ -42,7 +42,7 @@ def test_folded_parameters_predict_on_raw_inputs_what_the_trained_ones_do_on_sta
     pixels,
 ):
     fitted = Standardization.fit(pixels)
-    params = TwoLayerNet(12, 7, 10, init="he", seed=2).params
+    params = TwoLayerNet(12, 7, 10, weight_init="he", seed=2).params
     params["b1"] += 0.3  # a non-zero bias, so the fold's bias term is exercised
     folded = fitted.fold(params)
 

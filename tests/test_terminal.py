@@ -1,13 +1,19 @@
 import io
 
 import pytest
-from report_fixtures import make_run
+from report_fixtures import make_report, make_run
 from rich.console import Console
 
 from fashionnet import reports
 from fashionnet.errors import FashionnetError
 from fashionnet.fashion_mnist import CLASS_NAMES
+from fashionnet.run_report import read_run_csv
 from fashionnet.terminal import render_report, render_runs
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    return make_run(tmp_path_factory.mktemp("run"))
 
 
 def recording_console() -> Console:
@@ -23,12 +29,11 @@ def row_cells(text: str, first_cell: str) -> list[str]:
     raise AssertionError(f"no row {first_cell!r} in:\n{text}")
 
 
-def test_render_report_figures_equal_overall_csv(tmp_path):
-    run_dir = make_run(tmp_path)
+def test_render_report_figures_equal_overall_csv(run_dir):
     console = recording_console()
     render_report(run_dir, console)
     text = console.export_text()
-    overall = reports.read_overall(run_dir)
+    overall = read_run_csv(run_dir, "overall.csv")
     assert "Run r1" in text and "5eed5eed" in text
     for row in overall.itertuples():
         cells = row_cells(text, row.split)
@@ -37,12 +42,11 @@ def test_render_report_figures_equal_overall_csv(tmp_path):
         assert int(cells[3].replace(",", "")) == row.samples
 
 
-def test_render_report_per_class_table_equals_per_class_csv(tmp_path):
-    run_dir = make_run(tmp_path)
+def test_render_report_per_class_table_equals_per_class_csv(run_dir):
     console = recording_console()
     render_report(run_dir, console)
     text = console.export_text()
-    per_class = reports.read_per_class(run_dir).set_index(["split", "class_name"])
+    per_class = read_run_csv(run_dir, "per_class.csv").set_index(["split", "class_name"])
     for name in CLASS_NAMES:
         cells = row_cells(text, name)
         assert len(cells) == 6
@@ -52,8 +56,7 @@ def test_render_report_per_class_table_equals_per_class_csv(tmp_path):
         assert float(cells[3]) == pytest.approx(test.precision, abs=0.0005)
 
 
-def test_render_report_through_the_latest_link_names_the_run(tmp_path):
-    run_dir = make_run(tmp_path)
+def test_render_report_through_the_latest_link_names_the_run(run_dir, tmp_path):
     latest = tmp_path / "latest"
     reports.publish_latest(latest, run_dir)
     console = recording_console()
@@ -67,8 +70,7 @@ def test_render_report_of_a_missing_run_is_a_user_error(tmp_path):
 
 
 def test_render_runs_lists_each_run_with_accuracy_per_split(tmp_path):
-    run_dir = make_run(tmp_path)
-    overall = reports.read_overall(run_dir)
+    overall = make_report().overall
     history = tmp_path / "history.csv"
     digests = {"train": "0" * 16, "test": "1" * 16}
     reports.append_history(history, "run-a", "2026-11-28T01:00:00+00:00", overall, digests)

@@ -16,7 +16,7 @@ def small_problem(seed: int = 0) -> tuple[TwoLayerNet, np.ndarray, np.ndarray]:
     """A float64 net with He init and standard-normal inputs: hidden units far from ReLU's kink,
     so central differences see a smooth function."""
     rng = np.random.default_rng(seed)
-    net = TwoLayerNet(INPUT, HIDDEN, OUTPUT, init="he", seed=seed, dtype=np.float64)
+    net = TwoLayerNet(INPUT, HIDDEN, OUTPUT, weight_init="he", seed=seed, dtype=np.float64)
     for name in ("b1", "b2"):  # nonzero biases, so their gradients are tested in earnest
         net.params[name] += 0.1 * rng.standard_normal(net.params[name].shape)
     x = rng.standard_normal((BATCH, INPUT))
@@ -93,7 +93,7 @@ def test_init_shapes_dtype_and_seed():
 
 def test_init_scales():
     std = TwoLayerNet(784, 400, 10, weight_init_std=0.01).params
-    he = TwoLayerNet(784, 400, 10, init="he").params
+    he = TwoLayerNet(784, 400, 10, weight_init="he").params
     assert std["W1"].std() == pytest.approx(0.01, rel=0.01)
     assert he["W1"].std() == pytest.approx(np.sqrt(2 / 784), rel=0.01)
     assert he["W2"].std() == pytest.approx(np.sqrt(2 / 400), rel=0.05)
@@ -101,14 +101,14 @@ def test_init_scales():
 
 def test_unknown_init_is_refused():
     with pytest.raises(FashionnetError, match="init 'xavier'.*std, he"):
-        TwoLayerNet(init="xavier")
+        TwoLayerNet(weight_init="xavier")
 
 
 @pytest.fixture(scope="module")
 def trained_like_params():
     """Float32 params with nonzero biases and a batch of float32 images."""
     rng = np.random.default_rng(3)
-    params = TwoLayerNet(784, 64, 10, init="he", seed=3).params
+    params = TwoLayerNet(784, 64, 10, weight_init="he", seed=3).params
     params["b1"][:] = rng.standard_normal(64)
     params["b2"][:] = rng.standard_normal(10)
     return params, rng.random((50, 784), dtype=np.float32)

@@ -19,7 +19,7 @@ from fashionnet.weights import (
 
 @pytest.fixture
 def params():
-    params = TwoLayerNet(784, 20, 10, init="he", seed=1).params
+    params = TwoLayerNet(784, 20, 10, weight_init="he", seed=1).params
     params["b1"][:] = np.linspace(-1, 1, 20)
     return params
 

@@ -1,4 +1,4 @@
-"""The seed's way to predict, the baseline the benchmark compares against.
+"""The naive way to predict, the baseline the benchmark compares the predict stage against.
 
 pandas reads the whole Parquet, pixel column included (one NumPy array per image), the
 images are stacked into one float64 array and the weights cast to float64, then a single

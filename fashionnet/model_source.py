@@ -1,0 +1,140 @@
+"""The model source switch: where the model a run predicts with comes from.
+
+- `train`: learn it from the training split with a `TrainConfig`, or reuse the model stored
+  for the same recipe and data (`model_store`);
+- `random`: the untrained initialisation (the book's 0.01 * N(0, 1)), the ~10% baseline;
+- `file`: a weights file the user gives (`weights.load_params` checks it).
+"""
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from fashionnet.dataset import SplitFile, read_split
+from fashionnet.model_store import StoredModel, load_stored, model_key, store_model
+from fashionnet.options import ModelSource
+from fashionnet.train import TrainConfig, TrainResult, curve_table, train
+from fashionnet.two_layer_net import TwoLayerNet
+from fashionnet.weights import load_params, model_id
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Model:
+    """The model of a run, as the predict and report stages need it."""
+
+    source: ModelSource
+    weights_path: Path
+    model_id: str  # digest of the weights
+    model_key: str | None  # its folder under models/; None for a user's weights file
+    origin: str  # where it came from, for people
+    hyperparameters: dict[str, Any]
+    learning_curve: pd.DataFrame | None = None
+
+    def describe(self) -> dict[str, Any]:
+        """The model as the manifest records it."""
+        return {
+            "model_id": self.model_id,
+            "model_key": self.model_key,
+            "source": self.source,
+            "origin": self.origin,
+            "hyperparameters": self.hyperparameters,
+        }
+
+
+def data_sources(splits: Mapping[str, SplitFile]) -> dict[str, str]:
+    """Every split's sources in one map: raw file name -> sha256."""
+    return {name: sha256 for split in splits.values() for name, sha256 in split.sources.items()}
+
+
+def obtain_model(
+    source: ModelSource,
+    config: TrainConfig,
+    splits: Mapping[str, SplitFile],
+    models_dir: Path,
+    weights_file: str | Path | None = None,
+) -> Model:
+    """The model from `source`, stored under `models_dir` unless it is the user's file."""
+    if source == "file":
+        params = load_params(weights_file)
+        log.info("using the weights in %s", weights_file)
+        path = Path(weights_file).resolve()
+        return Model(source, path, model_id(params), None, f"weights file {path}", {})
+    if source == "random":
+        stored = _untrained(config, models_dir)
+        log.info("untrained model with random weights (expect about 10%% accuracy)")
+        origin = f"random initialisation, untrained ({stored.folder})"
+    else:
+        stored = _trained(config, splits, models_dir)
+        origin = f"trained ({stored.folder})"
+    return Model(
+        source,
+        stored.weights_path,
+        stored.model_id,
+        stored.model_key,
+        origin,
+        stored.meta["hyperparameters"],
+        stored.learning_curve,
+    )
+
+
+def _untrained(config: TrainConfig, models_dir: Path) -> StoredModel:
+    hyperparameters = {
+        "hidden_size": config.hidden_size,
+        "weight_init": "std",
+        "weight_init_std": config.weight_init_std,
+        "seed": config.seed,
+    }
+    key = model_key({"source": "random", **hyperparameters}, {})
+    stored = load_stored(models_dir, key)
+    if stored is None:
+        net = TwoLayerNet(
+            hidden_size=config.hidden_size,
+            weight_init_std=config.weight_init_std,
+            weight_init="std",
+            seed=config.seed,
+        )
+        meta = {"source": "random", "hyperparameters": hyperparameters}
+        stored = store_model(models_dir, key, net.params, meta)
+    return stored
+
+
+def trained_key(config: TrainConfig, sources: Mapping[str, str]) -> str:
+    """The model key of `config` trained on the data with these sources."""
+    return model_key({"source": "train", **config.model_dump()}, sources)
+
+
+def store_trained(
+    models_dir: Path, config: TrainConfig, sources: Mapping[str, str], result: TrainResult
+) -> StoredModel:
+    """Store a training result where `obtain_model("train", ...)` finds it again."""
+    last = result.curve[-1]
+    meta = {
+        "source": "train",
+        "hyperparameters": config.model_dump(),
+        "sources": dict(sorted(sources.items())),
+        "train_seconds": round(result.seconds, 3),
+        "train_accuracy": last.train_accuracy,
+        "test_accuracy": last.test_accuracy,
+    }
+    key = trained_key(config, sources)
+    return store_model(models_dir, key, result.params, meta, curve_table(result.curve))
+
+
+def _trained(config: TrainConfig, splits: Mapping[str, SplitFile], models_dir: Path) -> StoredModel:
+    sources = data_sources(splits)
+    stored = load_stored(models_dir, trained_key(config, sources))
+    if stored is not None:
+        log.info("model up to date, not training again: %s", stored.folder)
+        return stored
+    log.info("training: %s", config)
+    train_set, test_set = read_split(splits["train"].path), read_split(splits["test"].path)
+    result = train(config, train_set.x, train_set.label, test_set.x, test_set.label)
+    stored = store_trained(models_dir, config, sources, result)
+    log.info("trained in %.1f s, saved to %s", result.seconds, stored.folder)
+    return stored

@@ -1,0 +1,107 @@
+"""The model source switch: train (stored and found again by model key), random, file."""
+
+import json
+import logging
+
+import numpy as np
+import pytest
+
+from fashionnet import model_source
+from fashionnet.dataset import open_split
+from fashionnet.errors import FashionnetError
+from fashionnet.model_source import data_sources, obtain_model, trained_key
+from fashionnet.prepare import write_split
+from fashionnet.train import TrainConfig
+from fashionnet.weights import load_metadata, load_params, model_id, save_params
+
+TINY = TrainConfig(hidden_size=8, epochs=2, batch_size=50)
+
+
+@pytest.fixture(scope="module")
+def splits(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("parquet")
+    rng = np.random.default_rng(0)
+    made = {}
+    for split, n in (("train", 200), ("test", 50)):
+        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        labels = rng.integers(0, 10, n, dtype=np.uint8)
+        sources = {f"{split}-images": f"{split}1" * 8, f"{split}-labels": f"{split}2" * 8}
+        write_split(images, labels, folder / f"{split}.parquet", sources=sources)
+        made[split] = open_split(folder / f"{split}.parquet")
+    return made
+
+
+@pytest.fixture
+def count_training(monkeypatch) -> list:
+    calls = []
+    real_train = model_source.train
+    monkeypatch.setattr(model_source, "train", lambda *a: calls.append(1) or real_train(*a))
+    return calls
+
+
+def test_train_stores_the_model_under_its_key_and_finds_it_again(splits, tmp_path, count_training):
+    model = obtain_model("train", TINY, splits, tmp_path)
+    assert count_training == [1]
+    key = trained_key(TINY, data_sources(splits))
+    assert model.model_key == key and model.weights_path == tmp_path / key / "weights.npz"
+    assert model.model_id == model_id(load_params(model.weights_path))
+    assert model.hyperparameters == TINY.model_dump()
+    assert list(model.learning_curve["epoch"]) == [1, 2]
+    meta = json.loads((tmp_path / key / "meta.json").read_text())
+    assert (meta["model_id"], meta["model_key"], meta["source"]) == (model.model_id, key, "train")
+    assert meta["sources"] == data_sources(splits)
+    assert "train_seconds" not in load_metadata(model.weights_path)  # so its bytes repeat
+
+    again = obtain_model("train", TINY, splits, tmp_path)
+    assert count_training == [1], "found again, not retrained"
+    assert again.model_id == model.model_id
+    assert again.learning_curve.equals(model.learning_curve)
+
+
+def test_another_recipe_or_other_data_is_another_model_key(splits):
+    key = trained_key(TINY, data_sources(splits))
+    assert trained_key(TINY.replace(seed=1), data_sources(splits)) != key
+    assert trained_key(TINY, {**data_sources(splits), "train-labels": "0" * 64}) != key
+
+
+@pytest.mark.parametrize("damage", ["weights.npz", "learning_curve.csv", "meta.json"])
+def test_a_damaged_stored_model_is_trained_again(splits, tmp_path, count_training, damage, caplog):
+    first = obtain_model("train", TINY, splits, tmp_path)
+    path = tmp_path / first.model_key / damage
+    if damage == "meta.json":
+        path.write_text("[1, 2, 3]")  # valid JSON, not an object
+    else:
+        path.unlink()
+    with caplog.at_level(logging.WARNING, logger="fashionnet"):
+        again = obtain_model("train", TINY, splits, tmp_path)
+    assert count_training == [1, 1]
+    assert again.model_id == first.model_id  # the same recipe on the same data
+    assert path.is_file() and (damage != "meta.json" or "ignoring stored model" in caplog.text)
+
+
+def test_random_is_the_untrained_book_initialisation(splits, tmp_path, count_training):
+    model = obtain_model("random", TINY, splits, tmp_path)
+    assert count_training == []
+    params = load_params(model.weights_path)
+    assert params["W1"].shape == (784, 8)
+    assert np.std(params["W1"]) == pytest.approx(TINY.weight_init_std, rel=0.1)
+    assert model.learning_curve is None and model.source == "random"
+    assert model.weights_path.parent.name == model.model_key
+    assert obtain_model("random", TINY, splits, tmp_path).model_id == model.model_id
+    assert obtain_model("random", TINY.replace(seed=5), splits, tmp_path).model_id != model.model_id
+
+
+def test_file_uses_the_given_weights_and_stores_nothing(splits, tmp_path, count_training):
+    params = load_params(obtain_model("random", TINY, splits, tmp_path / "a").weights_path)
+    weights = tmp_path / "mine.npz"
+    save_params(weights, params)
+    model = obtain_model("file", TINY, splits, tmp_path / "models", weights)
+    assert (model.weights_path, model.model_key, model.source) == (weights, None, "file")
+    assert model.model_id == model_id(params)
+    assert not (tmp_path / "models").exists() and count_training == []
+    assert model.describe()["origin"] == f"weights file {weights}"
+
+
+def test_a_missing_weights_file_is_a_user_error(splits, tmp_path):
+    with pytest.raises(FashionnetError, match="nope.npz not found"):
+        obtain_model("file", TINY, splits, tmp_path, tmp_path / "nope.npz")

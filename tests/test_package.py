@@ -1,0 +1,34 @@
+"""The package's top: the seed's API, importable with NumPy alone."""
+
+import subprocess
+import sys
+
+import fashionnet
+from fashionnet import functions, two_layer_net
+
+HEAVY = ("prefect", "pandas", "pyarrow", "tensorflow")
+
+
+def test_the_seed_api_is_at_the_top():
+    from fashionnet import TwoLayerNet, cross_entropy_error, relu, softmax
+
+    assert TwoLayerNet is two_layer_net.TwoLayerNet
+    assert (relu, softmax, cross_entropy_error) == (
+        functions.relu,
+        functions.softmax,
+        functions.cross_entropy_error,
+    )
+    assert sorted(fashionnet.__all__) == ["TwoLayerNet", "cross_entropy_error", "relu", "softmax"]
+    assert fashionnet.__version__
+
+
+def test_importing_fashionnet_imports_nothing_heavy():
+    # A fresh interpreter: this one has imported Prefect and pandas for other tests.
+    script = (
+        "import sys\nfrom fashionnet import *\n"
+        f"print(sorted(name for name in {HEAVY!r} if name in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout == "[]\n"

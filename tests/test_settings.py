@@ -1,0 +1,117 @@
+"""fashionnet/settings.py: the project's environment, set where the user has not set it."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fashionnet.settings import (
+    RAW_DIR_VARIABLE,
+    apply_environment_defaults,
+    environment_defaults,
+    quiet_tensorflow,
+    raw_dir_from_environment,
+)
+
+PROJECT_VARIABLES = {*environment_defaults(Path("project")), RAW_DIR_VARIABLE}
+
+
+@pytest.fixture
+def environ(monkeypatch) -> dict[str, str]:
+    """os.environ for this test alone: a copy without any of the project's variables."""
+    copy = {name: value for name, value in os.environ.items() if name not in PROJECT_VARIABLES}
+    monkeypatch.setattr(os, "environ", copy)
+    return copy
+
+
+def test_the_defaults_for_a_project_folder(tmp_path):
+    assert environment_defaults(tmp_path) == {
+        "PREFECT_HOME": str(tmp_path / ".prefect"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_LOGGING_EXTRA_LOGGERS": "fashionnet",
+        "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "TF_ENABLE_ONEDNN_OPTS": "0",
+        "KERAS_HOME": str(tmp_path / ".cache" / "keras"),
+        "MPLCONFIGDIR": str(tmp_path / ".cache" / "matplotlib"),
+    }
+
+
+def test_every_folder_is_inside_the_project_folder(tmp_path):
+    folders = [value for value in environment_defaults(tmp_path).values() if "/" in value]
+    assert len(folders) == 3
+    assert all(Path(folder).is_relative_to(tmp_path) for folder in folders), folders
+
+
+def test_applied_defaults_keep_what_the_user_set(environ, tmp_path):
+    environ["PREFECT_HOME"] = "/home/me/prefect"
+    environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+    apply_environment_defaults(tmp_path)
+    assert environ["PREFECT_HOME"] == "/home/me/prefect"
+    assert environ["TF_CPP_MIN_LOG_LEVEL"] == "0"
+    assert environ["MPLCONFIGDIR"] == str(tmp_path / ".cache" / "matplotlib")
+    assert environ["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
+
+
+def test_quiet_tensorflow_sets_the_tensorflow_variables_alone(environ):
+    before = dict(environ)
+    environ["TF_ENABLE_ONEDNN_OPTS"] = "1"
+    quiet_tensorflow()
+    added = {name: value for name, value in environ.items() if name not in before}
+    assert added == {"TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "1"}
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(None, None), ("", None), ("/data/fashion-mnist", Path("/data/fashion-mnist"))],
+    ids=["unset", "empty", "set"],
+)
+def test_raw_dir_from_environment(environ, value, expected):
+    if value is not None:
+        environ[RAW_DIR_VARIABLE] = value
+    assert raw_dir_from_environment() == expected
+
+
+def settings_command(*command: str, cwd: Path, **variables: str) -> subprocess.Popen:
+    """`python -m fashionnet.settings COMMAND` in `cwd`, none of the project's variables set."""
+    env = {name: value for name, value in os.environ.items() if name not in PROJECT_VARIABLES}
+    return subprocess.Popen(
+        [sys.executable, "-m", "fashionnet.settings", *command],
+        cwd=cwd,
+        env={**env, **variables},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finish(process: subprocess.Popen) -> tuple[int, str, str]:
+    stdout, stderr = process.communicate(timeout=60)
+    return process.returncode, stdout, stderr
+
+
+def test_a_command_gets_the_defaults_of_the_current_folder_and_the_user_wins(tmp_path):
+    process = settings_command(
+        "printenv", "PREFECT_HOME", "KERAS_HOME", cwd=tmp_path, KERAS_HOME="/my/keras"
+    )
+    assert finish(process) == (0, f"{tmp_path / '.prefect'}\n/my/keras\n", "")
+
+
+def test_the_command_replaces_the_process_so_signals_reach_it(tmp_path):
+    process = settings_command("sh", "-c", "echo $$; exit 3", cwd=tmp_path)
+    assert finish(process) == (3, f"{process.pid}\n", "")
+
+
+def test_a_missing_command_is_one_clear_line(tmp_path):
+    process = settings_command("no-such-command", cwd=tmp_path)
+    message = "fashionnet.settings: cannot run no-such-command: No such file or directory\n"
+    assert finish(process) == (1, "", message)
+
+
+def test_without_a_command_it_prints_what_a_command_would_get(tmp_path):
+    returncode, stdout, _ = finish(settings_command(cwd=tmp_path, PREFECT_HOME="/my/prefect"))
+    expected = {**environment_defaults(tmp_path), "PREFECT_HOME": "/my/prefect"}
+    assert returncode == 0
+    assert stdout.splitlines() == [f"{name}={value}" for name, value in expected.items()]
