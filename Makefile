@@ -44,7 +44,7 @@ bench: setup  ## compare with Keras and the pandas baseline on the real data (~1
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BIN)/python -m benchmarks.bench $(ARGS)
 
 clean:  ## remove generated data, models, reports and caches (keeps .venv)
-	rm -rf data/raw data/parquet data/predictions data/.run.lock models reports/runs reports/latest reports/history.csv .prefect .cache
+	rm -rf data/raw data/parquet data/predictions data/.run.lock models reports/runs reports/latest reports/history.csv reports/*.damaged-* .prefect .cache
 
 # Scheduled runs (prefect.yaml): a Prefect server on this machine, then either `deploy` + `worker`
 # or `serve`. Each talks to the server at SERVER_URL, whatever PREFECT_API_URL says elsewhere.

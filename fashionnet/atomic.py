@@ -6,13 +6,16 @@ and a crash leaves at most a hidden temporary that `sweep_stale_temps` removes
 """
 
 import contextlib
+import itertools
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 TEMP_MARKER = ".tmp-"
+DAMAGED_MARKER = ".damaged-"
 FILE_MODE = 0o644
 
 
@@ -76,3 +79,18 @@ def replace_symlink(link: str | os.PathLike, target: str | os.PathLike) -> None:
     except OSError:
         tmp.unlink()
         raise
+
+
+def move_aside(path: str | os.PathLike) -> Path:
+    """Rename a damaged file or folder that we wrote to `<name>.damaged-<UTC time>` beside it,
+    so the stage that made it can make it again while the damaged copy stays for a person to
+    look at (`make clean` removes it). Returns the new name, for the warning that says so."""
+    path = Path(path)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    aside = path.with_name(f"{path.name}{DAMAGED_MARKER}{stamp}")
+    for attempt in itertools.count(1):
+        if not aside.exists() and not aside.is_symlink():
+            break
+        aside = path.with_name(f"{path.name}{DAMAGED_MARKER}{stamp}-{attempt}")
+    os.rename(path, aside)
+    return aside

@@ -8,12 +8,16 @@ temporary server; the new-user test runs without it, exactly as `fashionnet run`
 import hashlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+
+from synthetic import write_synthetic_raw
 
 from fashionnet.atomic import TEMP_MARKER
 
@@ -33,6 +37,33 @@ SMALL = (
 )
 OUTPUT_FOLDERS = ("data", "models", "reports")
 ERROR_PREFIX = "fashionnet: error: "
+
+
+# The finished project every damage test starts from: synthetic data of these sizes, SMALL run.
+N_TRAIN, N_TEST = 600, 250
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A finished project (`reports/latest` and all) and the raw folder it was made from."""
+
+    raw: Path
+    project: Path
+
+
+def make_baseline(root: Path, env: dict[str, str]) -> Baseline:
+    raw, project = root / "raw", root / "project"
+    write_synthetic_raw(raw, n_train=N_TRAIN, n_test=N_TEST, seed=1)
+    result = run_fashionnet("--raw-dir", str(raw), "--project-dir", str(project), *SMALL, env=env)
+    assert result.returncode == 0, summary(result)
+    return Baseline(raw, project)
+
+
+def copy_project(baseline: Baseline, case: Path) -> Path:
+    """A copy of the finished project (and its raw folder) under `case`; returns the project."""
+    shutil.copytree(baseline.project, case / "project", symlinks=True)  # keeps reports/latest
+    shutil.copytree(baseline.raw, case / "raw")
+    return case / "project"
 
 
 def api_env() -> dict[str, str]:

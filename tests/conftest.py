@@ -69,3 +69,20 @@ def prefect_harness(tmp_path_factory):
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture(scope="session")
+def cli_env(prefect_harness) -> dict[str, str]:
+    """The environment for `fashionnet` subprocesses that talk to the session's test server."""
+    from cli_runs import api_env
+
+    return api_env()
+
+
+@pytest.fixture(scope="session")
+def finished_project(tmp_path_factory, cli_env):
+    """A project after one small successful `fashionnet run` (copy it before damaging it:
+    `cli_runs.copy_project`)."""
+    from cli_runs import make_baseline
+
+    return make_baseline(tmp_path_factory.mktemp("finished"), cli_env)

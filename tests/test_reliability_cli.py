@@ -10,7 +10,6 @@ test_dataset.py and test_weights.py; this file proves the user sees them.
 
 import os
 import pickle
-import shutil
 import subprocess
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -21,8 +20,17 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from cli_runs import SMALL, api_env, error_line, report_csvs, run_fashionnet, snapshot, summary
-from synthetic import write_synthetic_raw
+from cli_runs import (
+    N_TEST,
+    SMALL,
+    Baseline,
+    copy_project,
+    error_line,
+    report_csvs,
+    run_fashionnet,
+    snapshot,
+    summary,
+)
 
 from fashionnet.dataset import open_split
 from fashionnet.idx import read_images, read_labels, write_idx
@@ -32,7 +40,6 @@ from fashionnet.two_layer_net import TwoLayerNet
 TRAIN_LABELS = "train-labels-idx1-ubyte.gz"
 TEST_IMAGES = "t10k-images-idx3-ubyte.gz"
 TEST_LABELS = "t10k-labels-idx1-ubyte.gz"
-N_TEST = 250
 REPLACE = "replace it with the canonical file"
 RETRAIN = "retrain the model or point to a good weights file"
 
@@ -167,12 +174,6 @@ FAULTS = [
 
 
 @dataclass(frozen=True)
-class Baseline:
-    raw: Path
-    project: Path
-
-
-@dataclass(frozen=True)
 class Outcome:
     case: Path
     result: subprocess.CompletedProcess
@@ -181,24 +182,13 @@ class Outcome:
 
 
 @pytest.fixture(scope="module")
-def env(prefect_harness):
-    return api_env()
+def env(cli_env):
+    return cli_env
 
 
 @pytest.fixture(scope="module")
-def baseline(tmp_path_factory, env) -> Baseline:
-    root = tmp_path_factory.mktemp("baseline")
-    raw, project = root / "raw", root / "project"
-    write_synthetic_raw(raw, n_train=600, n_test=N_TEST, seed=1)
-    result = run_fashionnet("--raw-dir", str(raw), "--project-dir", str(project), *SMALL, env=env)
-    assert result.returncode == 0, summary(result)
-    return Baseline(raw, project)
-
-
-def copy_project(baseline: Baseline, case: Path) -> Path:
-    shutil.copytree(baseline.project, case / "project", symlinks=True)  # keeps reports/latest
-    shutil.copytree(baseline.raw, case / "raw")
-    return case / "project"
+def baseline(finished_project) -> Baseline:
+    return finished_project
 
 
 def run_fault(fault: Fault, baseline: Baseline, root: Path, env: dict[str, str]) -> Outcome:
