@@ -27,8 +27,8 @@ run: setup  ## run the pipeline with its defaults (options: make run ARGS="--epo
 test: setup  ## run the test suite (real-data tests use ../shared/fashion-mnist when present)
 	$(BIN)/pytest $(ARGS)
 
-test-fast: setup  ## the tests without Prefect, servers or real data (under a minute): for iterating
-	$(BIN)/pytest -m "not prefect and not server and not realdata" $(ARGS)
+test-fast: setup  ## the tests without Prefect, servers, a browser or real data (under a minute)
+	$(BIN)/pytest -m "not prefect and not server and not realdata and not browser" $(ARGS)
 
 lint: setup  ## ruff lint and format check
 	$(BIN)/ruff check .
@@ -44,7 +44,7 @@ bench: setup  ## compare with Keras and the pandas baseline on the real data (~1
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BIN)/python -m benchmarks.bench $(ARGS)
 
 clean:  ## remove generated data, models, reports and caches (keeps .venv)
-	rm -rf data/raw data/parquet data/predictions data/.run.lock models reports/runs reports/latest reports/history.csv reports/*.damaged-* .prefect .cache
+	rm -rf data/raw data/parquet data/predictions data/.run.lock models reports/runs reports/latest reports/history.csv reports/history.png reports/index.html reports/*.damaged-* .prefect .cache
 
 # Scheduled runs (prefect.yaml): a Prefect server on this machine, then either `deploy` + `worker`
 # or `serve`. Each talks to the server at SERVER_URL, whatever PREFECT_API_URL says elsewhere.

@@ -2,13 +2,14 @@
 
     python -m benchmarks.bench [--raw-dir DIR]
 
-Times the library stages, training (3 seeds) against the TensorFlow tutorial's `fit`, and
-prediction against Keras `model.predict` on the same weights; probes peak memory at 1x and
-10x the data; times a warm `fashionnet run`; checks that the Dask runner writes the same
-reports. The stages are the library's own, called as the flow calls them
-(benchmarks/library_run.py). Every ratio compares figures taken in this one run on this one
-machine. Writes benchmarks/results.csv and benchmarks/results.md, prints the tables, and exits 1
-when a target is missed. Generated data stays under benchmarks/work/ (git-ignored).
+Times the library stages, training (3 seeds) against the TensorFlow tutorial's `fit`,
+prediction against Keras `model.predict` on the same weights, and the check of the derived
+files against their sha256 records; probes peak memory at 1x and 10x the data; times a warm
+`fashionnet run`; checks that the Dask runner writes the same reports. The stages are the
+library's own, called as the flow calls them (benchmarks/library_run.py). Every ratio compares
+figures taken in this one run on this one machine. Writes benchmarks/results.csv and
+benchmarks/results.md, prints the tables, and exits 1 when a target is missed. Generated data
+stays under benchmarks/work/ (git-ignored).
 """
 
 import argparse
@@ -28,13 +29,14 @@ from benchmarks.library_run import CONFIG, RUN
 from benchmarks.measure import Figures, median_time, timed
 from benchmarks.probe import run_probe
 from benchmarks.report import RESULTS_CSV, RESULTS_MD, missed_targets, results_markdown
-from fashionnet import atomic, idx
+from fashionnet import atomic, idx, integrity
 from fashionnet.dataset import SplitFile, read_split
 from fashionnet.fashion_mnist import NUM_CLASSES, NUM_PIXELS, SPLITS
 from fashionnet.fetch import RawFiles
 from fashionnet.layout import Layout
 from fashionnet.metrics import confusion_matrix
 from fashionnet.model_source import Model, data_sources, obtain_model, store_trained
+from fashionnet.model_store import CURVE_NAME, META_NAME, WEIGHTS_NAME
 from fashionnet.options import cli_args
 from fashionnet.predict import read_predictions
 from fashionnet.prepare import prepare_arrays
@@ -218,6 +220,21 @@ def bench_prediction(
     assert np.array_equal(sum(confusions.values()), confusion_matrix(labels, ours_predicted))
 
 
+def bench_derived_checks(figures: Figures, layout: Layout, model: Model) -> None:
+    """What a warm run spends checking the derived files it reuses against their sha256
+    records (`fashionnet.integrity`): both splits' Parquet and predictions, the model folder."""
+    files = [
+        *(layout.parquet(split) for split in SPLITS),
+        *(layout.predictions(split) for split in SPLITS),
+        *(model.weights_path.parent / name for name in (WEIGHTS_NAME, CURVE_NAME, META_NAME)),
+    ]
+    assert all([integrity.verified(path) for path in files]), "the stages sealed what they wrote"
+    seconds = median_time(lambda: [integrity.verified(path) for path in files], REPEATS)
+    figures.add("verify_derived_s", seconds, "s", "check derived files against their sha256")
+    megabytes = sum(path.stat().st_size for path in files) / 1e6
+    figures.add("verify_derived_mb", megabytes, "MB", f"size of those {len(files)} files")
+
+
 def bench_memory(
     figures: Figures, raw: RawFiles, model: Model, splits: dict[str, SplitFile]
 ) -> None:
@@ -359,6 +376,7 @@ def main() -> int:
     raw, splits = bench_data_stages(figures, args.raw_dir.resolve(), layout)
     model = bench_training(figures, splits, layout)
     bench_prediction(figures, model, layout, splits)
+    bench_derived_checks(figures, layout, model)
     bench_memory(figures, raw, model, splits)
     bench_end_to_end(figures, args.raw_dir.resolve(), layout)
 

@@ -41,6 +41,9 @@ class Figures:
     def add(self, name: str, value: float | int | str, unit: str, description: str) -> None:
         self._figures[name] = Figure(name, value, unit, description)
 
+    def __contains__(self, name: str) -> bool:
+        return name in self._figures
+
     def __getitem__(self, name: str) -> float | int | str:
         return self._figures[name].value
 

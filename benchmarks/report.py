@@ -171,8 +171,11 @@ def _memory_section(f: Figures) -> str:
 
 
 def _stages_section(f: Figures) -> str:
-    stage_rows = [
-        ("verify (sha256 of the 4 files)", f"{f['verify_s']:.3f}"),
+    stage_rows = [("verify (sha256 of the 4 files)", f"{f['verify_s']:.3f}")]
+    if "verify_derived_s" in f:  # measured since the derived files carry checksum records
+        what = f"sha256 of {f['verify_derived_mb']:.0f} MB: Parquet, predictions, model"
+        stage_rows.append((f"check the derived files ({what})", f"{f['verify_derived_s']:.3f}"))
+    stage_rows += [
         ("prepare (both splits to Parquet)", f"{f['prepare_s']:.2f}"),
         ("train (mean of 3 seeds)", f"{f['train_s']:.1f}"),
         ("predict (70,000 images)", f"{f['predict_s']:.3f}"),
@@ -203,9 +206,9 @@ def _stages_section(f: Figures) -> str:
 METHOD = """## Method
 
 - One `make bench` run on one machine; each ratio compares figures taken in that run. Short
-  measurements are the median of 5 (verify, predict, Keras predict, matmul) or 3 (prepare,
-  report, whole runs); Keras and fashionnet predictions alternate, so background load hits
-  both. Training is timed once per seed, Keras `fit` once.
+  measurements are the median of 5 (verify, the derived-file check, predict, Keras predict,
+  matmul) or 3 (prepare, report, whole runs); Keras and fashionnet predictions alternate, so
+  background load hits both. Training is timed once per seed, Keras `fit` once.
 - Predict stage: the chunks of whole row groups (10,000 rows) of both splits on a thread pool
   as wide as the CPU count, each reading its row groups straight from Parquet into float32
   NumPy and doing one matrix product per layer with its share of the BLAS threads (one each

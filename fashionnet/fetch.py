@@ -186,8 +186,9 @@ def find_raw_files(
 ) -> RawFiles:
     """Every file of `catalog`, from `local_dir`, then `cache_dir`, then the mirrors.
 
-    `verify=False` accepts whatever is in `local_dir` (custom or subset data); files from
-    the cache or the mirrors are always verified.
+    `verify=False` accepts whatever is in `local_dir` (custom or subset data) but a file that
+    is, by its sha256, the canonical file of another name; files from the cache or the mirrors
+    are always verified.
     """
     cache_dir = Path(cache_dir)
     paths: dict[str, Path] = {}
@@ -196,17 +197,18 @@ def find_raw_files(
 
     if local_dir is not None:
         local_dir = Path(local_dir)
-        for name, raw in catalog.items():
-            path = local_dir / name
-            if not path.is_file():
-                continue
-            digest = sha256_file(path)
-            if verify and digest != raw.sha256:
+        found = {
+            name: sha256_file(local_dir / name) for name in catalog if (local_dir / name).is_file()
+        }
+        _refuse_misnamed(local_dir, found, catalog)
+        for name, digest in found.items():
+            expected = catalog[name].sha256
+            if verify and digest != expected:
                 raise FashionnetError(
-                    f"{path} is not the canonical {name} (sha256 {digest}, expected "
-                    f"{raw.sha256}): replace it with the canonical file or remove it"
+                    f"{local_dir / name} is not the canonical {name} (sha256 {digest}, expected "
+                    f"{expected}): replace it with the canonical file or remove it"
                 )
-            paths[name], sha256[name] = path, digest
+            paths[name], sha256[name] = local_dir / name, digest
         if paths:
             if not verify:
                 logger.warning("using the files in %s without checking their sha256", local_dir)
@@ -260,6 +262,24 @@ def find_raw_files(
         )
         raise DownloadError(_not_found_message(answers_by_file, cache_dir), offline=offline)
     return RawFiles(paths=paths, sha256=sha256, origin=", ".join(origins))
+
+
+def _refuse_misnamed(
+    local_dir: Path, found: Mapping[str, str], catalog: Mapping[str, RawFile]
+) -> None:
+    """Refuse files that are, by their sha256, the canonical file of another name (train and test
+    swapped, a file copied over another): even unverified, each would be read as what it is not.
+    """
+    name_of = {raw.sha256: name for name, raw in catalog.items()}
+    misnamed = {
+        name: name_of[digest] for name, digest in found.items() if name_of.get(digest, name) != name
+    }
+    if misnamed:
+        what = "; ".join(
+            f"{local_dir / name} is the canonical {really}, not {name}"
+            for name, really in misnamed.items()
+        )
+        raise FashionnetError(f"{what} (by their published sha256): give each file its own name")
 
 
 def _not_found_message(answers_by_file: dict[str, dict[str, str]], cache_dir: Path) -> str:

@@ -4,7 +4,8 @@ A model folder `models/<model key>/` holds `weights.npz`, `meta.json` and, for a
 model, `learning_curve.csv`. The model key is a digest of what made the model (its source,
 recipe and the source checksums of the data): the same recipe on the same data finds its
 folder again. The model id is a digest of the weights themselves (`weights.model_id`); both
-appear in every report.
+appear in every report. Each file has its checksum record (`integrity`), checked before a
+stored model is used again: a damaged model is made again.
 """
 
 import hashlib
@@ -17,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from fashionnet import atomic
+from fashionnet import atomic, integrity
 from fashionnet.errors import FashionnetError
 from fashionnet.train import read_learning_curve, write_learning_curve
 from fashionnet.two_layer_net import Params
@@ -60,18 +61,21 @@ def model_key(recipe: Mapping[str, Any], sources: Mapping[str, str]) -> str:
 
 
 def load_stored(models_dir: Path, key: str) -> StoredModel | None:
-    """The model stored under `key`, or None when there is none (or it is damaged)."""
+    """The model stored under `key`, or None when there is none or it is damaged (its damaged
+    files are moved aside: `integrity.verified`)."""
     folder = models_dir / key
     meta_path = folder / META_NAME
-    if not meta_path.is_file():
+    if not integrity.verified(meta_path):
+        return None
+    meta = json.loads(meta_path.read_text())
+    companions = (WEIGHTS_NAME, CURVE_NAME) if meta["trained"] else (WEIGHTS_NAME,)
+    # Each one checked (no short cut), so that every damaged one is moved aside and named.
+    if not all([integrity.verified(folder / name, required=True) for name in companions]):
         return None
     try:
-        meta = json.loads(meta_path.read_text())
-        if not isinstance(meta, dict):
-            raise ValueError(f"{meta_path} is not a JSON object")
         params = load_params(folder / WEIGHTS_NAME)
-        curve = read_learning_curve(folder / CURVE_NAME) if meta.get("trained") else None
-    except (FashionnetError, ValueError) as exc:
+        curve = read_learning_curve(folder / CURVE_NAME) if meta["trained"] else None
+    except FashionnetError as exc:  # intact, but refused by today's checks
         log.warning("ignoring stored model %s and making it again: %s", folder, exc)
         return None
     if model_id(params) != meta.get("model_id"):
@@ -87,8 +91,8 @@ def store_model(
     meta: Mapping[str, Any],
     learning_curve: pd.DataFrame | None = None,
 ) -> StoredModel:
-    """Save weights, learning curve and metadata under `key`. meta.json is written last, so its
-    presence means the folder is complete."""
+    """Save weights, learning curve and metadata under `key`, each with its checksum record.
+    meta.json is written last, so its presence means the folder is complete."""
     folder = models_dir / key
     meta = {
         **meta,
@@ -97,15 +101,15 @@ def store_model(
         "trained": learning_curve is not None,
     }
     # The weights file carries only what is reproducible, so equal weights give equal bytes.
-    save_params(
-        folder / WEIGHTS_NAME,
-        params,
-        metadata={name: value for name, value in meta.items() if not name.endswith("_seconds")},
-    )
+    reproducible = {name: value for name, value in meta.items() if not name.endswith("_seconds")}
+    with integrity.sealing(folder / WEIGHTS_NAME):
+        save_params(folder / WEIGHTS_NAME, params, metadata=reproducible)
     if learning_curve is not None:
-        write_learning_curve(folder / CURVE_NAME, learning_curve)
+        with integrity.sealing(folder / CURVE_NAME):
+            write_learning_curve(folder / CURVE_NAME, learning_curve)
         # As the file holds it (6 decimals): a rerun that finds this model must report, and
         # draw, exactly the curve this run does.
         learning_curve = read_learning_curve(folder / CURVE_NAME)
-    atomic.write_text(folder / META_NAME, json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    with integrity.sealing(folder / META_NAME):
+        atomic.write_text(folder / META_NAME, json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return StoredModel(folder, params, dict(meta), learning_curve)

@@ -6,8 +6,10 @@ can run anywhere (threads, processes, Dask workers) and be combined in any order
 `predict_chunk` takes paths and arrays only and touches no shared state.
 
 `predict_splits` is the whole stage: it plans the chunks of every split whose predictions are
-not up to date, hands them to a chunk runner (threads here; the flow's runner sends each chunk
-to a Prefect task), and writes each split's predictions file with its provenance.
+not up to date (or damaged: `integrity`), hands them to a chunk runner (threads here; the flow's
+runner sends each chunk to a Prefect task), and writes each split's predictions file with its
+provenance. A chunk is refused, before anything is written, when the machine lacks the memory
+for it or the weights give probabilities that are not finite.
 """
 
 import contextlib
@@ -21,17 +23,20 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 from threadpoolctl import threadpool_limits
 
-from fashionnet import atomic
+from fashionnet import atomic, integrity
 from fashionnet.dataset import META_SOURCES, SplitFile, read_row_groups
 from fashionnet.errors import FashionnetError
+from fashionnet.fashion_mnist import NUM_PIXELS
 from fashionnet.layout import Layout
 from fashionnet.metrics import confusion_matrix
+from fashionnet.options import cli_flag
 from fashionnet.two_layer_net import predict
-from fashionnet.weights import load_params
+from fashionnet.weights import load_params, refusal
 
 log = logging.getLogger(__name__)
 
@@ -116,15 +121,51 @@ def predict_chunk(
 
 @dataclass(frozen=True)
 class ChunkJob:
-    """One chunk to predict: these row groups of that split's Parquet."""
+    """One chunk to predict: these row groups of that split's Parquet, `rows` rows in all."""
 
     parquet_path: Path
     row_groups: range
+    rows: int
+
+
+def chunk_bytes(rows: int, hidden: int) -> int:
+    """About the memory predicting `rows` rows at once takes: the float32 pixels, and the
+    hidden layer twice (ReLU makes its result while its input is alive)."""
+    return rows * (NUM_PIXELS + 2 * hidden) * 4
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1e6:,.1f} MB"
+
+
+def check_memory(weights_path: Path, rows: int, hidden: int) -> None:
+    """Refuse a chunk larger than the memory this machine has free, before allocating it: an
+    allocation NumPy cannot make is a traceback, and one Linux grants but cannot back is a
+    process killed without a word."""
+    need, available = chunk_bytes(rows, hidden), psutil.virtual_memory().available
+    if need <= available:
+        return
+    fitting = max(1, available // chunk_bytes(1, hidden))
+    raise FashionnetError(
+        f"predicting {rows} rows at a time with the {hidden} hidden units of {weights_path} needs "
+        f"about {_megabytes(need)} of memory, but {_megabytes(available)} is available: use "
+        f"{cli_flag('chunk_size')} {fitting} or less (and {cli_flag('row_group_size')} no "
+        "larger, as a chunk holds at least one row group)"
+    )
 
 
 def predict_chunk_file(weights_path: Path, job: ChunkJob) -> ChunkPrediction:
-    """`predict_chunk` with the weights read from their file: all a worker needs is two paths."""
-    return predict_chunk(load_params(weights_path), job.parquet_path, job.row_groups)
+    """`predict_chunk` with the weights read from their file: all a worker needs is two paths.
+    Refused in one line, on the machine that would predict it: a chunk its memory cannot
+    hold, and weights whose probabilities are not finite (finite weights can still overflow
+    float32 in the products)."""
+    params = load_params(weights_path)
+    check_memory(weights_path, job.rows, params["b1"].size)
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow ends in NaN: refused below
+        prediction = predict_chunk(params, job.parquet_path, job.row_groups)
+    if not np.isfinite(prediction.confidence).all():  # a NaN probability makes its row's max NaN
+        raise refusal(weights_path, "gives class probabilities that are not finite (overflow)")
+    return prediction
 
 
 # Predicts the jobs with the weights at a path; returns their predictions in the jobs' order.
@@ -168,10 +209,14 @@ def predict_splits(
         chunks = plan_chunks(split_file, chunk_size)
         log.info("%s: predicting %d rows in %d chunks", split, split_file.num_rows, len(chunks))
         pending[split] = (out_path, metadata, slice(len(jobs), len(jobs) + len(chunks)))
-        jobs += [ChunkJob(split_file.path, row_groups) for row_groups in chunks]
+        jobs += [
+            ChunkJob(split_file.path, groups, sum(split_file.row_group_rows[g] for g in groups))
+            for groups in chunks
+        ]
     predicted = run_chunks(weights_path, jobs) if jobs else []
     for split, (out_path, metadata, positions) in pending.items():
-        write_predictions(out_path, predicted[positions], metadata=metadata)
+        with integrity.sealing(out_path):
+            write_predictions(out_path, predicted[positions], metadata=metadata)
         confusions[split] = total_confusion(predicted[positions])
     return {split: confusions[split] for split in splits}
 
@@ -198,14 +243,11 @@ def write_predictions(
 
 
 def predictions_up_to_date(path: Path, metadata: Mapping[str, str], rows: int) -> bool:
-    """Whether `path` holds `rows` predictions with our schema and exactly these metadata values."""
-    try:
-        file_metadata = pq.read_metadata(path)
-    except FileNotFoundError:
+    """Whether `path` is intact (`integrity.verified`: a damaged file is moved aside) and holds
+    `rows` predictions with our schema and exactly these metadata values."""
+    if not integrity.verified(path):
         return False
-    except (pa.ArrowException, OSError) as error:
-        log.warning("%s is unreadable (%s); it will be rewritten", path, error)
-        return False
+    file_metadata = pq.read_metadata(path)
     schema = file_metadata.schema.to_arrow_schema()
     if file_metadata.num_rows != rows or not schema.equals(PREDICTIONS_SCHEMA):
         log.warning(

@@ -3,7 +3,7 @@
 Pixels are stored as float32 image/255, ready for the network. They are converted a row group
 at a time, so preparing the 60,000-image train split never holds a float copy of the whole set.
 The file records which raw files (sha256) it came from; `prepare_split` skips the work when the
-file on disk already matches its sources and row-group size.
+file on disk is intact (`integrity`) and already matches its sources and row-group size.
 """
 
 import json
@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fashionnet import dataset, idx
+from fashionnet import dataset, idx, integrity
 from fashionnet.atomic import atomic_path
 from fashionnet.errors import FashionnetError
 from fashionnet.fashion_mnist import NUM_PIXELS, SPLITS
@@ -88,13 +88,14 @@ def write_split(
 def _current_split(
     out_path: Path, sources: Mapping[str, str], row_group_size: int
 ) -> dataset.SplitFile | None:
-    """The split at `out_path` if it is valid and was written from `sources` in such row groups."""
-    if not Path(out_path).exists():
+    """The split at `out_path` if it is intact, valid and was written from `sources` in such
+    row groups. A damaged one is moved aside (`integrity.verified`)."""
+    if not integrity.verified(Path(out_path)):
         return None
     try:
         split = dataset.open_split(out_path)
     except FashionnetError as error:
-        # A derived file: say what was wrong with it, then rebuild it from the raw files.
+        # Intact but not in today's format (an older fashionnet wrote it): rebuild it.
         logger.warning("rebuilding %s from the raw files: %s", out_path, error)
         return None
     planned = _planned_row_groups(split.num_rows, row_group_size)
@@ -120,7 +121,8 @@ def prepare_arrays(
         return PrepareResult(Path(out_path), current.num_rows, skipped=True)
     started = time.perf_counter()
     images, labels = load()
-    write_split(images, labels, out_path, sources=sources, row_group_size=row_group_size)
+    with integrity.sealing(Path(out_path)):
+        write_split(images, labels, out_path, sources=sources, row_group_size=row_group_size)
     logger.info("wrote %s: %d rows in %.1f s", out_path, len(labels), time.perf_counter() - started)
     return PrepareResult(Path(out_path), len(labels), skipped=False)
 

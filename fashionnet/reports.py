@@ -6,22 +6,30 @@ figures and report.md. It is built in a hidden sibling `.<run id>.tmp-<random>` 
 into place in one step, so a run folder either exists whole or not at all;
 `fashionnet.atomic.sweep_stale_temps` removes what a crash leaves. CSVs are formatted by
 `schema.csv_text`: identical inputs give byte-identical files.
+
+Publishing is all or nothing (`publish_run`), and the bookkeeping never blocks a run: a
+history.csv that cannot be read whole, or a `latest` that is not a link, is moved aside
+(`fashionnet.atomic.move_aside`) with a warning naming both files, and made anew.
 """
 
+import contextlib
+import csv
 import json
 import logging
 import os
 import secrets
 import shutil
 import tempfile
-from collections.abc import Mapping
+import textwrap
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from fashionnet import atomic, plots, report_markdown
+from fashionnet import atomic, plots, report_html, report_markdown, trend
 from fashionnet.errors import FashionnetError
 from fashionnet.fashion_mnist import CLASS_NAMES
 from fashionnet.layout import Layout
@@ -30,12 +38,16 @@ from fashionnet.schema import (
     CONFUSION_INDEX,
     HISTORY_COLUMNS,
     LEGACY_HISTORY_COLUMNS,
-    TEXT_COLUMNS,
     csv_text,
 )
 from fashionnet.train import curve_csv
 
 log = logging.getLogger(__name__)
+
+HISTORY_HEADER = ",".join(HISTORY_COLUMNS)
+NUMBER_COLUMNS = {"samples": int, "accuracy": float}
+# Lines named one by one when rows are skipped; beyond these, only their count.
+NAMED_LINES = 5
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -72,6 +84,7 @@ def write_run(runs_dir: Path, report: RunReport) -> Path:
         atomic.write_text(building / "manifest.json", manifest_text)
         plots.write_run_figures(building, report)
         report_markdown.write_report_md(building, report)
+        report_html.write_report_html(building, report)
         os.chmod(building, 0o755)  # mkdtemp makes it owner-only; a report is for everyone
         os.rename(building, final)
     except BaseException:
@@ -82,37 +95,68 @@ def write_run(runs_dir: Path, report: RunReport) -> Path:
 
 
 def publish_latest(latest_link: Path, run_dir: Path) -> None:
-    """Point `latest_link` at `run_dir` in one atomic swap (a relative symlink)."""
+    """Point `latest_link` at `run_dir` in one atomic swap (a relative symlink).
+
+    Something else in its place (a folder or file copied over the link) is moved aside, never
+    replaced: it may hold what a person put there.
+    """
+    if os.path.lexists(latest_link) and not latest_link.is_symlink():
+        kind = "a folder" if latest_link.is_dir() else "a file"
+        aside = atomic.move_aside(latest_link)
+        log.warning("%s is %s, not a link to a run; moved it to %s", latest_link, kind, aside)
     atomic.replace_symlink(latest_link, run_dir)
     log.info("%s -> %s", latest_link, run_dir)
 
 
 def publish_run(layout: Layout, run_dir: Path, report: RunReport) -> None:
-    """Make a complete run folder the project's `reports/latest`, then add it to the history.
+    """Make a complete run folder the project's `reports/latest` and add it to the history, all
+    or nothing.
 
-    Only a run that got this far is published: a failed run changes neither.
+    The new history.csv is written beside the old one first; `latest` is swapped; only then does
+    the new history take its name. A failure before the swap changes neither, so history.csv
+    never has rows of a run that `latest` did not point at.
     """
-    publish_latest(layout.latest_link, run_dir)
     fingerprints = report.manifest.get("data", {}).get("fingerprints", {})
     finished_at = datetime.now(UTC).isoformat(timespec="seconds")
-    append_history(layout.history_csv, report.run_id, finished_at, report.overall, fingerprints)
+    rows = history_rows(report.run_id, finished_at, report.overall, fingerprints)
+    with history_appended(layout.history_csv, rows):
+        publish_latest(layout.latest_link, run_dir)
+    write_trend_of_history(layout)
 
 
-def append_history(
-    history_csv: Path,
-    run_id: str,
-    finished_at: str,
-    overall: pd.DataFrame,
-    fingerprints: Mapping[str, str],
-) -> None:
-    """Add one row per split of `overall` to history.csv (created with its header if absent).
+def write_trend_of_history(layout: Layout) -> None:
+    """Redraw reports/history.png and reports/index.html from history.csv.
+
+    The run is published by now, so a failure here is a warning, not a failed run: both files
+    are drawn again from the whole history by the next run.
+    """
+    try:
+        trend.write_trend(layout, read_history(layout.history_csv))
+    except Exception as error:  # noqa: BLE001 (any failure: the published run stands)
+        log.warning("could not redraw the trend in %s (%s): the next run will", layout, error)
+
+
+@contextlib.contextmanager
+def removed_unless_published(latest_link: Path, run_dir: Path) -> Iterator[None]:
+    """Remove the run folder `run_dir` when the block fails before `latest_link` points at it:
+    a failed run leaves no run folder behind (and a published one is never removed)."""
+    try:
+        yield
+    except BaseException:
+        if latest_link.resolve() != run_dir.resolve():
+            shutil.rmtree(run_dir, ignore_errors=True)
+            log.info("removed %s: the run failed before it was published", run_dir)
+        raise
+
+
+def history_rows(
+    run_id: str, finished_at: str, overall: pd.DataFrame, fingerprints: Mapping[str, str]
+) -> pd.DataFrame:
+    """history.csv's rows of one run: one per split of `overall`.
 
     `fingerprints` maps each split to its data fingerprint (`dataset.split_fingerprint`).
-    The whole file is rewritten through a temporary, so a crash never leaves half a row;
-    callers hold the project's run lock, so no two runs append at once.
     """
-    history_csv = Path(history_csv)
-    rows = pd.DataFrame(
+    return pd.DataFrame(
         {
             "finished_at": finished_at,
             "run_id": run_id,
@@ -124,35 +168,120 @@ def append_history(
         },
         columns=HISTORY_COLUMNS,
     )
-    existing = history_csv.read_text(encoding="utf-8") if history_csv.exists() else ""
-    if existing:
-        header, body = _current_header(existing, history_csv)
-        if not body.endswith("\n") and body:
-            body += "\n"
-        new_text = header + "\n" + body + csv_text(rows).split("\n", 1)[1]
-    else:
-        new_text = csv_text(rows)
-    atomic.write_text(history_csv, new_text)
+
+
+@contextlib.contextmanager
+def history_appended(history_csv: Path, rows: pd.DataFrame) -> Iterator[None]:
+    """Add `rows` to history.csv (created with its header if absent) when the block succeeds.
+
+    The whole file is written to a temporary before the block and renamed after it, so a crash
+    never leaves half a row; callers hold the project's run lock, so no two runs append at once.
+    A history.csv that cannot be read whole (not UTF-8, another header, a bad row, a folder)
+    is moved aside with a warning naming both files, and a new one starts with `rows`: the
+    bookkeeping never stops a run.
+    """
+    history_csv = Path(history_csv)
+    history = read_history_file(history_csv)
+    kept = history.row_lines
+    if history.damage is not None:
+        aside = atomic.move_aside(history_csv)
+        log.warning(
+            "%s cannot be read (%s); moved it to %s and started a new one with this run's rows",
+            history_csv,
+            history.damage,
+            aside,
+        )
+        kept = []
+    new_rows = csv_text(rows).split("\n", 1)[1]
+    with atomic.atomic_path(history_csv) as staged:
+        staged.write_text("".join([HISTORY_HEADER + "\n", *kept, new_rows]), encoding="utf-8")
+        yield
     log.info("appended %d rows to %s", len(rows), history_csv)
 
 
-def _current_header(text: str, history_csv: Path) -> tuple[str, str]:
-    """history.csv's text split into its header, brought up to the current columns, and rows."""
-    header, _, body = text.partition("\n")
-    columns = [LEGACY_HISTORY_COLUMNS.get(name, name) for name in header.split(",")]
-    if columns != HISTORY_COLUMNS:
-        raise FashionnetError(
-            f"{history_csv} has header {header!r}, not {','.join(HISTORY_COLUMNS)!r}; "
-            "move it aside and rerun"
-        )
-    return ",".join(HISTORY_COLUMNS), body
+@dataclass(frozen=True)
+class HistoryFile:
+    """history.csv as read: the rows that parse, and what is wrong with the rest."""
+
+    table: pd.DataFrame  # the good rows, with HISTORY_COLUMNS
+    row_lines: list[str]  # their text, each ending in a newline, to write back as they were
+    unreadable: str | None = None  # why the file as a whole cannot be read (nothing is read)
+    bad_lines: dict[int, str] = field(default_factory=dict)  # line number -> what is wrong
+
+    @property
+    def damage(self) -> str | None:
+        """What is wrong, in a few words (the first NAMED_LINES bad lines), or None if sound."""
+        if self.unreadable is not None or not self.bad_lines:
+            return self.unreadable
+        named = [f"line {number}: {why}" for number, why in self.bad_lines.items()]
+        more = len(named) - NAMED_LINES
+        return "; ".join(named[:NAMED_LINES]) + (f"; and {more} more bad lines" if more > 0 else "")
+
+
+def read_history_file(history_csv: Path) -> HistoryFile:
+    """Read history.csv line by line, so one bad row costs that row alone.
+
+    An earlier release's header (LEGACY_HISTORY_COLUMNS) is read as the current one. A missing
+    or empty file is an empty history.
+    """
+    history_csv = Path(history_csv)
+    empty = pd.DataFrame(columns=HISTORY_COLUMNS)
+    if not os.path.lexists(history_csv):
+        return HistoryFile(empty, [])
+    if not history_csv.is_file():
+        return HistoryFile(empty, [], unreadable="it is not a file")
+    header, *lines = history_csv.read_bytes().split(b"\n")
+    if not header and not any(lines):
+        return HistoryFile(empty, [])
+    if (problem := _header_problem(header)) is not None:
+        return HistoryFile(empty, [], unreadable=problem)
+    rows, row_lines, bad_lines = [], [], {}
+    for number, line in enumerate(lines, start=2):
+        if not line.strip():
+            continue  # blank lines, and the end of the last row
+        try:
+            text = _text(line)
+            rows.append(_history_row(text))
+            row_lines.append(text + "\n")
+        except (ValueError, csv.Error) as error:
+            bad_lines[number] = str(error)
+    table = pd.DataFrame(rows, columns=HISTORY_COLUMNS).astype(NUMBER_COLUMNS)
+    return HistoryFile(table, row_lines, bad_lines=bad_lines)
 
 
 def read_history(history_csv: Path) -> pd.DataFrame:
-    """history.csv as a table (empty, with the right columns, before the first run)."""
-    history_csv = Path(history_csv)
-    if not history_csv.exists():
-        return pd.DataFrame(columns=HISTORY_COLUMNS)
-    text_columns = [*TEXT_COLUMNS, *LEGACY_HISTORY_COLUMNS]
-    history = pd.read_csv(history_csv, dtype=dict.fromkeys(text_columns, str))
-    return history.rename(columns=LEGACY_HISTORY_COLUMNS)
+    """history.csv's rows as a table (empty, with the right columns, before the first run)."""
+    return read_history_file(history_csv).table
+
+
+def _text(line: bytes) -> str:
+    """A line as text; a Windows line end (from an editor) counts as a plain one."""
+    try:
+        return line.rstrip(b"\r").decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError("not UTF-8 text") from None
+
+
+def _header_problem(header: bytes) -> str | None:
+    try:
+        text = _text(header)
+    except ValueError as error:
+        return f"its header is {error}"
+    columns = [LEGACY_HISTORY_COLUMNS.get(name, name) for name in text.split(",")]
+    if columns != HISTORY_COLUMNS:
+        return f"its header {textwrap.shorten(text, 60)!r} is not {HISTORY_HEADER!r}"
+    return None
+
+
+def _history_row(text: str) -> list:
+    """One row's values; ValueError (or csv.Error) says what is wrong with the line."""
+    values = next(csv.reader([text]))
+    if len(values) != len(HISTORY_COLUMNS):
+        raise ValueError(f"{len(values)} fields, expected {len(HISTORY_COLUMNS)}")
+    row = dict(zip(HISTORY_COLUMNS, values, strict=True))
+    for name, kind in NUMBER_COLUMNS.items():
+        try:
+            row[name] = kind(row[name])
+        except ValueError:
+            raise ValueError(f"{name} {row[name][:20]!r} is not a number") from None
+    return list(row.values())

@@ -6,11 +6,13 @@ of the same `RunReport`, so the terminal and the file never disagree.
 
 from pathlib import Path
 
+import pandas as pd
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from fashionnet.report_markdown import REPORT_NAME, overall_rows, per_class_rows
-from fashionnet.reports import read_history
+from fashionnet.reports import read_history_file
 from fashionnet.run_report import RunReport
 
 
@@ -32,7 +34,7 @@ def text_table(
         else:
             table.add_column(name, justify="right", no_wrap=True)
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*map(Text, row))  # plain text: a "[" in an id or a file is not markup
     return table
 
 
@@ -50,12 +52,29 @@ def render_report(run_dir: Path, console: Console | None = None) -> None:
 
 
 def render_runs(history_csv: Path, console: Console | None = None) -> None:
-    """Print past runs from history.csv, oldest first, with their accuracy per split."""
+    """Print past runs from history.csv, oldest first, with their accuracy per split.
+
+    What cannot be read (a bad row, or the whole file) is skipped, and said so after the table.
+    """
     console = console or Console()
-    history = read_history(history_csv)
-    if history.empty:
+    history = read_history_file(history_csv)
+    if history.table.empty and history.damage is None:
         console.print(f"No runs yet ({history_csv} is empty or missing): run `fashionnet run`.")
         return
+    if not history.table.empty:
+        console.print(runs_table(history.table))
+    if history.damage is not None:
+        console.print(
+            Text(
+                f"Skipped what cannot be read in {history_csv} ({history.damage}); "
+                "the next `fashionnet run` moves the file aside and starts a new one.",
+                style="yellow",
+            )
+        )
+
+
+def runs_table(history: pd.DataFrame) -> Table:
+    """One row per run of `history` (history.csv's rows): its time, ids and accuracy per split."""
     splits = list(history["split"].unique())
     header = ["finished at", "run id", "model id", *(f"{split} accuracy" for split in splits)]
     rows = []
@@ -63,4 +82,4 @@ def render_runs(history_csv: Path, console: Console | None = None) -> None:
         accuracy = dict(zip(run["split"], run["accuracy"], strict=True))
         cells = [f"{accuracy[split]:.2%}" if split in accuracy else "-" for split in splits]
         rows.append([run["finished_at"].iloc[0], run_id, run["model_id"].iloc[0], *cells])
-    console.print(text_table("Runs", header, rows, text_columns=3))
+    return text_table("Runs", header, rows, text_columns=3)

@@ -4,8 +4,8 @@ A weights file is an uncompressed `.npz` archive (as `np.savez` writes) holding
   W1 (input, hidden), b1 (hidden,), W2 (hidden, output), b2 (output,)   float32
   __metadata__   optional 0-d string array: one JSON object (e.g. the training config)
 and nothing else. Loading uses allow_pickle=False, so a file can never run code, and any
-problem (missing, not an .npz, wrong keys, shapes or dtypes, NaN or Inf) is one
-FashionnetError naming the file.
+problem (missing, not an .npz, wrong keys, shapes or dtypes, an empty hidden layer, NaN or Inf)
+is one FashionnetError naming the file.
 """
 
 import hashlib
@@ -29,7 +29,8 @@ ZIP_TIMESTAMP = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip member can carr
 _UNREADABLE = (OSError, ValueError, EOFError, zipfile.BadZipFile)
 
 
-def _refusal(path: str | os.PathLike, problem: str) -> FashionnetError:
+def refusal(path: str | os.PathLike, problem: str) -> FashionnetError:
+    """The one-line error for weights that cannot be used, saying what to do."""
     return FashionnetError(
         f"weights file {path} {problem}: retrain the model or point to a good weights file"
     )
@@ -41,14 +42,14 @@ def _checked(
     """The four parameters as float32 C-contiguous arrays, or a refusal saying what is wrong."""
     missing = [name for name in PARAM_NAMES if name not in arrays]
     if missing:
-        raise _refusal(path, f"lacks {', '.join(missing)}")
+        raise refusal(path, f"lacks {', '.join(missing)}")
     unknown = sorted(set(arrays) - set(PARAM_NAMES) - {METADATA_KEY})
     if unknown:
-        raise _refusal(path, f"has unknown arrays {', '.join(unknown)}")
+        raise refusal(path, f"has unknown arrays {', '.join(unknown)}")
     for name in PARAM_NAMES:
         dtype = np.asarray(arrays[name]).dtype
         if dtype.kind != "f":
-            raise _refusal(path, f"has {name} of dtype {dtype}, not floating point")
+            raise refusal(path, f"has {name} of dtype {dtype}, not floating point")
     with np.errstate(over="ignore"):  # a float64 beyond float32's range becomes Inf: refused below
         params = {name: np.ascontiguousarray(arrays[name], np.float32) for name in PARAM_NAMES}
     hidden = params["b1"].size  # the hidden size every other shape must agree with
@@ -60,14 +61,16 @@ def _checked(
     }
     for name, shape in expected.items():
         if params[name].shape != shape:
-            raise _refusal(
+            raise refusal(
                 path,
                 f"has {name} of shape {params[name].shape}, expected {shape} "
                 f"(input {input_size}, hidden {hidden}, output {output_size})",
             )
+    if hidden == 0:  # the shapes agree, but every image would get the same probabilities
+        raise refusal(path, "has a hidden layer of size 0 (b1 is empty)")
     for name, array in params.items():
         if not np.isfinite(array).all():
-            raise _refusal(path, f"has NaN or Inf in {name} (as float32)")
+            raise refusal(path, f"has NaN or Inf in {name} (as float32)")
     return params
 
 
@@ -99,14 +102,14 @@ def _read_archive(path: str | os.PathLike) -> dict[str, np.ndarray]:
     try:
         archive = np.load(path, allow_pickle=False)
     except _UNREADABLE as error:
-        raise _refusal(path, "is not a NumPy .npz archive") from error
+        raise refusal(path, "is not a NumPy .npz archive") from error
     if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise _refusal(path, "is a single .npy array, not an .npz archive")
+        raise refusal(path, "is a single .npy array, not an .npz archive")
     with archive:
         try:
             return {name: archive[name] for name in archive.files}
         except _UNREADABLE as error:  # damaged data, or object arrays that would need pickle
-            raise _refusal(path, f"has an array that cannot be read safely ({error})") from error
+            raise refusal(path, f"has an array that cannot be read safely ({error})") from error
 
 
 def load_params(
@@ -124,9 +127,9 @@ def load_metadata(path: str | os.PathLike) -> dict[str, Any]:
     try:
         metadata = json.loads(str(arrays[METADATA_KEY]))
     except json.JSONDecodeError as error:
-        raise _refusal(path, f"has {METADATA_KEY} that is not JSON") from error
+        raise refusal(path, f"has {METADATA_KEY} that is not JSON") from error
     if not isinstance(metadata, dict):
-        raise _refusal(path, f"has {METADATA_KEY} that is not a JSON object")
+        raise refusal(path, f"has {METADATA_KEY} that is not a JSON object")
     return metadata
 
 

@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from fashionnet.errors import FashionnetError
 from fashionnet.layout import Layout
 from fashionnet.options import RunOptions, choices, cli_flag
-from fashionnet.paths import resolve_output
+from fashionnet.paths import resolve_output, writable_folder
 from fashionnet.settings import apply_environment_defaults
 from fashionnet.train import TrainConfig
 
@@ -102,7 +102,8 @@ def run(**values: Any) -> None:
 def start_pipeline(options: RunOptions, train: TrainConfig) -> dict[str, Any]:
     """Run the flow with the project folder's environment; returns the flow's summary."""
     project_dir = resolve_output(options.project_dir, Path.cwd(), option="--project-dir")
-    project_dir.mkdir(parents=True, exist_ok=True)  # Prefect makes its home in it at import
+    # Checked before Prefect is imported: it makes its home in the project folder at import.
+    writable_folder(project_dir, option="--project-dir")
     apply_environment_defaults(project_dir)
     from flows.pipeline import fashionnet_pipeline  # imports Prefect: only when running
 

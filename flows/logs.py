@@ -3,14 +3,15 @@ message, not a traceback."""
 
 import logging
 
-from fashionnet.errors import FashionnetError
+from fashionnet.errors import is_user_fixable
 
 
 class UserErrorFilter(logging.Filter):
-    """Drop the traceback of records about a FashionnetError; the message already says it all."""
+    """Drop the traceback of records about a user-fixable error (a FashionnetError, or a full
+    disk, a read-only mount...: `errors.MACHINE_ERRORS`); the message already says it all."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], FashionnetError):
+        if record.exc_info and is_user_fixable(record.exc_info[1]):
             record.exc_info = None
             record.exc_text = None
         return True

@@ -28,13 +28,14 @@ from prefect.utilities.annotations import unmapped
 
 from fashionnet import atomic, reports
 from fashionnet.dataset import SplitFile
+from fashionnet.errors import machine_errors_named
 from fashionnet.fashion_mnist import SPLITS
 from fashionnet.fetch import DownloadError, RawFiles, find_raw_files
 from fashionnet.keras_source import prepare_keras_splits
 from fashionnet.layout import Layout
 from fashionnet.model_source import Model, obtain_model
 from fashionnet.options import RunOptions, TaskRunner
-from fashionnet.paths import resolve_output
+from fashionnet.paths import resolve_output, writable_folder
 from fashionnet.predict import (
     CONCURRENT_CHUNKS,
     ChunkJob,
@@ -132,9 +133,10 @@ def write_reports(layout: Layout, report: RunReport) -> Path:
 
 @task(name="publish-reports", cache_policy=NO_CACHE)
 def publish_reports(layout: Layout, run_dir: Path, report: RunReport) -> None:
-    """Only a complete, successful run becomes `reports/latest` and enters the history."""
-    reports.publish_run(layout, run_dir, report)
+    """Only a complete, successful run becomes `reports/latest` and enters the history: the
+    UI's artifacts come first, so publishing is the last thing a run does that can fail."""
     publish_run_artifacts(report, run_dir)
+    reports.publish_run(layout, run_dir, report)
 
 
 def make_task_runner(task_runner: TaskRunner, dask_address: str | None):
@@ -186,13 +188,16 @@ def fashionnet_pipeline(
     """
     configure_run_logging()
     logger = get_run_logger()
-    layout = Layout(resolve_output(options.project_dir, Path.cwd(), option="project_dir"))
+    project_dir = resolve_output(options.project_dir, Path.cwd(), option="project_dir")
+    layout = Layout(writable_folder(project_dir, option="project_dir"))
     runner = make_task_runner(options.task_runner, options.dask_address)
     run_id = reports.new_run_id()
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     timer = StageTimer()
 
-    with run_lock(layout.lock_file, timeout=options.lock_timeout):
+    # A full disk, a read-only mount or a folder this user may not write ends the run as one
+    # line naming the path, wherever in the run it shows.
+    with machine_errors_named(layout.root), run_lock(layout.lock_file, options.lock_timeout):
         for folder in (layout.data_dir, layout.models_dir, layout.reports_dir):
             for stale in atomic.sweep_stale_temps(folder):
                 logger.info("removed %s, left by an interrupted run", stale)
@@ -230,7 +235,8 @@ def fashionnet_pipeline(
                 stage_seconds=timer.seconds,
             )
             run_dir = write_reports(layout, report)
-            publish_reports(layout, run_dir, report)
+            with reports.removed_unless_published(layout.latest_link, run_dir):
+                publish_reports(layout, run_dir, report)
 
     for row in report.overall.itertuples():
         logger.info(

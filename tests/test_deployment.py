@@ -311,7 +311,10 @@ def test_a_deployment_run_publishes_reports_history_and_artifacts(server, projec
     assert report["type"] == "markdown" and report["flow_run_id"] == flow_run_id
     assert str(project.runs_dir / run_id) in report["data"]
     assert "## Weakest test classes" in report["data"]
-    assert "![" not in report["data"], "no figure the UI cannot load"
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report["data"])
+    assert images and all(image.startswith("data:image/png;base64,") for image in images), (
+        "figures inline: the UI cannot load files from the run folder"
+    )
     progress = by_key[PROGRESS_KEY]
     assert progress["type"] == "progress" and progress["data"] == 100
     predict_run = server.get(f"/flow_runs/{progress['flow_run_id']}")  # the chunk subflow

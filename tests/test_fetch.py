@@ -14,6 +14,7 @@ from synthetic import write_synthetic_raw
 
 from fashionnet import fetch
 from fashionnet.errors import FashionnetError
+from fashionnet.fashion_mnist import SPLITS
 from fashionnet.fetch import find_raw_files, sha256_file
 
 IMAGES = "train-images-idx3-ubyte.gz"
@@ -321,6 +322,32 @@ def test_unverified_local_folder_is_used_with_a_warning(origin, cache, closed_po
     assert found.paths[IMAGES] == custom
     assert found.sha256[IMAGES] == hashlib.sha256(b"custom data").hexdigest()
     assert "without checking" in caplog.text
+
+
+@pytest.mark.parametrize("verify", [True, False])
+def test_swapped_local_files_are_named_for_what_they_are(origin, cache, closed_port_url, verify):
+    folder, catalog = origin
+    train, test = SPLITS["train"][0], SPLITS["test"][0]
+    swapped = {train: (folder / test).read_bytes(), test: (folder / train).read_bytes()}
+    for name, content in swapped.items():
+        (folder / name).write_bytes(content)
+    with pytest.raises(FashionnetError) as caught:
+        find(cache, catalog, [closed_port_url], local_dir=folder, verify=verify)
+    assert str(caught.value) == (
+        f"{folder / train} is the canonical {test}, not {train}; "
+        f"{folder / test} is the canonical {train}, not {test} "
+        "(by their published sha256): give each file its own name"
+    )
+
+
+def test_a_copy_of_another_canonical_file_is_named(origin, cache, closed_port_url):
+    folder, catalog = origin
+    train_labels, test_labels = SPLITS["train"][1], SPLITS["test"][1]
+    (folder / test_labels).write_bytes((folder / train_labels).read_bytes())
+    with pytest.raises(
+        FashionnetError, match=f"is the canonical {train_labels}, not {test_labels}"
+    ):
+        find(cache, catalog, [closed_port_url], local_dir=folder, verify=False)
 
 
 def test_local_subset_is_completed_from_cache_and_mirror(origin, mirrors, cache):

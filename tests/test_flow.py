@@ -13,8 +13,6 @@ from fashionnet.optimizers import OPTIMIZERS, Momentum
 from fashionnet.options import RunOptions
 from fashionnet.schema import HISTORY_COLUMNS
 
-pytestmark = pytest.mark.prefect
-
 
 @pytest.fixture(scope="module")
 def synthetic_raw(tmp_path_factory):

@@ -6,7 +6,7 @@ import logging
 import numpy as np
 import pytest
 
-from fashionnet import model_source
+from fashionnet import integrity, model_source
 from fashionnet.dataset import open_split
 from fashionnet.errors import FashionnetError
 from fashionnet.model_source import data_sources, obtain_model, trained_key
@@ -64,19 +64,69 @@ def test_another_recipe_or_other_data_is_another_model_key(splits):
     assert trained_key(TINY, {**data_sources(splits), "train-labels": "0" * 64}) != key
 
 
-@pytest.mark.parametrize("damage", ["weights.npz", "learning_curve.csv", "meta.json"])
-def test_a_damaged_stored_model_is_trained_again(splits, tmp_path, count_training, damage, caplog):
+def unlink(path):
+    path.unlink()
+
+
+def folder_instead(path):
+    path.unlink()
+    path.mkdir()
+
+
+MISMATCH = "is damaged (its sha256 does not match"
+DAMAGES = {
+    "weights.npz missing": ("weights.npz", unlink, "is missing; making it again"),
+    "learning_curve.csv missing": ("learning_curve.csv", unlink, "is missing; making it again"),
+    "meta.json not an object": ("meta.json", lambda path: path.write_text("[1, 2, 3]"), MISMATCH),
+    "weights.npz a folder": ("weights.npz", folder_instead, "is damaged (a folder"),
+    "a byte of learning_curve.csv changed": (
+        "learning_curve.csv",
+        lambda path: path.write_text(path.read_text().replace("1", "2", 1)),
+        MISMATCH,
+    ),
+}
+
+
+@pytest.mark.parametrize("name, damage, warning", DAMAGES.values(), ids=DAMAGES)
+def test_a_damaged_stored_model_is_named_and_trained_again(
+    splits, tmp_path, count_training, name, damage, warning, caplog
+):
     first = obtain_model("train", TINY, splits, tmp_path)
-    path = tmp_path / first.model_key / damage
-    if damage == "meta.json":
-        path.write_text("[1, 2, 3]")  # valid JSON, not an object
-    else:
-        path.unlink()
+    path = tmp_path / first.model_key / name
+    damage(path)
     with caplog.at_level(logging.WARNING, logger="fashionnet"):
         again = obtain_model("train", TINY, splits, tmp_path)
     assert count_training == [1, 1]
     assert again.model_id == first.model_id  # the same recipe on the same data
-    assert path.is_file() and (damage != "meta.json" or "ignoring stored model" in caplog.text)
+    assert f"{path} {warning}" in caplog.text
+    assert integrity.verified(path), "made again, with its checksum record"
+
+
+def test_a_stored_file_without_its_checksum_record_is_made_again(
+    splits, tmp_path, count_training, caplog
+):
+    first = obtain_model("train", TINY, splits, tmp_path)
+    weights = first.weights_path
+    integrity.record_of(weights).unlink()  # as an interruption between file and record leaves it
+    with caplog.at_level(logging.WARNING, logger="fashionnet"):
+        obtain_model("train", TINY, splits, tmp_path)
+    assert count_training == [1, 1]
+    assert f"{weights} has no checksum record" in caplog.text
+    assert integrity.verified(weights)
+    assert not list(weights.parent.glob("*.damaged-*")), "not damaged: replaced, not moved aside"
+
+
+def test_an_intact_model_that_todays_checks_refuse_is_trained_again(
+    splits, tmp_path, count_training, caplog
+):
+    first = obtain_model("train", TINY, splits, tmp_path)
+    empty_hidden = {"W1": np.zeros((784, 0)), "b1": np.zeros(0), "W2": np.zeros((0, 10))}
+    np.savez(first.weights_path, **empty_hidden, b2=np.zeros(10))
+    integrity.seal(first.weights_path)  # as if an older fashionnet had stored it
+    with caplog.at_level(logging.WARNING, logger="fashionnet"):
+        again = obtain_model("train", TINY, splits, tmp_path)
+    assert count_training == [1, 1] and again.model_id == first.model_id
+    assert "ignoring stored model" in caplog.text and "hidden layer of size 0" in caplog.text
 
 
 def test_random_is_the_untrained_book_initialisation(splits, tmp_path, count_training):

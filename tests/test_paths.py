@@ -1,9 +1,14 @@
-"""resolve_output: a relative output path stays inside its base; an absolute one is as given."""
+"""resolve_output: a relative output path stays inside its base; an absolute one is as given.
+writable_folder: the project folder can be written, or one line says why not."""
+
+import errno
+import os
 
 import pytest
 
-from fashionnet.errors import FashionnetError
-from fashionnet.paths import resolve_output
+from fashionnet import paths
+from fashionnet.errors import MACHINE_ERRORS, FashionnetError, machine_errors_named
+from fashionnet.paths import resolve_output, writable_folder
 
 
 @pytest.fixture
@@ -40,3 +45,69 @@ def test_a_symlink_leading_out_is_refused(base, tmp_path):
 def test_absolute_paths_are_the_users_explicit_choice(base, tmp_path):
     outside = tmp_path / "elsewhere" / ".." / "chosen"
     assert resolve_output(outside, base, option="project_dir") == tmp_path / "chosen"
+
+
+# --- writable_folder: the project folder is checked before a run starts ----------------------
+
+
+def test_a_missing_folder_is_made_and_no_probe_is_left(tmp_path):
+    folder = tmp_path / "a" / "project"
+    assert writable_folder(folder, option="--project-dir") == folder
+    assert folder.is_dir() and list(folder.iterdir()) == []
+
+
+def test_a_file_in_place_of_the_folder_is_one_line(tmp_path):
+    (tmp_path / "project").write_text("notes\n")
+    with pytest.raises(FashionnetError) as caught:
+        writable_folder(tmp_path / "project", option="--project-dir")
+    assert str(caught.value) == (
+        f"{tmp_path / 'project'}: a file, not a folder; "
+        "give --project-dir a folder, or move the file aside"
+    )
+    assert (tmp_path / "project").read_text() == "notes\n"
+
+
+def test_a_file_on_the_way_to_the_folder_is_one_line(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(FashionnetError) as caught:
+        writable_folder(tmp_path / "file" / "project", option="--project-dir")
+    assert str(caught.value).startswith(f"{tmp_path / 'file' / 'project'}: not a directory; ")
+
+
+@pytest.mark.parametrize(
+    ("code", "problem", "advice"),
+    [
+        (errno.EROFS, "read-only file system", "mount it read-write"),
+        (errno.EACCES, "permission denied", "give this user write access to it"),
+        (errno.ENOSPC, "no space left on device", "free some space on that disk"),
+    ],
+)
+def test_a_folder_that_cannot_be_written_is_named_with_what_to_do(
+    tmp_path, monkeypatch, code, problem, advice
+):
+    """Errors as the system gives them (real mounts and permissions: test_damage_bookkeeping)."""
+
+    def refused(path):  # as mkstemp fails: naming the temporary it tried
+        raise OSError(code, os.strerror(code), str(path.with_name(f".{path.name}.tmp-x1y2")))
+
+    monkeypatch.setattr(paths, "temp_path_for", refused)
+    with pytest.raises(FashionnetError) as caught:
+        writable_folder(tmp_path, option="--project-dir")
+    assert str(caught.value).startswith(f"{tmp_path}: {problem}; {advice}")
+
+
+# --- errors.machine_errors_named: the one line of the flow and the precheck -------------------
+
+
+def test_an_error_that_names_no_file_names_the_folder(tmp_path):
+    with pytest.raises(FashionnetError) as caught, machine_errors_named(tmp_path):
+        raise OSError(errno.ENOSPC, "Error writing bytes to file")  # as pyarrow raises it
+    assert (
+        str(caught.value) == f"{tmp_path}: no space left on device; {MACHINE_ERRORS[errno.ENOSPC]}"
+    )
+    assert isinstance(caught.value.__cause__, OSError), "the original stays for a debugger"
+
+
+def test_other_os_errors_stay_bugs_with_their_traceback(tmp_path):
+    with pytest.raises(FileNotFoundError), machine_errors_named(tmp_path):
+        (tmp_path / "made by fashionnet, so a bug if missing").read_text()

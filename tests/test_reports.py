@@ -2,6 +2,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from fashionnet import atomic, plots, reports
 from fashionnet.dataset import split_fingerprint
 from fashionnet.errors import FashionnetError
 from fashionnet.fashion_mnist import CLASS_NAMES, RAW_FILES, SPLITS
+from fashionnet.layout import Layout
 from fashionnet.metrics import overall_table
 from fashionnet.run_report import RunReport, package_versions, read_confusion, read_run_csv
 from fashionnet.schema import (
@@ -34,6 +36,13 @@ def confusions() -> dict[str, np.ndarray]:
         "train": rng.integers(0, 50, size=(10, 10)) + np.eye(10, dtype=np.int64) * 500,
         "test": rng.integers(0, 10, size=(10, 10)) + np.eye(10, dtype=np.int64) * 80,
     }
+
+
+def append(history: Path, run_id: str, finished_at: str, overall, fingerprints=FINGERPRINTS):
+    """Add one run's rows to `history`, as publishing does (without a `latest` to swap)."""
+    rows = reports.history_rows(run_id, finished_at, overall, fingerprints)
+    with reports.history_appended(history, rows):
+        pass
 
 
 def write(runs_dir: Path, run_id: str, confusions, **report_fields) -> Path:
@@ -73,6 +82,7 @@ def test_write_run_files_and_exact_schemas(tmp_path, confusions):
         "overall.csv",
         "per_class.csv",
         "per_class_accuracy.png",
+        "report.html",
         "report.md",
     ]
     overall = pd.read_csv(run_dir / "overall.csv")
@@ -236,8 +246,8 @@ def test_publish_latest_points_at_run_and_swaps(tmp_path, confusions):
 def test_append_history_writes_header_once_and_a_row_per_split(tmp_path, confusions):
     history = tmp_path / "reports" / "history.csv"
     overall = overall_table(confusions, "m1")
-    reports.append_history(history, "r1", "2026-11-28T01:02:03Z", overall, FINGERPRINTS)
-    reports.append_history(history, "r2", "2026-11-28T02:00:00Z", overall, FINGERPRINTS)
+    append(history, "r1", "2026-11-28T01:02:03Z", overall)
+    append(history, "r2", "2026-11-28T02:00:00Z", overall)
     lines = history.read_text().splitlines()
     assert lines[0] == ",".join(HISTORY_COLUMNS)
     assert sum(line.startswith("finished_at") for line in lines) == 1
@@ -257,7 +267,7 @@ def test_history_of_an_earlier_release_is_read_and_appended_under_the_current_he
     old_row = "2026-11-01T03:00:00+00:00,r0,test,10000,0.904500,5eed,0123456789abcdef\n"
     history.write_text("finished_at,run_id,split,samples,accuracy,model_id,data_sha256\n" + old_row)
     assert reports.read_history(history)["data_fingerprint"].tolist() == ["0123456789abcdef"]
-    reports.append_history(history, "r1", "t", overall_table(confusions, "m"), FINGERPRINTS)
+    append(history, "r1", "t", overall_table(confusions, "m"))
     lines = history.read_text().splitlines(keepends=True)
     assert lines[0] == ",".join(HISTORY_COLUMNS) + "\n" and lines[1] == old_row
     assert reports.read_history(history)["run_id"].tolist() == ["r0", "r1", "r1"]
@@ -278,14 +288,6 @@ def test_split_fingerprint_combines_both_files_of_the_split():
     assert split_fingerprint(dict(reversed(SOURCES["train"].items()))) == train
 
 
-def test_append_history_refuses_a_foreign_file(tmp_path, confusions):
-    history = tmp_path / "history.csv"
-    history.write_text("a,b\n1,2\n")
-    with pytest.raises(FashionnetError, match="history.csv"):
-        reports.append_history(history, "r1", "t", overall_table(confusions, "m"), FINGERPRINTS)
-    assert history.read_text() == "a,b\n1,2\n"
-
-
 def test_read_history_before_first_run_is_empty_with_columns(tmp_path):
     table = reports.read_history(tmp_path / "history.csv")
     assert table.empty and list(table.columns) == HISTORY_COLUMNS
@@ -294,8 +296,145 @@ def test_read_history_before_first_run_is_empty_with_columns(tmp_path):
 def test_read_history_keeps_digit_only_ids_as_text(tmp_path, confusions):
     history = tmp_path / "history.csv"
     overall = overall_table(confusions, "0123")
-    reports.append_history(history, "r1", "t", overall, FINGERPRINTS)
+    append(history, "r1", "t", overall)
     assert reports.read_history(history)["model_id"].tolist() == ["0123", "0123"]
+
+
+GOOD_ROW = "2026-11-01T03:00:00+00:00,r0,test,10000,0.904500,5eed,0123456789abcdef\n"
+HEADER = ",".join(HISTORY_COLUMNS) + "\n"
+DAMAGED_HISTORIES = {
+    "binary garbage": (bytes(range(255, -1, -1)) * 4, "its header is not UTF-8 text"),
+    "another header": (b"a,b\n1,2\n", "its header 'a,b' is not 'finished_at,run_id,"),
+    "a row with too many fields": (
+        (HEADER + GOOD_ROW + "x,r1,test,1,0.5,m,f,extra,extra\n").encode(),
+        "line 3: 9 fields, expected 7",
+    ),
+    "a row whose accuracy is not a number": (
+        (HEADER + GOOD_ROW.replace("0.904500", "high")).encode(),
+        "line 2: accuracy 'high' is not a number",
+    ),
+    "a row that is not UTF-8": ((HEADER + GOOD_ROW).encode() + b"\xff\xfe\n", "line 3: not UTF-8"),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGED_HISTORIES, ids=list(DAMAGED_HISTORIES))
+def test_a_damaged_history_is_moved_aside_and_a_new_one_started(
+    tmp_path, confusions, caplog, damage
+):
+    history = tmp_path / "history.csv"
+    content, problem = DAMAGED_HISTORIES[damage]
+    history.write_bytes(content)
+    append(history, "r1", "t", overall_table(confusions, "m"))
+    [aside] = tmp_path.glob("history.csv.damaged-*")
+    assert aside.read_bytes() == content, "the damaged file is kept as it was"
+    assert reports.read_history(history)["run_id"].tolist() == ["r1", "r1"]
+    assert history.read_text().startswith(HEADER)
+    [warning] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warning.startswith(f"{history} cannot be read ({problem}")
+    assert warning.endswith(f"moved it to {aside} and started a new one with this run's rows")
+
+
+def test_a_folder_in_place_of_the_history_is_moved_aside(tmp_path, confusions):
+    history = tmp_path / "history.csv"
+    (history / "inside").mkdir(parents=True)
+    append(history, "r1", "t", overall_table(confusions, "m"))
+    [aside] = tmp_path.glob("history.csv.damaged-*")
+    assert (aside / "inside").is_dir() and history.is_file()
+
+
+def test_read_history_file_reads_the_good_rows_and_names_the_bad_lines(tmp_path):
+    history = tmp_path / "history.csv"
+    bad_rows = "only,three,fields\n" * 7
+    history.write_text(HEADER + GOOD_ROW + bad_rows + "\n" + GOOD_ROW.replace("r0", "r9"))
+    read = reports.read_history_file(history)
+    assert read.table["run_id"].tolist() == ["r0", "r9"]
+    assert read.table["samples"].tolist() == [10000, 10000]
+    assert read.row_lines == [GOOD_ROW, GOOD_ROW.replace("r0", "r9")]
+    assert sorted(read.bad_lines) == list(range(3, 10)), "line numbers as an editor shows them"
+    assert read.damage == (
+        "; ".join(f"line {n}: 3 fields, expected 7" for n in range(3, 8)) + "; and 2 more bad lines"
+    )
+
+
+def test_a_sound_history_has_no_damage_even_with_windows_line_ends(tmp_path, confusions):
+    history = tmp_path / "history.csv"
+    history.write_bytes((HEADER + GOOD_ROW).replace("\n", "\r\n").encode())
+    assert reports.read_history_file(history).damage is None
+    append(history, "r1", "t", overall_table(confusions, "m"))
+    assert history.read_text().splitlines(keepends=True)[:2] == [HEADER, GOOD_ROW]
+    assert not list(tmp_path.glob("*.damaged-*"))
+
+
+def publish_setup(tmp_path: Path, confusions) -> tuple[Layout, Path, Path, RunReport]:
+    """A project whose `latest` is run r1 and whose history has its rows; run r2 written."""
+    layout = Layout(tmp_path)
+    first = write(layout.runs_dir, "r1", confusions)
+    reports.publish_run(layout, first, RunReport.read(first))
+    second = write(layout.runs_dir, "r2", confusions)
+    return layout, first, second, RunReport.read(second)
+
+
+def test_publish_run_swaps_latest_before_the_history_takes_the_new_rows(
+    tmp_path, confusions, monkeypatch
+):
+    layout, first, second, report = publish_setup(tmp_path, confusions)
+    history_before = layout.history_csv.read_bytes()
+    seen = []
+    real_swap = atomic.replace_symlink
+
+    def swap(link, target):
+        seen.append(layout.history_csv.read_bytes())
+        real_swap(link, target)
+
+    monkeypatch.setattr(atomic, "replace_symlink", swap)
+    reports.publish_run(layout, second, report)
+    assert seen == [history_before], "the history had no new rows before latest moved"
+    assert layout.latest_link.resolve() == second
+    assert reports.read_history(layout.history_csv)["run_id"].tolist() == ["r1"] * 2 + ["r2"] * 2
+
+
+def test_a_failed_swap_changes_neither_latest_nor_the_history(tmp_path, confusions, monkeypatch):
+    layout, first, second, report = publish_setup(tmp_path, confusions)
+    history_before = layout.history_csv.read_bytes()
+    listing_before = sorted(  # everything but the new run folder r2
+        p.name for p in layout.reports_dir.rglob("*") if second not in (p, *p.parents)
+    )
+
+    def full_disk(link, target):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(atomic, "replace_symlink", full_disk)
+    with pytest.raises(OSError), reports.removed_unless_published(layout.latest_link, second):
+        reports.publish_run(layout, second, report)
+    assert layout.latest_link.resolve() == first
+    assert layout.history_csv.read_bytes() == history_before
+    assert sorted(p.name for p in layout.reports_dir.rglob("*")) == listing_before, (
+        "no run folder r2, no staged history"
+    )
+
+
+def test_a_published_run_folder_is_never_removed(tmp_path, confusions):
+    layout, first, second, report = publish_setup(tmp_path, confusions)
+    with pytest.raises(RuntimeError), reports.removed_unless_published(layout.latest_link, second):
+        reports.publish_run(layout, second, report)
+        raise RuntimeError("after publishing")
+    assert second.is_dir() and layout.latest_link.resolve() == second
+
+
+@pytest.mark.parametrize("kind", ["folder", "file"])
+def test_a_latest_that_is_not_a_link_is_moved_aside(tmp_path, confusions, caplog, kind):
+    runs, latest = tmp_path / "runs", tmp_path / "latest"
+    run_dir = write(runs, "r1", confusions)
+    if kind == "folder":
+        shutil.copytree(run_dir, latest)
+    else:
+        latest.write_text("notes\n")
+    reports.publish_latest(latest, run_dir)
+    [aside] = tmp_path.glob("latest.damaged-*")
+    assert aside.is_dir() if kind == "folder" else aside.read_text() == "notes\n"
+    assert latest.is_symlink() and latest.resolve() == run_dir
+    [warning] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warning == f"{latest} is a {kind}, not a link to a run; moved it to {aside}"
 
 
 def test_package_versions_names_every_package():

@@ -3,6 +3,7 @@ import io
 import pytest
 from report_fixtures import make_report, make_run
 from rich.console import Console
+from test_reports import GOOD_ROW, HEADER, append
 
 from fashionnet import reports
 from fashionnet.errors import FashionnetError
@@ -73,8 +74,8 @@ def test_render_runs_lists_each_run_with_accuracy_per_split(tmp_path):
     overall = make_report().overall
     history = tmp_path / "history.csv"
     digests = {"train": "0" * 16, "test": "1" * 16}
-    reports.append_history(history, "run-a", "2026-11-28T01:00:00+00:00", overall, digests)
-    reports.append_history(history, "run-b", "2026-11-28T02:00:00+00:00", overall.iloc[:1], digests)
+    append(history, "run-a", "2026-11-28T01:00:00+00:00", overall, digests)
+    append(history, "run-b", "2026-11-28T02:00:00+00:00", overall.iloc[:1], digests)
     console = recording_console()
     render_runs(history, console)
     text = console.export_text()
@@ -92,3 +93,27 @@ def test_render_runs_before_any_run(tmp_path):
     console = recording_console()
     render_runs(tmp_path / "history.csv", console)
     assert "No runs yet" in console.export_text()
+
+
+def test_render_runs_shows_the_rows_it_can_read_and_names_the_lines_it_skipped(tmp_path):
+    history = tmp_path / "history.csv"
+    markup = GOOD_ROW.replace("T03:", "T04:").replace("r0", "[/bold]")  # text, not markup
+    history.write_text(HEADER + GOOD_ROW + "x,r1,test,1,0.5,m,f,extra\n" + markup)
+    console = recording_console()
+    render_runs(history, console)
+    table = console.export_text()
+    text = " ".join(table.split())  # the note may wrap
+    assert row_cells(table, "2026-11-01T03:00:00+00:00")[1] == "r0"
+    assert row_cells(table, "2026-11-01T04:00:00+00:00")[1] == "[/bold]"
+    assert f"Skipped what cannot be read in {history} (line 3: 8 fields, expected 7)" in text
+    assert "the next `fashionnet run` moves the file aside and starts a new one" in text
+
+
+def test_render_runs_of_a_file_that_is_not_a_history_says_so_in_one_note(tmp_path):
+    history = tmp_path / "history.csv"
+    history.write_bytes(b"\x89PNG\r\n\x1a\n[/]")
+    console = recording_console()
+    render_runs(history, console)
+    text = " ".join(console.export_text().split())
+    assert text.startswith(f"Skipped what cannot be read in {history} (its header is not UTF-8")
+    assert "No runs yet" not in text and "Runs" not in text

@@ -247,7 +247,6 @@ def real_split(raw_dir, split: str) -> tuple[np.ndarray, np.ndarray]:
     return images.reshape(-1, NUM_PIXELS).astype(np.float32) / 255, labels
 
 
-@pytest.mark.realdata
 def test_default_config_reaches_090_on_real_fashion_mnist(real_raw_dir):
     x_test, t_test = real_split(real_raw_dir, "test")
     result = train(DEFAULT_CONFIG, *real_split(real_raw_dir, "train"), x_test, t_test)

@@ -157,6 +157,14 @@ def test_hidden_sizes_that_disagree(tmp_path, params):
     assert "hidden 30" in refused(path)
 
 
+def test_hidden_layer_of_size_zero(tmp_path):
+    path = tmp_path / "weights.npz"
+    np.savez(path, W1=np.zeros((784, 0)), b1=np.zeros(0), W2=np.zeros((0, 10)), b2=np.ones(10))
+    assert "has a hidden layer of size 0 (b1 is empty)" in refused(path)
+    with pytest.raises(FashionnetError, match="hidden layer of size 0"):
+        save_params(tmp_path / "saved.npz", TwoLayerNet(784, 0, 10).params)
+
+
 def test_integer_dtype(tmp_path, params):
     arrays = good_arrays(params)
     arrays["b2"] = np.zeros(10, np.int64)
