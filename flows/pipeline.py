@@ -1,15 +1,9 @@
 """The fashionnet pipeline: fetch -> prepare -> obtain the model -> predict in chunks -> report.
 
 Each task calls one stage of the `fashionnet` library; every stage skips work whose output is
-already up to date, so a rerun only does what changed.
-
-Run it:
-    make run                      # defaults, on Prefect's ephemeral local server
-    fashionnet run --help         # every option
-    FASHIONNET_RAW_DIR=/path/to/fashion-mnist fashionnet run --epochs 5
-
-Outputs: data/parquet/, data/predictions/, models/, reports/runs/<run id>/,
-reports/latest (the last successful run) and reports/history.csv.
+already up to date, so a rerun only does what changed. Run it with `make run` (`fashionnet run
+--help` lists the options). Outputs: data/parquet/, data/predictions/, models/,
+reports/runs/<run id>/, reports/latest (the last successful run), reports/history.csv.
 """
 
 import contextlib

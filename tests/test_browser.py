@@ -11,8 +11,9 @@ Without a Chromium (FASHIONNET_CHROMIUM, or one on PATH) the tests skip, saying 
 
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -26,10 +27,9 @@ from test_deployment import PREFECT, free_port, spawn, stop, wait_for
 from fashionnet import reports
 from fashionnet.layout import Layout
 from fashionnet.report_html import write_report_html
-from fashionnet.run_report import RunReport
 from fashionnet.schema import HISTORY_COLUMNS, csv_text
 from fashionnet.trend import write_trend
-from flows.artifacts import REPORT_KEY, SUMMARY_FIGURES, publish_run_artifacts
+from flows.artifacts import REPORT_KEY, SUMMARY_FIGURES
 
 pytestmark = pytest.mark.browser
 
@@ -45,6 +45,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 WIDTHS = {"phone": 390, "desktop": 1280}
+TESTS = Path(__file__).resolve().parent
 LOCAL_SCHEMES = ("file", "data")
 
 
@@ -146,30 +147,47 @@ def prefect_ui(tmp_path) -> Iterator[str]:
         stop(process)
 
 
-def publish_artifacts(api_url: str, report: RunReport, run_dir: Path) -> None:
-    """`publish_run_artifacts` in a flow run on the server at `api_url`, as the pipeline does,
-    from a thread of its own: in this one Playwright runs an event loop, which would make
-    Prefect's calls return coroutines."""
-    from prefect import flow
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+# `publish_run_artifacts` in a flow run, as the pipeline calls it, for `make_report()` and the
+# run folder given as argument.
+PUBLISH = """
+import sys
+from pathlib import Path
 
-    @flow
-    def publish() -> None:
-        publish_run_artifacts(report, run_dir)
+from prefect import flow
+from report_fixtures import make_report
 
-    def run_on_the_server() -> None:
-        with temporary_settings({PREFECT_API_URL: api_url}):
-            publish()
+from flows.artifacts import publish_run_artifacts
 
-    with ThreadPoolExecutor(max_workers=1) as thread:
-        thread.submit(run_on_the_server).result()
+
+@flow
+def publish(run_dir: Path) -> None:
+    publish_run_artifacts(make_report(), run_dir)
+
+
+publish(Path(sys.argv[1]))
+"""
+
+
+def publish_artifacts(api_url: str, run_dir: Path) -> None:
+    """The artifacts of `make_report()` on the server at `api_url`, from a process of its own:
+    in this one, Prefect's log and event workers would stay bound to that server after it
+    stops, and the session's Prefect harness would wait for them for ever."""
+    env = {**os.environ, "PREFECT_API_URL": api_url, "PYTHONPATH": str(TESTS)}
+    done = subprocess.run(
+        [sys.executable, "-c", PUBLISH, str(run_dir)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
 
 
 @pytest.mark.server
 def test_the_ui_shows_the_summarys_figures(browser, prefect_ui, tmp_path):
     report = make_report()
     run_dir = reports.write_run(tmp_path / "runs", report)
-    publish_artifacts(f"{prefect_ui}/api", report, run_dir)
+    publish_artifacts(f"{prefect_ui}/api", run_dir)
     query = {"artifacts": {"key": {"any_": [REPORT_KEY]}}}
     [artifact] = requests.post(f"{prefect_ui}/api/artifacts/filter", json=query, timeout=10).json()
     captions = [report.figures[name] for name in SUMMARY_FIGURES]
