@@ -15,8 +15,7 @@ import numpy as np
 
 from fashionnet import atomic
 from fashionnet.html_page import figure, link, page, paragraph, png_data_uri, section, table
-from fashionnet.metrics import weakest_classes
-from fashionnet.report_markdown import images, overall_rows, per_class_rows
+from fashionnet.report_markdown import overall_rows, per_class_rows, source_rows, weakest_rows
 from fashionnet.run_report import EVALUATION_SPLIT, RunReport
 
 REPORT_HTML_NAME = "report.html"
@@ -31,15 +30,10 @@ def model_paragraph(report: RunReport) -> str:
 def weakest_html(confusion: np.ndarray | None) -> str:
     if confusion is None:
         return ""
-    items = []
-    for weak in weakest_classes(confusion):
-        mistaken = (
-            f"most often taken for {weak.confused_with} ({images(weak.confused_count)})"
-            if weak.confused_with
-            else "never mistaken for another class"
-        )
-        right = f": {weak.accuracy:.2%} right; {mistaken}."
-        items.append(f"<li><strong>{escape(weak.class_name)}</strong>{escape(right)}</li>")
+    items = [
+        f"<li><strong>{escape(name)}</strong>: {escape(said)}</li>"
+        for name, said in weakest_rows(confusion)
+    ]
     return section("Weakest test classes", "<ol>" + "".join(items) + "</ol>")
 
 
@@ -58,17 +52,11 @@ def model_html(manifest: Mapping[str, Any]) -> str:
 
 
 def data_html(manifest: Mapping[str, Any], splits: Sequence[str]) -> str:
-    """The source checksums of each split, in the report's split order."""
-    data = manifest.get("data", {})
-    sources_by_split = data.get("sources", {})
-    if not sources_by_split:
+    checksums = source_rows(manifest, splits)
+    if not checksums:
         return ""
+    data = manifest["data"]
     parts = [paragraph(f"From {data['origin']}.")] if "origin" in data else []
-    checksums = [
-        (split, *source)
-        for split in splits
-        for source in sorted(sources_by_split.get(split, {}).items())
-    ]
     return section("Data", *parts, table(("split", "file", "sha256"), checksums))
 
 

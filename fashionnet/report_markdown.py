@@ -50,17 +50,25 @@ def headline_section(report: RunReport) -> str:
     return "\n\n".join([markdown_table(*overall_rows(report.overall)), model_line(report)])
 
 
-def weakest_section(confusion: np.ndarray | None) -> str:
-    if confusion is None:
-        return ""
-    lines = ["## Weakest test classes", ""]
-    for rank, weak in enumerate(weakest_classes(confusion), 1):
-        confusion = (
+def weakest_rows(confusion: np.ndarray) -> list[tuple[str, str]]:
+    """The weakest classes as text: (class name, what to say of it), weakest first."""
+    rows = []
+    for weak in weakest_classes(confusion):
+        mistaken = (
             f"most often taken for {weak.confused_with} ({images(weak.confused_count)})"
             if weak.confused_with
             else "never mistaken for another class"
         )
-        lines.append(f"{rank}. **{weak.class_name}**: {weak.accuracy:.2%} right; {confusion}.")
+        rows.append((weak.class_name, f"{weak.accuracy:.2%} right; {mistaken}."))
+    return rows
+
+
+def weakest_section(confusion: np.ndarray | None) -> str:
+    if confusion is None:
+        return ""
+    lines = ["## Weakest test classes", ""]
+    for rank, (name, said) in enumerate(weakest_rows(confusion), 1):
+        lines.append(f"{rank}. **{name}**: {said}")
     return "\n".join(lines)
 
 
@@ -104,17 +112,21 @@ def model_section(manifest: Mapping[str, Any]) -> str:
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
-def data_section(manifest: Mapping[str, Any], splits: Sequence[str]) -> str:
-    """The source checksums of each split, in the report's split order."""
-    data = manifest.get("data", {})
-    sources_by_split = data.get("sources", {})
-    if not sources_by_split:
-        return ""
-    rows = [
-        (split, f"`{name}`", f"`{sha256}`")
+def source_rows(manifest: Mapping[str, Any], splits: Sequence[str]) -> list[tuple[str, str, str]]:
+    """The source checksums of each split, in the report's split order: (split, file, sha256)."""
+    sources_by_split = manifest.get("data", {}).get("sources", {})
+    return [
+        (split, name, sha256)
         for split in splits
         for name, sha256 in sorted(sources_by_split.get(split, {}).items())
     ]
+
+
+def data_section(manifest: Mapping[str, Any], splits: Sequence[str]) -> str:
+    rows = [(split, f"`{name}`", f"`{sha}`") for split, name, sha in source_rows(manifest, splits)]
+    if not rows:
+        return ""
+    data = manifest["data"]
     origin = f"From {data['origin']}.\n\n" if "origin" in data else ""
     return "## Data\n\n" + origin + markdown_table(("split", "file", "sha256"), rows)
 
