@@ -8,7 +8,7 @@ ARGS ?=
 # `fashionnet run` and the tests apply it themselves; long-running commands run through this.
 WITH_SETTINGS := $(BIN)/python -m fashionnet.settings
 
-.PHONY: help setup run test test-fast lint format bench clean
+.PHONY: help setup run test test-fast lint format bench tune clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -40,14 +40,20 @@ format: setup  ## apply ruff fixes and formatting
 
 # This machine's environment pins OpenBLAS to older kernels (OPENBLAS_CORETYPE, OPENBLAS_L2_SIZE)
 # for old builds' sake; the benchmark alone lets a current NumPy choose its own, as a user's would.
-bench: setup  ## compare with Keras and the pandas baseline on the real data (~10 min): benchmarks/results.md
+bench: setup  ## seeds, peers, load, 10x data, Dask, predict floor on the real data (~15 min): benchmarks/results.md (ARGS="--quick" or "--only dask,predict")
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BIN)/python -m benchmarks.bench $(ARGS)
+
+tune: setup  ## search the training recipe on the validation split (~15 min, resumable): benchmarks/tuning.md
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BIN)/python -m benchmarks.tune $(ARGS)
 
 clean:  ## remove generated data, models, reports and caches (keeps .venv)
 	rm -rf data/raw data/parquet data/predictions data/.run.lock models reports/runs reports/latest reports/history.csv reports/history.png reports/index.html reports/*.damaged-* .prefect .cache
 
 # Scheduled runs (prefect.yaml): a Prefect server on this machine, then either `deploy` + `worker`
 # or `serve`. Each talks to the server at SERVER_URL, whatever PREFECT_API_URL says elsewhere.
+# The long-running ones (server, worker, serve) are one command each, which bash and
+# fashionnet.settings both exec: make's own child is the Prefect process, so Ctrl-C reaches it and
+# a SIGTERM sent to make is passed on to it by make (see docs/OPERATIONS.md).
 PREFECT_PORT ?= 4200
 SERVER_URL := http://127.0.0.1:$(PREFECT_PORT)
 # The work_pool name in prefect.yaml.
@@ -63,14 +69,12 @@ server: setup  ## start a Prefect server and its UI on 127.0.0.1 (PREFECT_PORT, 
 	@echo "Then, in other terminals: make deploy, make worker (or make serve). Stop: Ctrl-C."
 	$(WITH_SETTINGS) $(BIN)/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT)
 
-deploy: setup  ## create the work pool if missing and deploy prefect.yaml (daily at 03:00 UTC)
+deploy: setup  ## deploy prefect.yaml (daily at 03:00 UTC), keeping pauses; alerts: FASHIONNET_ALERT_WEBHOOK=<url>
 	@$(require_server)
-	@$(WITH_SETTINGS) $(BIN)/prefect work-pool inspect $(WORK_POOL) >/dev/null 2>&1 \
-		|| $(WITH_SETTINGS) $(BIN)/prefect work-pool create $(WORK_POOL) --type process
-	$(WITH_SETTINGS) $(BIN)/prefect --no-prompt deploy --all --prefect-file prefect.yaml
+	$(BIN)/python -m flows.deploy
 	@echo "Deployed: $(SERVER_URL)/deployments. Runs need a worker: make worker."
 	@echo "Run it now: PREFECT_API_URL=$(SERVER_URL)/api $(BIN)/prefect deployment run fashionnet/daily --watch"
-	@echo "Stop the schedule: pause it on the deployment's page in the UI."
+	@echo "Pause the schedule: on the deployment's page in the UI, or prefect deployment schedule pause (docs/OPERATIONS.md)."
 
 worker: setup  ## start a worker that runs the deployment's flow runs (uses FASHIONNET_RAW_DIR)
 	@$(require_server)
@@ -79,5 +83,5 @@ worker: setup  ## start a worker that runs the deployment's flow runs (uses FASH
 
 serve: setup  ## deploy and run prefect.yaml's schedule from this one process, without a worker
 	@$(require_server)
-	@echo "Serving fashionnet/daily-served; its runs: $(SERVER_URL)/runs   Stop: Ctrl-C (pauses its schedule)."
+	@echo "Serving fashionnet/daily-served (fashionnet/daily's schedule is paused meanwhile); its runs: $(SERVER_URL)/runs   Stop: Ctrl-C."
 	$(WITH_SETTINGS) $(BIN)/python -m flows.serve

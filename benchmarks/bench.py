@@ -1,18 +1,35 @@
-"""`make bench`: fashionnet against Keras and a pandas baseline, on the real Fashion-MNIST.
+"""`make bench`: fashionnet against its peers, on the real Fashion-MNIST, in one run.
 
-    python -m benchmarks.bench [--raw-dir DIR]
+    python -m benchmarks.bench [--raw-dir DIR] [--quick] [--only SECTION[,SECTION]]
 
-Times the library stages, training (3 seeds) against the TensorFlow tutorial's `fit`,
-prediction against Keras `model.predict` on the same weights, and the check of the derived
-files against their sha256 records; probes peak memory at 1x and 10x the data; times a warm
-`fashionnet run`; checks that the Dask runner writes the same reports. The stages are the
-library's own, called as the flow calls them (benchmarks/library_run.py). Every ratio compares
-figures taken in this one run on this one machine. Writes benchmarks/results.csv and
-benchmarks/results.md, prints the tables, and exits 1 when a target is missed. Generated data
-stays under benchmarks/work/ (git-ignored).
+Sections, in order (each stands alone, so `--only` can rerun it):
+
+- seeds: the default recipe trained with 5 seeds; validation and test accuracy of each model.
+- peers: the same recipe in Keras and in scikit-learn's MLPClassifier, and the TensorFlow
+  tutorial's model, on the same arrays.
+- contention: fashionnet and Keras training quiet, then beside a busy loop on every core;
+  fashionnet as `train()` runs (half the cores' BLAS threads) and with a thread per core.
+- scale: a whole library run on the real data and on ten times its training images
+  (benchmarks/scale.py), each in a fresh process: peak memory, time per epoch.
+- augment: the default recipe with and without `augment="shift"` (when training offers it).
+- dask: the predict stage of the tenfold data on a local Dask cluster of 2 worker processes,
+  against the same stage on threads.
+- predict: the predict stage against its floor (decoding the pixels plus the bare matrix
+  products), against Keras on the same weights and against the pandas baseline.
+- run: the stages one by one, and a warm `fashionnet run` split into library and Prefect.
+
+The stages are the library's own, called as the flow calls them (benchmarks/library_run.py).
+Every ratio compares figures taken in this one run on this one machine. A full run writes
+benchmarks/results.csv and results.md and the README's performance table, prints the tables,
+and exits 1 when a target is missed;
+`--quick` (a slice of the rows, one epoch, one seed) and `--only` write
+benchmarks/work/partial.csv and partial.md instead, so results.md always comes from one whole
+run. Generated data stays under benchmarks/work/ (git-ignored).
 """
 
 import argparse
+import contextlib
+import json
 import logging
 import os
 import platform
@@ -20,28 +37,40 @@ import shutil
 import statistics
 import subprocess
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
+import pandas as pd
 
-from benchmarks import PROJECT_DIR, WORK, blas, keras_reference, library_run, pandas_baseline
+import benchmarks.environment  # noqa: F401  (first: the benchmark's environment)
+from benchmarks import PROJECT_DIR, WORK, keras_reference, library_run, pandas_baseline, scale
+from benchmarks.contention import busy_cores
+from benchmarks.data import Fit, Splits, accuracy, load_splits
 from benchmarks.library_run import CONFIG, RUN
 from benchmarks.measure import Figures, median_time, timed
-from benchmarks.probe import run_probe
-from benchmarks.report import RESULTS_CSV, RESULTS_MD, missed_targets, results_markdown
-from fashionnet import atomic, idx, integrity
+from benchmarks.report import (
+    RESULTS_CSV,
+    RESULTS_MD,
+    missed_targets,
+    results_markdown,
+    update_readme,
+)
+from benchmarks.sklearn_reference import mlp_fit
+from fashionnet import atomic, integrity, threads
 from fashionnet.dataset import SplitFile, read_split
-from fashionnet.fashion_mnist import NUM_CLASSES, NUM_PIXELS, SPLITS
-from fashionnet.fetch import RawFiles
+from fashionnet.fashion_mnist import NUM_CLASSES, NUM_PIXELS
 from fashionnet.layout import Layout
-from fashionnet.metrics import confusion_matrix
-from fashionnet.model_source import Model, data_sources, obtain_model, store_trained
+from fashionnet.metrics import Tally, confusion_matrix
+from fashionnet.model_source import Model, obtain_model
 from fashionnet.model_store import CURVE_NAME, META_NAME, WEIGHTS_NAME
 from fashionnet.options import cli_args
-from fashionnet.predict import read_predictions
-from fashionnet.prepare import prepare_arrays
+from fashionnet.predict import predict_chunk_file, predict_splits, read_predictions
 from fashionnet.settings import raw_dir_from_environment
-from fashionnet.train import train
+from fashionnet.train import TrainConfig, train
 from fashionnet.weights import load_params
 
 log = logging.getLogger("benchmarks")
@@ -49,11 +78,263 @@ log = logging.getLogger("benchmarks")
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_RAW_DIR = REPO.parent / "shared" / "fashion-mnist"
 FASHIONNET = Path(sys.executable).parent / "fashionnet"
+PARTIAL_CSV, PARTIAL_MD = WORK / "partial.csv", WORK / "partial.md"
 
-SEEDS = (0, 1, 2)
-TILES = 10  # the large-data memory probe repeats the real data this many times
+SEEDS = (0, 1, 2, 3, 4)
+SCALE = 10  # the large data set has this many times the training images
+SCALE_EPOCHS = 2
 REPEATS = 5  # runs of each short measurement; the median is reported
 KERAS_BATCH = 10_000
+QUICK_ROWS = 5_000  # --quick: training rows (and validation, test rows) of each training
+QUICK_SCALE_ROWS = 2_000
+MB = 1024 * 1024  # --quick: real training images the scaled data set starts from
+
+
+@dataclass
+class Bench:
+    """What the sections share: where the data is, how big a run this is, what it measured."""
+
+    figures: Figures
+    raw_dir: Path
+    quick: bool
+    layout: Layout = Layout(PROJECT_DIR)
+
+    @cached_property
+    def prepared(self) -> dict[str, SplitFile]:
+        return library_run.prepare(library_run.fetch(self.layout, self.raw_dir), self.layout)
+
+    @cached_property
+    def splits(self) -> Splits:
+        splits = load_splits(self.prepared)
+        return splits.head(QUICK_ROWS) if self.quick else splits
+
+    @property
+    def config(self) -> TrainConfig:
+        """The default recipe; one epoch in quick mode."""
+        return CONFIG.replace(epochs=1) if self.quick else CONFIG
+
+    @property
+    def repeats(self) -> int:
+        return 1 if self.quick else REPEATS
+
+    def scaled_validation_size(self, copies: int) -> int:
+        """The validation_size option of a data set with `copies` times the training images:
+        `copies` times the usual one, so that the training and the validation splits both grow
+        by that factor (quick mode: a fifth of its few rows)."""
+        usual = QUICK_SCALE_ROWS // 5 if self.quick else RUN.validation_size
+        return usual * copies
+
+    @cached_property
+    def model(self) -> Model:
+        """The default model of the benchmark's project (trained once, then found stored;
+        quick mode: its one-epoch version)."""
+        return obtain_model("train", self.config, self.prepared, self.layout.models_dir)
+
+    def fashionnet_fit(self, config: TrainConfig) -> Fit:
+        """`train()` on the training split, validating each epoch as the pipeline does; the
+        test split is scored once, after training."""
+        splits = self.splits
+        seconds, result = timed(
+            lambda: train(config, splits.train.row_groups(), splits.validation.row_groups())
+        )
+        return Fit(
+            seconds,
+            accuracy(result.params, splits.validation),
+            accuracy(result.params, splits.test),
+        )
+
+    def add_fit(self, name: str, fit: Fit, what: str) -> None:
+        self.figures.add(f"{name}_s", fit.seconds, "s", f"{what}: training wall time")
+        self.figures.add(
+            f"{name}_validation", fit.validation_accuracy, "", f"{what}: validation accuracy"
+        )
+        self.figures.add(f"{name}_test", fit.test_accuracy, "", f"{what}: test accuracy")
+        log.info(
+            "%s: validation %.4f, test %.4f, %.1f s",
+            what,
+            fit.validation_accuracy,
+            fit.test_accuracy,
+            fit.seconds,
+        )
+
+
+def bench_seeds(bench: Bench) -> None:
+    """The default recipe, once per seed: the spread of its accuracy."""
+    seeds = SEEDS[:1] if bench.quick else SEEDS
+    fits = []
+    for seed in seeds:
+        fits.append(bench.fashionnet_fit(bench.config.replace(seed=seed)))
+        bench.add_fit(f"seed{seed}", fits[-1], f"fashionnet, seed {seed}")
+    figures = bench.figures
+    figures.add("seeds", len(seeds), "", "seeds trained")
+    for split in ("validation", "test"):
+        values = [getattr(fit, f"{split}_accuracy") for fit in fits]
+        figures.add(f"seeds_{split}_mean", statistics.mean(values), "", f"{split} accuracy: mean")
+        sd = statistics.stdev(values) if len(values) > 1 else 0.0
+        figures.add(f"seeds_{split}_sd", sd, "", f"{split} accuracy: standard deviation")
+        figures.add(f"seeds_{split}_min", min(values), "", f"{split} accuracy: lowest seed")
+        figures.add(f"seeds_{split}_max", max(values), "", f"{split} accuracy: highest seed")
+    figures.add("seeds_train_s", statistics.mean(fit.seconds for fit in fits), "s", "train: mean")
+
+
+def bench_peers(bench: Bench) -> None:
+    """The same recipe in Keras and scikit-learn, and the Keras tutorial, on the same arrays."""
+    config = bench.config
+    bench.add_fit("peer_fashionnet", bench.fashionnet_fit(config), "fashionnet")
+    bench.add_fit(
+        "peer_keras", keras_reference.same_recipe_fit(config, bench.splits), "Keras, same recipe"
+    )
+    bench.add_fit("peer_sklearn", mlp_fit(config, bench.splits), "scikit-learn MLPClassifier")
+    bench.add_fit("peer_tutorial", keras_reference.tutorial_fit(bench.splits), "Keras tutorial")
+    bench.figures.add("config", str(config.model_dump()), "", "the recipe (fashionnet defaults)")
+    bench.figures.add("train_rows", len(bench.splits.train.label), "rows", "training rows")
+
+
+def bench_contention(bench: Bench) -> None:
+    """Training quiet, then while a busy loop runs on every core: fashionnet as `train()` runs
+    (`fashionnet.threads`: half the cores' BLAS threads), fashionnet with NumPy's default of a
+    BLAS thread per core, and Keras with the same recipe."""
+    config = bench.config
+    train(config.replace(epochs=1), bench.splits.train.head(1000).row_groups())
+    # (a warm-up, untimed: the first training of a process also pays for starting BLAS threads)
+
+    def thread_per_core() -> Fit:
+        # `train` limits its BLAS threads to `threads.training_threads()`: for this comparison
+        # only, that count is made NumPy's default, one thread per core.
+        per_core = os.cpu_count() or 1
+        with mock.patch.object(threads, "training_threads", lambda cpus=None: per_core):
+            return bench.fashionnet_fit(config)
+
+    for condition in ("quiet", "loaded"):
+        with busy_cores() if condition == "loaded" else contextlib.nullcontext():
+            runs: dict[str, Callable[[], Fit]] = {
+                "fashionnet": lambda: bench.fashionnet_fit(config),
+                "per_core": thread_per_core,
+                "keras": lambda: keras_reference.same_recipe_fit(config, bench.splits),
+            }
+            for name, run in runs.items():
+                fit = run()
+                bench.figures.add(f"{condition}_{name}_s", fit.seconds, "s", f"{name}, {condition}")
+                bench.figures.add(
+                    f"{condition}_{name}_validation", fit.validation_accuracy, "",
+                    f"{name}, {condition}: validation accuracy",
+                )  # fmt: skip
+                log.info("%s, %s: %.1f s", name, condition, fit.seconds)
+    bench.figures.add("training_threads", threads.training_threads(), "", "BLAS threads of train()")
+
+
+def scaled_raw_dirs(bench: Bench) -> dict[int, Path]:
+    """The raw folders of the 1x and the tenfold data sets, by their number of copies
+    (quick: from a slice of the rows)."""
+    if not bench.quick:
+        return {
+            1: bench.raw_dir,
+            SCALE: scale.write_scaled_raw(bench.raw_dir, WORK / "raw" / f"{SCALE}x", SCALE),
+        }
+    return {
+        copies: scale.write_scaled_raw(
+            bench.raw_dir, WORK / "raw" / f"quick-{copies}x", copies, QUICK_SCALE_ROWS
+        )
+        for copies in (1, SCALE)
+    }
+
+
+def bench_scale(bench: Bench) -> None:
+    """A whole library run at 1x and at 10x the training images, each in a fresh process."""
+    epochs = 1 if bench.quick else SCALE_EPOCHS
+    for copies, raw_dir in scaled_raw_dirs(bench).items():
+        size = f"{copies}x"
+        command = [
+            sys.executable, "-m", "benchmarks.scale", str(raw_dir), str(WORK / "scale" / size),
+            str(epochs), str(bench.scaled_validation_size(copies)),
+        ]  # fmt: skip
+        done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
+        run = json.loads(done.stdout.strip().splitlines()[-1])
+        figures = bench.figures
+        figures.add(f"scale_{size}_rows", run["train_rows"], "rows", f"{size}: training images")
+        figures.add(f"scale_{size}_rss_mb", run["peak_rss_mb"], "MB", f"{size}: peak RSS")
+        figures.add(f"scale_{size}_s", run["seconds"], "s", f"{size}: whole run")
+        figures.add(
+            f"scale_{size}_epoch_s", run["train_seconds"] / run["epochs"], "s",
+            f"{size}: train() seconds per epoch ({run['epochs']} epochs)",
+        )  # fmt: skip
+        for stage, seconds in run["stages"].items():
+            figures.add(f"scale_{size}_{stage}_s", seconds, "s", f"{size}: {stage} stage")
+            figures.add(
+                f"scale_{size}_{stage}_rss_mb", run["stage_peak_rss_mb"][stage], "MB",
+                f"{size}: peak RSS during the {stage} stage",
+            )  # fmt: skip
+        log.info("scale %s: %s", size, run)
+    bench.figures.add("scale_epochs", epochs, "", "epochs of the scale runs")
+
+
+def bench_augment(bench: Bench) -> None:
+    """The default recipe without and with shifted copies, same seed."""
+    if "augment" not in TrainConfig.model_fields:
+        bench.figures.add("augment_available", 0, "", "TrainConfig has no augment option")
+        return
+    bench.figures.add("augment_available", 1, "", "TrainConfig has an augment option")
+    for mode in ("none", "shift"):
+        fit = bench.fashionnet_fit(bench.config.replace(augment=mode))
+        bench.add_fit(f"augment_{mode}", fit, f"fashionnet, augment={mode}")
+
+
+def bench_dask(bench: Bench) -> None:
+    """The predict stage of the tenfold data on threads, then on 2 Dask worker processes."""
+    from distributed import Client, LocalCluster
+
+    raw_dir = scaled_raw_dirs(bench)[SCALE]
+    data = Layout(WORK / "dask" / "data")
+    options = RUN.replace(verify=False, validation_size=bench.scaled_validation_size(SCALE))
+    prepared = library_run.prepare(library_run.fetch(data, raw_dir, options), data, options)
+    model = bench.model
+    outputs = {runner: Layout(WORK / "dask" / runner) for runner in ("threads", "dask")}
+    for layout in outputs.values():
+        shutil.rmtree(layout.predictions_dir, ignore_errors=True)
+
+    def predict(runner: str, run_chunks=None) -> dict[str, Tally]:
+        extra = {} if run_chunks is None else {"run_chunks": run_chunks}
+        return predict_splits(
+            prepared, model.weights_path, model.model_id, outputs[runner], RUN.chunk_size, **extra
+        )
+
+    threads_s, by_threads = timed(lambda: predict("threads"))
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+
+        def on_dask(weights_path, jobs):
+            futures = client.map(predict_chunk_file, [weights_path] * len(jobs), jobs, pure=False)
+            return client.gather(futures)
+
+        dask_s, by_dask = timed(lambda: predict("dask", on_dask))
+        peaks = sorted(peak / MB for peak in client.run(scale.peak_rss).values())
+    same_confusion = all(
+        np.array_equal(by_threads[split].confusion, by_dask[split].confusion) for split in prepared
+    )
+    same_predictions = all(
+        read_predictions(outputs["threads"].predictions(split)).equals(
+            read_predictions(outputs["dask"].predictions(split))
+        )
+        for split in prepared
+    )
+    figures = bench.figures
+    figures.add(
+        "dask_rows", sum(split.num_rows for split in prepared.values()), "rows", "predicted"
+    )
+    figures.add("dask_threads_s", threads_s, "s", "predict stage, threads of this process")
+    figures.add("dask_s", dask_s, "s", "predict stage, 2 Dask worker processes (cluster running)")
+    for number, peak in enumerate(peaks):
+        figures.add(f"dask_worker{number}_rss_mb", peak, "MB", f"Dask worker {number}: peak RSS")
+    figures.add(
+        "dask_identical", int(same_confusion and same_predictions), "",
+        "1 if confusion counts and predictions files equal the threaded run's",
+    )  # fmt: skip
 
 
 def forward_gflop(rows: int, hidden: int) -> float:
@@ -61,216 +342,82 @@ def forward_gflop(rows: int, hidden: int) -> float:
     return 2 * rows * (NUM_PIXELS * hidden + hidden * NUM_CLASSES) / 1e9
 
 
-def tiled_splits(raw: RawFiles, folder: Path) -> list[Path]:
-    """Each real split repeated TILES times: the same images, TILES times the rows."""
-    paths = []
-    for split, names in SPLITS.items():
-        path = folder / f"{split}.parquet"
-        prepare_arrays(
-            lambda names=names: tiled(raw, names),
-            path,
-            sources={f"{name} x{TILES}": raw.sha256[name] for name in names},
-            row_group_size=RUN.row_group_size,
-        )
-        paths.append(path)
-    return paths
-
-
-def tiled(raw: RawFiles, names: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:
-    """One split's images and labels from its raw files, each repeated TILES times."""
-    images, labels = idx.read_split(*(raw.paths[name] for name in names))
-    return np.tile(images, (TILES, 1, 1)), np.tile(labels, TILES)
-
-
-def bench_data_stages(
-    figures: Figures, raw_dir: Path, layout: Layout
-) -> tuple[RawFiles, dict[str, SplitFile]]:
-    """Fetch (the local files, verified) and prepare, timed; leaves the splits in `layout`."""
-    seconds = median_time(lambda: library_run.fetch(layout, raw_dir), REPEATS)
-    figures.add("verify_s", seconds, "s", "verify stage: sha256 of the four raw files")
-    raw = library_run.fetch(layout, raw_dir)
-
-    def prepare_afresh() -> None:
-        for split in SPLITS:  # else prepare finds them up to date: time the work itself
-            layout.parquet(split).unlink(missing_ok=True)
-        library_run.prepare(raw, layout)
-
-    seconds = median_time(prepare_afresh, 3)
-    figures.add("prepare_s", seconds, "s", "prepare stage: both splits, .gz to Parquet")
-    return raw, library_run.prepare(raw, layout)
-
-
-def bench_training(figures: Figures, splits: dict[str, SplitFile], layout: Layout) -> Model:
-    """Train once per seed, then the Keras tutorial. Returns the model `fashionnet run` uses:
-    its seed's training result is stored where the run finds it."""
-    train_set, test_set = read_split(splits["train"].path), read_split(splits["test"].path)
-    times, accuracies = [], []
-    for seed in SEEDS:
-        config = CONFIG.replace(seed=seed)
-        seconds, result = timed(
-            lambda config=config: train(
-                config, train_set.x, train_set.label, test_set.x, test_set.label
-            )
-        )
-        times.append(seconds)
-        accuracies.append(result.curve[-1].test_accuracy)
-        figures.add(f"train_seed{seed}_s", seconds, "s", f"train stage, seed {seed}")
-        figures.add(f"accuracy_seed{seed}", accuracies[-1], "", f"test accuracy, seed {seed}")
-        log.info("seed %d: test accuracy %.4f in %.1f s", seed, accuracies[-1], seconds)
-        if config == CONFIG:
-            store_trained(layout.models_dir, config, data_sources(splits), result)
-    figures.add("train_s", statistics.mean(times), "s", f"train stage: mean over seeds {SEEDS}")
-    figures.add("train_sd_s", statistics.stdev(times), "s", "train stage: standard deviation")
-    figures.add("accuracy", statistics.mean(accuracies), "", "test accuracy: mean over the seeds")
-    figures.add(
-        "accuracy_sd", statistics.stdev(accuracies), "", "test accuracy: standard deviation"
-    )
-    figures.add("accuracy_min", min(accuracies), "", "test accuracy: lowest seed")
-
-    fit = keras_reference.tutorial_fit(
-        train_set.x, train_set.label, test_set.x, test_set.label, seed=SEEDS[0]
-    )
-    figures.add("keras_fit_s", fit.seconds, "s", "Keras tutorial: model.fit (10 epochs, batch 32)")
-    figures.add("keras_accuracy", fit.test_accuracy, "", "Keras tutorial: test accuracy")
-    log.info("Keras tutorial: test accuracy %.4f in %.1f s", fit.test_accuracy, fit.seconds)
-    return obtain_model("train", CONFIG, splits, layout.models_dir)  # finds the stored one
-
-
-def bench_prediction(
-    figures: Figures, model: Model, layout: Layout, splits: dict[str, SplitFile]
-) -> None:
-    """Our predict stage against Keras on the same weights, the pandas baseline and a bare
-    matmul."""
+def bench_predict(bench: Bench) -> None:
+    """The predict stage against its floor, Keras on the same weights, the pandas baseline."""
+    layout, prepared, model = bench.layout, bench.prepared, bench.model
     params = load_params(model.weights_path)
-    paths = [split.path for split in splits.values()]
-    images = [read_split(path) for path in paths]
-    x = np.concatenate([batch.x for batch in images])
-    labels = np.concatenate([batch.label for batch in images])
+    paths = [split.path for split in prepared.values()]
+    batches = [read_split(path) for path in paths]
+    x = np.concatenate([batch.x for batch in batches])
+    labels = np.concatenate([batch.label for batch in batches])
     keras_model = keras_reference.same_weights_model(params)
 
-    def ours() -> dict[str, np.ndarray]:
-        for split in splits:  # else the stage finds them up to date: time the work itself
+    def stage() -> dict[str, Tally]:
+        for split in prepared:  # else the stage finds them up to date: time the work itself
             layout.predictions(split).unlink(missing_ok=True)
-        return library_run.predict(layout, splits, model)
+        return library_run.predict(layout, prepared, model)
 
     def keras() -> np.ndarray:
         return keras_model.predict(x, batch_size=KERAS_BATCH, verbose=0)
 
-    confusions, keras_probabilities = ours(), keras()  # warm-up: page cache, threads, tracing
-    our_times, keras_times = [], []
-    for _ in range(REPEATS):  # interleaved, so a busy neighbour slows both sides alike
-        our_times.append(timed(ours)[0])
+    tallies, keras_probabilities = stage(), keras()  # warm-up: page cache, threads, tracing
+    stage_times, keras_times = [], []
+    for _ in range(bench.repeats):  # interleaved, so a busy neighbour slows both sides alike
+        stage_times.append(timed(stage)[0])
         keras_times.append(timed(keras)[0])
-    keras_default_s = timed(lambda: keras_model.predict(x, verbose=0))[0]
-    read_s = median_time(lambda: [read_split(path) for path in paths], REPEATS)
+    decode_s = median_time(lambda: [read_split(path) for path in paths], bench.repeats)
+    hidden = np.maximum(x @ params["W1"] + params["b1"], 0)
+    matmul_s = median_time(lambda: x @ params["W1"], bench.repeats) + median_time(
+        lambda: hidden @ params["W2"], bench.repeats
+    )
     pandas_s, (pandas_predicted, _) = timed(
         lambda: pandas_baseline.predict_all(model.weights_path, paths)
     )
-    hidden = np.maximum(x @ params["W1"] + params["b1"], 0)
-    ceiling_s = median_time(lambda: x @ params["W1"], REPEATS) + median_time(
-        lambda: hidden @ params["W2"], REPEATS
+    predicted = np.concatenate(
+        [read_predictions(layout.predictions(split))["predicted"].to_numpy() for split in prepared]
     )
-    # Why: the rate of x @ W1 with OpenBLAS's own kernel choice for this CPU, and in TensorFlow.
-    blas_own_choice = blas.gflops_in_fresh_process(
-        len(x), params["b1"].size, {"OPENBLAS_CORETYPE": None, "OPENBLAS_L2_SIZE": None}
+    confusion = sum(tally.confusion for tally in tallies.values())
+    assert np.array_equal(confusion, confusion_matrix(labels, predicted))
+    figures, stage_s = bench.figures, statistics.median(stage_times)
+    figures.add("predict_rows", len(x), "rows", f"images predicted ({', '.join(prepared)})")
+    figures.add("predict_s", stage_s, "s", "predict stage: Parquet to predictions files, median")
+    figures.add(
+        "predict_decode_s", decode_s, "s", "decode the pixel column alone: Parquet to float32"
     )
-    tensorflow_gflops = keras_reference.matmul_gflops(x, params["W1"])
-    ours_predicted = np.concatenate(
-        [read_predictions(layout.predictions(split))["predicted"].to_numpy() for split in splits]
+    figures.add("predict_matmul_s", matmul_s, "s", "bare float32 x @ W1 and h @ W2, median")
+    figures.add("predict_floor_s", decode_s + matmul_s, "s", "floor: decode + matrix products")
+    figures.add(
+        "predict_gflops",
+        forward_gflop(len(x), params["b1"].size) / matmul_s,
+        "GFLOP/s",
+        "bare matmul rate",
     )
-    gflop = forward_gflop(len(x), params["b1"].size)
-    our_s = statistics.median(our_times)
-    figures.add("predict_rows", len(x), "rows", "images predicted (train + test)")
-    figures.add("predict_s", our_s, "s", "predict stage: Parquet to predictions file, median")
     figures.add(
         "keras_predict_s",
         statistics.median(keras_times),
         "s",
-        f"Keras model.predict, batch {KERAS_BATCH}, same weights, median",
+        f"Keras model.predict, batch {KERAS_BATCH}, same weights",
     )
-    figures.add(
-        "keras_predict_default_s", keras_default_s, "s", "Keras model.predict, default batch"
-    )
-    figures.add(
-        "pandas_predict_s", pandas_s, "s", "pandas baseline: whole Parquet, float64, one predict"
-    )
-    figures.add("predict_read_s", read_s, "s", "Parquet to float32 NumPy alone, one thread")
-    figures.add("predict_gflops", gflop / our_s, "GFLOP/s", "predict stage (forward-pass FLOPs)")
-    figures.add("matmul_gflops", gflop / ceiling_s, "GFLOP/s", "bare float32 x@W1 and h@W2")
-    figures.add(
-        "blas_own_choice_gflops",
-        blas_own_choice,
-        "GFLOP/s",
-        "x@W1 without OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE (OpenBLAS picks its kernels)",
-    )
-    figures.add("tensorflow_gflops", tensorflow_gflops, "GFLOP/s", "x@W1 in TensorFlow")
-    figures.add("openblas_coretype", os.environ.get("OPENBLAS_CORETYPE", ""), "", "as set here")
+    figures.add("pandas_predict_s", pandas_s, "s", "pandas baseline: whole Parquet, float64")
     figures.add(
         "keras_agreement",
-        float(np.mean(keras_probabilities.argmax(axis=1) == ours_predicted)),
+        float(np.mean(keras_probabilities.argmax(axis=1) == predicted)),
         "",
-        "share of images Keras and fashionnet put in the same class",
+        "share of images Keras classes alike",
     )
     figures.add(
         "pandas_agreement",
-        float(np.mean(pandas_predicted == ours_predicted)),
+        float(np.mean(pandas_predicted == predicted)),
         "",
-        "share of images the pandas baseline and fashionnet put in the same class",
+        "share the pandas baseline classes alike",
     )
-    assert np.array_equal(sum(confusions.values()), confusion_matrix(labels, ours_predicted))
 
 
-def bench_derived_checks(figures: Figures, layout: Layout, model: Model) -> None:
-    """What a warm run spends checking the derived files it reuses against their sha256
-    records (`fashionnet.integrity`): both splits' Parquet and predictions, the model folder."""
-    files = [
-        *(layout.parquet(split) for split in SPLITS),
-        *(layout.predictions(split) for split in SPLITS),
-        *(model.weights_path.parent / name for name in (WEIGHTS_NAME, CURVE_NAME, META_NAME)),
-    ]
-    assert all([integrity.verified(path) for path in files]), "the stages sealed what they wrote"
-    seconds = median_time(lambda: [integrity.verified(path) for path in files], REPEATS)
-    figures.add("verify_derived_s", seconds, "s", "check derived files against their sha256")
-    megabytes = sum(path.stat().st_size for path in files) / 1e6
-    figures.add("verify_derived_mb", megabytes, "MB", f"size of those {len(files)} files")
-
-
-def bench_memory(
-    figures: Figures, raw: RawFiles, model: Model, splits: dict[str, SplitFile]
-) -> None:
-    """Peak resident memory, each figure from a fresh process (benchmarks/probe.py)."""
-    sizes = {
-        "1x": [split.path for split in splits.values()],
-        f"{TILES}x": tiled_splits(raw, WORK / "tiled"),
-    }
-    probes = {  # figure name: (probe stage, environment changes)
-        "predict": ("predict", {}),
-        "flow": ("flow", {}),
-        "fixed_threshold": ("predict", FIXED_MMAP_THRESHOLD),
-    }
-    for name, (stage, env) in probes.items():
-        for size, paths in sizes.items():
-            out_dir = WORK / "probe" / f"{name}-{size}"
-            shutil.rmtree(out_dir, ignore_errors=True)
-            probe = run_probe(stage, model.weights_path, out_dir, *paths, env=env)
-            add_probe(figures, f"{name}_{size}", probe, f"{name} {size}")
-    probe = run_probe("pandas", model.weights_path, *sizes["1x"])
-    add_probe(figures, "pandas_1x", probe, "pandas baseline 1x")
-    probe = run_probe("prepare", raw.paths[SPLITS["train"][0]].parent, WORK / "probe" / "prepare")
-    add_probe(figures, "prepare", probe, "prepare (train split)")
-
-
-def add_probe(figures: Figures, name: str, probe: dict, what: str) -> None:
-    figures.add(f"{name}_rss_mb", probe["peak_rss_mb"], "MB", f"{what}: peak RSS")
-    figures.add(f"{name}_baseline_mb", probe["baseline_rss_mb"], "MB", f"{what}: RSS after imports")
-    figures.add(f"{name}_probe_s", probe["seconds"], "s", f"{what}: wall time in the probe")
-
-
-def fashionnet_run(layout: Layout, raw_dir: Path, *options: str) -> float:
+def fashionnet_run(layout: Layout, raw_dir: Path, config: TrainConfig) -> float:
     """Wall seconds of `fashionnet run` in a fresh process, as `make run` starts it."""
     command = [
         str(FASHIONNET), "run", "--project-dir", str(layout.root), "--raw-dir", str(raw_dir),
-        *cli_args(CONFIG), *options,
+        *cli_args(config),
     ]  # fmt: skip
     seconds, done = timed(
         lambda: subprocess.run(command, env=RUN_ENV, capture_output=True, text=True)
@@ -280,44 +427,67 @@ def fashionnet_run(layout: Layout, raw_dir: Path, *options: str) -> float:
     return seconds
 
 
-def report_csvs(layout: Layout) -> dict[str, bytes]:
-    return {path.name: path.read_bytes() for path in sorted(layout.latest_link.glob("*.csv"))}
-
-
-def bench_end_to_end(figures: Figures, raw_dir: Path, layout: Layout) -> None:
-    """The Dask runner against the thread runner, then warm runs split into their parts."""
-    fashionnet_run(layout, raw_dir)  # predicts with threads; also warms Prefect's database
-    by_threads = report_csvs(layout)
-    shutil.rmtree(layout.predictions_dir)
+def bench_run(bench: Bench) -> None:
+    """The data stages timed, the derived-file checks, then a warm `fashionnet run` split into
+    Python start, library work and Prefect."""
+    figures, layout, raw_dir = bench.figures, bench.layout, bench.raw_dir
+    repeats = bench.repeats
     figures.add(
-        "dask_run_s",
-        fashionnet_run(layout, raw_dir, "--task-runner", "dask"),
+        "verify_s",
+        median_time(lambda: library_run.fetch(layout, raw_dir), repeats),
         "s",
-        "fashionnet run --task-runner dask (local cluster), predictions not cached",
+        "verify stage: sha256 of the raw files",
+    )
+    raw = library_run.fetch(layout, raw_dir)
+
+    def prepare_afresh() -> None:
+        for split in bench.prepared:  # else prepare finds them up to date: time the work itself
+            layout.parquet(split).unlink(missing_ok=True)
+        library_run.prepare(raw, layout)
+
+    figures.add(
+        "prepare_s", median_time(prepare_afresh, min(3, repeats)), "s", "prepare stage, all splits"
+    )
+    model = bench.model
+    fashionnet_run(layout, raw_dir, bench.config)  # makes the predictions; warms Prefect's database
+    files = [
+        *(layout.parquet(split) for split in bench.prepared),
+        *(layout.predictions(split) for split in bench.prepared),
+        *(model.weights_path.parent / name for name in (WEIGHTS_NAME, CURVE_NAME, META_NAME)),
+    ]
+    assert all([integrity.verified(path) for path in files]), "the stages sealed what they wrote"
+    figures.add(
+        "verify_derived_s",
+        median_time(lambda: [integrity.verified(path) for path in files], repeats),
+        "s",
+        "check derived files against their sha256",
     )
     figures.add(
-        "dask_identical",
-        int(len(by_threads) >= 4 and report_csvs(layout) == by_threads),
-        "",
-        f"1 if the Dask run's {len(by_threads)} report CSVs equal the thread run's, byte for byte",
+        "verify_derived_mb",
+        sum(path.stat().st_size for path in files) / 1e6,
+        "MB",
+        f"size of those {len(files)} files",
     )
-    warm_s = median_time(lambda: fashionnet_run(layout, raw_dir), 3)
+    runs = min(3, repeats)
+    warm_s = median_time(lambda: fashionnet_run(layout, raw_dir, bench.config), runs)
     startup_s = median_time(
-        lambda: subprocess.run([sys.executable, "-c", LIBRARY_IMPORTS], env=RUN_ENV, check=True), 3
+        lambda: subprocess.run([sys.executable, "-c", LIBRARY_IMPORTS], env=RUN_ENV, check=True),
+        runs,
     )
-    library_runs = [timed(lambda: library_run.up_to_date_run(layout, raw_dir)) for _ in range(3)]
+    library_runs = [
+        timed(lambda: library_run.run(layout, raw_dir, bench.config)) for _ in range(runs)
+    ]
     library_s = statistics.median(seconds for seconds, _ in library_runs)
-    report_s = statistics.median(stages["report"] for _, stages in library_runs)
-    figures.add("report_s", report_s, "s", "report stage: CSVs, figures, report.md, history")
+    figures.add(
+        "report_s",
+        statistics.median(stages["report"] for _, stages in library_runs),
+        "s",
+        "report stage",
+    )
     figures.add("run_warm_s", warm_s, "s", "fashionnet run, everything cached: wall time, median")
     figures.add("run_startup_s", startup_s, "s", "Python start and library imports (no Prefect)")
     figures.add("run_library_s", library_s, "s", "library work of that run, without Prefect")
-    figures.add(
-        "run_prefect_s",
-        warm_s - startup_s - library_s,
-        "s",
-        "the rest: Prefect (import, temporary API server, flow and task runs)",
-    )
+    figures.add("run_prefect_s", warm_s - startup_s - library_s, "s", "the rest: Prefect")
 
 
 # Everything `fashionnet run` imports apart from Prefect: the command, and the library modules
@@ -327,25 +497,34 @@ LIBRARY_IMPORTS = (
     "fashionnet.model_source, fashionnet.predict, fashionnet.prepare, fashionnet.keras_source, "
     "fashionnet.runlock"
 )
-# glibc serves large arrays with mmap and unmaps them when freed, but after the first such free
-# it raises that threshold to the array's size, and later chunk arrays come from its heaps,
-# which keep freed memory. A fixed threshold shows how much of a peak is that retained memory.
-FIXED_MMAP_THRESHOLD = {"MALLOC_MMAP_THRESHOLD_": str(1 << 20)}
 # `make run` as a new user starts it: no Prefect server configured, so each run starts its own.
 RUN_ENV = {name: value for name, value in os.environ.items() if name != "PREFECT_API_URL"}
 
+SECTIONS: dict[str, Callable[[Bench], None]] = {
+    "seeds": bench_seeds,
+    "peers": bench_peers,
+    "contention": bench_contention,
+    "scale": bench_scale,
+    "augment": bench_augment,
+    "dask": bench_dask,
+    "predict": bench_predict,
+    "run": bench_run,
+}
 
-def machine(figures: Figures) -> None:
+
+def machine(figures: Figures, quick: bool) -> None:
     import prefect
     import pyarrow
 
+    figures.add("quick", int(quick), "", "1 for a --quick run (a slice of the rows, 1 epoch)")
     figures.add("cpus", os.cpu_count() or 0, "", "logical CPUs")
     figures.add("cpu", cpu_name(), "", "processor")
     figures.add("python", platform.python_version(), "", "Python")
     figures.add("numpy", np.__version__, "", "NumPy (OpenBLAS inside the wheel)")
     figures.add("pyarrow", pyarrow.__version__, "", "PyArrow")
     figures.add("prefect", prefect.__version__, "", "Prefect")
-    figures.add("config", str(CONFIG.model_dump()), "", "training configuration (fashionnet)")
+    figures.add("pandas", pd.__version__, "", "pandas")
+    figures.add("load_at_start", os.getloadavg()[0], "", "1-minute load average when the run began")
 
 
 def cpu_name() -> str:
@@ -358,6 +537,16 @@ def cpu_name() -> str:
     )
 
 
+def section_names(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in SECTIONS]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown section {', '.join(unknown)}; choose from {', '.join(SECTIONS)}"
+        )
+    return names
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument(
@@ -367,27 +556,42 @@ def main() -> int:
         help="folder with the four Fashion-MNIST .gz files (default: $FASHIONNET_RAW_DIR or "
         "../shared/fashion-mnist)",
     )
+    parser.add_argument(
+        "--quick", action="store_true", help="a slice of the rows, one epoch, one seed"
+    )
+    parser.add_argument(
+        "--only", type=section_names, default=None, help=f"sections: {','.join(SECTIONS)}"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    layout = Layout(PROJECT_DIR)
     figures = Figures()
-    machine(figures)
+    machine(figures, args.quick)
+    bench = Bench(figures, args.raw_dir.resolve(), args.quick)
+    failed = []
+    for name in args.only or SECTIONS:
+        try:
+            seconds, _ = timed(lambda name=name: SECTIONS[name](bench))
+        except Exception:  # the other sections still run; the run reports this one and fails
+            log.exception("section %s failed", name)
+            failed.append(name)
+            continue
+        figures.add(f"section_{name}_s", seconds, "s", f"wall time of the {name} section")
+        log.info("section %s: %.1f s", name, seconds)
 
-    raw, splits = bench_data_stages(figures, args.raw_dir.resolve(), layout)
-    model = bench_training(figures, splits, layout)
-    bench_prediction(figures, model, layout, splits)
-    bench_derived_checks(figures, layout, model)
-    bench_memory(figures, raw, model, splits)
-    bench_end_to_end(figures, args.raw_dir.resolve(), layout)
-
-    figures.write_csv(RESULTS_CSV)
+    whole = not args.quick and args.only is None
+    csv_path, md_path = (RESULTS_CSV, RESULTS_MD) if whole else (PARTIAL_CSV, PARTIAL_MD)
+    figures.write_csv(csv_path)
     markdown = results_markdown(figures)
-    atomic.write_text(RESULTS_MD, markdown)
+    atomic.write_text(md_path, markdown)
+    if whole and not failed:
+        update_readme(figures)
     print(markdown)
     missed = missed_targets(figures)
     for target in missed:
         print(f"MISSED: {target}", file=sys.stderr)
-    return 1 if missed else 0
+    for name in failed:
+        print(f"FAILED: section {name} (its error is logged above)", file=sys.stderr)
+    return 1 if failed or (missed and whole) else 0
 
 
 if __name__ == "__main__":

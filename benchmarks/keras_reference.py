@@ -1,21 +1,27 @@
-"""The Keras side of the comparison: the TensorFlow tutorial's model, and our weights in Keras.
+"""The Keras side of the comparison: fashionnet's recipe in Keras, the TensorFlow tutorial's
+model, and our weights in Keras.
 
-The tutorial (https://www.tensorflow.org/tutorials/keras/classification) trains Flatten ->
-Dense(128, relu) -> Dense(10) with adam for 10 epochs of batch 32. For prediction, the
-same W1, b1, W2, b2 we trained go into Dense(hidden, relu) -> Dense(10, softmax), so both
-sides multiply the same matrices. TensorFlow is imported here only, when first needed.
+`same_recipe_fit` trains what `train()` trains, with Keras doing the work: Dense(hidden, relu)
+-> Dense(10) starting from the very weights TwoLayerNet draws for the seed, Adam with the
+recipe's learning rate, its moment decays and epsilon, the recipe's schedule applied per epoch,
+its batch size and epochs, on the same per-pixel standardized float32 arrays. The tutorial
+(https://www.tensorflow.org/tutorials/keras/classification) trains Flatten -> Dense(128, relu)
+-> Dense(10) with adam for 10 epochs of batch 32. For prediction, the same W1, b1, W2, b2 we
+trained go into Dense(hidden, relu) -> Dense(10, softmax), so both sides multiply the same
+matrices. TensorFlow is imported here only, when first needed.
 """
 
-import statistics
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import numpy as np
 
-from fashionnet.fashion_mnist import IMAGE_SHAPE, NUM_CLASSES
+from benchmarks.data import Fit, Split, Splits
+from fashionnet.fashion_mnist import IMAGE_SHAPE, NUM_CLASSES, NUM_PIXELS
+from fashionnet.optimizers import Adam
 from fashionnet.settings import quiet_tensorflow
-from fashionnet.two_layer_net import PARAM_NAMES
+from fashionnet.train import TrainConfig, scheduled_learning_rate
+from fashionnet.two_layer_net import PARAM_NAMES, TwoLayerNet
 
 
 def _keras():
@@ -25,21 +31,67 @@ def _keras():
     return keras
 
 
-@dataclass(frozen=True)
-class KerasFit:
-    seconds: float  # wall time of model.fit alone
-    test_accuracy: float
+def same_recipe_fit(config: TrainConfig, splits: Splits) -> Fit:
+    """Train `config` with Keras on the training split; time `fit`, then score the held-out
+    splits."""
+    if config.optimizer != "adam":
+        raise ValueError(f"the Keras reference follows the adam recipe, not {config.optimizer!r}")
+    keras = _keras()
+    keras.utils.set_random_seed(config.seed)
+    standardization = splits.train.standardization() if config.standardize else None
+
+    def inputs(split: Split) -> np.ndarray:
+        return split.x if standardization is None else standardization.apply(split.x)
+
+    # The L2 penalty (lambda / 2) * sum(W ** 2) that adds lambda * W to train()'s gradients.
+    decay = keras.regularizers.L2(config.weight_decay / 2) if config.weight_decay else None
+    model = keras.Sequential(
+        [
+            keras.Input((NUM_PIXELS,)),
+            keras.layers.Dense(config.hidden_size, activation="relu", kernel_regularizer=decay),
+            keras.layers.Dense(NUM_CLASSES, kernel_regularizer=decay),
+        ]
+    )
+    initial = TwoLayerNet(
+        NUM_PIXELS,
+        config.hidden_size,
+        NUM_CLASSES,
+        config.weight_init_std,
+        weight_init=config.weight_init,
+        seed=config.seed,
+    ).params
+    model.set_weights([initial[name] for name in PARAM_NAMES])
+    adam = Adam()  # fashionnet's moment decays and epsilon (Keras's epsilon default differs)
+    model.compile(
+        optimizer=keras.optimizers.Adam(
+            config.learning_rate, beta_1=adam.beta1, beta_2=adam.beta2, epsilon=adam.eps
+        ),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    schedule = keras.callbacks.LearningRateScheduler(
+        lambda epoch, _: scheduled_learning_rate(config, epoch + 1)  # Keras counts from 0
+    )
+    x_train = inputs(splits.train)
+    start = time.perf_counter()
+    model.fit(
+        x_train,
+        splits.train.label,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        callbacks=[schedule],
+        verbose=0,
+    )
+    seconds = time.perf_counter() - start
+
+    def accuracy(split: Split) -> float:
+        scores = model.predict(inputs(split), batch_size=10_000, verbose=0)
+        return float(np.mean(scores.argmax(axis=1) == split.label))
+
+    return Fit(seconds, accuracy(splits.validation), accuracy(splits.test))
 
 
-def tutorial_fit(
-    x_train: np.ndarray,
-    t_train: np.ndarray,
-    x_test: np.ndarray,
-    t_test: np.ndarray,
-    *,
-    seed: int = 0,
-) -> KerasFit:
-    """Train the tutorial's model on images (n, 784) in [0, 1]; time `fit`, then evaluate."""
+def tutorial_fit(splits: Splits, *, seed: int = 0) -> Fit:
+    """Train the tutorial's model on images (n, 784) in [0, 1]; time `fit`, then score."""
     keras = _keras()
     keras.utils.set_random_seed(seed)
     model = keras.Sequential(
@@ -55,12 +107,17 @@ def tutorial_fit(
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
-    images = x_train.reshape(-1, *IMAGE_SHAPE)
     start = time.perf_counter()
-    model.fit(images, t_train, epochs=10, batch_size=32, verbose=0)
+    model.fit(
+        splits.train.x.reshape(-1, *IMAGE_SHAPE), splits.train.label, epochs=10, batch_size=32,
+        verbose=0,
+    )  # fmt: skip
     seconds = time.perf_counter() - start
-    _, accuracy = model.evaluate(x_test.reshape(-1, *IMAGE_SHAPE), t_test, verbose=0)
-    return KerasFit(seconds, float(accuracy))
+
+    def accuracy(split: Split) -> float:
+        return float(model.evaluate(split.x.reshape(-1, *IMAGE_SHAPE), split.label, verbose=0)[1])
+
+    return Fit(seconds, accuracy(splits.validation), accuracy(splits.test))
 
 
 def same_weights_model(params: Mapping[str, np.ndarray]):
@@ -75,18 +132,3 @@ def same_weights_model(params: Mapping[str, np.ndarray]):
     )
     model.set_weights([params[name] for name in PARAM_NAMES])
     return model
-
-
-def matmul_gflops(x: np.ndarray, w: np.ndarray, repeats: int = 5) -> float:
-    """TensorFlow's median rate for x @ w in GFLOP/s: the engine under Keras's Dense layers."""
-    _keras()
-    import tensorflow as tf
-
-    x, w = tf.constant(x), tf.constant(w)
-    tf.matmul(x, w)  # warm-up; eager CPU ops return when done
-    seconds = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        tf.matmul(x, w)
-        seconds.append(time.perf_counter() - start)
-    return 2 * x.shape[0] * x.shape[1] * w.shape[1] / statistics.median(seconds) / 1e9

@@ -5,58 +5,73 @@ directly, with the defaults of `fashionnet run`, so the benchmark can time the s
 and the library's share of a whole run. Nothing here repeats what a stage does.
 """
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-
-import numpy as np
 
 from fashionnet import reports
 from fashionnet.dataset import SplitFile
 from fashionnet.fashion_mnist import SPLITS
 from fashionnet.fetch import RawFiles, find_raw_files
 from fashionnet.layout import Layout
+from fashionnet.metrics import Tally
 from fashionnet.model_source import Model, obtain_model
 from fashionnet.options import RunOptions
 from fashionnet.predict import predict_splits
 from fashionnet.prepare import prepare_raw_split
 from fashionnet.run_report import StageTimer, build_report
-from fashionnet.train import DEFAULT_CONFIG
+from fashionnet.train import DEFAULT_CONFIG, TrainConfig
 
 CONFIG = DEFAULT_CONFIG  # the model `fashionnet run` trains by default
 RUN = RunOptions()  # its other defaults: verify, row group and chunk sizes
 
 
-def fetch(layout: Layout, raw_dir: Path) -> RawFiles:
-    """The fetch stage of `fashionnet run --raw-dir RAW_DIR`: the local files, verified."""
-    return find_raw_files(cache_dir=layout.raw_dir, local_dir=raw_dir, verify=RUN.verify)
+def fetch(layout: Layout, raw_dir: Path, options: RunOptions = RUN) -> RawFiles:
+    """The fetch stage of `fashionnet run --raw-dir RAW_DIR`: the local files, verified
+    unless `options.verify` is off."""
+    return find_raw_files(cache_dir=layout.raw_dir, local_dir=raw_dir, verify=options.verify)
 
 
-def prepare(raw: RawFiles, layout: Layout) -> dict[str, SplitFile]:
-    """The prepare stage: each split's Parquet, written unless it is up to date."""
-    return {
-        split: prepare_raw_split(raw, split, layout.parquet(split), RUN.row_group_size)
-        for split in SPLITS
-    }
+def prepare(raw: RawFiles, layout: Layout, options: RunOptions = RUN) -> dict[str, SplitFile]:
+    """The prepare stage: each split's Parquet (train, validation, test), written unless it is
+    up to date."""
+    splits: dict[str, SplitFile] = {}
+    for raw_split in SPLITS:
+        splits |= prepare_raw_split(
+            raw, raw_split, layout, options.row_group_size, options.split_rule()
+        )
+    return splits
 
 
-def predict(layout: Layout, splits: Mapping[str, SplitFile], model: Model) -> dict[str, np.ndarray]:
-    """The predict stage on a thread pool: each split's confusion counts."""
-    return predict_splits(splits, model.weights_path, model.model_id, layout, RUN.chunk_size)
+def predict(
+    layout: Layout, splits: Mapping[str, SplitFile], model: Model, options: RunOptions = RUN
+) -> dict[str, Tally]:
+    """The predict stage on a thread pool: each split's tally (confusion counts and more)."""
+    return predict_splits(splits, model.weights_path, model.model_id, layout, options.chunk_size)
 
 
-def up_to_date_run(layout: Layout, raw_dir: Path) -> dict[str, float]:
-    """The library's work in a run that finds data, model and predictions up to date: every
-    stage, then a new run folder published as `latest`. Returns each stage's seconds."""
+def run(
+    layout: Layout,
+    raw_dir: Path,
+    config: TrainConfig = CONFIG,
+    options: RunOptions = RUN,
+    stage_done: Callable[[str], None] = lambda stage: None,
+) -> dict[str, float]:
+    """The library's work in a `fashionnet run --raw-dir RAW_DIR` with these options: every
+    stage (each reusing what is up to date), then a new run folder published as `latest`.
+    Calls `stage_done(stage)` after each stage; returns each stage's seconds."""
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     timer = StageTimer()
     with timer("fetch_prepare"):
-        raw = fetch(layout, raw_dir)
-        splits = prepare(raw, layout)
+        raw = fetch(layout, raw_dir, options)
+        splits = prepare(raw, layout, options)
+    stage_done("fetch_prepare")
     with timer("model"):
-        model = obtain_model("train", CONFIG, splits, layout.models_dir)
+        model = obtain_model("train", config, splits, layout.models_dir)
+    stage_done("model")
     with timer("predict"):
-        confusions = predict(layout, splits, model)
+        tallies = predict(layout, splits, model, options)
+    stage_done("predict")
     with timer("report"):
         run_report = build_report(
             run_id=reports.new_run_id(),
@@ -64,10 +79,11 @@ def up_to_date_run(layout: Layout, raw_dir: Path) -> dict[str, float]:
             data_origin=raw.origin,
             splits=splits,
             model=model,
-            confusions=confusions,
+            tallies=tallies,
             layout=layout,
             stage_seconds=dict(timer.seconds),  # the stages before the report, as in the flow
         )
         run_dir = reports.write_run(layout.runs_dir, run_report)
         reports.publish_run(layout, run_dir, run_report)
+    stage_done("report")
     return timer.seconds

@@ -47,6 +47,10 @@ class Figures:
     def __getitem__(self, name: str) -> float | int | str:
         return self._figures[name].value
 
+    def names(self) -> list[str]:
+        """The figures' names, in the order they were taken."""
+        return list(self._figures)
+
     def csv_text(self) -> str:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")

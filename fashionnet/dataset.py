@@ -1,9 +1,11 @@
 """Read a prepared split (Parquet) straight into NumPy: schema check, row groups, whole split.
 
-The format, written by `fashionnet.prepare`: one row per image with `index` int32, `label` uint8
-and `pixels` fixed_size_list<float32, 784> (image/255, row-major 28x28), plus key-value metadata
-recording the raw sources (name -> sha256) and the row count. Row groups are the unit of reading,
-so a consumer can work through a split a few thousand rows at a time.
+The format, written by `fashionnet.prepare`: one row per image with `index` int32 (its row number
+in the file), `label` uint8 and `pixels` fixed_size_list<float32, 784> (image/255, row-major
+28x28), plus key-value metadata recording the raw sources (name -> sha256), the row count and,
+for the train and validation splits, the split rule that divided the raw training images
+(`validation.SplitRule`). Row groups are the unit of reading, so a consumer can work through a
+split a few thousand rows at a time.
 """
 
 import hashlib
@@ -11,6 +13,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -31,6 +34,7 @@ META_SOURCES = "fashionnet.sources"
 META_ROWS = "fashionnet.rows"
 META_ROW_GROUP_SIZE = "fashionnet.row_group_size"
 META_FORMAT = "fashionnet.format"
+META_SPLIT_RULE = "fashionnet.split_rule"
 READ_BATCH_ROWS = 2_000  # rows decoded at a time by read_row_groups
 FINGERPRINT_CHARS = 16
 
@@ -43,6 +47,9 @@ class SplitFile:
     num_rows: int
     row_group_rows: tuple[int, ...]
     sources: dict[str, str]  # raw file name -> sha256
+    # The split rule of a split cut from the raw training images (`SplitRule.describe`); None
+    # for a split that is a whole raw split (test).
+    split_rule: dict[str, Any] | None = None
 
     @property
     def num_row_groups(self) -> int:
@@ -50,19 +57,33 @@ class SplitFile:
 
     @property
     def fingerprint(self) -> str:
-        return split_fingerprint(self.sources)
+        return split_fingerprint(self.sources, self.split_rule)
+
+    @property
+    def num_features(self) -> int:
+        return NUM_PIXELS
+
+    def read(self, row_groups: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """The pixels and labels of these row groups (what training streams through)."""
+        batch = read_row_groups(self.path, row_groups)
+        return batch.x, batch.label
 
 
-def split_fingerprint(sources: Mapping[str, str]) -> str:
+def split_fingerprint(
+    sources: Mapping[str, str], split_rule: Mapping[str, Any] | None = None
+) -> str:
     """A short fingerprint of one split's data from its sources (file name -> sha256).
 
     The first 16 hex digits of the sha256 of the sources' sha256 digests joined by newlines
-    in file-name order, so it changes whenever the image or the label file does.
+    in file-name order, so it changes whenever the image or the label file does; for a split
+    cut by a split rule, the rule (as JSON) is a last line, so another held-out set changes it.
     """
     if not sources:
         raise ValueError("a split fingerprint needs at least one source sha256")
-    combined = "\n".join(sources[name] for name in sorted(sources))
-    return hashlib.sha256(combined.encode("ascii")).hexdigest()[:FINGERPRINT_CHARS]
+    lines = [sources[name] for name in sorted(sources)]
+    if split_rule is not None:
+        lines.append(json.dumps(dict(split_rule), sort_keys=True))
+    return hashlib.sha256("\n".join(lines).encode("ascii")).hexdigest()[:FINGERPRINT_CHARS]
 
 
 @dataclass
@@ -95,6 +116,7 @@ def _open(path: Path) -> tuple[pq.ParquetFile, SplitFile]:
     try:
         rows = int(metadata[META_ROWS])
         sources = json.loads(metadata[META_SOURCES])
+        split_rule = json.loads(metadata.get(META_SPLIT_RULE, "null"))
     except (KeyError, ValueError):
         raise FashionnetError(f"{path} lacks fashionnet metadata; {_REPREPARE}") from None
     if parquet.metadata.num_rows != rows:
@@ -104,7 +126,7 @@ def _open(path: Path) -> tuple[pq.ParquetFile, SplitFile]:
     row_group_rows = tuple(
         parquet.metadata.row_group(i).num_rows for i in range(parquet.num_row_groups)
     )
-    return parquet, SplitFile(path, rows, row_group_rows, sources)
+    return parquet, SplitFile(path, rows, row_group_rows, sources, split_rule)
 
 
 def open_split(path: str | Path) -> SplitFile:
@@ -138,7 +160,7 @@ def read_row_groups(path: str | Path, row_groups: Sequence[int]) -> Batch:
 
 
 def read_split(path: str | Path) -> Batch:
-    """The whole split (for training)."""
+    """The whole split (tests and tools; training streams row groups instead)."""
     split = open_split(path)
     return read_row_groups(path, range(split.num_row_groups))
 

@@ -1,9 +1,11 @@
 """Find the four raw Fashion-MNIST files, verified against their published sha256.
 
-Where a file comes from, in order:
-1. a local folder the user points at (FASHIONNET_RAW_DIR): used in place, never copied;
-2. the cache folder (data/raw): files downloaded by an earlier run;
-3. the mirrors, tried in order, downloaded into the cache.
+Where the files come from:
+1. a local folder the user names (--raw-dir, FASHIONNET_RAW_DIR): all four files, used in place,
+   never copied; a folder that is missing, not a folder or short of a file stops the run (the
+   user meant that folder: no fallback to the cache or a download);
+2. otherwise the cache folder (data/raw): files downloaded by an earlier run;
+3. and the mirrors, tried in order, for what the cache lacks, downloaded into the cache.
 
 A file that fails its checksum is never used: in the local folder it is the user's to fix,
 in the cache it is deleted and fetched again. Downloads stream to a hidden temporary name
@@ -22,6 +24,7 @@ from pathlib import Path
 import requests
 import urllib3
 
+from fashionnet import interrupts
 from fashionnet.atomic import atomic_path
 from fashionnet.errors import FashionnetError
 from fashionnet.fashion_mnist import MIRRORS, RAW_FILES, RawFile
@@ -83,6 +86,7 @@ class _CappedDownloader:
             received = 0
             with open(output_file, "wb") as out:
                 for chunk in response.iter_content(_BLOCK):
+                    interrupts.check()  # a stop request ends the download; the partial is removed
                     received += len(chunk)
                     if received > self.size:
                         raise _Refused(f"body larger than the expected {self.size} bytes, cut off")
@@ -147,6 +151,7 @@ def _download(
             continue
         url = mirror + raw.name
         for attempt in range(retries + 1):
+            interrupts.check()
             logger.info("downloading %s (attempt %d)", url, attempt + 1)
             try:
                 with atomic_path(cache_dir / raw.name) as partial:
@@ -184,7 +189,8 @@ def find_raw_files(
     backoff: float = 1.0,
     timeout: float = 30.0,
 ) -> RawFiles:
-    """Every file of `catalog`, from `local_dir`, then `cache_dir`, then the mirrors.
+    """Every file of `catalog`: all from `local_dir` when given, else from `cache_dir`, then
+    the mirrors.
 
     `verify=False` accepts whatever is in `local_dir` (custom or subset data) but a file that
     is, by its sha256, the canonical file of another name; files from the cache or the mirrors
@@ -197,9 +203,8 @@ def find_raw_files(
 
     if local_dir is not None:
         local_dir = Path(local_dir)
-        found = {
-            name: sha256_file(local_dir / name) for name in catalog if (local_dir / name).is_file()
-        }
+        _check_local_dir(local_dir, catalog)
+        found = {name: sha256_file(local_dir / name) for name in catalog}
         _refuse_misnamed(local_dir, found, catalog)
         for name, digest in found.items():
             expected = catalog[name].sha256
@@ -209,10 +214,9 @@ def find_raw_files(
                     f"{expected}): replace it with the canonical file or remove it"
                 )
             paths[name], sha256[name] = local_dir / name, digest
-        if paths:
-            if not verify:
-                logger.warning("using the files in %s without checking their sha256", local_dir)
-            origins.append(f"local folder {local_dir}")
+        if not verify:
+            logger.warning("using the files in %s without checking their sha256", local_dir)
+        return RawFiles(paths=paths, sha256=sha256, origin=f"local folder {local_dir}")
 
     from_cache = False
     for name, raw in catalog.items():
@@ -264,6 +268,22 @@ def find_raw_files(
     return RawFiles(paths=paths, sha256=sha256, origin=", ".join(origins))
 
 
+def _check_local_dir(local_dir: Path, catalog: Mapping[str, RawFile]) -> None:
+    """The folder the user named exists and holds every file of `catalog`, else one line."""
+    if not local_dir.exists():
+        problem = "does not exist"
+    elif not local_dir.is_dir():
+        problem = "is not a folder"
+    elif missing := [name for name in catalog if not (local_dir / name).is_file()]:
+        problem = f"lacks {', '.join(missing)}"
+    else:
+        return
+    raise FashionnetError(
+        f"raw folder {local_dir} (--raw-dir / FASHIONNET_RAW_DIR) {problem}: put the four "
+        "Fashion-MNIST .gz files there, or name the folder that has them"
+    )
+
+
 def _refuse_misnamed(
     local_dir: Path, found: Mapping[str, str], catalog: Mapping[str, RawFile]
 ) -> None:
@@ -283,17 +303,18 @@ def _refuse_misnamed(
 
 
 def _not_found_message(answers_by_file: dict[str, dict[str, str]], cache_dir: Path) -> str:
-    """One line per distinct set of mirror answers (offline, all four files share one)."""
+    """One part per distinct set of mirror answers (offline, all four files share one)."""
     files_by_answers: dict[str, list[str]] = {}
     for name, answers in answers_by_file.items():
         tried = "; ".join(f"{mirror}: {answer}" for mirror, answer in answers.items())
         files_by_answers.setdefault(tried or "no mirror to try", []).append(name)
-    lines = [
+    parts = [
         f"could not download {', '.join(names)} ({tried})"
         for tried, names in files_by_answers.items()
     ]
-    lines.append(
+    parts.append(
         f"put the four Fashion-MNIST .gz files in {cache_dir} "
         "or point FASHIONNET_RAW_DIR (--raw-dir) at a folder that has them"
     )
-    return "\n".join(lines)
+    # One line: Prefect shows a state message's newlines as a literal "\n".
+    return "; ".join(parts)

@@ -1,13 +1,10 @@
-"""The network's building blocks as plain functions: ReLU, softmax and cross-entropy.
+"""The network's building blocks as plain functions: ReLU, softmax, log-softmax, cross-entropy.
 
 Each works on one sample (1-D) or a batch (2-D, one sample per row) and keeps the
 input's float dtype, so float32 stays float32 on the hot path.
 """
 
 import numpy as np
-
-# Keeps log() finite when the true class gets probability 0 (the book's choice).
-LOG_EPSILON = 1e-7
 
 
 def relu(x: np.ndarray) -> np.ndarray:
@@ -27,17 +24,29 @@ def softmax(x: np.ndarray) -> np.ndarray:
     return exp / np.sum(exp, axis=-1, keepdims=True)
 
 
-def cross_entropy_error(y: np.ndarray, t: np.ndarray) -> float:
-    """Mean of -log(probability given to the true class) over the batch.
+def log_softmax(x: np.ndarray) -> np.ndarray:
+    """log(softmax(x)) along the last axis, exact for any finite scores.
 
-    `y` holds probabilities, one row per sample (a 1-D `y` is a batch of one).
-    `t` holds the true classes, either as indices or as one-hot rows.
+    log-sum-exp with the row maximum taken out: log softmax(x) = (x - c) - log sum exp(x - c).
+    Unlike log(softmax(x)) it never takes log(0), so a very wrong answer costs its true
+    (large, finite) loss instead of -log(0) = inf.
     """
-    y = y.reshape(-1, y.shape[-1])
+    shifted = x - np.max(x, axis=-1, keepdims=True)
+    return shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
+
+
+def cross_entropy_error(scores: np.ndarray, t: np.ndarray) -> float:
+    """Mean of -log softmax(scores)[true class] over the batch, by log-sum-exp (no clipping).
+
+    `scores` are the network's outputs before softmax (logits), one row per sample (a 1-D
+    `scores` is a batch of one). `t` holds the true classes, as indices or as one-hot rows.
+    """
+    scores = scores.reshape(-1, scores.shape[-1])
     t = np.asarray(t)
-    if t.size == y.size:  # one-hot rows: turn them into class indices
+    if t.size == scores.size:  # one-hot rows: turn them into class indices
         t = t.argmax(axis=-1)
     t = t.reshape(-1)
-    batch_size = y.shape[0]
-    true_class_probability = y[np.arange(batch_size), t]
-    return float(-np.sum(np.log(true_class_probability + LOG_EPSILON)) / batch_size)
+    batch_size = scores.shape[0]
+    true_log_prob = log_softmax(scores)[np.arange(batch_size), t]
+    # Summed in float64: a float32 sum over a large batch would lose the last digits.
+    return float(-np.sum(true_log_prob, dtype=np.float64) / batch_size)

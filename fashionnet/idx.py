@@ -7,10 +7,13 @@ labels outside 0..9) is a FashionnetError naming the file, because the fix is th
 replace the file or let it be fetched again.
 """
 
+import contextlib
 import gzip
 import math
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -31,37 +34,77 @@ def _bad_file(path: Path, problem: str) -> FashionnetError:
     return FashionnetError(f"{path}: {problem}; {_FIX}")
 
 
-def _file_bytes(path: Path) -> bytes:
-    """The whole (decompressed) content of `path`, in memory once."""
+@contextlib.contextmanager
+def _opened(path: Path) -> Iterator[BinaryIO]:
+    """`path` opened for reading, decompressing a .gz on the fly; a damaged gzip stream (found
+    whenever it is read) becomes a FashionnetError naming the file."""
+    gzipped = path.name.endswith(".gz")
     try:
-        raw = path.read_bytes()
+        stream = gzip.open(path, "rb") if gzipped else open(path, "rb")  # noqa: SIM115
     except FileNotFoundError:
         raise FashionnetError(f"{path} does not exist; fetch the raw files first") from None
-    if path.name.endswith(".gz"):
+    with stream:
         try:
-            return gzip.decompress(raw)
+            yield stream
         except (gzip.BadGzipFile, EOFError, zlib.error, OSError) as error:
+            if not gzipped:
+                raise
             raise _bad_file(path, f"not a complete gzip file ({error})") from None
-    return raw
+
+
+def _dims(stream: BinaryIO, path: Path, magic: int) -> list[int]:
+    """Read and check the header: the dimensions it declares."""
+    ndim = _NDIM_BY_MAGIC[magic]
+    header_size = 4 * (1 + ndim)
+    header = stream.read(header_size)
+    if len(header) >= 4 and (found_magic := int.from_bytes(header[:4], "big")) != magic:
+        raise _bad_file(path, f"magic number {found_magic}, expected {magic}")
+    if len(header) < header_size:
+        raise _bad_file(path, f"only {len(header)} bytes, shorter than its IDX header")
+    dims = np.frombuffer(header, _HEADER_WORD, count=ndim, offset=4).tolist()
+    if ndim == 3 and tuple(dims[1:]) != IMAGE_SHAPE:
+        raise _bad_file(path, f"images are {dims[1]}x{dims[2]}, expected 28x28")
+    return dims
+
+
+def _blocks(path: str | Path, magic: int, block_rows: int | None) -> Iterator[np.ndarray]:
+    """The file's rows, `block_rows` at a time (all at once for None), as read-only uint8
+    arrays; the length is checked against the header as the payload streams by."""
+    path = Path(path)
+    with _opened(path) as stream:
+        dims = _dims(stream, path, magic)
+        rows, row_bytes = dims[0], math.prod(dims[1:])
+        header_size, expected_size = 4 * (1 + len(dims)), 4 * (1 + len(dims)) + math.prod(dims)
+        step = max(1, rows if block_rows is None else block_rows)
+        for first in range(0, rows, step) if rows else [0]:  # one empty block for an empty file
+            count = min(step, rows - first)
+            data = stream.read(count * row_bytes)
+            if len(data) != count * row_bytes:
+                size = header_size + first * row_bytes + len(data)
+                raise _bad_file(
+                    path, f"{size} bytes, but its header ({dims}) implies {expected_size}"
+                )
+            yield np.frombuffer(data, np.uint8).reshape(count, *dims[1:])
+        if stream.read(1):
+            raise _bad_file(path, f"more bytes than its header ({dims}) implies ({expected_size})")
 
 
 def _read_idx(path: str | Path, magic: int) -> np.ndarray:
-    """Parse an IDX file whose magic must be `magic`; returns a read-only uint8 view."""
+    """Parse a whole IDX file whose magic must be `magic`; returns a read-only uint8 view."""
+    (whole,) = _blocks(path, magic, None)
+    return whole
+
+
+def image_count(path: str | Path) -> int:
+    """The number of images the header of `path` declares (reads the header alone)."""
     path = Path(path)
-    data = _file_bytes(path)
-    ndim = _NDIM_BY_MAGIC[magic]
-    header_size = 4 * (1 + ndim)
-    if len(data) >= 4 and (found_magic := int.from_bytes(data[:4], "big")) != magic:
-        raise _bad_file(path, f"magic number {found_magic}, expected {magic}")
-    if len(data) < header_size:
-        raise _bad_file(path, f"only {len(data)} bytes, shorter than its IDX header")
-    dims = np.frombuffer(data, _HEADER_WORD, count=ndim, offset=4).tolist()
-    if ndim == 3 and tuple(dims[1:]) != IMAGE_SHAPE:
-        raise _bad_file(path, f"images are {dims[1]}x{dims[2]}, expected 28x28")
-    expected_size = header_size + math.prod(dims)
-    if len(data) != expected_size:
-        raise _bad_file(path, f"{len(data)} bytes, but its header ({dims}) implies {expected_size}")
-    return np.frombuffer(data, np.uint8, offset=header_size).reshape(dims)
+    with _opened(path) as stream:
+        return _dims(stream, path, IMAGES_MAGIC)[0]
+
+
+def image_blocks(path: str | Path, block_rows: int) -> Iterator[np.ndarray]:
+    """The images (k, 28, 28), `block_rows` at a time: the file is never in memory whole."""
+    return _blocks(path, IMAGES_MAGIC, block_rows)
 
 
 def read_images(path: str | Path) -> np.ndarray:
@@ -78,15 +121,21 @@ def read_labels(path: str | Path) -> np.ndarray:
     return labels
 
 
-def read_split(images_path: str | Path, labels_path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """One split's images and labels, checked to be the same length."""
-    images, labels = read_images(images_path), read_labels(labels_path)
-    if len(images) != len(labels):
+def check_same_length(images_path: str | Path, labels_path: str | Path, labels: int) -> None:
+    """Refuse an images file whose header declares another count than the labels file has."""
+    images = image_count(images_path)
+    if images != labels:
         raise FashionnetError(
-            f"{images_path} has {len(images)} images but {labels_path} has {len(labels)} labels; "
+            f"{images_path} has {images} images but {labels_path} has {labels} labels; "
             "use the images and labels files of the same split"
         )
-    return images, labels
+
+
+def read_split(images_path: str | Path, labels_path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """One split's images and labels, checked to be the same length."""
+    labels = read_labels(labels_path)
+    check_same_length(images_path, labels_path, len(labels))
+    return read_images(images_path), labels
 
 
 def write_idx(path: str | Path, array: np.ndarray) -> None:

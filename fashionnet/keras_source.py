@@ -5,14 +5,16 @@ TensorFlow is imported only here, inside the function, because it is slow to imp
 """
 
 import hashlib
+from functools import partial
 
 import numpy as np
 
-from fashionnet.dataset import SplitFile, open_split
+from fashionnet.dataset import SplitFile
 from fashionnet.errors import FashionnetError
 from fashionnet.layout import Layout
-from fashionnet.prepare import prepare_arrays
+from fashionnet.prepare import array_blocks, prepare_source_split
 from fashionnet.settings import quiet_tensorflow
+from fashionnet.validation import SplitRule
 
 _USE_LOCAL_FILES = "use the default source with local files (FASHIONNET_RAW_DIR)"
 
@@ -44,24 +46,27 @@ def array_sha256(array: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-def prepare_keras_splits(layout: Layout, row_group_size: int) -> dict[str, SplitFile]:
+def prepare_keras_splits(
+    layout: Layout, row_group_size: int, rule: SplitRule
+) -> dict[str, SplitFile]:
     """The prepare stage for the keras source: each split's Parquet, written if not current.
 
     A split's sources are the sha256 of the arrays Keras returned (`keras:<split>-images`,
     `keras:<split>-labels`), so a changed Keras cache is noticed like a changed raw file.
     """
     splits = {}
-    for split, (images, labels) in load_keras_arrays().items():
+    for raw_split, (images, labels) in load_keras_arrays().items():
         sources = {
-            f"keras:{split}-images": array_sha256(images),
-            f"keras:{split}-labels": array_sha256(labels),
+            f"keras:{raw_split}-images": array_sha256(images),
+            f"keras:{raw_split}-labels": array_sha256(labels),
         }
-        out_path = layout.parquet(split)
-        prepare_arrays(
-            lambda images=images, labels=labels: (images, labels),
-            out_path,
+        splits |= prepare_source_split(
+            raw_split,
+            labels,
+            partial(array_blocks, images),
+            layout,
             sources=sources,
             row_group_size=row_group_size,
+            rule=rule,
         )
-        splits[split] = open_split(out_path)
     return splits

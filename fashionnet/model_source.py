@@ -1,7 +1,8 @@
 """The model source switch: where the model a run predicts with comes from.
 
-- `train`: learn it from the training split with a `TrainConfig`, or reuse the model stored
-  for the same recipe and data (`model_store`);
+- `train`: learn it from the training split with a `TrainConfig`, validating each epoch on the
+  validation split, or reuse the model stored for the same recipe, data and split rule
+  (`model_store`). The test split is never read here: the predict stage scores it once;
 - `random`: the untrained initialisation (the book's 0.01 * N(0, 1)), the ~10% baseline;
 - `file`: a weights file the user gives (`weights.load_params` checks it).
 """
@@ -14,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from fashionnet.dataset import SplitFile, read_split
+from fashionnet.dataset import SplitFile
 from fashionnet.model_store import StoredModel, load_stored, model_key, store_model
 from fashionnet.options import ModelSource
 from fashionnet.train import TrainConfig, TrainResult, curve_table, train
@@ -45,11 +46,6 @@ class Model:
             "origin": self.origin,
             "hyperparameters": self.hyperparameters,
         }
-
-
-def data_sources(splits: Mapping[str, SplitFile]) -> dict[str, str]:
-    """Every split's sources in one map: raw file name -> sha256."""
-    return {name: sha256 for split in splits.values() for name, sha256 in split.sources.items()}
 
 
 def obtain_model(
@@ -104,13 +100,20 @@ def _untrained(config: TrainConfig, models_dir: Path) -> StoredModel:
     return stored
 
 
-def trained_key(config: TrainConfig, sources: Mapping[str, str]) -> str:
-    """The model key of `config` trained on the data with these sources."""
-    return model_key({"source": "train", **config.model_dump()}, sources)
+def trained_key(
+    config: TrainConfig, sources: Mapping[str, str], split_rule: Mapping[str, Any] | None
+) -> str:
+    """The model key of `config` trained on the data with these sources, divided into train
+    and validation by `split_rule` (`SplitRule.describe`): another held-out set, another model."""
+    return model_key({"source": "train", **config.model_dump(), "split_rule": split_rule}, sources)
 
 
 def store_trained(
-    models_dir: Path, config: TrainConfig, sources: Mapping[str, str], result: TrainResult
+    models_dir: Path,
+    config: TrainConfig,
+    sources: Mapping[str, str],
+    split_rule: Mapping[str, Any] | None,
+    result: TrainResult,
 ) -> StoredModel:
     """Store a training result where `obtain_model("train", ...)` finds it again."""
     last = result.curve[-1]
@@ -118,23 +121,25 @@ def store_trained(
         "source": "train",
         "hyperparameters": config.model_dump(),
         "sources": dict(sorted(sources.items())),
+        "split_rule": split_rule,
         "train_seconds": round(result.seconds, 3),
-        "train_accuracy": last.train_accuracy,
-        "test_accuracy": last.test_accuracy,
+        "final_minibatch_accuracy": last.minibatch_accuracy,
+        "validation_accuracy": last.validation_accuracy,
     }
-    key = trained_key(config, sources)
+    key = trained_key(config, sources, split_rule)
     return store_model(models_dir, key, result.params, meta, curve_table(result.curve))
 
 
 def _trained(config: TrainConfig, splits: Mapping[str, SplitFile], models_dir: Path) -> StoredModel:
-    sources = data_sources(splits)
-    stored = load_stored(models_dir, trained_key(config, sources))
+    train_split, validation_split = splits["train"], splits.get("validation")
+    # Cut from the same raw files as the validation split; the test split plays no part.
+    sources, split_rule = train_split.sources, train_split.split_rule
+    stored = load_stored(models_dir, trained_key(config, sources, split_rule))
     if stored is not None:
         log.info("model up to date, not training again: %s", stored.folder)
         return stored
     log.info("training: %s", config)
-    train_set, test_set = read_split(splits["train"].path), read_split(splits["test"].path)
-    result = train(config, train_set.x, train_set.label, test_set.x, test_set.label)
-    stored = store_trained(models_dir, config, sources, result)
+    result = train(config, train_split, validation_split)
+    stored = store_trained(models_dir, config, sources, split_rule, result)
     log.info("trained in %.1f s, saved to %s", result.seconds, stored.folder)
     return stored

@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic_core import core_schema
 
 from fashionnet.errors import FashionnetError
-from fashionnet.settings import raw_dir_from_environment
+from fashionnet.settings import RAW_DIR_VARIABLE, raw_dir_from_environment
+from fashionnet.validation import SplitRule
 
 DataSource = Literal["files", "keras"]
 ModelSource = Literal["train", "random", "file"]
@@ -128,6 +129,15 @@ class RunOptions(Options):
         "IDX data; downloads are always checked).",
     )
     row_group_size: int = Field(10_000, gt=0, description="Parquet rows per row group.")
+    validation_size: int = Field(
+        10_000,
+        gt=0,
+        description="Training images held out as the validation set (stratified by class); "
+        "training never sees them.",
+    )
+    validation_seed: int = Field(
+        0, ge=0, description="Seed that chooses the held-out validation images."
+    )
     chunk_size: int = Field(
         10_000, gt=0, description="Rows per prediction task (whole row groups)."
     )
@@ -155,6 +165,12 @@ class RunOptions(Options):
     lock_timeout: float = Field(
         3600.0, ge=0, description="Seconds to wait for another run on the same project folder."
     )
+    regression_tolerance: float = Field(
+        0.01,
+        ge=0,
+        description="How far (as a fraction, 0.01 = one point) test accuracy may fall below the "
+        "previous run's on the same data before the run reports an accuracy regression.",
+    )
 
     @model_validator(mode="after")
     def _weights_file_goes_with_file_source(self) -> "RunOptions":
@@ -162,6 +178,24 @@ class RunOptions(Options):
             raise ValueError("give weights_file exactly when model_source is 'file'")
         return self
 
+    def split_rule(self) -> SplitRule:
+        """How the raw training images are divided into train and validation."""
+        return SplitRule(self.validation_size, self.validation_seed)
+
     def local_raw_dir(self) -> Path | None:
-        """The raw folder to look in first: raw_dir, else FASHIONNET_RAW_DIR, else none."""
-        return Path(self.raw_dir) if self.raw_dir else raw_dir_from_environment()
+        """The raw folder the user named: raw_dir, else FASHIONNET_RAW_DIR, else none.
+
+        A named folder is the one used (`fetch.find_raw_files`); an empty name is refused,
+        never taken as "no folder".
+        """
+        named, where = self.raw_dir, "--raw-dir (raw_dir)"
+        if named is None:
+            named, where = raw_dir_from_environment(), RAW_DIR_VARIABLE
+        if named is None:
+            return None
+        if not named.strip():
+            raise FashionnetError(
+                f"{where} is empty: name the folder with the four Fashion-MNIST .gz files, "
+                "or leave it unset to use data/raw and the mirrors"
+            )
+        return Path(named)

@@ -1,9 +1,11 @@
-"""PNG figures of a run: confusion matrices, per-class accuracy, learning curve, images.
+"""PNG figures of a run: confusion matrices, per-class accuracy, reliability diagram, learning
+curve, images.
 
 Each `plot_*` function takes plain data and a path and writes one PNG atomically;
 `write_run_figures` draws every figure a `RunReport` has data for. The data behind a figure
 comes from small pure functions (`run_report.most_confident_errors`,
-`run_report.sample_positions`, `metrics.accuracy_by_class`), so tests check numbers, not pixels.
+`run_report.sample_positions`, `metrics.accuracy_by_class`, `metrics.reliability_table`), so
+tests check numbers, not pixels.
 Figures are built with `matplotlib.figure.Figure`, never pyplot: no global figure state,
 so drawing is safe from any thread.
 """
@@ -20,8 +22,9 @@ from matplotlib.ticker import MaxNLocator
 
 from fashionnet import atomic
 from fashionnet.fashion_mnist import CLASS_NAMES, IMAGE_SHAPE
-from fashionnet.metrics import accuracy_by_class
+from fashionnet.metrics import Tally, accuracy_by_class, reliability_table
 from fashionnet.run_report import (
+    EVALUATION_SPLIT,
     MISCLASSIFIED_SHOWN,
     SAMPLES_PER_CLASS,
     RunReport,
@@ -90,17 +93,65 @@ def plot_per_class_accuracy(per_class: pd.DataFrame, overall: pd.DataFrame, path
     save_png(figure, path)
 
 
+def plot_reliability(tally: Tally, path: Path, *, title: str = "Reliability diagram") -> None:
+    """Accuracy against confidence per bin (`metrics.reliability_table`) with the diagonal of
+    perfect calibration above, the number of predictions per bin below; the ECE in the title."""
+    table = reliability_table(tally)
+    ece = tally.probability_metrics().ece
+    figure = Figure(figsize=(7, 7.5), layout="constrained")
+    accuracy_ax, count_ax = figure.subplots(
+        2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
+    width = table["bin_high"] - table["bin_low"]
+    filled = table[table["samples"] > 0]  # an empty bin has no accuracy to show
+    accuracy_ax.bar(
+        filled["bin_low"],
+        filled["accuracy"],
+        width[filled.index],
+        align="edge",
+        edgecolor="black",
+        label="accuracy in the bin",
+    )
+    accuracy_ax.plot(
+        filled["confidence"],
+        filled["accuracy"],
+        "o",
+        color="C1",
+        clip_on=False,  # a bin at accuracy 1 or confidence 1 keeps its point on the frame
+        label="mean confidence",
+    )
+    accuracy_ax.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
+    accuracy_ax.set_xlim(0, 1)
+    accuracy_ax.set_ylim(0, 1)
+    accuracy_ax.set_ylabel("accuracy")
+    accuracy_ax.set_title(f"{title}: ECE {ece:.4f}")
+    accuracy_ax.legend(loc="upper left")
+    count_ax.bar(table["bin_low"], table["samples"], width, align="edge", color="C2")
+    count_ax.set_xlabel("confidence (probability of the predicted class)")
+    count_ax.set_ylabel("images")
+    for ax in (accuracy_ax, count_ax):
+        ax.grid(alpha=0.3)
+    save_png(figure, path)
+
+
 def plot_learning_curve(curve: pd.DataFrame, path: Path) -> None:
-    """Training loss (left) and train/test accuracy (right) per epoch."""
+    """Training loss (left), and minibatch and validation accuracy (right), per epoch.
+
+    The minibatch accuracy is the running accuracy on each epoch's minibatches, as training
+    went; the test set has no line here: it is evaluated once, by the predict stage."""
     figure = Figure(figsize=(11, 4.5), layout="constrained")
     loss_ax, accuracy_ax = figure.subplots(1, 2)
     loss_ax.plot(curve["epoch"], curve["loss"], marker="o")
     loss_ax.set_xlabel("epoch")
     loss_ax.set_ylabel("cross-entropy loss")
     loss_ax.set_title("Training loss")
-    accuracy_ax.plot(curve["epoch"], curve["train_accuracy"], marker="o", label="train")
-    if curve["test_accuracy"].notna().any():  # trained without a test set: no test line
-        accuracy_ax.plot(curve["epoch"], curve["test_accuracy"], marker="o", label="test")
+    accuracy_ax.plot(
+        curve["epoch"], curve["minibatch_accuracy"], marker="o", label="minibatch accuracy"
+    )
+    if curve["validation_accuracy"].notna().any():  # trained without a validation split
+        accuracy_ax.plot(
+            curve["epoch"], curve["validation_accuracy"], marker="o", label="validation accuracy"
+        )
     accuracy_ax.set_xlabel("epoch")
     accuracy_ax.set_ylabel("accuracy")
     accuracy_ax.set_title("Accuracy")
@@ -168,6 +219,9 @@ def write_run_figures(run_dir: Path, report: RunReport) -> list[Path]:
         title = f"Confusion matrix ({split})"
         plot_confusion(confusion, run_dir / f"confusion_{split}.png", title=title)
     plot_per_class_accuracy(report.per_class, report.overall, run_dir / "per_class_accuracy.png")
+    if report.calibration is not None:
+        title = f"Reliability diagram ({EVALUATION_SPLIT})"
+        plot_reliability(report.calibration, run_dir / "calibration_test.png", title=title)
     if report.learning_curve is not None:
         plot_learning_curve(report.learning_curve, run_dir / "learning_curve.png")
     if (wrong := report.misclassified) is not None:

@@ -1,8 +1,9 @@
 """Predict a split in chunks of whole Parquet row groups, then save the predictions.
 
 Memory follows the chunk size, not the data size: a chunk reads only its own row groups.
-Each chunk also returns its 10x10 confusion counts, which simply add up, so the chunks
-can run anywhere (threads, processes, Dask workers) and be combined in any order.
+Each chunk also returns its tally (`metrics.Tally`: 10x10 confusion counts, top-2 hits, the sum
+of -log p(true class), calibration bins), whose sums simply add up, so the chunks can run
+anywhere (threads, processes, Dask workers) and be combined in any order.
 `predict_chunk` takes paths and arrays only and touches no shared state.
 
 `predict_splits` is the whole stage: it plans the chunks of every split whose predictions are
@@ -13,7 +14,6 @@ for it or the weights give probabilities that are not finite.
 """
 
 import contextlib
-import json
 import logging
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -28,14 +28,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from threadpoolctl import threadpool_limits
 
-from fashionnet import atomic, integrity
-from fashionnet.dataset import META_SOURCES, SplitFile, read_row_groups
+from fashionnet import atomic, integrity, interrupts
+from fashionnet.dataset import SplitFile, read_row_groups
 from fashionnet.errors import FashionnetError
 from fashionnet.fashion_mnist import NUM_PIXELS
+from fashionnet.functions import log_softmax, softmax
 from fashionnet.layout import Layout
-from fashionnet.metrics import confusion_matrix
+from fashionnet.metrics import Tally
 from fashionnet.options import cli_flag
-from fashionnet.two_layer_net import predict
+from fashionnet.two_layer_net import scores
 from fashionnet.weights import load_params, refusal
 
 log = logging.getLogger(__name__)
@@ -63,13 +64,20 @@ def blas_threads_shared_by(concurrent_chunks: int) -> Iterator[None]:
 
 # The predictions file's metadata: which weights predicted it, from which data.
 META_MODEL_ID = "fashionnet.model_id"
+META_DATA_FINGERPRINT = "fashionnet.data_fingerprint"
 
+# One row per image: its position in the split, its true class, the most and the second most
+# probable classes, the probability of the first (`confidence`) and the log of the probability
+# of the true class (`true_log_prob`, by log-sum-exp from the scores: finite even where the
+# probability underflows float32). Every figure of the report can be recomputed from these.
 PREDICTIONS_SCHEMA = pa.schema(
     [
         ("index", pa.int32()),
         ("label", pa.uint8()),
         ("predicted", pa.uint8()),
+        ("second", pa.uint8()),
         ("confidence", pa.float32()),
+        ("true_log_prob", pa.float32()),
     ]
 )
 
@@ -99,8 +107,24 @@ class ChunkPrediction:
     index: np.ndarray  # int32 (n,), the rows' positions in their split
     label: np.ndarray  # uint8 (n,)
     predicted: np.ndarray  # uint8 (n,), the most probable class
+    second: np.ndarray  # uint8 (n,), the second most probable class
     confidence: np.ndarray  # float32 (n,), the probability of the predicted class
-    confusion: np.ndarray  # int64 (10, 10), rows true class, columns predicted
+    true_log_prob: np.ndarray  # float32 (n,), log of the probability of the true class
+    tally: Tally  # the chunk's sums: confusion counts, top-2 hits, log loss, calibration bins
+
+    def columns(self) -> list[np.ndarray]:
+        """The chunk's rows as PREDICTIONS_SCHEMA's columns, in its order."""
+        return [getattr(self, name) for name in PREDICTIONS_SCHEMA.names]
+
+
+def top_two(probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The most and the second most probable class of each row (ties: the lower class first,
+    as argmax picks)."""
+    rows = np.arange(len(probabilities))
+    first = probabilities.argmax(axis=1)
+    others = probabilities.copy()
+    others[rows, first] = -np.inf
+    return first.astype(np.uint8), others.argmax(axis=1).astype(np.uint8)
 
 
 def predict_chunk(
@@ -108,14 +132,20 @@ def predict_chunk(
 ) -> ChunkPrediction:
     """Read the row groups `row_groups` of a split and predict them in one call."""
     batch = read_row_groups(parquet_path, row_groups)
-    probabilities = predict(params, batch.x)
-    predicted = probabilities.argmax(axis=1).astype(np.uint8)
+    output = scores(params, batch.x)
+    probabilities = softmax(output)  # = two_layer_net.predict, without a second forward pass
+    predicted, second = top_two(probabilities)
+    confidence = probabilities.max(axis=1).astype(np.float32)
+    rows = np.arange(len(output))
+    true_log_prob = log_softmax(output)[rows, batch.label].astype(np.float32)
     return ChunkPrediction(
         index=batch.index,
         label=batch.label,
         predicted=predicted,
-        confidence=probabilities.max(axis=1).astype(np.float32),
-        confusion=confusion_matrix(batch.label, predicted),
+        second=second,
+        confidence=confidence,
+        true_log_prob=true_log_prob,
+        tally=Tally.of_predictions(batch.label, predicted, second, confidence, true_log_prob),
     )
 
 
@@ -158,12 +188,17 @@ def predict_chunk_file(weights_path: Path, job: ChunkJob) -> ChunkPrediction:
     """`predict_chunk` with the weights read from their file: all a worker needs is two paths.
     Refused in one line, on the machine that would predict it: a chunk its memory cannot
     hold, and weights whose probabilities are not finite (finite weights can still overflow
-    float32 in the products)."""
+    float32 in the products). A chunk that starts after a stop was asked for (`interrupts`)
+    raises instead: chunks still waiting for a thread never start."""
+    interrupts.check()
     params = load_params(weights_path)
     check_memory(weights_path, job.rows, params["b1"].size)
     with np.errstate(over="ignore", invalid="ignore"):  # overflow ends in NaN: refused below
         prediction = predict_chunk(params, job.parquet_path, job.row_groups)
-    if not np.isfinite(prediction.confidence).all():  # a NaN probability makes its row's max NaN
+    finite = (
+        np.isfinite(prediction.confidence).all() and np.isfinite(prediction.true_log_prob).all()
+    )
+    if not finite:  # a NaN probability makes its row's max NaN, an infinite score its log NaN
         raise refusal(weights_path, "gives class probabilities that are not finite (overflow)")
     return prediction
 
@@ -181,8 +216,9 @@ def run_chunks_in_threads(
 
 
 def prediction_metadata(model_id: str, split: SplitFile) -> dict[str, str]:
-    """What a predictions file must record to be up to date: the model and the split's sources."""
-    return {META_MODEL_ID: model_id, META_SOURCES: json.dumps(split.sources, sort_keys=True)}
+    """What a predictions file must record to be up to date: the model and the split's data (its
+    sources and, for a file cut by the split rule, the rule: another rule, other rows)."""
+    return {META_MODEL_ID: model_id, META_DATA_FINGERPRINT: split.fingerprint}
 
 
 def predict_splits(
@@ -192,18 +228,17 @@ def predict_splits(
     layout: Layout,
     chunk_size: int,
     run_chunks: ChunkRunner = run_chunks_in_threads,
-) -> dict[str, np.ndarray]:
+) -> dict[str, Tally]:
     """The predict stage: each split's predictions file, made unless it is up to date, and its
-    10x10 confusion counts (rows true class, columns predicted).
+    tally (`metrics.Tally`: confusion counts, top-2 hits, log loss sum, calibration bins).
 
     The chunks of all splits go to `run_chunks` in one call, so they can all run at once.
     """
-    confusions, jobs, pending = {}, [], {}
+    tallies, jobs, pending = {}, [], {}
     for split, split_file in splits.items():
         out_path, metadata = layout.predictions(split), prediction_metadata(model_id, split_file)
         if predictions_up_to_date(out_path, metadata, split_file.num_rows):
-            frame = read_predictions(out_path)
-            confusions[split] = confusion_matrix(frame["label"], frame["predicted"])
+            tallies[split] = tally_of_file(out_path)
             log.info("%s predictions up to date: %s", split, out_path)
             continue
         chunks = plan_chunks(split_file, chunk_size)
@@ -217,13 +252,24 @@ def predict_splits(
     for split, (out_path, metadata, positions) in pending.items():
         with integrity.sealing(out_path):
             write_predictions(out_path, predicted[positions], metadata=metadata)
-        confusions[split] = total_confusion(predicted[positions])
-    return {split: confusions[split] for split in splits}
+        tallies[split] = total_tally(predicted[positions])
+    return {split: tallies[split] for split in splits}
 
 
-def total_confusion(chunks: Sequence[ChunkPrediction]) -> np.ndarray:
-    """The confusion counts of a whole split: the sum over its chunks."""
-    return np.sum([chunk.confusion for chunk in chunks], axis=0, dtype=np.int64)
+def total_tally(chunks: Sequence[ChunkPrediction]) -> Tally:
+    """The tally of a whole split: the sum over its chunks."""
+    return Tally.total(chunk.tally for chunk in chunks)
+
+
+def tally_of_file(path: Path) -> Tally:
+    """The tally of a predictions file, a row group at a time (memory stays at one chunk)."""
+    parquet = pq.ParquetFile(path)
+    names = ["label", "predicted", "second", "confidence", "true_log_prob"]
+    groups = range(parquet.num_row_groups)
+    return Tally.total(
+        Tally.of_predictions(*(group[name].to_numpy() for name in names))
+        for group in (parquet.read_row_group(g, columns=names) for g in groups)
+    )
 
 
 def write_predictions(
@@ -237,8 +283,7 @@ def write_predictions(
     schema = PREDICTIONS_SCHEMA.with_metadata({key: str(value) for key, value in metadata.items()})
     with atomic.atomic_path(path) as tmp, pq.ParquetWriter(tmp, schema) as writer:
         for chunk in chunks:
-            columns = [chunk.index, chunk.label, chunk.predicted, chunk.confidence]
-            writer.write_table(pa.Table.from_arrays(columns, schema=schema))
+            writer.write_table(pa.Table.from_arrays(chunk.columns(), schema=schema))
     log.info("wrote %d prediction chunks to %s", len(chunks), path)
 
 
@@ -259,7 +304,7 @@ def predictions_up_to_date(path: Path, metadata: Mapping[str, str], rows: int) -
 
 
 def read_predictions(path: Path) -> pd.DataFrame:
-    """The predictions of one split: columns index, label, predicted, confidence."""
+    """The predictions of one split: the columns of PREDICTIONS_SCHEMA."""
     if not Path(path).is_file():
         raise FashionnetError(f"{path} is missing; run the predict stage first")
     return pq.read_table(path, columns=PREDICTIONS_SCHEMA.names).to_pandas()

@@ -15,7 +15,13 @@ import numpy as np
 
 from fashionnet import atomic
 from fashionnet.html_page import figure, link, page, paragraph, png_data_uri, section, table
-from fashionnet.report_markdown import overall_rows, per_class_rows, source_rows, weakest_rows
+from fashionnet.report_markdown import (
+    METRICS_LEGEND,
+    overall_rows,
+    per_class_rows,
+    source_rows,
+    weakest_rows,
+)
 from fashionnet.run_report import EVALUATION_SPLIT, RunReport
 
 REPORT_HTML_NAME = "report.html"
@@ -68,6 +74,7 @@ def render_report_html(report: RunReport, figure_sources: Mapping[str, str]) -> 
     """report.html of `report`; `figure_sources` maps each of `report.figures` to its image URL."""
     body = [
         table(*overall_rows(report.overall)),
+        paragraph(METRICS_LEGEND),
         model_paragraph(report),
         weakest_html(report.confusions.get(EVALUATION_SPLIT)),
         section("Per class", table(*per_class_rows(report.per_class))),

@@ -1,8 +1,9 @@
 """report.md: a `RunReport` summarised for people.
 
-Headline accuracy per split, the weakest test classes and what they are mistaken for, the
-per-class table, the figures (linked by relative path), then the model, its hyperparameters
-and the data's source checksums recorded in the manifest.
+Headline accuracy per split with its 95% interval, top-2 accuracy, log loss and calibration
+error, the weakest test classes and what they are mistaken for, the per-class table, the
+figures (linked by relative path), then the model, its hyperparameters and the data's source
+checksums recorded in the manifest.
 """
 
 from collections.abc import Mapping, Sequence
@@ -29,11 +30,48 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
+# What the headline's columns mean, said under the table.
+METRICS_LEGEND = (
+    "Accuracy is that of the final weights on each split; its 95% interval is the Wilson score "
+    "interval. Top-2 accuracy counts an image right when its class is one of the two most "
+    "probable. Log loss is the mean of -ln p(true class). ECE, the expected calibration error, "
+    "is the mean gap between accuracy and confidence over 15 confidence bins, weighted by their "
+    "images (0 is perfectly calibrated)."
+)
+
+
+def interval(low: float, high: float) -> str:
+    return f"[{low:.2%}, {high:.2%}]"
+
+
+def number(value: float, spec: str) -> str:
+    """`value` formatted by `spec`, or "-" where it is unknown (a run folder from before it)."""
+    return "-" if pd.isna(value) else format(value, spec)
+
+
 def overall_rows(overall: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     """The headline figures as text: a header and one row per split."""
-    header = ["split", "accuracy", "correct", "images"]
+    header = [
+        "split",
+        "accuracy",
+        "correct",
+        "images",
+        "95% interval",
+        "top-2 accuracy",
+        "log loss",
+        "ECE",
+    ]
     rows = [
-        [row.split, f"{row.accuracy:.2%}", f"{row.correct:,}", f"{row.samples:,}"]
+        [
+            row.split,
+            f"{row.accuracy:.2%}",
+            f"{row.correct:,}",
+            f"{row.samples:,}",
+            interval(row.ci_low, row.ci_high),
+            number(row.top2_accuracy, ".2%"),
+            number(row.log_loss, ".4f"),
+            number(row.ece, ".4f"),
+        ]
         for row in overall.itertuples()
     ]
     return header, rows
@@ -47,7 +85,8 @@ def model_line(report: RunReport) -> str:
 
 
 def headline_section(report: RunReport) -> str:
-    return "\n\n".join([markdown_table(*overall_rows(report.overall)), model_line(report)])
+    table = markdown_table(*overall_rows(report.overall))
+    return "\n\n".join([table, METRICS_LEGEND, model_line(report)])
 
 
 def weakest_rows(confusion: np.ndarray) -> list[tuple[str, str]]:
@@ -73,15 +112,21 @@ def weakest_section(confusion: np.ndarray | None) -> str:
 
 
 def per_class_rows(per_class: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
-    """Per class as text: accuracy in every split, then precision, recall and f1 on test."""
+    """Per class as text: accuracy in every split, then on test precision, recall, f1 and the
+    accuracy's 95% interval."""
     accuracy = accuracy_by_class(per_class)
     header = ["class", *(f"{split} accuracy" for split in accuracy.columns)]
     rows = [[name, *(f"{value:.2%}" for value in values)] for name, values in accuracy.iterrows()]
     evaluated = per_class[per_class["split"] == EVALUATION_SPLIT].sort_values("label")
     if len(evaluated):
-        header += ["test precision", "test recall", "test f1"]
+        header += ["test precision", "test recall", "test f1", "test 95% interval"]
         for row, scores in zip(rows, evaluated.itertuples(), strict=True):
-            row += [f"{scores.precision:.3f}", f"{scores.recall:.3f}", f"{scores.f1:.3f}"]
+            row += [
+                f"{scores.precision:.3f}",
+                f"{scores.recall:.3f}",
+                f"{scores.f1:.3f}",
+                interval(scores.ci_low, scores.ci_high),
+            ]
     return header, rows
 
 

@@ -33,8 +33,10 @@ from fashionnet import atomic, plots, report_html, report_markdown, trend
 from fashionnet.errors import FashionnetError
 from fashionnet.fashion_mnist import CLASS_NAMES
 from fashionnet.layout import Layout
-from fashionnet.run_report import RunReport
+from fashionnet.run_report import EVALUATION_SPLIT, RunReport
+from fashionnet.runlock import run_lock
 from fashionnet.schema import (
+    ADDED_HISTORY_COLUMNS,
     CONFUSION_INDEX,
     HISTORY_COLUMNS,
     LEGACY_HISTORY_COLUMNS,
@@ -117,8 +119,16 @@ def publish_run(layout: Layout, run_dir: Path, report: RunReport) -> None:
     never has rows of a run that `latest` did not point at.
     """
     fingerprints = report.manifest.get("data", {}).get("fingerprints", {})
+    origin = report.manifest.get("prefect") or {}
     finished_at = datetime.now(UTC).isoformat(timespec="seconds")
-    rows = history_rows(report.run_id, finished_at, report.overall, fingerprints)
+    rows = history_rows(
+        report.run_id,
+        finished_at,
+        report.overall,
+        fingerprints,
+        flow_run_id=origin.get("flow_run_id") or "",
+        trigger=origin.get("trigger") or "",
+    )
     with history_appended(layout.history_csv, rows):
         publish_latest(layout.latest_link, run_dir)
     write_trend_of_history(layout)
@@ -150,11 +160,18 @@ def removed_unless_published(latest_link: Path, run_dir: Path) -> Iterator[None]
 
 
 def history_rows(
-    run_id: str, finished_at: str, overall: pd.DataFrame, fingerprints: Mapping[str, str]
+    run_id: str,
+    finished_at: str,
+    overall: pd.DataFrame,
+    fingerprints: Mapping[str, str],
+    *,
+    flow_run_id: str = "",
+    trigger: str = "",
 ) -> pd.DataFrame:
     """history.csv's rows of one run: one per split of `overall`.
 
-    `fingerprints` maps each split to its data fingerprint (`dataset.split_fingerprint`).
+    `fingerprints` maps each split to its data fingerprint (`dataset.split_fingerprint`);
+    `flow_run_id` and `trigger` come from the manifest's "prefect" (empty outside a flow run).
     """
     return pd.DataFrame(
         {
@@ -165,6 +182,8 @@ def history_rows(
             "accuracy": overall["accuracy"],
             "model_id": overall["model_id"],
             "data_fingerprint": [fingerprints.get(split, "") for split in overall["split"]],
+            "flow_run_id": flow_run_id,
+            "trigger": trigger,
         },
         columns=HISTORY_COLUMNS,
     )
@@ -221,8 +240,9 @@ class HistoryFile:
 def read_history_file(history_csv: Path) -> HistoryFile:
     """Read history.csv line by line, so one bad row costs that row alone.
 
-    An earlier release's header (LEGACY_HISTORY_COLUMNS) is read as the current one. A missing
-    or empty file is an empty history.
+    An earlier release's header (LEGACY_HISTORY_COLUMNS, or without the ADDED_HISTORY_COLUMNS)
+    is read as the current one, the added cells empty. A missing or empty file is an empty
+    history.
     """
     history_csv = Path(history_csv)
     empty = pd.DataFrame(columns=HISTORY_COLUMNS)
@@ -233,16 +253,20 @@ def read_history_file(history_csv: Path) -> HistoryFile:
     header, *lines = history_csv.read_bytes().split(b"\n")
     if not header and not any(lines):
         return HistoryFile(empty, [])
-    if (problem := _header_problem(header)) is not None:
-        return HistoryFile(empty, [], unreadable=problem)
+    try:
+        width = _header_width(header)
+    except ValueError as problem:
+        return HistoryFile(empty, [], unreadable=str(problem))
     rows, row_lines, bad_lines = [], [], {}
     for number, line in enumerate(lines, start=2):
         if not line.strip():
             continue  # blank lines, and the end of the last row
         try:
             text = _text(line)
-            rows.append(_history_row(text))
-            row_lines.append(text + "\n")
+            values = _history_row(text, width)
+            rows.append(values)
+            # Written back under the current header: an older row gains its empty cells.
+            row_lines.append(text + "," * (len(HISTORY_COLUMNS) - width) + "\n")
         except (ValueError, csv.Error) as error:
             bad_lines[number] = str(error)
     table = pd.DataFrame(rows, columns=HISTORY_COLUMNS).astype(NUMBER_COLUMNS)
@@ -262,22 +286,27 @@ def _text(line: bytes) -> str:
         raise ValueError("not UTF-8 text") from None
 
 
-def _header_problem(header: bytes) -> str | None:
+def _header_width(header: bytes) -> int:
+    """How many columns the file's rows have: all of HISTORY_COLUMNS, or fewer in a file of a
+    release before ADDED_HISTORY_COLUMNS; ValueError says what is wrong with the header."""
     try:
         text = _text(header)
     except ValueError as error:
-        return f"its header is {error}"
+        raise ValueError(f"its header is {error}") from None
     columns = [LEGACY_HISTORY_COLUMNS.get(name, name) for name in text.split(",")]
-    if columns != HISTORY_COLUMNS:
-        return f"its header {textwrap.shorten(text, 60)!r} is not {HISTORY_HEADER!r}"
-    return None
+    older = HISTORY_COLUMNS[: len(HISTORY_COLUMNS) - len(ADDED_HISTORY_COLUMNS)]
+    if columns not in (HISTORY_COLUMNS, older):
+        raise ValueError(f"its header {textwrap.shorten(text, 60)!r} is not {HISTORY_HEADER!r}")
+    return len(columns)
 
 
-def _history_row(text: str) -> list:
-    """One row's values; ValueError (or csv.Error) says what is wrong with the line."""
+def _history_row(text: str, width: int) -> list:
+    """One row's values (a row of `width` fields, padded with empty cells to HISTORY_COLUMNS);
+    ValueError (or csv.Error) says what is wrong with the line."""
     values = next(csv.reader([text]))
-    if len(values) != len(HISTORY_COLUMNS):
-        raise ValueError(f"{len(values)} fields, expected {len(HISTORY_COLUMNS)}")
+    if len(values) != width:
+        raise ValueError(f"{len(values)} fields, expected {width}")
+    values += [""] * (len(HISTORY_COLUMNS) - width)
     row = dict(zip(HISTORY_COLUMNS, values, strict=True))
     for name, kind in NUMBER_COLUMNS.items():
         try:
@@ -285,3 +314,85 @@ def _history_row(text: str) -> list:
         except ValueError:
             raise ValueError(f"{name} {row[name][:20]!r} is not a number") from None
     return list(row.values())
+
+
+@dataclass(frozen=True)
+class Regression:
+    """A run's test accuracy fell more than `tolerance` below the previous run's on the same
+    data. The field names are the payload of the `fashionnet.accuracy.regressed` event."""
+
+    test_accuracy: float
+    previous_test_accuracy: float
+    tolerance: float
+    previous_run: str  # its run id
+
+
+def accuracy_regression(
+    history: pd.DataFrame, run_id: str, fingerprint: str, test_accuracy: float, tolerance: float
+) -> Regression | None:
+    """Compare a run with the last other run of `history` (history.csv's rows, in publishing
+    order) evaluated on the same data (`fingerprint`, the evaluation split's): a Regression if
+    `test_accuracy` is more than `tolerance` below that run's, else None (also with no such run).
+    """
+    earlier = history[
+        (history["split"] == EVALUATION_SPLIT)
+        & (history["data_fingerprint"] == fingerprint)
+        & (history["run_id"] != run_id)
+    ]
+    if not fingerprint or earlier.empty:
+        return None
+    previous = earlier.iloc[-1]
+    if float(previous["accuracy"]) - test_accuracy <= tolerance:
+        return None
+    return Regression(
+        test_accuracy=float(test_accuracy),
+        previous_test_accuracy=float(previous["accuracy"]),
+        tolerance=float(tolerance),
+        previous_run=str(previous["run_id"]),
+    )
+
+
+def regression_of(layout: Layout, report: RunReport, tolerance: float) -> Regression | None:
+    """`accuracy_regression` of a report against the project's history.csv."""
+    overall = report.overall.set_index("split")
+    if EVALUATION_SPLIT not in overall.index:
+        return None
+    fingerprint = report.manifest.get("data", {}).get("fingerprints", {}).get(EVALUATION_SPLIT, "")
+    return accuracy_regression(
+        read_history(layout.history_csv),
+        report.run_id,
+        fingerprint,
+        float(overall.loc[EVALUATION_SPLIT, "accuracy"]),
+        tolerance,
+    )
+
+
+def prune_runs(layout: Layout, keep: int, lock_timeout: float) -> list[Path]:
+    """Delete the run folders under runs/ beyond the `keep` newest (run ids sort by time), never
+    the one `latest` points at; returns what was removed, oldest first. history.csv keeps every
+    row. Holds the project's run lock (waiting up to `lock_timeout` s), so no run is being
+    published meanwhile."""
+    if keep < 1:
+        raise FashionnetError(f"--keep {keep}: keep at least 1 run folder")
+    with run_lock(layout.lock_file, lock_timeout):
+        return _prune(layout, keep)
+
+
+def _prune(layout: Layout, keep: int) -> list[Path]:
+    if not layout.runs_dir.is_dir():
+        return []
+    runs = sorted(
+        path
+        for path in layout.runs_dir.iterdir()
+        if path.is_dir() and not path.is_symlink() and not path.name.startswith(".")
+    )
+    latest = layout.latest_link.resolve() if layout.latest_link.is_symlink() else None
+    removed = [path for path in runs[:-keep] if path.resolve() != latest]
+    for path in removed:
+        # Hidden first, then deleted: an interruption leaves a temporary the next run sweeps,
+        # never half a run folder.
+        doomed = path.with_name(f".{path.name}{atomic.TEMP_MARKER}pruned")
+        os.rename(path, doomed)
+        shutil.rmtree(doomed)
+        log.info("removed run folder %s", path)
+    return removed

@@ -1,9 +1,11 @@
 """A run's report, built once in memory: every file and view of a run is rendered from it.
 
-`RunReport` holds the confusion counts of each split, the manifest (provenance), the learning
-curve and the few test images the figures show. The CSVs, figures and report.md of the run
-folder (`reports.write_run`), the Prefect artifacts and the terminal view all render this one
-object. `RunReport.read` rebuilds it from a run folder, for `fashionnet report` and re-rendering.
+`RunReport` holds the confusion counts and probability metrics (top-2 accuracy, log loss, ECE)
+of each split, the manifest (provenance), the learning curve, the test split's tally (for the
+reliability diagram) and the few test images the figures show. The CSVs, figures and report.md
+of the run folder (`reports.write_run`), the Prefect artifacts and the terminal view all render
+this one object. `RunReport.read` rebuilds it from a run folder, for `fashionnet report` and
+re-rendering.
 """
 
 import contextlib
@@ -11,7 +13,7 @@ import json
 import platform
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from importlib import metadata
 from pathlib import Path
@@ -24,7 +26,7 @@ from fashionnet.dataset import SplitFile, read_rows
 from fashionnet.errors import FashionnetError
 from fashionnet.fashion_mnist import CLASS_NAMES
 from fashionnet.layout import Layout
-from fashionnet.metrics import overall_table, per_class_table
+from fashionnet.metrics import ProbabilityMetrics, Tally, overall_table, per_class_table
 from fashionnet.model_source import Model
 from fashionnet.predict import read_predictions
 from fashionnet.schema import CONFUSION_INDEX, TEXT_COLUMNS
@@ -36,11 +38,13 @@ MISCLASSIFIED_SHOWN = 25
 SAMPLES_PER_CLASS = 5
 VERSIONED_PACKAGES = ("numpy", "pandas", "pyarrow", "prefect", "fashionnet")
 
-# Figures a run folder may hold, in the order report.md shows them, with their captions.
+# Figures a run folder may hold, in the order report.md shows them, with their captions;
+# SPLIT_FIGURE stands for one figure per split, in the report's split order.
+SPLIT_FIGURE = "confusion_{split}.png"
 FIGURES = {
     "per_class_accuracy.png": "Accuracy per class",
-    "confusion_test.png": "Confusion matrix (test)",
-    "confusion_train.png": "Confusion matrix (train)",
+    SPLIT_FIGURE: "Confusion matrix ({split})",
+    "calibration_test.png": "Reliability diagram (test)",
     "learning_curve.png": "Learning curve",
     "misclassified_test.png": "Most confidently wrong test images",
     "samples.png": "Test images by class",
@@ -57,6 +61,30 @@ class Gallery:
     confidence: np.ndarray  # (k,)
 
 
+# What started a run (manifest.json's prefect.trigger, history.csv's trigger): a deployment's
+# schedule, a deployment run started by hand or through the API, or `fashionnet run`.
+TRIGGERS = ("schedule", "deployment-manual", "cli")
+
+
+@dataclass(frozen=True)
+class RunOrigin:
+    """The orchestrator's run behind a report and what started it: manifest.json's "prefect".
+
+    Gathered by the flow from its flow run, so the library never asks the orchestrator.
+    `overrides` holds the flow parameters that differ from the flow's defaults (field -> value).
+    """
+
+    flow_run_id: str | None = None
+    flow_run_name: str | None = None
+    deployment: str | None = None  # "<flow>/<deployment>", None outside a deployment
+    trigger: str = "cli"
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.trigger not in TRIGGERS:
+            raise ValueError(f"trigger {self.trigger!r} is not one of {', '.join(TRIGGERS)}")
+
+
 @dataclass(frozen=True)
 class RunReport:
     run_id: str
@@ -66,11 +94,14 @@ class RunReport:
     learning_curve: pd.DataFrame | None = None
     misclassified: Gallery | None = None  # the most confidently wrong evaluation images
     samples: Gallery | None = None  # the first evaluation images of each class
+    # split -> top-2 accuracy, log loss, ECE; a split without an entry has empty cells
+    probability_metrics: dict[str, ProbabilityMetrics] = field(default_factory=dict)
+    calibration: Tally | None = None  # the evaluation split's tally: its reliability diagram
 
     @cached_property
     def overall(self) -> pd.DataFrame:
         """overall.csv: one row per split."""
-        return overall_table(self.confusions, self.model_id)
+        return overall_table(self.confusions, self.model_id, self.probability_metrics)
 
     @cached_property
     def per_class(self) -> pd.DataFrame:
@@ -80,15 +111,23 @@ class RunReport:
     @property
     def figures(self) -> dict[str, str]:
         """The figures this report has data for: file name -> caption, in FIGURES order."""
-        available = {f"confusion_{split}.png" for split in self.confusions}
-        available.add("per_class_accuracy.png")
+        available = {"per_class_accuracy.png"}
+        if self.calibration is not None:
+            available.add("calibration_test.png")
         if self.learning_curve is not None:
             available.add("learning_curve.png")
         if self.misclassified is not None:
             available.add("misclassified_test.png")
         if self.samples is not None:
             available.add("samples.png")
-        return {name: caption for name, caption in FIGURES.items() if name in available}
+        figures = {}
+        for name, caption in FIGURES.items():
+            if name == SPLIT_FIGURE:
+                for split in self.confusions:
+                    figures[name.format(split=split)] = caption.format(split=split)
+            elif name in available:
+                figures[name] = caption
+        return figures
 
     @property
     def data_files(self) -> list[str]:
@@ -101,8 +140,8 @@ class RunReport:
 
     @classmethod
     def read(cls, run_dir: Path) -> "RunReport":
-        """The report of an existing run folder, without the image galleries (the images are in
-        its PNGs only)."""
+        """The report of an existing run folder, without the image galleries and the reliability
+        diagram (their data are in the PNGs and the predictions files only)."""
         run_dir = Path(run_dir)
         overall = read_run_csv(run_dir, "overall.csv")
         manifest_path = run_dir / "manifest.json"
@@ -117,6 +156,7 @@ class RunReport:
             confusions={split: read_confusion(run_dir, split) for split in overall["split"]},
             manifest=manifest,
             learning_curve=read_learning_curve(curve_path) if curve_path.is_file() else None,
+            probability_metrics=stored_probability_metrics(overall),
         )
 
 
@@ -140,11 +180,14 @@ def build_report(
     data_origin: str,
     splits: Mapping[str, SplitFile],
     model: Model,
-    confusions: Mapping[str, np.ndarray],
+    tallies: Mapping[str, Tally],
     layout: Layout,
     stage_seconds: Mapping[str, float],
+    origin: RunOrigin | None = None,
 ) -> RunReport:
-    """The report of a run whose predictions are written: the report stage's one input."""
+    """The report of a run whose predictions are written: the report stage's one input.
+
+    `tallies` are the predict stage's (`predict.predict_splits`), one per split."""
     manifest = build_manifest(
         run_id=run_id,
         started_at=started_at,
@@ -152,6 +195,7 @@ def build_report(
         splits=splits,
         model=model.describe(),
         stage_seconds=stage_seconds,
+        origin=origin,
     )
     misclassified = samples = None
     if EVALUATION_SPLIT in splits:
@@ -161,11 +205,15 @@ def build_report(
     return RunReport(
         run_id=run_id,
         model_id=model.model_id,
-        confusions=dict(confusions),
+        confusions={split: tally.confusion for split, tally in tallies.items()},
         manifest=manifest,
         learning_curve=model.learning_curve,
         misclassified=misclassified,
         samples=samples,
+        probability_metrics={
+            split: tally.probability_metrics() for split, tally in tallies.items()
+        },
+        calibration=tallies.get(EVALUATION_SPLIT),
     )
 
 
@@ -224,10 +272,12 @@ def build_manifest(
     splits: Mapping[str, SplitFile],
     model: Mapping[str, Any],
     stage_seconds: Mapping[str, float],
+    origin: RunOrigin | None = None,
 ) -> dict[str, Any]:
     """manifest.json: where the run's data and model came from, and what ran it.
 
-    `model` describes the model (`model_source.Model.describe()`).
+    `model` describes the model (`model_source.Model.describe()`); `origin` the flow run
+    (a run outside a flow, as the benchmark's, has none: "prefect" is null).
     """
     return {
         "run_id": run_id,
@@ -236,11 +286,15 @@ def build_manifest(
             "origin": data_origin,
             "sources": {name: split.sources for name, split in splits.items()},
             "fingerprints": {name: split.fingerprint for name, split in splits.items()},
+            # How the raw training images were divided into train and validation (the same
+            # rule is recorded in both files): size, seed and the digest of the held-out rows.
+            "split_rule": splits["validation"].split_rule if "validation" in splits else None,
         },
         "model": dict(model),
         "packages": package_versions(),
         "python": platform.python_version(),
         "stage_seconds": dict(stage_seconds),
+        "prefect": asdict(origin) if origin is not None else None,
     }
 
 
@@ -251,6 +305,19 @@ def read_run_csv(run_dir: Path, name: str) -> pd.DataFrame:
         raise FashionnetError(f"{path} is missing; run the pipeline to write a complete run folder")
     # A hex id or digest made only of digits must not be read as a number.
     return pd.read_csv(path, dtype=dict.fromkeys(TEXT_COLUMNS, str))
+
+
+def stored_probability_metrics(overall: pd.DataFrame) -> dict[str, ProbabilityMetrics]:
+    """The probability metrics an overall.csv holds, by split (none from a file of a release
+    before them, or for a split whose cells are empty)."""
+    names = list(ProbabilityMetrics._fields)
+    if not set(names) <= set(overall.columns):
+        return {}
+    return {
+        row.split: ProbabilityMetrics(*(float(getattr(row, name)) for name in names))
+        for row in overall.itertuples()
+        if overall.loc[row.Index, names].notna().all()
+    }
 
 
 def read_confusion(run_dir: Path, split: str) -> np.ndarray:

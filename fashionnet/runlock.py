@@ -3,14 +3,19 @@
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from filelock import FileLock, Timeout
 
+from fashionnet import interrupts
 from fashionnet.errors import FashionnetError
 
 log = logging.getLogger(__name__)
+
+# While waiting for the lock, a stop request (Ctrl-C) is seen at least this often.
+POLL_SECONDS = 0.5
 
 
 @contextlib.contextmanager
@@ -24,13 +29,18 @@ def run_lock(lock_file: Path, timeout: float) -> Iterator[None]:
         log.warning(
             "another run is using %s; waiting up to %.0f s", lock_file.parent.parent, timeout
         )
-        try:
-            lock.acquire(timeout=timeout)
-        except Timeout:
-            raise FashionnetError(
-                f"another fashionnet run still holds {lock_file} after {timeout:.0f} s: "
-                "wait for it to finish, or raise --lock-timeout"
-            ) from None
+        deadline = time.monotonic() + timeout
+        while True:
+            interrupts.check()
+            try:
+                lock.acquire(timeout=max(0.0, min(POLL_SECONDS, deadline - time.monotonic())))
+                break
+            except Timeout:
+                if time.monotonic() >= deadline:
+                    raise FashionnetError(
+                        f"another fashionnet run still holds {lock_file} after {timeout:.0f} s: "
+                        "wait for it to finish, or raise --lock-timeout"
+                    ) from None
     try:
         log.debug("run lock taken by pid %d", os.getpid())
         yield

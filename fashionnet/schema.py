@@ -9,7 +9,18 @@ import io
 import pandas as pd
 
 # overall.csv: one row per split.
-OVERALL_COLUMNS = ["split", "samples", "correct", "accuracy", "model_id"]
+OVERALL_COLUMNS = [
+    "split",
+    "samples",
+    "correct",
+    "accuracy",
+    "ci_low",
+    "ci_high",
+    "top2_accuracy",
+    "log_loss",
+    "ece",
+    "model_id",
+]
 
 # per_class.csv: one row per split and class.
 PER_CLASS_COLUMNS = [
@@ -19,6 +30,8 @@ PER_CLASS_COLUMNS = [
     "samples",
     "correct",
     "accuracy",
+    "ci_low",
+    "ci_high",
     "precision",
     "recall",
     "f1",
@@ -27,8 +40,9 @@ PER_CLASS_COLUMNS = [
 # confusion_<split>.csv: this column, then one column per class name (predicted class).
 CONFUSION_INDEX = "true_class"
 
-# learning_curve.csv: one row per training epoch.
-CURVE_COLUMNS = ["epoch", "loss", "train_accuracy", "test_accuracy", "learning_rate"]
+# learning_curve.csv: one row per training epoch. minibatch_accuracy is the running accuracy
+# over the epoch's minibatches; validation_accuracy is measured on the held-out validation split.
+CURVE_COLUMNS = ["epoch", "loss", "minibatch_accuracy", "validation_accuracy", "learning_rate"]
 
 # reports/history.csv: one row per published run and split.
 HISTORY_COLUMNS = [
@@ -39,13 +53,27 @@ HISTORY_COLUMNS = [
     "accuracy",
     "model_id",
     "data_fingerprint",
+    "flow_run_id",
+    "trigger",
 ]
 # Earlier releases named the split fingerprint `data_sha256`; such files are read and appended
 # to under the current header.
 LEGACY_HISTORY_COLUMNS = {"data_sha256": "data_fingerprint"}
+# Columns added at the end since the first release: an older file lacks them, and its rows
+# are read (and written back) with these cells empty.
+ADDED_HISTORY_COLUMNS = ["flow_run_id", "trigger"]
 
 # Columns read as text even when a value is all digits (hex ids, fingerprints, times).
-TEXT_COLUMNS = ["finished_at", "run_id", "split", "model_id", "data_fingerprint", "class_name"]
+TEXT_COLUMNS = [
+    "finished_at",
+    "run_id",
+    "split",
+    "model_id",
+    "data_fingerprint",
+    "flow_run_id",
+    "trigger",
+    "class_name",
+]
 
 
 def csv_text(table: pd.DataFrame, *, index: bool = False) -> str:

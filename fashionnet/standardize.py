@@ -10,7 +10,7 @@ fold exactly into W1 and b1:
 so the trained network takes the pipeline's ordinary x / 255 inputs, like any other TwoLayerNet.
 """
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,9 +30,22 @@ class Standardization:
     @classmethod
     def fit(cls, x: np.ndarray) -> "Standardization":
         """The per-feature mean and scale (standard deviation + SCALE_FLOOR) of x (n, features)."""
-        mean = x.mean(axis=0, dtype=np.float64)
-        mean_square = np.einsum("ij,ij->j", x, x, dtype=np.float64) / len(x)
-        std = np.sqrt(np.maximum(mean_square - mean**2, 0))
+        return cls.fit_stream([x])
+
+    @classmethod
+    def fit_stream(cls, parts: Iterable[np.ndarray]) -> "Standardization":
+        """`fit` of the rows of all `parts` (each (rows, features)), in one pass holding one part
+        at a time: per-feature sums of x and x**2 in float64 (pixels lie in [0, 1], so the
+        difference of the two moments loses nothing that float32 keeps)."""
+        n, total, total_square = 0, 0.0, 0.0
+        for x in parts:
+            n += len(x)
+            total = total + x.sum(axis=0, dtype=np.float64)
+            total_square = total_square + np.einsum("ij,ij->j", x, x, dtype=np.float64)
+        if n == 0:
+            raise ValueError("standardization needs at least one row")
+        mean = total / n
+        std = np.sqrt(np.maximum(total_square / n - mean**2, 0))
         return cls(mean.astype(np.float32), std.astype(np.float32) + SCALE_FLOOR)
 
     def apply(self, x: np.ndarray) -> np.ndarray:

@@ -4,6 +4,7 @@ The tables show the same text as report.md (`report_markdown.overall_rows`, `per
 of the same `RunReport`, so the terminal and the file never disagree.
 """
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -17,9 +18,15 @@ from fashionnet.run_report import RunReport
 
 
 def text_table(
-    title: str, header: list[str], rows: list[list[str]], *, text_columns: int = 1
+    title: str,
+    header: list[str],
+    rows: list[list[str]],
+    *,
+    text_columns: int = 1,
+    trailing_text_columns: int = 0,
 ) -> Table:
-    """A rich table: the first `text_columns` columns are text, the rest right-aligned numbers.
+    """A rich table: the first `text_columns` and the last `trailing_text_columns` columns are
+    text, the others right-aligned numbers.
 
     The first column (class names, times) always shows whole: folded letter by letter it would
     be unreadable. In narrow terminals the other text cells (ids) fold onto more lines.
@@ -29,7 +36,7 @@ def text_table(
         if position == 0:
             widest = max((len(row[0]) for row in rows), default=len(name))
             table.add_column(name, no_wrap=True, min_width=widest)
-        elif position < text_columns:
+        elif position < text_columns or position >= len(header) - trailing_text_columns:
             table.add_column(name, overflow="fold")
         else:
             table.add_column(name, justify="right", no_wrap=True)
@@ -62,7 +69,7 @@ def render_runs(history_csv: Path, console: Console | None = None) -> None:
         console.print(f"No runs yet ({history_csv} is empty or missing): run `fashionnet run`.")
         return
     if not history.table.empty:
-        console.print(runs_table(history.table))
+        console.print(runs_table(history.table, history_csv.parent / "runs"))
     if history.damage is not None:
         console.print(
             Text(
@@ -73,13 +80,34 @@ def render_runs(history_csv: Path, console: Console | None = None) -> None:
         )
 
 
-def runs_table(history: pd.DataFrame) -> Table:
-    """One row per run of `history` (history.csv's rows): its time, ids and accuracy per split."""
+def runs_table(history: pd.DataFrame, runs_dir: Path) -> Table:
+    """One row per run of `history` (history.csv's rows): its time, ids, accuracy per split,
+    what started it and the parameters it changed (from its manifest under `runs_dir`)."""
     splits = list(history["split"].unique())
-    header = ["finished at", "run id", "model id", *(f"{split} accuracy" for split in splits)]
+    header = [
+        "finished at",
+        "run id",
+        "model id",
+        *(f"{split} accuracy" for split in splits),
+        "trigger",
+        "overrides",
+    ]
     rows = []
     for run_id, run in history.groupby("run_id", sort=False):
         accuracy = dict(zip(run["split"], run["accuracy"], strict=True))
         cells = [f"{accuracy[split]:.2%}" if split in accuracy else "-" for split in splits]
-        rows.append([run["finished_at"].iloc[0], run_id, run["model_id"].iloc[0], *cells])
-    return text_table("Runs", header, rows, text_columns=3)
+        first = run.iloc[0]
+        origin = [first["trigger"] or "-", overrides_text(runs_dir / str(run_id))]
+        rows.append([first["finished_at"], run_id, first["model_id"], *cells, *origin])
+    return text_table("Runs", header, rows, text_columns=3, trailing_text_columns=2)
+
+
+def overrides_text(run_dir: Path) -> str:
+    """`name=value ...` of the flow parameters a run changed, from its manifest.json; "-" when
+    it changed none, or its folder (pruned, or older than the record) does not say."""
+    try:
+        origin = json.loads((run_dir / "manifest.json").read_text()).get("prefect") or {}
+    except (OSError, ValueError, AttributeError):
+        return "-"
+    overrides = origin.get("overrides") or {}
+    return " ".join(f"{name}={value}" for name, value in overrides.items()) or "-"

@@ -1,8 +1,13 @@
 """Minibatch training of TwoLayerNet: shuffle, backpropagate, update, log one line per epoch.
 
-Everything is seeded (weights from `seed`, each epoch's shuffle from a second stream of
-the same seed) and float32, so the same config and data give bit-identical weights on
-the same machine and BLAS setup (another BLAS kernel or thread count rounds differently).
+Training streams its split by row groups through a shuffle buffer (`shuffle_buffer`), so its
+memory does not grow with the number of images; after each epoch it measures the accuracy on
+the validation split, streamed the same way. It never reads the test split.
+
+Everything is seeded (weights from `seed`; the row-group order, the rows' shuffle and the
+augmentation each from their own stream of the same seed) and float32, so the same config and
+data give bit-identical weights on the same machine and BLAS setup (another BLAS kernel or
+thread count rounds differently).
 """
 
 import logging
@@ -17,21 +22,27 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from fashionnet import atomic
+from fashionnet import atomic, interrupts
+from fashionnet.augment import AUGMENTS, random_shifts
 from fashionnet.errors import FashionnetError
 from fashionnet.fashion_mnist import NUM_CLASSES
 from fashionnet.functions import cross_entropy_error
 from fashionnet.optimizers import OPTIMIZERS, make_optimizer
 from fashionnet.options import OneOf, Options
 from fashionnet.schema import CURVE_COLUMNS
+from fashionnet.shuffle_buffer import RowGroups, shuffled_minibatches
 from fashionnet.standardize import Standardization
-from fashionnet.two_layer_net import WEIGHT_INITS, Params, TwoLayerNet, backprop, class_indices
+from fashionnet.threads import blas_threads_for_training
+from fashionnet.two_layer_net import WEIGHT_INITS, Params, TwoLayerNet, backprop, scores
 
 logger = logging.getLogger(__name__)
 
 LR_SCHEDULES = ("constant", "cosine", "step")
-# The shuffle draws from its own stream of the seed, independent of the weight init.
+# Each use of randomness draws from its own stream of the seed, independent of the weight init
+# and of each other (so turning augmentation on does not change the shuffle).
 SHUFFLE_STREAM = 1
+ROW_GROUP_ORDER_STREAM = 2
+AUGMENT_STREAM = 3
 
 
 class TrainConfig(Options):
@@ -39,7 +50,7 @@ class TrainConfig(Options):
 
     kind: ClassVar[str] = "training option"
 
-    hidden_size: int = Field(512, gt=0, description="Hidden layer units.")
+    hidden_size: int = Field(1024, gt=0, description="Hidden layer units.")
     epochs: int = Field(15, gt=0, description="Training epochs.")
     batch_size: int = Field(256, gt=0, description="Minibatch size.")
     learning_rate: float = Field(0.002, gt=0, description="Initial learning rate.")
@@ -65,7 +76,21 @@ class TrainConfig(Options):
         description="Train on per-pixel standardized inputs, folded into W1 and b1 afterwards "
         "(off: train on x / 255 as the book does).",
     )
-    seed: int = Field(0, ge=0, description="Seed of the initialisation and the shuffling.")
+    shuffle_buffer_row_groups: int = Field(
+        8,
+        gt=0,
+        description="Row groups shuffled together (memory: this many row groups of images); "
+        "the default holds all of Fashion-MNIST's training rows at 10,000 rows per group, so "
+        "the shuffle is over the whole split.",
+    )
+    augment: Annotated[str, OneOf(AUGMENTS)] = Field(
+        "none",
+        description="'shift' moves each minibatch image by up to 2 pixels in each direction "
+        "(zero fill), drawn anew every epoch.",
+    )
+    seed: int = Field(
+        0, ge=0, description="Seed of the initialisation, the shuffling and the augmentation."
+    )
 
 
 DEFAULT_CONFIG = TrainConfig()
@@ -87,8 +112,10 @@ BOOK_CONFIG = TrainConfig(
 class EpochRecord:
     epoch: int  # 1-based
     loss: float  # mean cross-entropy over the epoch's minibatches (without the L2 term)
-    train_accuracy: float  # on the epoch's minibatches, each before its update (as Keras reports)
-    test_accuracy: float | None  # after the epoch; None without a test set
+    # On the epoch's minibatches, each before its update (as Keras reports): a running figure,
+    # not the accuracy of the final weights on the training rows.
+    minibatch_accuracy: float
+    validation_accuracy: float | None  # after the epoch; None without a validation split
     learning_rate: float
     seconds: float
 
@@ -114,44 +141,29 @@ def scheduled_learning_rate(config: TrainConfig, epoch: int) -> float:
     return config.learning_rate
 
 
-def _checked_split(name: str, x: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """x as C-contiguous float32 (n, features) and t as class indices (n,)."""
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    labels = class_indices(t)
-    if x.ndim != 2 or len(x) != len(labels) or len(x) == 0:
-        raise FashionnetError(
-            f"{name} data: need images (n, features) and n labels, got {x.shape} and {labels.shape}"
-        )
-    if labels.min() < 0 or labels.max() >= NUM_CLASSES:
-        raise FashionnetError(f"{name} data: labels must lie in 0..{NUM_CLASSES - 1}")
-    return x, labels
-
-
+@blas_threads_for_training()  # a fixed count, so the weights do not depend on the load
 def train(
     config: TrainConfig,
-    x_train: np.ndarray,
-    t_train: np.ndarray,
-    x_test: np.ndarray | None = None,
-    t_test: np.ndarray | None = None,
+    train_split: RowGroups,
+    validation_split: RowGroups | None = None,
     *,
     on_epoch: Callable[[EpochRecord], None] | None = None,
 ) -> TrainResult:
     """Train a TwoLayerNet by minibatch gradient descent on the cross-entropy.
 
-    Labels may be class indices or one-hot rows. With a test set, each epoch also
-    measures test accuracy. `on_epoch` is called with each epoch's record. With
-    `config.standardize`, the returned parameters already include the input standardization.
+    Both splits are read by row groups (`dataset.SplitFile`, or `ArrayRowGroups` for arrays).
+    With a validation split, each epoch also measures validation accuracy. `on_epoch` is called
+    with each epoch's record. With `config.standardize`, the returned parameters already
+    include the input standardization.
     """
     start = time.perf_counter()
-    x_train, t_train = _checked_split("training", x_train, t_train)
-    if x_test is not None:
-        x_test, t_test = _checked_split("test", x_test, t_test)
-    standardization = Standardization.fit(x_train) if config.standardize else None
-    if standardization is not None:
-        x_train = standardization.apply(x_train)
-        x_test = None if x_test is None else standardization.apply(x_test)
+    all_groups = range(len(train_split.row_group_rows))
+    n = sum(train_split.row_group_rows)
+    standardization = None
+    if config.standardize:  # one streaming pass over the training rows
+        standardization = Standardization.fit_stream(train_split.read([g])[0] for g in all_groups)
     net = TwoLayerNet(
-        x_train.shape[1],
+        train_split.num_features,
         config.hidden_size,
         NUM_CLASSES,
         config.weight_init_std,
@@ -160,20 +172,26 @@ def train(
     )
     params = net.params
     optimizer = make_optimizer(config.optimizer, config.learning_rate)
+    group_rng = np.random.default_rng([config.seed, ROW_GROUP_ORDER_STREAM])
     shuffle_rng = np.random.default_rng([config.seed, SHUFFLE_STREAM])
-    n = len(x_train)
+    augment_rng = np.random.default_rng([config.seed, AUGMENT_STREAM])
     curve = []
     for epoch in range(1, config.epochs + 1):
         epoch_start = time.perf_counter()
         optimizer.lr = scheduled_learning_rate(config, epoch)
         loss_sum, correct = 0.0, 0
-        order = shuffle_rng.permutation(n)
-        for first in range(0, n, config.batch_size):
-            batch = order[first : first + config.batch_size]
-            x, t = x_train[batch], t_train[batch]
-            y, grads = backprop(params, x, t)
-            loss_sum += cross_entropy_error(y, t) * len(batch)
-            correct += int(np.count_nonzero(y.argmax(axis=1) == t))
+        minibatches = shuffled_minibatches(
+            train_split, config.shuffle_buffer_row_groups, config.batch_size, group_rng, shuffle_rng
+        )
+        for x, t in minibatches:
+            interrupts.check()  # a stop request ends training within one step
+            if config.augment == "shift":
+                x = random_shifts(x, augment_rng)
+            if standardization is not None:
+                x = standardization.apply(x)
+            output, grads = backprop(params, x, t)
+            loss_sum += cross_entropy_error(output, t) * len(t)
+            correct += int(np.count_nonzero(output.argmax(axis=1) == t))
             if config.weight_decay:
                 # The L2 penalty (lambda / 2) * sum(W ** 2) adds lambda * W to each weight gradient.
                 grads["W1"] += config.weight_decay * params["W1"]
@@ -182,8 +200,10 @@ def train(
         record = EpochRecord(
             epoch=epoch,
             loss=loss_sum / n,
-            train_accuracy=correct / n,
-            test_accuracy=None if x_test is None else net.accuracy(x_test, t_test),
+            minibatch_accuracy=correct / n,
+            validation_accuracy=None
+            if validation_split is None
+            else streamed_accuracy(params, validation_split, standardization),
             learning_rate=optimizer.lr,
             seconds=time.perf_counter() - epoch_start,
         )
@@ -196,15 +216,32 @@ def train(
     return TrainResult(params=params, curve=curve, seconds=time.perf_counter() - start)
 
 
+def streamed_accuracy(
+    params: Params, split: RowGroups, standardization: Standardization | None
+) -> float:
+    """The accuracy of `params` on `split`, one row group at a time."""
+    correct = 0
+    for group in range(len(split.row_group_rows)):
+        x, t = split.read([group])
+        if standardization is not None:
+            x = standardization.apply(x)
+        correct += int(np.count_nonzero(scores(params, x).argmax(axis=1) == t))
+    return correct / sum(split.row_group_rows)
+
+
 def _log_epoch(record: EpochRecord, epochs: int) -> None:
-    test = "" if record.test_accuracy is None else f", test accuracy {record.test_accuracy:.4f}"
+    validation = (
+        ""
+        if record.validation_accuracy is None
+        else f", validation accuracy {record.validation_accuracy:.4f}"
+    )
     logger.info(
-        "epoch %d/%d: loss %.4f, train accuracy %.4f%s, lr %.3g, %.2f s",
+        "epoch %d/%d: loss %.4f, minibatch accuracy %.4f%s, lr %.3g, %.2f s",
         record.epoch,
         epochs,
         record.loss,
-        record.train_accuracy,
-        test,
+        record.minibatch_accuracy,
+        validation,
         record.learning_rate,
         record.seconds,
     )
@@ -212,19 +249,22 @@ def _log_epoch(record: EpochRecord, epochs: int) -> None:
 
 def curve_table(curve: list[EpochRecord]) -> pd.DataFrame:
     """The curve as a table, one row per epoch (no timings: identical runs, identical tables)."""
-    rows = [(r.epoch, r.loss, r.train_accuracy, r.test_accuracy, r.learning_rate) for r in curve]
+    rows = [
+        (r.epoch, r.loss, r.minibatch_accuracy, r.validation_accuracy, r.learning_rate)
+        for r in curve
+    ]
     return pd.DataFrame(rows, columns=CURVE_COLUMNS)
 
 
 def curve_csv(curve: pd.DataFrame) -> str:
-    """learning_curve.csv's text: losses and accuracies with 6 decimals (a missing test
+    """learning_curve.csv's text: losses and accuracies with 6 decimals (a missing validation
     accuracy is an empty cell), learning rates with 6 significant digits, so a small late
     rate of a schedule keeps its value."""
     columns = {
         "epoch": "{:d}".format,
         "loss": "{:.6f}".format,
-        "train_accuracy": "{:.6f}".format,
-        "test_accuracy": lambda value: "" if pd.isna(value) else f"{value:.6f}",
+        "minibatch_accuracy": "{:.6f}".format,
+        "validation_accuracy": lambda value: "" if pd.isna(value) else f"{value:.6f}",
         "learning_rate": "{:.6g}".format,
     }
     rows = [",".join(CURVE_COLUMNS)]

@@ -24,10 +24,13 @@ from fashionnet.report_html import REPORT_HTML_NAME
 TREND_NAME = "history.png"
 INDEX_NAME = "index.html"
 TREND_CAPTION = (
-    "Accuracy per split, one point per run; a dotted line marks a run whose model differs from "
-    "the run before. Scheduled and manual runs are drawn alike: history.csv does not record "
-    "what started a run."
+    "Accuracy per split, one point per run: hollow for a run started by hand (a deployment run "
+    "or `fashionnet run`), filled otherwise; a dotted line marks a run whose model differs from "
+    "the run before."
 )
+# history.csv's triggers of a run started by hand (fashionnet.run_report.TRIGGERS); a run
+# recorded before history.csv had a trigger column has none and is drawn as scheduled.
+BY_HAND = ("deployment-manual", "cli")
 
 
 def splits_of(history: pd.DataFrame) -> list[str]:
@@ -36,11 +39,11 @@ def splits_of(history: pd.DataFrame) -> list[str]:
 
 
 def runs_table(history: pd.DataFrame) -> pd.DataFrame:
-    """One row per run, oldest first: run_id, finished_at (naive UTC), model_id, model_changed
-    (its model differs from the run before) and one accuracy column per split."""
+    """One row per run, oldest first: run_id, finished_at (naive UTC), model_id, trigger,
+    model_changed (its model differs from the run before) and one accuracy column per split."""
     history = history.drop_duplicates(["run_id", "split"], keep="last")
     accuracy = history.pivot(index="run_id", columns="split", values="accuracy")
-    runs = history.groupby("run_id", sort=False)[["finished_at", "model_id"]].first()
+    runs = history.groupby("run_id", sort=False)[["finished_at", "model_id", "trigger"]].first()
     runs = runs.join(accuracy[splits_of(history)])
     finished = pd.to_datetime(runs["finished_at"], utc=True, format="ISO8601")
     runs["finished_at"] = finished.dt.tz_convert(None)
@@ -54,10 +57,19 @@ def plot_history(runs: pd.DataFrame, splits: list[str], path: Path) -> None:
     """Accuracy per split over time (a `runs_table`), model changes as dotted lines."""
     figure = Figure(figsize=(10, 4.5), layout="constrained")
     ax = figure.add_subplot()
-    # Every run is drawn the same way: scheduled and manual runs cannot be told apart until
-    # history.csv records what started a run.
+    by_hand = runs["trigger"].isin(BY_HAND)
     for split in splits:
-        ax.plot(runs["finished_at"], runs[split], marker="o", label=split)
+        [line] = ax.plot(runs["finished_at"], runs[split], label=split)
+        for hand, fill in ((False, line.get_color()), (True, "white")):
+            chosen = runs[by_hand == hand]
+            ax.plot(
+                chosen["finished_at"],
+                chosen[split],
+                linestyle="none",
+                marker="o",
+                color=line.get_color(),
+                markerfacecolor=fill,
+            )
     for count, when in enumerate(runs.loc[runs["model_changed"], "finished_at"]):
         label = "model changed" if count == 0 else "_nolegend_"
         ax.axvline(when, color="grey", linestyle=":", zorder=1, label=label)
@@ -84,12 +96,19 @@ def run_cell(layout: Layout, run_id: str) -> str:
 
 def render_index(layout: Layout, runs: pd.DataFrame, splits: list[str], trend_src: str) -> str:
     """index.html: the trend picture, then every run of a `runs_table`, newest first."""
-    header = ["run", "finished (UTC)", "model", *(f"{split} accuracy" for split in splits)]
+    header = [
+        "run",
+        "finished (UTC)",
+        "model",
+        "started by",
+        *(f"{split} accuracy" for split in splits),
+    ]
     rows = [
         [
             run_cell(layout, run.run_id),
             f"{run.finished_at:%Y-%m-%d %H:%M:%S}",
             f"{run.model_id} (changed)" if run.model_changed else run.model_id,
+            run.trigger,
             *("" if pd.isna(run[split]) else f"{run[split]:.2%}" for split in splits),
         ]
         for _, run in runs.iloc[::-1].iterrows()

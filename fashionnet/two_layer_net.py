@@ -20,9 +20,14 @@ Params = dict[str, np.ndarray]
 
 
 def _forward(params: Mapping[str, np.ndarray], x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The hidden layer's activations and the output probabilities."""
+    """The hidden layer's activations and the output scores (logits, before softmax)."""
     hidden = relu(x @ params["W1"] + params["b1"])
-    return hidden, softmax(hidden @ params["W2"] + params["b2"])
+    return hidden, hidden @ params["W2"] + params["b2"]
+
+
+def scores(params: Mapping[str, np.ndarray], x: np.ndarray) -> np.ndarray:
+    """The output scores (logits): softmax turns them into `predict`'s probabilities."""
+    return _forward(params, x)[1]
 
 
 def predict(params: Mapping[str, np.ndarray], x: np.ndarray) -> np.ndarray:
@@ -30,7 +35,7 @@ def predict(params: Mapping[str, np.ndarray], x: np.ndarray) -> np.ndarray:
 
     Pure: reads `params` and `x`, writes neither, so threads may share them.
     """
-    return _forward(params, x)[1]
+    return softmax(scores(params, x))
 
 
 def backprop(
@@ -38,13 +43,13 @@ def backprop(
 ) -> tuple[np.ndarray, Params]:
     """One forward and one backward pass over a batch.
 
-    Returns the probabilities (n, classes) and the gradient of the mean cross-entropy
+    Returns the scores (logits, n x classes) and the gradient of the mean cross-entropy
     with respect to each parameter. `labels` are class indices, shape (n,).
     """
-    hidden, y = _forward(params, x)
+    hidden, output = _forward(params, x)
     batch_size = x.shape[0]
-    # Softmax followed by cross-entropy has the simple derivative (y - one_hot) / n.
-    dscores = y / batch_size
+    # Softmax followed by cross-entropy has the simple derivative (softmax - one_hot) / n.
+    dscores = softmax(output) / batch_size
     dscores[np.arange(batch_size), labels] -= 1 / batch_size
     dhidden = dscores @ params["W2"].T
     dhidden *= hidden > 0  # ReLU lets the gradient through only where it was active
@@ -54,7 +59,7 @@ def backprop(
         "W2": hidden.T @ dscores,
         "b2": dscores.sum(axis=0),
     }
-    return y, grads
+    return output, grads
 
 
 def class_indices(t: np.ndarray) -> np.ndarray:
@@ -68,7 +73,10 @@ class TwoLayerNet:
 
     `weight_init="std"` draws weights as weight_init_std * N(0, 1), as the book does;
     `weight_init="he"` scales them by sqrt(2 / fan_in), which suits ReLU and trains faster.
-    Biases start at zero. The same seed always gives the same weights.
+    Biases start at zero. The same seed always gives the same weights (`default_rng(seed)`);
+    without a seed the weights come from NumPy's global random state (`np.random.randn`), as in
+    the tutorial, so `np.random.seed(0)` before two constructions gives two identical nets.
+    The pipeline always passes its seed and its own `weight_init_std`.
     """
 
     def __init__(
@@ -76,10 +84,10 @@ class TwoLayerNet:
         input_size: int = 784,
         hidden_size: int = 100,
         output_size: int = 10,
-        weight_init_std: float = 0.01,
+        weight_init_std: float = 0.1,
         *,
         weight_init: str = "std",
-        seed: int = 0,
+        seed: int | None = None,
         dtype: type = np.float32,
     ) -> None:
         if weight_init not in WEIGHT_INITS:
@@ -90,11 +98,13 @@ class TwoLayerNet:
             scale1, scale2 = np.sqrt(2 / input_size), np.sqrt(2 / hidden_size)
         else:
             scale1 = scale2 = weight_init_std
-        rng = np.random.default_rng(seed)
+        # np.random.standard_normal is np.random.randn, taking a shape tuple.
+        rng = np.random if seed is None else np.random.default_rng(seed)
+        normal = rng.standard_normal
         self.params = {
-            "W1": (scale1 * rng.standard_normal((input_size, hidden_size))).astype(dtype),
+            "W1": (scale1 * normal((input_size, hidden_size))).astype(dtype),
             "b1": np.zeros(hidden_size, dtype=dtype),
-            "W2": (scale2 * rng.standard_normal((hidden_size, output_size))).astype(dtype),
+            "W2": (scale2 * normal((hidden_size, output_size))).astype(dtype),
             "b2": np.zeros(output_size, dtype=dtype),
         }
 
@@ -109,7 +119,7 @@ class TwoLayerNet:
         return predict(self.params, x)
 
     def loss(self, x: np.ndarray, t: np.ndarray) -> float:
-        return cross_entropy_error(self.predict(x), t)
+        return cross_entropy_error(scores(self.params, x), t)
 
     def accuracy(self, x: np.ndarray, t: np.ndarray) -> float:
         predicted = self.predict(x).argmax(axis=1)

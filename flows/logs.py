@@ -1,17 +1,20 @@
-"""Logging for flow runs: the library's progress shows; a user-fixable error is shown as its
-message, not a traceback."""
+"""Logging for flow runs: the library's progress shows; a user-fixable error, or a stop the user
+asked for, is shown as its message, not a traceback."""
 
 import logging
 
 from fashionnet.errors import is_user_fixable
+from fashionnet.interrupts import Interrupted
 
 
 class UserErrorFilter(logging.Filter):
     """Drop the traceback of records about a user-fixable error (a FashionnetError, or a full
-    disk, a read-only mount...: `errors.MACHINE_ERRORS`); the message already says it all."""
+    disk, a read-only mount...: `errors.MACHINE_ERRORS`) or a stop request (Ctrl-C, SIGTERM);
+    the message already says it all."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and is_user_fixable(record.exc_info[1]):
+        error = record.exc_info[1] if record.exc_info else None
+        if error is not None and (is_user_fixable(error) or isinstance(error, Interrupted)):
             record.exc_info = None
             record.exc_text = None
         return True

@@ -7,26 +7,29 @@ reports/runs/<run id>/, reports/latest (the last successful run), reports/histor
 """
 
 import contextlib
+import dataclasses
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
+from prefect.context import FlowRunContext
+from prefect.events import emit_event
 from prefect.futures import as_completed
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import unmapped
 
-from fashionnet import atomic, reports
+from fashionnet import atomic, interrupts, reports
 from fashionnet.dataset import SplitFile
 from fashionnet.errors import machine_errors_named
 from fashionnet.fashion_mnist import SPLITS
 from fashionnet.fetch import DownloadError, RawFiles, find_raw_files
 from fashionnet.keras_source import prepare_keras_splits
 from fashionnet.layout import Layout
+from fashionnet.metrics import Tally
 from fashionnet.model_source import Model, obtain_model
 from fashionnet.options import RunOptions, TaskRunner
 from fashionnet.paths import resolve_output, writable_folder
@@ -39,8 +42,9 @@ from fashionnet.predict import (
     predict_splits,
 )
 from fashionnet.prepare import prepare_raw_split
-from fashionnet.run_report import RunReport, StageTimer, build_report
+from fashionnet.run_report import RunOrigin, RunReport, StageTimer, build_report
 from fashionnet.runlock import run_lock
+from fashionnet.settings import flow_timeout_seconds
 from fashionnet.train import DEFAULT_CONFIG, TrainConfig
 from flows.artifacts import ChunkProgress, publish_run_artifacts
 from flows.logs import configure_run_logging
@@ -70,13 +74,15 @@ def fetch_raw_files(layout: Layout, options: RunOptions) -> RawFiles:
 
 
 @task(name="prepare-parquet", cache_policy=NO_CACHE)
-def prepare_parquet(raw: RawFiles, split: str, layout: Layout, row_group_size: int) -> SplitFile:
-    return prepare_raw_split(raw, split, layout.parquet(split), row_group_size)
+def prepare_parquet(
+    raw: RawFiles, raw_split: str, layout: Layout, options: RunOptions
+) -> dict[str, SplitFile]:
+    return prepare_raw_split(raw, raw_split, layout, options.row_group_size, options.split_rule())
 
 
 @task(name="prepare-parquet-from-keras", cache_policy=NO_CACHE)
-def prepare_parquet_from_keras(layout: Layout, row_group_size: int) -> dict[str, SplitFile]:
-    return prepare_keras_splits(layout, row_group_size)
+def prepare_parquet_from_keras(layout: Layout, options: RunOptions) -> dict[str, SplitFile]:
+    return prepare_keras_splits(layout, options.row_group_size, options.split_rule())
 
 
 @task(name="obtain-model", cache_policy=NO_CACHE)
@@ -96,10 +102,11 @@ def predict_chunk_task(weights_path: Path, job: ChunkJob) -> ChunkPrediction:
 @flow(name="predict-in-chunks")
 def predict_in_chunks(
     splits: dict[str, SplitFile], model: Model, layout: Layout, chunk_size: int
-) -> dict[str, np.ndarray]:
+) -> dict[str, Tally]:
     """One task per chunk of row groups, for every split whose predictions are not up to date.
 
-    Returns each split's 10x10 confusion counts (rows true class, columns predicted).
+    Returns each split's tally (`metrics.Tally`: confusion counts, top-2 hits, log loss sum,
+    calibration bins).
     """
     logger = get_run_logger()
     progress = ChunkProgress()
@@ -107,17 +114,18 @@ def predict_in_chunks(
     def run_chunks_as_tasks(weights_path: Path, jobs: list[ChunkJob]) -> list[ChunkPrediction]:
         futures = predict_chunk_task.map(unmapped(weights_path), jobs)
         for done, _ in enumerate(as_completed(futures), start=1):
+            interrupts.check()
             if done == len(futures) or done % max(1, len(futures) // 10) == 0:
                 logger.info("predicted %d of %d chunks", done, len(futures))
                 progress.update(done, len(futures))
         return [future.result() for future in futures]
 
-    confusions = predict_splits(
+    tallies = predict_splits(
         splits, model.weights_path, model.model_id, layout, chunk_size, run_chunks_as_tasks
     )
     if not progress.updated:
         progress.update(0, 0)
-    return confusions
+    return tallies
 
 
 @task(name="write-reports", cache_policy=NO_CACHE)
@@ -167,7 +175,53 @@ def blas_threads_for(task_runner: TaskRunner) -> contextlib.AbstractContextManag
     return contextlib.nullcontext()
 
 
-@flow(name="fashionnet")
+REGRESSION_EVENT = "fashionnet.accuracy.regressed"
+
+
+def run_origin(options: RunOptions, train: TrainConfig) -> RunOrigin:
+    """This flow run, what started it, and the parameters it changed from the flow's defaults."""
+    context = FlowRunContext.get()
+    flow_run = context.flow_run
+    if flow_run.deployment_id is None:
+        deployment, trigger = None, "cli"
+    else:
+        from prefect.runtime import deployment as this_deployment  # asks the API: only here
+
+        deployment = f"{context.flow.name}/{this_deployment.name}"
+        trigger = "schedule" if flow_run.auto_scheduled else "deployment-manual"
+    overrides = {}
+    for given, default in ((options, RunOptions()), (train, DEFAULT_CONFIG)):
+        defaults = default.model_dump(mode="json")
+        for name, value in given.model_dump(mode="json").items():
+            if value != defaults[name]:
+                overrides[name] = value
+    return RunOrigin(
+        flow_run_id=str(flow_run.id),
+        flow_run_name=flow_run.name,
+        deployment=deployment,
+        trigger=trigger,
+        overrides=overrides,
+    )
+
+
+def announce_regression(regression: reports.Regression, run_dir: Path) -> None:
+    """One warning line in the run's log, and the event automations react to."""
+    get_run_logger().warning(
+        "accuracy regression: test accuracy %.4f is more than %.4f below %.4f of run %s "
+        "on the same data",
+        regression.test_accuracy,
+        regression.tolerance,
+        regression.previous_test_accuracy,
+        regression.previous_run,
+    )
+    emit_event(
+        event=REGRESSION_EVENT,
+        resource={"prefect.resource.id": f"fashionnet.run.{run_dir.name}"},
+        payload=dataclasses.asdict(regression),
+    )
+
+
+@flow(name="fashionnet", timeout_seconds=flow_timeout_seconds())
 def fashionnet_pipeline(
     options: RunOptions = RunOptions(),  # noqa: B008 (frozen: safe to share as a default)
     train: TrainConfig = DEFAULT_CONFIG,
@@ -187,6 +241,7 @@ def fashionnet_pipeline(
     runner = make_task_runner(options.task_runner, options.dask_address)
     run_id = reports.new_run_id()
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    origin = run_origin(options, train)
     timer = StageTimer()
 
     # A full disk, a read-only mount or a folder this user may not write ends the run as one
@@ -199,14 +254,14 @@ def fashionnet_pipeline(
         with timer("fetch_prepare"):
             if options.source == "keras":
                 data_origin = "tf.keras.datasets.fashion_mnist"
-                splits = prepare_parquet_from_keras(layout, options.row_group_size)
+                splits = prepare_parquet_from_keras(layout, options)
             else:
                 raw = fetch_raw_files(layout, options)
                 data_origin = raw.origin
-                splits = {
-                    split: prepare_parquet(raw, split, layout, options.row_group_size)
-                    for split in SPLITS
-                }
+                # train.parquet and validation.parquet from the raw training files, then test.
+                splits = {}
+                for raw_split in SPLITS:
+                    splits |= prepare_parquet(raw, raw_split, layout, options)
         with timer("model"):
             model = obtain_model_task(options, train, splits, layout)
         with (
@@ -214,7 +269,7 @@ def fashionnet_pipeline(
             local_dask_workers_share_the_api(options),
             blas_threads_for(options.task_runner),
         ):
-            confusions = predict_in_chunks.with_options(task_runner=runner)(
+            tallies = predict_in_chunks.with_options(task_runner=runner)(
                 splits, model, layout, options.chunk_size
             )
         with timer("report"):
@@ -224,13 +279,17 @@ def fashionnet_pipeline(
                 data_origin=data_origin,
                 splits=splits,
                 model=model,
-                confusions=confusions,
+                tallies=tallies,
                 layout=layout,
                 stage_seconds=timer.seconds,
+                origin=origin,
             )
             run_dir = write_reports(layout, report)
             with reports.removed_unless_published(layout.latest_link, run_dir):
                 publish_reports(layout, run_dir, report)
+            regression = reports.regression_of(layout, report, options.regression_tolerance)
+    if regression is not None:
+        announce_regression(regression, run_dir)
 
     for row in report.overall.itertuples():
         logger.info(
@@ -241,6 +300,7 @@ def fashionnet_pipeline(
         "run_dir": str(run_dir),
         "model_id": model.model_id,
         "accuracy": dict(zip(report.overall["split"], report.overall["accuracy"], strict=True)),
+        "regression": dataclasses.asdict(regression) if regression is not None else None,
     }
 
 

@@ -5,6 +5,10 @@ schedules, parameters, concurrency limit and environment of the deployment in pr
 runs its flow runs from this checkout until stopped (Ctrl-C), which pauses its schedule.
 It needs a Prefect server (`make server`): the ephemeral one never starts scheduled runs.
 
+One scheduler at a time: while it serves, the active schedules of the worker's deployment (the
+same one, `fashionnet/<name>`) are paused, so the two never run the pipeline twice at 03:00;
+they are resumed when serving stops (Ctrl-C, SIGTERM), and only those that were active.
+
     PREFECT_API_URL=http://127.0.0.1:4200/api .venv/bin/python -m flows.serve
 """
 
@@ -71,6 +75,26 @@ def job_environment(deployment: dict[str, Any]) -> dict[str, str]:
     return {name: str(value) for name, value in (job_variables.get("env") or {}).items()}
 
 
+def pause_schedules(client: Any, name: str) -> list[Any]:
+    """Pause the active schedules of the deployment `name`; returns them (none if not deployed)."""
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        deployment = client.read_deployment_by_name(name)
+    except ObjectNotFound:
+        return []
+    active = [schedule for schedule in deployment.schedules if schedule.active]
+    for schedule in active:
+        client.update_deployment_schedule(deployment.id, schedule.id, active=False)
+    return active
+
+
+def resume_schedules(client: Any, name: str, schedules: list[Any]) -> None:
+    deployment = client.read_deployment_by_name(name)
+    for schedule in schedules:
+        client.update_deployment_schedule(deployment.id, schedule.id, active=True)
+
+
 def main() -> None:
     apply_environment_defaults(PROJECT_DIR)
     try:
@@ -89,9 +113,22 @@ def main() -> None:
             "fashionnet serve: error: no Prefect server configured; start one with `make server` "
             "and use `make serve` (or set PREFECT_API_URL=http://127.0.0.1:4200/api)"
         )
+    from prefect.client.orchestration import get_client
+
     from flows.pipeline import fashionnet_pipeline
 
-    fashionnet_pipeline.serve(**options)
+    scheduled = f"{fashionnet_pipeline.name}/{deployment['name']}"
+    with get_client(sync_client=True) as client:
+        paused = pause_schedules(client, scheduled)
+    if paused:
+        print(f"Paused the schedule of {scheduled} while serving; it resumes when this stops.")
+    try:
+        fashionnet_pipeline.serve(**options)
+    finally:
+        if paused:
+            with get_client(sync_client=True) as client:
+                resume_schedules(client, scheduled, paused)
+            print(f"Resumed the schedule of {scheduled}.")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,8 @@ SMALL = (
     "100",
     "--chunk-size",
     "200",
+    "--validation-size",
+    "100",
     "--hidden-size",
     "32",
     "--epochs",

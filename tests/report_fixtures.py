@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 
 from fashionnet import reports
-from fashionnet.metrics import confusion_matrix
-from fashionnet.run_report import RunReport, galleries
+from fashionnet.metrics import Tally
+from fashionnet.run_report import EVALUATION_SPLIT, RunReport, galleries
 
 LEARNING_CURVE_CSV = (
-    "epoch,loss,train_accuracy,test_accuracy,learning_rate\n"
+    "epoch,loss,minibatch_accuracy,validation_accuracy,learning_rate\n"
     "1,1.200000,0.600000,0.650000,0.1\n"
     "2,0.800000,0.750000,0.740000,0.1\n"
     "3,0.600000,0.800000,0.790000,0.01\n"
@@ -40,32 +40,61 @@ MANIFEST = {
 
 
 def make_predictions(n: int, seed: int) -> pd.DataFrame:
-    """Predictions about 80% right, with distinct confidences."""
+    """Predictions about 80% right, with distinct confidences (above 0.1, as 10 classes give),
+    in the columns of the predictions file."""
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, 10, n).astype(np.uint8)
     guesses = rng.integers(0, 10, n).astype(np.uint8)
     predicted = np.where(rng.random(n) < 0.8, labels, guesses).astype(np.uint8)
+    second = ((predicted + rng.integers(1, 10, n)) % 10).astype(np.uint8)  # never `predicted`
+    confidence = (0.1 + 0.9 * rng.permutation(n) / n).astype(np.float32)
+    # the true class got the confidence when predicted, else some smaller probability
+    true_probability = np.where(labels == predicted, confidence, rng.random(n) * confidence / 2)
     return pd.DataFrame(
         {
             "index": np.arange(n, dtype=np.int32),
             "label": labels,
             "predicted": predicted,
-            "confidence": rng.permutation(n).astype(np.float32) / n,
+            "second": second,
+            "confidence": confidence,
+            "true_log_prob": np.log(true_probability).astype(np.float32),
         }
     )
+
+
+def tally_of(predictions: pd.DataFrame) -> Tally:
+    columns = ("label", "predicted", "second", "confidence", "true_log_prob")
+    return Tally.of_predictions(*(predictions[name].to_numpy() for name in columns))
 
 
 def make_images(n: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).random((n, 784), dtype=np.float32)
 
 
-def make_report(*, with_curve: bool = True, with_galleries: bool = True) -> RunReport:
-    """The report of 600 train and 200 test predictions (learning curve and galleries optional)."""
-    predictions = {"train": make_predictions(600, 1), "test": make_predictions(200, 2)}
-    confusions = {
-        split: confusion_matrix(frame["label"], frame["predicted"])
-        for split, frame in predictions.items()
-    }
+# The figures of `make_report()`, in report order, with their captions.
+EVERY_FIGURE = {
+    "per_class_accuracy.png": "Accuracy per class",
+    "confusion_train.png": "Confusion matrix (train)",
+    "confusion_test.png": "Confusion matrix (test)",
+    "calibration_test.png": "Reliability diagram (test)",
+    "learning_curve.png": "Learning curve",
+    "misclassified_test.png": "Most confidently wrong test images",
+    "samples.png": "Test images by class",
+}
+# Each split's (rows, seed): the test split is always make_predictions(200, 2).
+SPLIT_PREDICTIONS = {"train": (600, 1), "validation": (150, 4), "test": (200, 2)}
+
+
+def make_report(
+    *,
+    with_curve: bool = True,
+    with_galleries: bool = True,
+    splits: tuple[str, ...] = ("train", "test"),
+) -> RunReport:
+    """The report of 600 train, (150 validation) and 200 test predictions (learning curve and
+    galleries optional)."""
+    predictions = {split: make_predictions(*SPLIT_PREDICTIONS[split]) for split in splits}
+    tallies = {split: tally_of(frame) for split, frame in predictions.items()}
     misclassified = samples = None
     if with_galleries:
         images = make_images(200, 3)
@@ -73,11 +102,13 @@ def make_report(*, with_curve: bool = True, with_galleries: bool = True) -> RunR
     return RunReport(
         run_id="r1",
         model_id="5eed5eed",
-        confusions=confusions,
+        confusions={split: tally.confusion for split, tally in tallies.items()},
         manifest=MANIFEST,
         learning_curve=pd.read_csv(io.StringIO(LEARNING_CURVE_CSV)) if with_curve else None,
         misclassified=misclassified,
         samples=samples,
+        probability_metrics={split: t.probability_metrics() for split, t in tallies.items()},
+        calibration=tallies.get(EVALUATION_SPLIT),
     )
 
 

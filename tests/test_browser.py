@@ -21,8 +21,8 @@ from urllib.parse import unquote, urlparse
 import pandas as pd
 import pytest
 import requests
+from prefect_server import PREFECT, free_port, spawn, stop, wait_for
 from report_fixtures import make_report
-from test_deployment import PREFECT, free_port, spawn, stop, wait_for
 
 from fashionnet import reports
 from fashionnet.layout import Layout
@@ -110,7 +110,9 @@ def test_report_and_index_work_from_the_file_system(browser, tmp_path):
     report = make_report()
     run_dir = reports.write_run(layout.runs_dir, report)
     write_report_html(run_dir, report)
-    published = report.overall.assign(run_id=report.run_id, data_fingerprint="")
+    published = report.overall.assign(
+        run_id=report.run_id, data_fingerprint="", flow_run_id="", trigger="schedule"
+    )
     history = pd.concat(
         [
             published.assign(finished_at="2026-11-28T03:00:04+00:00", run_id="gone", model_id="m0"),

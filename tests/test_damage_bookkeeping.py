@@ -65,8 +65,9 @@ def assert_published_like_the_undamaged_run(
     layout, run_dir = Layout(project), new_run_dir(result)
     assert layout.latest_link.is_symlink() and layout.latest_link.resolve() == run_dir
     run_ids = read_history(layout.history_csv)["run_id"].tolist()
-    assert run_ids == run_ids[:history_rows] + [run_dir.name] * 2
-    assert len(run_ids) == history_rows + 2
+    splits = 3  # a history row per split: train, validation, test
+    assert run_ids == run_ids[:history_rows] + [run_dir.name] * splits
+    assert len(run_ids) == history_rows + splits
     assert report_csvs(run_dir) == report_csvs(Layout(baseline.project).latest_link)
 
 
@@ -123,7 +124,7 @@ BOOKKEEPING = [
             layout.history_csv.read_text() + "2026-11-28T01:00:00+00:00,r9,test\n"
         ),
         "history.csv",
-        "{path} cannot be read (line 4: 3 fields, expected 7)",
+        "{path} cannot be read (line 5: 3 fields, expected 9)",
         history_kept=False,
     ),
     Bookkeeping(
@@ -212,7 +213,7 @@ def test_fashionnet_runs_shows_what_it_can_read_and_names_what_it_skipped(bookke
         notes[name] = " ".join(runs.stdout.split()).replace(skipped, "SKIPPED ")  # may wrap
     malformed, garbage = notes.values()
     assert "test accuracy" in malformed, "the runs it could read are listed"
-    assert "SKIPPED history.csv (line 4: 3 fields, expected 7)" in malformed
+    assert "SKIPPED history.csv (line 5: 3 fields, expected 9)" in malformed
     assert garbage.startswith("SKIPPED history.csv (its header is not UTF-8 text)")
 
 

@@ -38,6 +38,23 @@ def test_open_split_describes_the_file(split):
     assert opened.row_group_rows == (10, 10, 5)
     assert opened.num_row_groups == 3
     assert opened.sources == SOURCES
+    assert opened.split_rule is None and opened.num_features == 784
+
+
+def test_a_split_reads_its_row_groups_for_training(split):
+    path, images, labels = split
+    x, read_labels = open_split(path).read([1])
+    np.testing.assert_array_equal(x, scaled(images)[10:20])
+    np.testing.assert_array_equal(read_labels, labels[10:20])
+
+
+def test_the_split_rule_is_part_of_the_fingerprint(split, tmp_path):
+    path, images, labels = split
+    rule = {"validation_size": 5, "validation_seed": 0, "validation_rows_sha256": "0" * 16}
+    cut = tmp_path / "cut.parquet"
+    write_split(images, labels, cut, sources=SOURCES, row_group_size=10, split_rule=rule)
+    assert open_split(cut).split_rule == rule
+    assert open_split(cut).fingerprint != open_split(path).fingerprint
 
 
 def test_read_row_groups_returns_those_rows_in_order(split):

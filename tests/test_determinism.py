@@ -21,6 +21,7 @@ SEEDS = {"first": 0, "second": 0, "other seed": 1}
 REPORT_CSVS = [
     "confusion_test.csv",
     "confusion_train.csv",
+    "confusion_validation.csv",
     "learning_curve.csv",
     "overall.csv",
     "per_class.csv",

@@ -350,20 +350,42 @@ def test_a_copy_of_another_canonical_file_is_named(origin, cache, closed_port_ur
         find(cache, catalog, [closed_port_url], local_dir=folder, verify=False)
 
 
-def test_local_subset_is_completed_from_cache_and_mirror(origin, mirrors, cache):
+def test_a_named_folder_lacking_a_file_stops_the_run_without_cache_or_mirror(
+    origin, mirrors, cache
+):
     folder, catalog = origin
     local = folder.parent / "local"
     local.mkdir()
     names = sorted(catalog)
-    (local / names[0]).write_bytes((folder / names[0]).read_bytes())
+    for name in names[1:]:
+        (local / name).write_bytes((folder / name).read_bytes())
     cache.mkdir()
-    (cache / names[1]).write_bytes((folder / names[1]).read_bytes())
-    found = find(cache, catalog, [mirrors[0].url], local_dir=local)
-    assert found.paths[names[0]] == local / names[0]
-    assert all(found.paths[name] == cache / name for name in names[1:])
-    assert sorted(mirrors[0].hits) == names[2:]
-    assert found.origin == f"local folder {local}, cache {cache}, downloaded from {mirrors[0].url}"
-    assert names[0] not in files_in(cache)
+    (cache / names[0]).write_bytes((folder / names[0]).read_bytes())  # not taken from here
+    with pytest.raises(FashionnetError) as caught:
+        find(cache, catalog, [mirrors[0].url], local_dir=local)
+    assert str(caught.value).startswith(f"raw folder {local} (--raw-dir / FASHIONNET_RAW_DIR) ")
+    assert f"lacks {names[0]}:" in str(caught.value)
+    assert mirrors[0].hits == [], "no download"
+
+
+@pytest.mark.parametrize("kind", ["missing", "a file"])
+def test_a_named_folder_that_is_not_a_folder_stops_the_run(origin, mirrors, cache, kind):
+    folder, catalog = origin
+    local = folder.parent / "typo"
+    if kind == "a file":
+        local.write_text("not a folder")
+    problem = "does not exist" if kind == "missing" else "is not a folder"
+    with pytest.raises(FashionnetError, match=f"^raw folder {local} .* {problem}: put the four"):
+        find(cache, catalog, [mirrors[0].url], local_dir=local)
+    assert mirrors[0].hits == [] and not cache.exists()
+
+
+def test_the_download_failure_is_one_line(origin, cache, closed_port_url):
+    """Prefect shows a state message's newline as a literal \\n."""
+    _, catalog = origin
+    with pytest.raises(FashionnetError) as caught:
+        find(cache, catalog, [closed_port_url], retries=0)
+    assert "\n" not in str(caught.value)
 
 
 def test_corrupt_cache_file_is_fetched_again(origin, mirrors, cache):

@@ -2,9 +2,12 @@
 
 import json
 import os
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
+from rich.console import Console
 from synthetic import small_run, write_synthetic_raw
 
 from fashionnet.fashion_mnist import CLASS_NAMES
@@ -12,6 +15,7 @@ from fashionnet.layout import Layout
 from fashionnet.optimizers import OPTIMIZERS, Momentum
 from fashionnet.options import RunOptions
 from fashionnet.schema import HISTORY_COLUMNS
+from fashionnet.terminal import render_runs
 
 
 @pytest.fixture(scope="module")
@@ -40,15 +44,15 @@ def test_pipeline_writes_reports_and_skips_up_to_date_stages(
     run_dir = layout.runs_dir / first["run_id"]
     assert layout.latest_link.resolve() == run_dir.resolve()
     overall = pd.read_csv(run_dir / "overall.csv")
-    assert list(overall["split"]) == ["train", "test"]
-    assert list(overall["samples"]) == [600, 250]
+    assert list(overall["split"]) == ["train", "validation", "test"]
+    assert list(overall["samples"]) == [500, 100, 250]  # 100 training images held out
     assert overall["accuracy"].min() > 0.5, "a trained net learns the synthetic classes"
     assert set(overall["model_id"]) == {first["model_id"]}
 
     per_class = pd.read_csv(run_dir / "per_class.csv")
-    assert len(per_class) == 20
+    assert len(per_class) == 30
     assert list(per_class["class_name"][:10]) == list(CLASS_NAMES)
-    for split, samples in (("train", 600), ("test", 250)):
+    for split, samples in (("train", 500), ("validation", 100), ("test", 250)):
         confusion = pd.read_csv(run_dir / f"confusion_{split}.csv", index_col=0)
         assert confusion.shape == (10, 10)
         assert list(confusion.columns) == list(CLASS_NAMES)
@@ -58,7 +62,8 @@ def test_pipeline_writes_reports_and_skips_up_to_date_stages(
 
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["model"]["model_id"] == first["model_id"]
-    assert set(manifest["data"]["sources"]) == {"train", "test"}
+    assert set(manifest["data"]["sources"]) == {"train", "validation", "test"}
+    assert manifest["data"]["split_rule"]["validation_size"] == 100
     assert manifest["model"]["model_key"] == next(layout.models_dir.iterdir()).name
     predictions = pd.read_parquet(layout.predictions("test"))
     assert len(predictions) == 250
@@ -77,7 +82,7 @@ def test_pipeline_writes_reports_and_skips_up_to_date_stages(
     assert read_csvs(layout.runs_dir / second["run_id"]) == read_csvs(run_dir)
     assert layout.latest_link.resolve() == (layout.runs_dir / second["run_id"]).resolve()
     history = pd.read_csv(layout.history_csv)
-    assert list(history["run_id"]) == [first["run_id"]] * 2 + [second["run_id"]] * 2
+    assert list(history["run_id"]) == [first["run_id"]] * 3 + [second["run_id"]] * 3
     assert list(history.columns) == HISTORY_COLUMNS
 
 
@@ -118,7 +123,74 @@ def test_real_data_default_run(prefect_harness, real_raw_dir, tmp_path):
     overall = pd.read_csv(run_dir / "overall.csv").set_index("split")
     assert overall.loc["test", "accuracy"] >= 0.88
     assert summary["accuracy"]["test"] == pytest.approx(overall.loc["test", "accuracy"], abs=1e-6)
-    assert len(pd.read_csv(run_dir / "per_class.csv")) == 20
-    for split, samples in (("train", 60_000), ("test", 10_000)):
+    assert len(pd.read_csv(run_dir / "per_class.csv")) == 30
+    for split, samples in (("train", 50_000), ("validation", 10_000), ("test", 10_000)):
         confusion = pd.read_csv(run_dir / f"confusion_{split}.csv", index_col=0)
         assert confusion.to_numpy().sum() == samples
+
+
+def test_a_worse_run_on_the_same_data_publishes_and_emits_a_regression_event(
+    prefect_harness, synthetic_raw, tmp_path, monkeypatch
+):
+    import flows.pipeline
+
+    emitted, emit_event = [], flows.pipeline.emit_event
+
+    def recording_emit_event(**event):
+        """Prefect's emit_event, keeping what it sent."""
+        emitted.append(emit_event(**event))
+        return emitted[-1]
+
+    monkeypatch.setattr(flows.pipeline, "emit_event", recording_emit_event)
+    layout = Layout(tmp_path)
+    trained = run_pipeline(tmp_path, synthetic_raw)
+    assert trained["regression"] is None and emitted == []
+
+    untrained = run_pipeline(tmp_path, synthetic_raw, model_source="random")
+
+    assert layout.latest_link.resolve().name == untrained["run_id"], "published all the same"
+    expected = {
+        "test_accuracy": pytest.approx(untrained["accuracy"]["test"]),
+        "previous_test_accuracy": pytest.approx(trained["accuracy"]["test"], abs=1e-6),
+        "tolerance": 0.01,
+        "previous_run": trained["run_id"],
+    }
+    assert untrained["regression"] == expected
+    [event] = emitted
+    assert event.event == "fashionnet.accuracy.regressed"
+    assert event.resource.id == f"fashionnet.run.{untrained['run_id']}"
+    assert event.payload == expected
+
+
+def test_the_manifest_names_the_flow_run_and_the_changed_parameters(
+    prefect_harness, synthetic_raw, tmp_path
+):
+    summary = run_pipeline(tmp_path, synthetic_raw, lock_timeout=7.0)
+    run_dir = Layout(tmp_path).runs_dir / summary["run_id"]
+    origin = json.loads((run_dir / "manifest.json").read_text())["prefect"]
+    assert set(origin) == {"flow_run_id", "flow_run_name", "deployment", "trigger", "overrides"}
+    assert origin["trigger"] == "cli" and origin["deployment"] is None
+    assert origin["overrides"]["lock_timeout"] == 7.0 and origin["overrides"]["epochs"] == 3
+    assert "chunk_size" in origin["overrides"] and "seed" not in origin["overrides"]
+    history = pd.read_csv(Layout(tmp_path).history_csv, dtype=str)
+    assert set(history["flow_run_id"]) == {origin["flow_run_id"]}
+    assert set(history["trigger"]) == {"cli"}
+
+    console = Console(record=True, width=400)
+    render_runs(Layout(tmp_path).history_csv, console)
+    [row] = [line for line in console.export_text().splitlines() if summary["run_id"] in line]
+    cells = [cell.strip() for cell in row.split("│")]
+    assert cells[-3] == "cli" and "lock_timeout=7.0" in cells[-2].split()
+
+
+@pytest.mark.prefect
+@pytest.mark.parametrize(("value", "seconds"), [(None, "7200.0"), ("90", "90.0")])
+def test_the_flow_has_the_timeout_of_the_environment(value, seconds):
+    env = {k: v for k, v in os.environ.items() if k != "FASHIONNET_FLOW_TIMEOUT_SECONDS"}
+    if value is not None:
+        env["FASHIONNET_FLOW_TIMEOUT_SECONDS"] = value
+    code = "from flows.pipeline import fashionnet_pipeline as f; print(f.timeout_seconds)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == seconds

@@ -1,11 +1,14 @@
-"""relu, softmax and cross_entropy_error: hand-computed values and properties."""
+"""relu, softmax, log_softmax and cross_entropy_error: hand-computed values and properties."""
+
+import math
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from fashionnet.functions import LOG_EPSILON, cross_entropy_error, relu, softmax
+from fashionnet.functions import cross_entropy_error, log_softmax, relu, softmax
 
 # Rows of moderate logits, where float64 sums are exact enough to compare tightly.
 logit_rows = arrays(
@@ -55,26 +58,66 @@ def test_softmax_of_one_row_equals_that_row_of_the_batch(x):
         np.testing.assert_array_equal(softmax(row), softmax(x)[i])
 
 
+def test_log_softmax_is_the_log_of_softmax_where_both_are_finite():
+    x = np.array([[0.0, np.log(3.0)], [2.0, -1.0]])
+    np.testing.assert_allclose(log_softmax(x), np.log(softmax(x)), rtol=1e-12)
+    np.testing.assert_allclose(log_softmax(np.array([0.0, np.log(3.0)])), np.log([0.25, 0.75]))
+
+
+def test_log_softmax_stays_finite_where_softmax_underflows():
+    x = np.array([[1000.0, -1000.0, 0.0]], dtype=np.float32)
+    assert softmax(x)[0, 1] == 0  # log(softmax) would be -inf here
+    np.testing.assert_array_equal(log_softmax(x), [[0.0, -2000.0, -1000.0]])
+    assert log_softmax(x).dtype == np.float32
+
+
 def test_cross_entropy_hand_computed():
-    y = np.array([[0.1, 0.7, 0.2], [0.5, 0.25, 0.25]])
-    expected = -(np.log(0.7 + LOG_EPSILON) + np.log(0.25 + LOG_EPSILON)) / 2
-    assert cross_entropy_error(y, np.array([1, 2])) == expected
+    scores = np.log([[0.1, 0.7, 0.2], [0.5, 0.25, 0.25]])  # softmax gives these back
+    expected = -(np.log(0.7) + np.log(0.25)) / 2
+    assert cross_entropy_error(scores, np.array([1, 2])) == pytest.approx(expected, rel=1e-12)
     assert abs(expected - 0.8715) < 1e-4  # -(ln 0.7 + ln 0.25) / 2, by hand
 
 
 def test_cross_entropy_one_hot_and_indices_agree():
-    y = softmax(np.random.default_rng(0).standard_normal((4, 10)))
+    scores = np.random.default_rng(0).standard_normal((4, 10))
     labels = np.array([3, 0, 9, 3])
     one_hot = np.eye(10)[labels]
-    assert cross_entropy_error(y, one_hot) == cross_entropy_error(y, labels)
+    assert cross_entropy_error(scores, one_hot) == cross_entropy_error(scores, labels)
 
 
 def test_cross_entropy_treats_1d_input_as_a_batch_of_one():
-    y = np.array([0.2, 0.8])
-    expected = -np.log(0.8 + LOG_EPSILON)
-    assert cross_entropy_error(y, np.array(1)) == expected
-    assert cross_entropy_error(y, np.array([0, 1])) == expected
+    scores = np.log([0.2, 0.8])
+    expected = -np.log(0.8)
+    assert cross_entropy_error(scores, np.array(1)) == pytest.approx(expected, rel=1e-12)
+    assert cross_entropy_error(scores, np.array([0, 1])) == pytest.approx(expected, rel=1e-12)
 
 
-def test_cross_entropy_stays_finite_when_the_true_class_gets_zero():
-    assert cross_entropy_error(np.array([[1.0, 0.0]]), np.array([1])) == -np.log(LOG_EPSILON)
+def direct_float64_loss(scores: np.ndarray, labels: np.ndarray) -> float:
+    """-mean log p(true class) computed the long way in float64 with Python's own log-sum-exp:
+    log p(true) = s_true - m - log(sum exp(s - m)), m the row maximum."""
+    losses = []
+    for row, label in zip(scores.astype(np.float64).tolist(), labels.tolist(), strict=True):
+        top = max(row)
+        log_sum = math.log(math.fsum(math.exp(value - top) for value in row))
+        losses.append(-(row[label] - top - log_sum))
+    return math.fsum(losses) / len(losses)
+
+
+def test_cross_entropy_is_exact_at_extreme_logits_in_float32():
+    scores = np.array(
+        [
+            [1000.0, -1000.0, 0.0],  # true class 1: p = e^-2000, far below float32's smallest
+            [-1000.0, 1000.0, 999.0],  # true class 2: p = 1 / (1 + e), no underflow
+            [55.0, 0.0, -55.0],  # true class 2: p = e^-110 underflows float32 too
+        ],
+        dtype=np.float32,
+    )
+    labels = np.array([1, 2, 2])
+    assert softmax(scores)[0, 1] == 0 and softmax(scores)[2, 2] == 0
+    expected = direct_float64_loss(scores, labels)
+    assert expected == pytest.approx((2000 + (1 + math.log1p(math.exp(-1))) + 110) / 3, rel=1e-12)
+    assert cross_entropy_error(scores, labels) == pytest.approx(expected, rel=1e-6)
+
+
+def test_cross_entropy_of_a_certain_right_answer_is_zero():
+    assert cross_entropy_error(np.array([[1000.0, -1000.0]]), np.array([0])) == 0.0

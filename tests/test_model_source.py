@@ -2,33 +2,46 @@
 
 import json
 import logging
+from functools import partial
 
 import numpy as np
 import pytest
 
 from fashionnet import integrity, model_source
-from fashionnet.dataset import open_split
 from fashionnet.errors import FashionnetError
-from fashionnet.model_source import data_sources, obtain_model, trained_key
-from fashionnet.prepare import write_split
+from fashionnet.layout import Layout
+from fashionnet.model_source import obtain_model, trained_key
+from fashionnet.prepare import array_blocks, prepare_source_split
 from fashionnet.train import TrainConfig
+from fashionnet.validation import SplitRule
 from fashionnet.weights import load_metadata, load_params, model_id, save_params
 
 TINY = TrainConfig(hidden_size=8, epochs=2, batch_size=50)
+RULE = SplitRule(validation_size=50, validation_seed=0)
+
+
+def prepared_splits(root, rule=RULE):
+    rng = np.random.default_rng(0)
+    made = {}
+    for split, n in (("train", 250), ("test", 50)):
+        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        labels = rng.integers(0, 10, n, dtype=np.uint8)
+        sources = {f"{split}-images": f"{split}1" * 8, f"{split}-labels": f"{split}2" * 8}
+        made |= prepare_source_split(
+            split,
+            labels,
+            partial(array_blocks, images),
+            Layout(root),
+            sources=sources,
+            row_group_size=100,
+            rule=rule,
+        )
+    return made
 
 
 @pytest.fixture(scope="module")
 def splits(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("parquet")
-    rng = np.random.default_rng(0)
-    made = {}
-    for split, n in (("train", 200), ("test", 50)):
-        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
-        labels = rng.integers(0, 10, n, dtype=np.uint8)
-        sources = {f"{split}-images": f"{split}1" * 8, f"{split}-labels": f"{split}2" * 8}
-        write_split(images, labels, folder / f"{split}.parquet", sources=sources)
-        made[split] = open_split(folder / f"{split}.parquet")
-    return made
+    return prepared_splits(tmp_path_factory.mktemp("project"))
 
 
 @pytest.fixture
@@ -42,14 +55,24 @@ def count_training(monkeypatch) -> list:
 def test_train_stores_the_model_under_its_key_and_finds_it_again(splits, tmp_path, count_training):
     model = obtain_model("train", TINY, splits, tmp_path)
     assert count_training == [1]
-    key = trained_key(TINY, data_sources(splits))
+    train_split = splits["train"]
+    key = trained_key(TINY, train_split.sources, train_split.split_rule)
     assert model.model_key == key and model.weights_path == tmp_path / key / "weights.npz"
     assert model.model_id == model_id(load_params(model.weights_path))
     assert model.hyperparameters == TINY.model_dump()
     assert list(model.learning_curve["epoch"]) == [1, 2]
+    assert model.learning_curve["validation_accuracy"].notna().all()
     meta = json.loads((tmp_path / key / "meta.json").read_text())
     assert (meta["model_id"], meta["model_key"], meta["source"]) == (model.model_id, key, "train")
-    assert meta["sources"] == data_sources(splits)
+    assert meta["sources"] == train_split.sources  # the test split plays no part
+    assert meta["split_rule"] == train_split.split_rule
+    assert set(meta["split_rule"]) == {
+        "validation_size",
+        "validation_seed",
+        "validation_rows_sha256",
+    }
+    assert meta["validation_accuracy"] == model.learning_curve["validation_accuracy"].iloc[-1]
+    assert "final_minibatch_accuracy" in meta and "test_accuracy" not in meta
     assert "train_seconds" not in load_metadata(model.weights_path)  # so its bytes repeat
 
     again = obtain_model("train", TINY, splits, tmp_path)
@@ -58,10 +81,42 @@ def test_train_stores_the_model_under_its_key_and_finds_it_again(splits, tmp_pat
     assert again.learning_curve.equals(model.learning_curve)
 
 
-def test_another_recipe_or_other_data_is_another_model_key(splits):
-    key = trained_key(TINY, data_sources(splits))
-    assert trained_key(TINY.replace(seed=1), data_sources(splits)) != key
-    assert trained_key(TINY, {**data_sources(splits), "train-labels": "0" * 64}) != key
+def test_another_recipe_other_data_or_split_rule_is_another_model_key(splits):
+    sources, rule = splits["train"].sources, splits["train"].split_rule
+    key = trained_key(TINY, sources, rule)
+    assert trained_key(TINY.replace(seed=1), sources, rule) != key
+    assert trained_key(TINY.replace(shuffle_buffer_row_groups=1), sources, rule) != key
+    assert trained_key(TINY, {**sources, "train-labels": "0" * 64}, rule) != key
+    assert trained_key(TINY, sources, {**rule, "validation_seed": 1}) != key
+
+
+def test_training_never_reads_the_test_split(splits, tmp_path):
+    without_test = {name: split for name, split in splits.items() if name != "test"}
+    assert obtain_model("train", TINY, without_test, tmp_path).model_id == (
+        obtain_model("train", TINY, splits, tmp_path / "again").model_id
+    )
+
+
+def test_another_split_rule_trains_another_model(tmp_path, count_training):
+    first = obtain_model("train", TINY, prepared_splits(tmp_path / "a"), tmp_path / "models")
+    other_rule = prepared_splits(tmp_path / "b", SplitRule(validation_size=60, validation_seed=0))
+    second = obtain_model("train", TINY, other_rule, tmp_path / "models")
+    assert count_training == [1, 1] and second.model_key != first.model_key
+
+
+def test_a_stored_model_with_an_old_learning_curve_is_trained_again(
+    splits, tmp_path, count_training, caplog
+):
+    first = obtain_model("train", TINY, splits, tmp_path)
+    curve = first.weights_path.parent / "learning_curve.csv"
+    old_header = "epoch,loss,train_accuracy,test_accuracy,learning_rate"
+    curve.write_text("\n".join([old_header, *curve.read_text().splitlines()[1:]]) + "\n")
+    integrity.seal(curve)  # intact, as an older fashionnet stored it
+    with caplog.at_level(logging.WARNING, logger="fashionnet"):
+        again = obtain_model("train", TINY, splits, tmp_path)
+    assert count_training == [1, 1] and again.model_id == first.model_id
+    assert "ignoring stored model" in caplog.text and "train_accuracy" in caplog.text
+    assert list(again.learning_curve.columns)[2:4] == ["minibatch_accuracy", "validation_accuracy"]
 
 
 def unlink(path):

@@ -2,6 +2,7 @@
 flow takes them as typed parameters, and a newly registered choice reaches all three."""
 
 import math
+import re
 
 import pytest
 from typer.testing import CliRunner
@@ -102,12 +103,42 @@ def test_run_options_refuse_bad_values(values, problem):
     assert problem in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [("--lock-timeout", "-1"), ("--lock-timeout", "nan"), ("--regression-tolerance", "-0.1")],
+)
+def test_a_negative_or_infinite_wait_is_refused_in_one_line(started, flag, value):
+    result = invoke(flag, value)
+    name = flag.removeprefix("--").replace("-", "_")
+    assert result.exit_code == 1 and not started
+    assert result.output.startswith(f"fashionnet: error: invalid option {name}={float(value)}")
+    assert result.output.count("\n") == 1
+
+
 def test_local_raw_dir_is_the_option_else_the_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("FASHIONNET_RAW_DIR", raising=False)
     assert RunOptions().local_raw_dir() is None
     monkeypatch.setenv("FASHIONNET_RAW_DIR", str(tmp_path))
     assert RunOptions().local_raw_dir() == tmp_path
     assert RunOptions(raw_dir="/elsewhere").local_raw_dir().as_posix() == "/elsewhere"
+
+
+@pytest.mark.parametrize(
+    ("option", "variable", "named"),
+    [
+        ("", None, "--raw-dir (raw_dir)"),
+        (" ", "/x", "--raw-dir (raw_dir)"),
+        (None, "", "FASHIONNET_RAW_DIR"),
+    ],
+)
+def test_an_empty_raw_folder_name_is_refused(monkeypatch, option, variable, named):
+    """An empty name never means "no folder": the run would quietly use data/raw or download."""
+    if variable is None:
+        monkeypatch.delenv("FASHIONNET_RAW_DIR", raising=False)
+    else:
+        monkeypatch.setenv("FASHIONNET_RAW_DIR", variable)
+    with pytest.raises(FashionnetError, match=f"^{re.escape(named)} is empty: name the folder"):
+        RunOptions(raw_dir=option).local_raw_dir()
 
 
 @pytest.mark.prefect

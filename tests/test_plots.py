@@ -1,3 +1,4 @@
+import dataclasses
 import io
 import subprocess
 import sys
@@ -7,10 +8,18 @@ import matplotlib.image
 import numpy as np
 import pandas as pd
 import pytest
-from report_fixtures import LEARNING_CURVE_CSV, make_images, make_predictions, make_report
+from report_fixtures import (
+    EVERY_FIGURE,
+    LEARNING_CURVE_CSV,
+    make_images,
+    make_predictions,
+    make_report,
+    tally_of,
+)
 
 from fashionnet import plots
 from fashionnet.fashion_mnist import CLASS_NAMES
+from fashionnet.metrics import reliability_table
 from fashionnet.run_report import most_confident_errors, sample_positions
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -68,23 +77,45 @@ def test_plot_per_class_accuracy_draws_the_csv_numbers(tmp_path, drawn):
     assert "train per class" in labels and "test per class" in labels
 
 
-def test_plot_learning_curve_draws_loss_and_both_accuracies(tmp_path, drawn):
+def test_plot_learning_curve_draws_loss_minibatch_and_validation_accuracy(tmp_path, drawn):
     curve = pd.read_csv(io.StringIO(LEARNING_CURVE_CSV))
     path = tmp_path / "curve.png"
     plots.plot_learning_curve(curve, path)
     assert_png(path)
     loss_ax, accuracy_ax = drawn[0].axes
     np.testing.assert_allclose(loss_ax.get_lines()[0].get_ydata(), curve["loss"])
-    train, test = accuracy_ax.get_lines()
-    np.testing.assert_allclose(train.get_ydata(), curve["train_accuracy"])
-    np.testing.assert_allclose(test.get_ydata(), curve["test_accuracy"])
+    minibatch, validation = accuracy_ax.get_lines()
+    np.testing.assert_allclose(minibatch.get_ydata(), curve["minibatch_accuracy"])
+    np.testing.assert_allclose(validation.get_ydata(), curve["validation_accuracy"])
+    # the running figure is the minibatch accuracy, never "train"; the test set has no line
+    labels = [text.get_text() for text in accuracy_ax.get_legend().get_texts()]
+    assert labels == ["minibatch accuracy", "validation accuracy"]
 
 
-def test_plot_learning_curve_without_test_accuracy_has_one_line(tmp_path, drawn):
+def test_plot_learning_curve_without_validation_accuracy_has_one_line(tmp_path, drawn):
     curve = pd.read_csv(io.StringIO(LEARNING_CURVE_CSV))
-    curve["test_accuracy"] = np.nan  # as read from a curve trained without a test set
+    curve["validation_accuracy"] = np.nan  # as read from a curve trained without validation
     plots.plot_learning_curve(curve, tmp_path / "curve.png")
     assert len(drawn[0].axes[1].get_lines()) == 1
+
+
+def test_plot_reliability_draws_the_bins_the_diagonal_and_the_ece(tmp_path, drawn):
+    tally = tally_of(make_predictions(200, 2))
+    table = reliability_table(tally)
+    path = tmp_path / "calibration.png"
+    plots.plot_reliability(tally, path, title="Reliability diagram (test)")
+    assert_png(path, min_width=600, min_height=600)
+    accuracy_ax, count_ax = drawn[0].axes
+    filled = table[table["samples"] > 0]
+    heights = [bar.get_height() for bar in accuracy_ax.patches]
+    np.testing.assert_allclose(heights, filled["accuracy"])
+    np.testing.assert_allclose([bar.get_x() for bar in accuracy_ax.patches], filled["bin_low"])
+    points, diagonal = accuracy_ax.get_lines()
+    np.testing.assert_allclose(points.get_xdata(), filled["confidence"])
+    np.testing.assert_allclose(diagonal.get_xydata(), [[0, 0], [1, 1]])
+    assert [bar.get_height() for bar in count_ax.patches] == table["samples"].tolist()
+    ece = tally.probability_metrics().ece
+    assert ece > 0 and accuracy_ax.get_title() == f"Reliability diagram (test): ECE {ece:.4f}"
 
 
 def test_plot_misclassified_shows_the_most_confident_errors(tmp_path, drawn):
@@ -128,15 +159,7 @@ def test_plot_samples_one_row_per_class(tmp_path, drawn):
 def test_write_run_figures_draws_every_figure_the_report_has(tmp_path, drawn):
     report = make_report()
     written = plots.write_run_figures(tmp_path, report)
-    assert [path.name for path in written] == list(report.figures)
-    assert sorted(path.name for path in written) == [
-        "confusion_test.png",
-        "confusion_train.png",
-        "learning_curve.png",
-        "misclassified_test.png",
-        "per_class_accuracy.png",
-        "samples.png",
-    ]
+    assert [path.name for path in written] == list(report.figures) == list(EVERY_FIGURE)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in written)
     for path in written:
         assert_png(path)
@@ -149,11 +172,27 @@ def test_write_run_figures_draws_every_figure_the_report_has(tmp_path, drawn):
 
 def test_write_run_figures_skips_what_it_has_no_data_for(tmp_path):
     report = make_report(with_curve=False, with_galleries=False)
+    report = dataclasses.replace(report, calibration=None)  # as read back from a run folder
     written = plots.write_run_figures(tmp_path, report)
     assert sorted(p.name for p in written) == [
         "confusion_test.png",
         "confusion_train.png",
         "per_class_accuracy.png",
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in written)
+
+
+def test_write_run_figures_draws_a_confusion_matrix_for_every_split(tmp_path):
+    report = make_report(
+        with_curve=False, with_galleries=False, splits=("train", "validation", "test")
+    )
+    written = plots.write_run_figures(tmp_path, report)
+    assert [p.name for p in written] == [
+        "per_class_accuracy.png",
+        "confusion_train.png",
+        "confusion_validation.png",
+        "confusion_test.png",
+        "calibration_test.png",
     ]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in written)
 

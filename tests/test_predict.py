@@ -16,9 +16,10 @@ from fashionnet import predict as predict_module
 from fashionnet.dataset import SplitFile, open_split
 from fashionnet.errors import FashionnetError
 from fashionnet.fashion_mnist import SPLITS
+from fashionnet.functions import log_softmax
 from fashionnet.idx import read_split as read_idx_split
 from fashionnet.layout import Layout
-from fashionnet.metrics import confusion_matrix
+from fashionnet.metrics import CALIBRATION_BINS, Tally, confusion_matrix
 from fashionnet.predict import (
     PREDICTIONS_SCHEMA,
     ChunkJob,
@@ -32,20 +33,25 @@ from fashionnet.predict import (
     predictions_up_to_date,
     read_predictions,
     run_chunks_in_threads,
-    total_confusion,
+    tally_of_file,
+    top_two,
+    total_tally,
     write_predictions,
 )
 from fashionnet.prepare import write_split
-from fashionnet.two_layer_net import TwoLayerNet, predict
+from fashionnet.two_layer_net import TwoLayerNet, predict, scores
 from fashionnet.weights import save_params
 
 ROW_GROUP_ROWS = (7, 7, 7, 3, 10, 1, 5)
 SPLIT_SCHEMA = pa.schema(
     [("index", pa.int32()), ("label", pa.uint8()), ("pixels", pa.list_(pa.float32(), 784))],
     # the metadata fashionnet.dataset requires of a prepared split
-    metadata={"fashionnet.rows": str(sum(ROW_GROUP_ROWS)), "fashionnet.sources": "{}"},
+    metadata={
+        "fashionnet.rows": str(sum(ROW_GROUP_ROWS)),
+        "fashionnet.sources": '{"test-images": "11"}',
+    },
 )
-METADATA = {"fashionnet.model_id": "m1", "fashionnet.sources": '{"a": "1"}'}
+METADATA = {"fashionnet.model_id": "m1", "fashionnet.data_fingerprint": "f1"}
 
 
 @pytest.fixture(scope="module")
@@ -144,10 +150,33 @@ def test_predict_chunk_equals_direct_predict_on_its_rows(split_path, data, param
         np.testing.assert_array_equal(result.index, np.arange(rows.start, rows.stop))
         np.testing.assert_array_equal(result.label, labels[rows])
         np.testing.assert_array_equal(result.predicted, probabilities.argmax(axis=1))
+        np.testing.assert_array_equal(result.second, np.argsort(-probabilities, axis=1)[:, 1])
         np.testing.assert_array_equal(result.confidence, probabilities.max(axis=1))
+        exact = log_softmax(scores(params, x[rows]).astype(np.float64))
+        expected_log_prob = exact[np.arange(len(exact)), labels[rows]]
+        np.testing.assert_allclose(result.true_log_prob, expected_log_prob, rtol=1e-5, atol=1e-6)
         assert result.index.dtype == np.int32 and result.label.dtype == np.uint8
-        assert result.predicted.dtype == np.uint8 and result.confidence.dtype == np.float32
-        assert result.confusion.sum() == rows.stop - rows.start
+        assert result.predicted.dtype == np.uint8 and result.second.dtype == np.uint8
+        assert result.confidence.dtype == np.float32 and result.true_log_prob.dtype == np.float32
+        assert result.tally.samples == rows.stop - rows.start
+        assert [f.name for f in PREDICTIONS_SCHEMA] == [
+            "index",
+            "label",
+            "predicted",
+            "second",
+            "confidence",
+            "true_log_prob",
+        ]
+
+
+def test_top_two_breaks_ties_like_argmax():
+    probabilities = np.array([[0.4, 0.4, 0.2], [0.1, 0.3, 0.6], [0.5, 0.25, 0.25]])
+    first, second = top_two(probabilities)
+    np.testing.assert_array_equal(first, [0, 2, 0])
+    np.testing.assert_array_equal(second, [1, 1, 1])
+    np.testing.assert_array_equal(
+        probabilities, [[0.4, 0.4, 0.2], [0.1, 0.3, 0.6], [0.5, 0.25, 0.25]]
+    )
 
 
 @pytest.mark.parametrize("chunk_rows", [1, 10, 25, 1000])
@@ -158,8 +187,18 @@ def test_chunked_predictions_equal_whole_data_predictions(split_path, data, para
         results = list(pool.map(lambda chunk: predict_chunk(params, split_path, chunk), chunks))
     whole = predict(params, x).argmax(axis=1)
     np.testing.assert_array_equal(np.concatenate([r.predicted for r in results]), whole)
-    np.testing.assert_array_equal(total_confusion(results), confusion_matrix(labels, whole))
-    assert total_confusion(results).sum() == len(labels)
+    total = total_tally(results)
+    np.testing.assert_array_equal(total.confusion, confusion_matrix(labels, whole))
+    assert total.samples == len(labels)
+    # the chunks' sums add up to those of the whole split predicted at once (up to float32
+    # rounding: BLAS may round a row differently in a batch of another size)
+    at_once = predict_chunk(params, split_path, range(len(ROW_GROUP_ROWS)))
+    assert total.top2_correct == at_once.tally.top2_correct
+    assert total.log_loss_sum == pytest.approx(at_once.tally.log_loss_sum, rel=1e-6)
+    for name in ("bin_counts", "bin_correct"):
+        np.testing.assert_array_equal(getattr(total, name), getattr(at_once.tally, name))
+    np.testing.assert_allclose(total.bin_confidence_sums, at_once.tally.bin_confidence_sums, 1e-6)
+    assert len(total.bin_counts) == CALIBRATION_BINS
 
 
 def test_predictions_round_trip_with_metadata(tmp_path, split_path, params):
@@ -172,8 +211,16 @@ def test_predictions_round_trip_with_metadata(tmp_path, split_path, params):
     assert parquet.schema_arrow.remove_metadata() == PREDICTIONS_SCHEMA
     assert parquet.schema_arrow.metadata[b"fashionnet.model_id"] == b"m1"
     table = read_predictions(path)
-    assert list(table.columns) == ["index", "label", "predicted", "confidence"]
-    assert [str(t) for t in table.dtypes] == ["int32", "uint8", "uint8", "float32"]
+    assert list(table.columns) == PREDICTIONS_SCHEMA.names
+    assert [str(t) for t in table.dtypes] == [
+        "int32",
+        "uint8",
+        "uint8",
+        "uint8",
+        "float32",
+        "float32",
+    ]
+    assert tally_of_file(path) == total_tally(chunks)  # the file gives back the same sums
     for column in table.columns:
         expected = np.concatenate([getattr(chunk, column) for chunk in chunks])
         np.testing.assert_array_equal(table[column].to_numpy(), expected)
@@ -220,6 +267,21 @@ def test_read_predictions_of_missing_file_says_what_to_do(tmp_path):
         read_predictions(tmp_path / "missing.parquet")
 
 
+def test_predictions_of_rows_cut_by_another_split_rule_are_not_up_to_date(tmp_path):
+    # Same raw sources, same model, other held-out rows: the old predictions describe other images.
+    images = np.zeros((20, 28, 28), np.uint8)
+    labels = np.arange(20, dtype=np.uint8) % 10
+    splits = []
+    for seed in (0, 1):
+        path = tmp_path / f"cut-{seed}.parquet"
+        rule = {"validation_size": 10, "validation_seed": seed}
+        write_split(
+            images, labels, path, sources={"raw": "same"}, rows=np.arange(10), split_rule=rule
+        )
+        splits.append(open_split(path))
+    assert prediction_metadata("m", splits[0]) != prediction_metadata("m", splits[1])
+
+
 @pytest.fixture(scope="module")
 def real_test_split(real_raw_dir, tmp_path_factory):
     """The real test split, prepared with 1,000-row row groups, and its float32 images."""
@@ -238,7 +300,7 @@ def test_real_test_split_chunked_equals_whole(real_test_split):
     results = [predict_chunk(params, path, chunk) for chunk in chunks]
     whole = predict(params, x).argmax(axis=1)
     np.testing.assert_array_equal(np.concatenate([r.predicted for r in results]), whole)
-    np.testing.assert_array_equal(total_confusion(results), confusion_matrix(labels, whole))
+    np.testing.assert_array_equal(total_tally(results).confusion, confusion_matrix(labels, whole))
 
 
 @pytest.mark.realdata
@@ -287,11 +349,11 @@ def stage(tmp_path, split_path, params) -> SimpleNamespace:
 
 
 def test_predict_splits_writes_each_split_then_skips_it_while_up_to_date(stage, data, params):
-    confusions = stage.run("m1")
+    tallies = stage.run("m1")
 
     x, labels = data
     expected = predict(params, x).argmax(axis=1)
-    np.testing.assert_array_equal(confusions["test"], confusion_matrix(labels, expected))
+    np.testing.assert_array_equal(tallies["test"].confusion, confusion_matrix(labels, expected))
     frame = read_predictions(stage.layout.predictions("test"))
     np.testing.assert_array_equal(frame["predicted"], expected)
     assert [job.row_groups for job in stage.calls[0]] == plan_chunks(stage.splits["test"], 10)
@@ -302,7 +364,8 @@ def test_predict_splits_writes_each_split_then_skips_it_while_up_to_date(stage, 
     )
     again = stage.run("m1")
     assert len(stage.calls) == 1, "up to date: no chunk predicted again"
-    np.testing.assert_array_equal(again["test"], confusions["test"])
+    assert again["test"] == tallies["test"]  # read back from the file: the same sums exactly
+    assert isinstance(again["test"], Tally)
     stage.run("another model")
     assert len(stage.calls) == 2, "another model id: predicted again"
 

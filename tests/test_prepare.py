@@ -4,17 +4,28 @@ import json
 import logging
 import os
 import tracemalloc
+from functools import partial
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from fashionnet import integrity, prepare
+from fashionnet import integrity, keras_source, prepare
+from fashionnet.dataset import read_split
+from fashionnet.errors import FashionnetError
 from fashionnet.fashion_mnist import SPLITS
 from fashionnet.fetch import sha256_file
 from fashionnet.idx import write_idx
-from fashionnet.prepare import is_up_to_date, prepare_split, write_split
+from fashionnet.layout import Layout
+from fashionnet.prepare import (
+    array_blocks,
+    is_up_to_date,
+    prepare_source_split,
+    prepare_split,
+    write_split,
+)
+from fashionnet.validation import SplitRule, training_rows, validation_rows
 
 SOURCES = {"b-labels.gz": "22" * 32, "a-images.gz": "11" * 32}
 
@@ -60,7 +71,8 @@ def test_write_split_schema_values_and_metadata(tmp_path):
     pixels = np.array(table.column("pixels").combine_chunks().flatten()).reshape(25, 28, 28)
     assert pixels.dtype == np.float32
     np.testing.assert_array_equal(pixels, (images / 255).astype(np.float32))
-    assert os.listdir(tmp_path) == ["split.parquet"]  # no temporary left
+    # no temporary left; the file and its checksum record
+    assert sorted(os.listdir(tmp_path)) == ["split.parquet", "split.parquet.sha256"]
 
 
 def test_write_split_converts_one_row_group_at_a_time(tmp_path):
@@ -101,12 +113,12 @@ def test_write_split_refuses_mismatched_lengths(tmp_path):
 def test_prepare_split_then_skip_when_up_to_date(raw, tmp_path, caplog):
     images_path, labels_path, _, _ = raw
     out = tmp_path / "out" / "split.parquet"
-    assert not is_up_to_date(out, SOURCES, 10)
+    assert not is_up_to_date(out, SOURCES, 10, rows=25)
     with caplog.at_level(logging.INFO, logger="fashionnet.prepare"):
         first = prepare_split(images_path, labels_path, out, sources=SOURCES, row_group_size=10)
     assert (first.path, first.rows, first.skipped) == (out, 25, False)
     assert "25 rows" in caplog.text
-    assert is_up_to_date(out, SOURCES, 10)
+    assert is_up_to_date(out, SOURCES, 10, rows=25)
     written = out.stat().st_mtime_ns
 
     again = prepare_split(images_path, labels_path, out, sources=SOURCES, row_group_size=10)
@@ -128,10 +140,10 @@ def test_prepare_split_rewrites_when_inputs_change(raw, tmp_path, change):
     out = tmp_path / "split.parquet"
     prepare_split(images_path, labels_path, out, sources=SOURCES, row_group_size=10)
     options = {"sources": SOURCES, "row_group_size": 10, **change}
-    assert not is_up_to_date(out, **options)
+    assert not is_up_to_date(out, **options, rows=25)
     result = prepare_split(images_path, labels_path, out, **options)
     assert not result.skipped
-    assert is_up_to_date(out, **options)
+    assert is_up_to_date(out, **options, rows=25)
     assert json.loads(pq.read_schema(out).metadata[b"fashionnet.sources"]) == options["sources"]
 
 
@@ -174,7 +186,7 @@ def test_a_damaged_split_is_moved_aside_and_rebuilt(raw, tmp_path, caplog, damag
     with caplog.at_level(logging.WARNING, logger="fashionnet"):
         result = prepare_split(images_path, labels_path, out, sources=SOURCES, row_group_size=10)
     assert not result.skipped
-    assert out.read_bytes() == good and is_up_to_date(out, SOURCES, 10)
+    assert out.read_bytes() == good and is_up_to_date(out, SOURCES, 10, rows=25)
     (aside,) = out.parent.glob("split.parquet.damaged-*")
     assert f"{out} is damaged ({problem}" in caplog.text
     assert f"moved to {aside} (its checksum record beside it); making it again" in caplog.text
@@ -202,9 +214,110 @@ def test_an_intact_split_in_another_format_is_rebuilt(raw, tmp_path, caplog):
     assert pq.ParquetFile(out).metadata.num_rows == 25
 
 
-def test_prepare_real_data(real_raw_dir, tmp_path):
-    from fashionnet.dataset import read_split
+RULE = SplitRule(validation_size=20, validation_seed=0)
+TRAIN_SOURCES = {"train-images.gz": "11" * 32, "train-labels.gz": "22" * 32}
 
+
+def prepare_train(layout, images, labels, rule=RULE, loads=None):
+    def load_images(block_rows):
+        if loads is not None:
+            loads.append(1)
+        return array_blocks(images, block_rows)
+
+    return prepare_source_split(
+        "train",
+        labels,
+        load_images,
+        layout,
+        sources=TRAIN_SOURCES,
+        row_group_size=30,
+        rule=rule,
+    )
+
+
+def test_the_raw_training_images_become_disjoint_train_and_validation_files(tmp_path):
+    images, labels = make_split(100)
+    splits = prepare_train(Layout(tmp_path), images, labels)
+    assert sorted(splits) == ["train", "validation"]
+    assert splits["train"].path == tmp_path / "data" / "parquet" / "train.parquet"
+    held_out = validation_rows(labels, 20, 0)
+    kept = training_rows(100, held_out)
+    for name, rows in (("train", kept), ("validation", held_out)):
+        batch = read_split(splits[name].path)
+        assert batch.index.tolist() == list(range(len(rows)))  # row numbers in the file
+        np.testing.assert_array_equal(batch.label, labels[rows])
+        np.testing.assert_array_equal(
+            batch.x, (images[rows] / 255).astype(np.float32).reshape(-1, 784)
+        )
+        assert splits[name].sources == TRAIN_SOURCES
+        assert splits[name].split_rule == RULE.describe(held_out)
+    assert splits["train"].row_group_rows == (30, 30, 20)
+    # Another rule gives the files another fingerprint.
+    other = prepare_train(Layout(tmp_path / "other"), images, labels, SplitRule(20, 1))
+    assert other["train"].fingerprint != splits["train"].fingerprint
+
+
+def test_up_to_date_train_and_validation_are_skipped_without_reading_the_images(tmp_path):
+    images, labels = make_split(100)
+    loads = []
+    prepare_train(Layout(tmp_path), images, labels, loads=loads)
+    written = {path: path.stat().st_mtime_ns for path in (tmp_path / "data/parquet").glob("*")}
+    prepare_train(Layout(tmp_path), images, labels, loads=loads)
+    assert loads == [1], "the labels decided that nothing was to do"
+    assert {path: path.stat().st_mtime_ns for path in written} == written
+
+
+@pytest.mark.parametrize("rule", [SplitRule(25, 0), SplitRule(20, 3)], ids=["size", "seed"])
+def test_another_split_rule_rebuilds_both_files(tmp_path, rule):
+    images, labels = make_split(100)
+    prepare_train(Layout(tmp_path), images, labels)
+    loads = []
+    splits = prepare_train(Layout(tmp_path), images, labels, rule, loads=loads)
+    assert loads == [1]
+    held_out = validation_rows(labels, rule.validation_size, rule.validation_seed)
+    assert splits["validation"].num_rows == rule.validation_size
+    assert splits["train"].num_rows == 100 - rule.validation_size
+    assert splits["validation"].split_rule == rule.describe(held_out)
+
+
+def test_the_test_split_is_whole_and_without_a_split_rule(tmp_path):
+    images, labels = make_split(40)
+    splits = prepare_source_split(
+        "test",
+        labels,
+        partial(array_blocks, images),
+        Layout(tmp_path),
+        sources=SOURCES,
+        row_group_size=30,
+        rule=RULE,
+    )
+    assert list(splits) == ["test"]
+    assert (splits["test"].num_rows, splits["test"].split_rule) == (40, None)
+
+
+def test_a_validation_size_leaving_no_training_image_is_one_clear_error(tmp_path):
+    images, labels = make_split(20)
+    with pytest.raises(FashionnetError, match="validation_size=20: the training split has 20"):
+        prepare_train(Layout(tmp_path), images, labels)
+
+
+def test_the_keras_source_makes_the_same_three_files(tmp_path, monkeypatch):
+    train_images, train_labels = make_split(100)
+    test_images, test_labels = make_split(40, seed=1)
+    arrays = {"train": (train_images, train_labels), "test": (test_images, test_labels)}
+    monkeypatch.setattr(keras_source, "load_keras_arrays", lambda: arrays)
+    splits = keras_source.prepare_keras_splits(Layout(tmp_path), 30, RULE)
+    assert sorted(splits) == ["test", "train", "validation"]
+    held_out = validation_rows(train_labels, 20, 0)
+    np.testing.assert_array_equal(
+        read_split(splits["validation"].path).label, train_labels[held_out]
+    )
+    assert splits["validation"].split_rule == RULE.describe(held_out)
+    assert set(splits["train"].sources) == {"keras:train-images", "keras:train-labels"}
+    assert splits["test"].num_rows == 40 and splits["test"].split_rule is None
+
+
+def test_prepare_real_data(real_raw_dir, tmp_path):
     expected = {
         "train": (60_000, [9, 0, 0, 3, 0, 2, 7, 2, 5, 5]),
         "test": (10_000, [9, 2, 1, 1, 6, 1, 4, 6, 5, 7]),

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 from cli_runs import (
     N_TEST,
@@ -94,6 +95,27 @@ def with_value(index, value):
     return change
 
 
+def raw_dir_fault(name: str, named: Callable[[Path], str], *expect: str) -> Fault:
+    """The raw folder given is not usable: the run stops, never using data/raw or a mirror."""
+    return Fault(name, lambda case: ["--raw-dir", named(case)], expect)
+
+
+def file_in_place_of_a_folder(case: Path) -> str:
+    (case / "raw.txt").write_text("not a folder")
+    return str(case / "raw.txt")
+
+
+def folder_without(name: str) -> Callable[[Path], str]:
+    def named(case: Path) -> str:
+        (case / "raw" / name).unlink()
+        return str(case / "raw")
+
+    return named
+
+
+NAMED_RAW = "(--raw-dir / FASHIONNET_RAW_DIR)"
+
+
 def pickle_file(case: Path) -> list[str]:
     path = case / "weights.npz"
     path.write_bytes(pickle.dumps(TouchOnUnpickle(case / "unpickled")))
@@ -164,6 +186,22 @@ FAULTS = [
         pickle_file,
         ("weights file {case}/weights.npz is not a NumPy .npz archive", RETRAIN),
     ),
+    raw_dir_fault(
+        "raw folder mistyped",
+        lambda case: str(case / "rwa"),
+        f"raw folder {{case}}/rwa {NAMED_RAW} does not exist",
+    ),
+    raw_dir_fault(
+        "raw folder is a file",
+        file_in_place_of_a_folder,
+        f"raw folder {{case}}/raw.txt {NAMED_RAW} is not a folder",
+    ),
+    raw_dir_fault(
+        "raw folder lacks a file",
+        folder_without(TEST_LABELS),
+        f"raw folder {{case}}/raw {NAMED_RAW} lacks {TEST_LABELS}",
+    ),
+    raw_dir_fault("raw folder empty name", lambda case: "", "--raw-dir (raw_dir) is empty"),
 ]
 
 
@@ -217,6 +255,7 @@ def test_fault_is_one_clear_line_and_changes_nothing(fault, outcomes):
     for words in fault.expect:
         assert words.format(case=outcome.case) in message
     assert outcome.after == outcome.before, "nothing written, reports/latest unchanged"
+    assert "downloading" not in outcome.result.stderr, "no mirror was tried"
     assert not (outcome.case / "unpickled").exists(), "nothing was ever unpickled"
 
 
@@ -246,3 +285,33 @@ def test_new_user_with_a_damaged_download(baseline, real_raw_dir, tmp_path):
     assert message.endswith("replace it with the canonical file or remove it")
     assert snapshot(project) == before
     assert "Starting temporary server on http://127.0.0.1:" in result.stderr
+
+
+def test_a_temporary_server_too_slow_to_start_is_one_line_and_leaves_no_process(tmp_path):
+    """As on a loaded machine: the server does not answer within its start-up time."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in ("PREFECT_API_URL", "FASHIONNET_RAW_DIR")
+    }
+    env["PREFECT_HOME"] = str(tmp_path / "prefect-home")  # marks this run's processes
+    env["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "1"
+
+    result = run_fashionnet("--project-dir", str(tmp_path / "project"), env=env, cwd=tmp_path)
+
+    message = error_line(result)
+    assert message.startswith("the temporary Prefect server did not start within 1 s (")
+    assert "raise PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS" in message
+    assert not processes_with(env["PREFECT_HOME"]), "the server that was starting is stopped"
+
+
+def processes_with(prefect_home: str) -> list[psutil.Process]:
+    """The running processes whose environment has this PREFECT_HOME."""
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if process.environ().get("PREFECT_HOME") == prefect_home:
+                found.append(process)
+        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
+    return found

@@ -6,11 +6,10 @@ import html
 import re
 
 import pytest
-from report_fixtures import MANIFEST, make_report, make_run
+from report_fixtures import EVERY_FIGURE, MANIFEST, make_report, make_run
 
 from fashionnet.report_html import render_report_html, write_report_html
-from fashionnet.report_markdown import overall_rows, per_class_rows
-from fashionnet.run_report import FIGURES
+from fashionnet.report_markdown import METRICS_LEGEND, overall_rows, per_class_rows
 
 IMAGE = re.compile(r'<img src="([^"]*)" alt="([^"]*)">')
 HREF = re.compile(r'href="([^"]*)"')
@@ -27,8 +26,8 @@ def run_dir(tmp_path_factory):
 
 def test_every_figure_is_the_run_folders_png_inside_the_page(run_dir):
     images = IMAGE.findall((run_dir / "report.html").read_text())
-    assert [caption for _, caption in images] == list(FIGURES.values())
-    for (src, _), name in zip(images, FIGURES, strict=True):
+    assert [caption for _, caption in images] == list(EVERY_FIGURE.values())
+    for (src, _), name in zip(images, EVERY_FIGURE, strict=True):
         prefix, encoded = src.split(",", 1)
         assert prefix == "data:image/png;base64"
         assert base64.b64decode(encoded) == (run_dir / name).read_bytes(), name
@@ -46,6 +45,7 @@ def test_the_page_has_report_mds_tables_and_links(run_dir):
         assert sha256 in cells
     assert "<li><strong>Sneaker</strong>: 68.75% right;" in page  # the weakest test class
     assert MANIFEST["model"]["origin"] in page
+    assert html.escape(METRICS_LEGEND) in page
     assert HREF.findall(page) == MD_LINK.findall((run_dir / "report.md").read_text())
 
 

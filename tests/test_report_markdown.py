@@ -4,10 +4,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from report_fixtures import MANIFEST, make_report, make_run
+from report_fixtures import EVERY_FIGURE, MANIFEST, make_report, make_run
 
-from fashionnet.report_markdown import render_report_md
-from fashionnet.run_report import FIGURES, RunReport
+from fashionnet.report_markdown import METRICS_LEGEND, render_report_md
+from fashionnet.run_report import RunReport
 
 LINK = re.compile(r"\]\(([^)]+)\)")
 EMBEDDED = re.compile(r"!\[[^\]]*\]\(([^)]+)\)")
@@ -32,12 +32,13 @@ def test_report_md_links_are_relative_and_every_target_is_in_the_run_folder(run_
 
 
 def test_every_figure_is_embedded_in_order_when_the_report_has_its_data():
-    assert EMBEDDED.findall(render_report_md(make_report())) == list(FIGURES)
+    assert EMBEDDED.findall(render_report_md(make_report())) == list(EVERY_FIGURE)
     sparse = render_report_md(make_report(with_curve=False, with_galleries=False))
     assert EMBEDDED.findall(sparse) == [
         "per_class_accuracy.png",
-        "confusion_test.png",
         "confusion_train.png",
+        "confusion_test.png",
+        "calibration_test.png",
     ]
     assert "learning_curve.csv" not in sparse
 
@@ -46,7 +47,7 @@ def test_figures_are_listed_as_files_for_viewers_outside_the_run_folder(tmp_path
     markdown = render_report_md(make_report(), run_dir=tmp_path)
     assert not EMBEDDED.findall(markdown)
     assert f"In the run folder `{tmp_path}`:" in markdown
-    for name, caption in FIGURES.items():
+    for name, caption in EVERY_FIGURE.items():
         assert f"- `{name}`: {caption}" in markdown
 
 
@@ -59,13 +60,33 @@ def test_headline_figures_equal_overall_csv():
         assert float(cells[1].rstrip("%")) == pytest.approx(100 * row.accuracy, abs=0.005)
         assert int(cells[2].replace(",", "")) == row.correct
         assert int(cells[3].replace(",", "")) == row.samples
+        assert cells[4] == f"[{row.ci_low:.2%}, {row.ci_high:.2%}]"
+        assert float(cells[5].rstrip("%")) == pytest.approx(100 * row.top2_accuracy, abs=0.005)
+        assert float(cells[6]) == pytest.approx(row.log_loss, abs=0.00005)
+        assert float(cells[7]) == pytest.approx(row.ece, abs=0.00005)
+    header = (
+        "| split | accuracy | correct | images | 95% interval | top-2 accuracy | log loss | ECE |"
+    )
+    assert header in markdown
+    assert METRICS_LEGEND in markdown and "Wilson" in METRICS_LEGEND
     assert "Model `5eed5eed`, stored in `models/abc/`." in markdown
+
+
+def test_metrics_a_run_folder_did_not_record_show_as_unknown():
+    report = dataclasses.replace(make_report(), probability_metrics={})
+    line = next(
+        line for line in render_report_md(report).splitlines() if line.startswith("| test |")
+    )
+    assert line.endswith("| - | - | - |")
 
 
 def test_per_class_table_lists_every_class_with_both_splits():
     report = make_report()
     markdown = render_report_md(report)
-    header = "| class | train accuracy | test accuracy | test precision | test recall | test f1 |"
+    header = (
+        "| class | train accuracy | test accuracy | test precision | test recall | test f1 "
+        "| test 95% interval |"
+    )
     assert header in markdown
     per_class = report.per_class
     for row in per_class[per_class["split"] == "test"].itertuples():
@@ -75,6 +96,7 @@ def test_per_class_table_lists_every_class_with_both_splits():
         cells = [cell.strip() for cell in line.strip("|").split("|")]
         assert float(cells[2].rstrip("%")) == pytest.approx(100 * row.accuracy, abs=0.005)
         assert float(cells[5]) == pytest.approx(row.f1, abs=0.0005)
+        assert cells[6] == f"[{row.ci_low:.2%}, {row.ci_high:.2%}]"
 
 
 def test_weakest_test_classes_with_their_main_confusion():
@@ -107,6 +129,8 @@ def test_model_and_data_sections_come_from_the_manifest():
 def test_a_report_read_back_from_its_folder_renders_the_same_tables(run_dir):
     original = make_report()
     read = RunReport.read(run_dir)
-    # the galleries live only in their PNGs, so their figures drop out of a re-render
-    expected = dataclasses.replace(original, misclassified=None, samples=None)
+    # the galleries and the reliability bins live only in their PNGs (and the predictions
+    # files), so their figures drop out of a re-render; every number of the tables stays
+    expected = dataclasses.replace(original, misclassified=None, samples=None, calibration=None)
     assert render_report_md(read) == render_report_md(expected)
+    assert set(read.probability_metrics) == {"train", "test"}

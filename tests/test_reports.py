@@ -1,3 +1,4 @@
+import dataclasses
 import hashlib
 import io
 import json
@@ -38,9 +39,20 @@ def confusions() -> dict[str, np.ndarray]:
     }
 
 
-def append(history: Path, run_id: str, finished_at: str, overall, fingerprints=FINGERPRINTS):
+def append(
+    history: Path,
+    run_id: str,
+    finished_at: str,
+    overall,
+    fingerprints=FINGERPRINTS,
+    *,
+    flow_run_id: str = "f10a",
+    trigger: str = "schedule",
+):
     """Add one run's rows to `history`, as publishing does (without a `latest` to swap)."""
-    rows = reports.history_rows(run_id, finished_at, overall, fingerprints)
+    rows = reports.history_rows(
+        run_id, finished_at, overall, fingerprints, flow_run_id=flow_run_id, trigger=trigger
+    )
     with reports.history_appended(history, rows):
         pass
 
@@ -266,11 +278,25 @@ def test_history_of_an_earlier_release_is_read_and_appended_under_the_current_he
     history = tmp_path / "history.csv"
     old_row = "2026-11-01T03:00:00+00:00,r0,test,10000,0.904500,5eed,0123456789abcdef\n"
     history.write_text("finished_at,run_id,split,samples,accuracy,model_id,data_sha256\n" + old_row)
-    assert reports.read_history(history)["data_fingerprint"].tolist() == ["0123456789abcdef"]
-    append(history, "r1", "t", overall_table(confusions, "m"))
+    old = reports.read_history(history)
+    assert old["data_fingerprint"].tolist() == ["0123456789abcdef"]
+    assert old[["flow_run_id", "trigger"]].values.tolist() == [["", ""]]
+    append(history, "r1", "t", overall_table(confusions, "m"), trigger="cli")
     lines = history.read_text().splitlines(keepends=True)
-    assert lines[0] == ",".join(HISTORY_COLUMNS) + "\n" and lines[1] == old_row
-    assert reports.read_history(history)["run_id"].tolist() == ["r0", "r1", "r1"]
+    assert lines[0] == ",".join(HISTORY_COLUMNS) + "\n" and lines[1] == old_row[:-1] + ",,\n"
+    table = reports.read_history(history)
+    assert table["run_id"].tolist() == ["r0", "r1", "r1"]
+    assert table["trigger"].tolist() == ["", "cli", "cli"]
+
+
+def test_history_records_the_flow_run_and_its_trigger(tmp_path, confusions):
+    history = tmp_path / "history.csv"
+    assert HISTORY_COLUMNS[-2:] == ["flow_run_id", "trigger"]
+    flow_run_id = "0123"  # digits only: still text
+    append(history, "r1", "t", overall_table(confusions, "m"), flow_run_id=flow_run_id)
+    table = reports.read_history(history)
+    assert table["flow_run_id"].tolist() == [flow_run_id] * 2
+    assert table["trigger"].tolist() == ["schedule"] * 2
 
 
 def test_split_fingerprint_combines_both_files_of_the_split():
@@ -300,14 +326,17 @@ def test_read_history_keeps_digit_only_ids_as_text(tmp_path, confusions):
     assert reports.read_history(history)["model_id"].tolist() == ["0123", "0123"]
 
 
-GOOD_ROW = "2026-11-01T03:00:00+00:00,r0,test,10000,0.904500,5eed,0123456789abcdef\n"
+GOOD_ROW = (
+    "2026-11-01T03:00:00+00:00,r0,test,10000,0.904500,5eed,0123456789abcdef,"
+    "0f1e2d3c-0000-4000-8000-000000000000,schedule\n"
+)
 HEADER = ",".join(HISTORY_COLUMNS) + "\n"
 DAMAGED_HISTORIES = {
     "binary garbage": (bytes(range(255, -1, -1)) * 4, "its header is not UTF-8 text"),
     "another header": (b"a,b\n1,2\n", "its header 'a,b' is not 'finished_at,run_id,"),
     "a row with too many fields": (
-        (HEADER + GOOD_ROW + "x,r1,test,1,0.5,m,f,extra,extra\n").encode(),
-        "line 3: 9 fields, expected 7",
+        (HEADER + GOOD_ROW + "x,r1,test,1,0.5,m,f,i,t,extra,extra\n").encode(),
+        "line 3: 11 fields, expected 9",
     ),
     "a row whose accuracy is not a number": (
         (HEADER + GOOD_ROW.replace("0.904500", "high")).encode(),
@@ -352,7 +381,7 @@ def test_read_history_file_reads_the_good_rows_and_names_the_bad_lines(tmp_path)
     assert read.row_lines == [GOOD_ROW, GOOD_ROW.replace("r0", "r9")]
     assert sorted(read.bad_lines) == list(range(3, 10)), "line numbers as an editor shows them"
     assert read.damage == (
-        "; ".join(f"line {n}: 3 fields, expected 7" for n in range(3, 8)) + "; and 2 more bad lines"
+        "; ".join(f"line {n}: 3 fields, expected 9" for n in range(3, 8)) + "; and 2 more bad lines"
     )
 
 
@@ -451,3 +480,27 @@ def test_reports_module_does_not_import_prefect():
     code = "import sys, fashionnet.reports; print('prefect' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_manifest_and_history_record_the_run_origin(tmp_path, confusions):
+    from fashionnet.run_report import RunOrigin
+
+    origin = RunOrigin(
+        flow_run_id="f1", flow_run_name="calm-fox", trigger="cli", overrides={"epochs": 3}
+    )
+    layout = Layout(tmp_path)
+    manifest = {"prefect": dataclasses.asdict(origin)}
+    run_dir = write(layout.runs_dir, "r1", confusions, manifest=manifest)
+    reports.publish_run(layout, run_dir, RunReport.read(run_dir))
+    written = json.loads((run_dir / "manifest.json").read_text())["prefect"]
+    assert written == {
+        "flow_run_id": "f1",
+        "flow_run_name": "calm-fox",
+        "deployment": None,
+        "trigger": "cli",
+        "overrides": {"epochs": 3},
+    }
+    history = reports.read_history(layout.history_csv)
+    assert history[["flow_run_id", "trigger"]].drop_duplicates().values.tolist() == [["f1", "cli"]]
+    with pytest.raises(ValueError, match="trigger 'cron' is not one of schedule"):
+        RunOrigin(trigger="cron")

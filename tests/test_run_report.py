@@ -1,18 +1,31 @@
 """The run report: built once, its galleries picked from predictions, its manifest complete."""
 
-import numpy as np
-from report_fixtures import make_images, make_predictions, make_report
+import dataclasses
 
-from fashionnet.dataset import SplitFile
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from report_fixtures import EVERY_FIGURE, make_images, make_predictions, make_report
+
+from fashionnet import reports
+from fashionnet.dataset import SplitFile, open_split
+from fashionnet.layout import Layout
+from fashionnet.model_source import obtain_model
+from fashionnet.predict import predict_splits
+from fashionnet.prepare import write_split
 from fashionnet.run_report import (
-    FIGURES,
     MISCLASSIFIED_SHOWN,
     SAMPLES_PER_CLASS,
     build_manifest,
+    build_report,
     galleries,
     most_confident_errors,
+    read_run_csv,
     sample_positions,
 )
+from fashionnet.train import TrainConfig
+from fashionnet.two_layer_net import TwoLayerNet
+from fashionnet.weights import save_params
 
 
 def test_most_confident_errors_hand_example():
@@ -60,12 +73,34 @@ def test_galleries_match_images_by_the_index_column_not_by_position():
 
 
 def test_figures_follow_the_data_the_report_has():
-    assert list(make_report().figures) == list(FIGURES)
-    assert list(make_report(with_curve=False, with_galleries=False).figures) == [
+    assert make_report().figures == EVERY_FIGURE
+    sparse = dataclasses.replace(
+        make_report(with_curve=False, with_galleries=False), calibration=None
+    )
+    assert list(sparse.figures) == [
         "per_class_accuracy.png",
-        "confusion_test.png",
         "confusion_train.png",
+        "confusion_test.png",
     ]
+
+
+def test_every_split_has_its_confusion_figure_and_csv_in_split_order():
+    report = make_report(splits=("train", "validation", "test"))
+    assert [name for name in report.figures if name.startswith("confusion_")] == [
+        "confusion_train.png",
+        "confusion_validation.png",
+        "confusion_test.png",
+    ]
+    assert report.figures["confusion_validation.png"] == "Confusion matrix (validation)"
+    assert report.data_files[:5] == [
+        "overall.csv",
+        "per_class.csv",
+        "confusion_train.csv",
+        "confusion_validation.csv",
+        "confusion_test.csv",
+    ]
+    assert report.overall["split"].tolist() == ["train", "validation", "test"]
+    assert report.overall[["top2_accuracy", "log_loss", "ece"]].notna().all().all()
 
 
 def test_data_files_name_every_csv_and_the_manifest():
@@ -97,3 +132,61 @@ def test_manifest_records_sources_fingerprints_model_and_packages():
     assert manifest["data"]["fingerprints"] == {name: s.fingerprint for name, s in splits.items()}
     assert manifest["model"] == model and manifest["stage_seconds"] == {"predict": 1.5}
     assert {"numpy", "pandas", "pyarrow", "prefect", "fashionnet"} <= set(manifest["packages"])
+
+
+def recomputed_from_predictions(path) -> dict[str, float]:
+    """top2_accuracy, log_loss and ece from a predictions Parquet alone, by their definitions,
+    row by row in float64: nothing from fashionnet.metrics."""
+    frame = pq.read_table(path).to_pandas()
+    label, predicted, second = (frame[name].to_numpy() for name in ("label", "predicted", "second"))
+    confidence = frame["confidence"].to_numpy().astype(np.float64)
+    right = label == predicted
+    ece = 0.0
+    for b in range(15):  # 15 equal-width bins over [0, 1]; 1.0 belongs to the last
+        in_bin = (confidence >= b / 15) & ((confidence < (b + 1) / 15) | (b == 14))
+        if in_bin.any():
+            gap = abs(right[in_bin].mean() - confidence[in_bin].mean())
+            ece += in_bin.mean() * gap
+    return {
+        "top2_accuracy": float(np.mean(right | (label == second))),
+        "log_loss": float(-np.mean(frame["true_log_prob"].to_numpy().astype(np.float64))),
+        "ece": ece,
+    }
+
+
+def test_overall_csv_is_recomputed_from_the_predictions_files_alone(tmp_path):
+    layout = Layout(tmp_path / "project")
+    rng = np.random.default_rng(0)
+    splits = {}
+    for split, rows in (("train", 300), ("validation", 120), ("test", 250)):
+        path = layout.root / f"{split}.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        labels = rng.integers(0, 10, rows).astype(np.uint8)
+        images = rng.integers(0, 256, (rows, 28, 28)).astype(np.uint8)
+        write_split(images, labels, path, sources={split: "synthetic"}, row_group_size=40)
+        splits[split] = open_split(path)
+    weights = tmp_path / "weights.npz"  # He weights: confidences spread over many bins
+    save_params(weights, TwoLayerNet(784, 32, 10, weight_init="he", seed=0).params)
+    model = obtain_model("file", TrainConfig(), splits, layout.models_dir, weights)
+    tallies = predict_splits(splits, model.weights_path, model.model_id, layout, chunk_size=80)
+    report = build_report(
+        run_id="r1",
+        started_at="2026-11-29T00:00:00+00:00",
+        data_origin="synthetic",
+        splits=splits,
+        model=model,
+        tallies=tallies,
+        layout=layout,
+        stage_seconds={},
+    )
+    run_dir = reports.write_run(layout.runs_dir, report)
+    overall = read_run_csv(run_dir, "overall.csv").set_index("split")
+    assert overall.index.tolist() == ["train", "validation", "test"]
+    for split in splits:
+        predictions = layout.predictions(split)
+        assert pq.ParquetFile(predictions).num_row_groups > 1  # predicted in several chunks
+        recomputed = recomputed_from_predictions(predictions)
+        for column, value in recomputed.items():
+            assert overall.loc[split, column] == pytest.approx(value, abs=1e-6), (split, column)
+        assert overall.loc[split, "ece"] > 0.01  # a case where the ECE says something
+    assert "calibration_test.png" in report.figures and (run_dir / "calibration_test.png").is_file()

@@ -28,6 +28,35 @@ def read_served(name: str):
 
 
 @pytest.fixture
+def scheduled_deployment(prefect_harness):
+    """`fashionnet/<name>` as `make deploy` leaves it: its daily schedule active."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import DeploymentScheduleCreate
+    from prefect.client.schemas.schedules import CronSchedule
+
+    [expected] = SPEC["schedules"]
+    schedule = DeploymentScheduleCreate(
+        schedule=CronSchedule(cron=expected["cron"], timezone=expected["timezone"]),
+        active=True,
+        slug=expected["slug"],
+    )
+    with get_client(sync_client=True) as client:
+        flow_id = client.create_flow_from_name("fashionnet")
+        deployment_id = client.create_deployment(
+            flow_id=flow_id, name=SPEC["name"], schedules=[schedule]
+        )
+    try:
+        yield f"fashionnet/{SPEC['name']}"
+    finally:
+        with get_client(sync_client=True) as client:
+            client.delete_deployment(deployment_id)
+
+
+def schedules_active(name: str) -> list[bool]:
+    return [schedule.active for schedule in read_served(name).schedules]
+
+
+@pytest.fixture
 def serving(prefect_harness, tmp_path):
     """`python -m flows.serve` against the test server; stopped (SIGTERM, then SIGKILL) after."""
     from prefect.settings import PREFECT_API_URL
@@ -55,7 +84,10 @@ def serving(prefect_harness, tmp_path):
                 process.wait()
 
 
-def test_serve_registers_the_deployment_with_the_schedule_of_prefect_yaml(serving):
+def test_serve_registers_the_deployment_with_the_schedule_of_prefect_yaml(
+    scheduled_deployment, serving
+):
+    """...and pauses the worker's deployment while it serves (one scheduler at a time)."""
     process, log = serving
     name = f"fashionnet/{SPEC['name']}{SERVED_SUFFIX}"
     deadline = time.monotonic() + 120
@@ -75,10 +107,13 @@ def test_serve_registers_the_deployment_with_the_schedule_of_prefect_yaml(servin
     assert deployment.concurrency_options.collision_strategy == "ENQUEUE"
     assert deployment.work_pool_name is None, "served by the process itself, not a worker"
     assert process.poll() is None, "serve keeps running to start the scheduled runs"
+    assert schedules_active(scheduled_deployment) == [False], "one scheduler at a time"
+    assert f"Paused the schedule of {scheduled_deployment}" in log.read_text()
 
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 0, log.read_text()
     assert read_served(name).paused, "stopping serve pauses its schedule"
+    assert schedules_active(scheduled_deployment) == [True], "and resumes the worker's"
 
 
 def test_prefect_yaml_without_the_pipeline_deployment_is_refused(tmp_path):

@@ -7,10 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from fashionnet.errors import FashionnetError
 from fashionnet.settings import (
+    FLOW_TIMEOUT_VARIABLE,
     RAW_DIR_VARIABLE,
     apply_environment_defaults,
     environment_defaults,
+    flow_timeout_seconds,
     quiet_tensorflow,
     raw_dir_from_environment,
 )
@@ -32,6 +35,7 @@ def test_the_defaults_for_a_project_folder(tmp_path):
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_LOGGING_EXTRA_LOGGERS": "fashionnet",
         "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
         "TF_CPP_MIN_LOG_LEVEL": "3",
         "TF_ENABLE_ONEDNN_OPTS": "0",
         "KERAS_HOME": str(tmp_path / ".cache" / "keras"),
@@ -65,13 +69,27 @@ def test_quiet_tensorflow_sets_the_tensorflow_variables_alone(environ):
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [(None, None), ("", None), ("/data/fashion-mnist", Path("/data/fashion-mnist"))],
+    [(None, None), ("", ""), ("/data/fashion-mnist", "/data/fashion-mnist")],
     ids=["unset", "empty", "set"],
 )
 def test_raw_dir_from_environment(environ, value, expected):
     if value is not None:
         environ[RAW_DIR_VARIABLE] = value
     assert raw_dir_from_environment() == expected
+
+
+@pytest.mark.parametrize(("value", "expected"), [(None, 7200.0), ("", 7200.0), ("90.5", 90.5)])
+def test_flow_timeout_seconds(environ, value, expected):
+    if value is not None:
+        environ[FLOW_TIMEOUT_VARIABLE] = value
+    assert flow_timeout_seconds() == expected
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "nan", "inf", "2h"])
+def test_a_bad_flow_timeout_is_one_line_naming_the_variable(environ, value):
+    environ[FLOW_TIMEOUT_VARIABLE] = value
+    with pytest.raises(FashionnetError, match=f"^FASHIONNET_FLOW_TIMEOUT_SECONDS='{value}' is not"):
+        flow_timeout_seconds()
 
 
 def settings_command(*command: str, cwd: Path, **variables: str) -> subprocess.Popen:

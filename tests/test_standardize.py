@@ -26,6 +26,22 @@ def test_mean_and_scale_match_numpy_in_float64(pixels):
     assert fitted.scale[0] == SCALE_FLOOR  # a constant pixel keeps the floor, never 0
 
 
+@pytest.mark.parametrize("part_rows", [1, 7, 100, 400])
+def test_one_streaming_pass_matches_numpy_on_the_whole_array(pixels, part_rows):
+    parts = (pixels[start : start + part_rows] for start in range(0, len(pixels), part_rows))
+    streamed = Standardization.fit_stream(parts)
+    reference = pixels.astype(np.float64)
+    np.testing.assert_allclose(streamed.mean, reference.mean(axis=0), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(
+        streamed.scale, reference.std(axis=0) + SCALE_FLOOR, rtol=1e-6, atol=1e-7
+    )
+
+
+def test_a_stream_without_rows_is_refused():
+    with pytest.raises(ValueError, match="at least one row"):
+        Standardization.fit_stream([])
+
+
 def test_apply_gives_mean_zero_and_leaves_its_input_alone(pixels):
     before = pixels.copy()
     fitted = Standardization.fit(pixels)

@@ -50,11 +50,12 @@ def test_render_report_per_class_table_equals_per_class_csv(run_dir):
     per_class = read_run_csv(run_dir, "per_class.csv").set_index(["split", "class_name"])
     for name in CLASS_NAMES:
         cells = row_cells(text, name)
-        assert len(cells) == 6
+        assert len(cells) == 7, cells
         train, test = per_class.loc[("train", name)], per_class.loc[("test", name)]
         assert float(cells[1].rstrip("%")) == pytest.approx(100 * train.accuracy, abs=0.005)
         assert float(cells[2].rstrip("%")) == pytest.approx(100 * test.accuracy, abs=0.005)
         assert float(cells[3]) == pytest.approx(test.precision, abs=0.0005)
+        assert cells[6] == f"[{100 * test.ci_low:.2f}%, {100 * test.ci_high:.2f}%]", cells
 
 
 def test_render_report_through_the_latest_link_names_the_run(run_dir, tmp_path):
@@ -105,7 +106,7 @@ def test_render_runs_shows_the_rows_it_can_read_and_names_the_lines_it_skipped(t
     text = " ".join(table.split())  # the note may wrap
     assert row_cells(table, "2026-11-01T03:00:00+00:00")[1] == "r0"
     assert row_cells(table, "2026-11-01T04:00:00+00:00")[1] == "[/bold]"
-    assert f"Skipped what cannot be read in {history} (line 3: 8 fields, expected 7)" in text
+    assert f"Skipped what cannot be read in {history} (line 3: 8 fields, expected 9)" in text
     assert "the next `fashionnet run` moves the file aside and starts a new one" in text
 
 

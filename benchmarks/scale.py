@@ -1,0 +1,151 @@
+"""The pipeline at ten times the data: a larger training set built from the real one, and a
+whole library run in a fresh process, whose peak memory and training time are measured.
+
+    python -m benchmarks.scale RAW_DIR PROJECT_DIR EPOCHS VALIDATION_SIZE   one run: one JSON line
+
+`write_scaled_raw` writes the four raw files of a data set whose training split is every real
+training image followed by `copies - 1` deterministic variants of all of them (shifted by one
+pixel, or mirrored left to right), as IDX .gz files; the test split is the real one. The run is
+`benchmarks.library_run.run` without sha256 verification (the files are not the canonical ones)
+and with the given `validation_size` (the benchmark scales it with the data), and prints
+`peak_rss_mb` (the kernel's high-water mark of resident memory for that process, VmHWM),
+`stage_peak_rss_mb` (the same mark, started afresh at each stage: which stage set the peak),
+`seconds`, `stages` (seconds per stage), `train_seconds` (what `train()` took, from the stored
+model's metadata), `epochs` and `train_rows`.
+"""
+
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import benchmarks.environment  # noqa: F401  (first: the benchmark's environment)
+from benchmarks import library_run
+from fashionnet import idx
+from fashionnet.fashion_mnist import SPLITS
+from fashionnet.fetch import sha256_file
+from fashionnet.layout import Layout
+from fashionnet.model_source import obtain_model
+from fashionnet.model_store import META_NAME
+
+MB = 1024 * 1024
+# The variants after the original image: eight one-pixel shifts (rows, columns), then a mirror.
+SHIFTS = ((-1, 0), (1, 0), (0, -1), (0, 1), (-1, -1), (-1, 1), (1, -1), (1, 1))
+VARIANTS = len(SHIFTS) + 2  # the original, the shifts, the mirror
+STAMP = (
+    "scaled.json"  # what a scaled folder was built from, so it is rebuilt only when that changes
+)
+
+
+def shifted(images: np.ndarray, rows: int, columns: int) -> np.ndarray:
+    """Images (n, h, w) moved by `rows` down and `columns` right; uncovered pixels are 0."""
+    out = np.zeros_like(images)
+    h, w = images.shape[1:]
+    source = images[:, max(0, -rows) : h - max(0, rows), max(0, -columns) : w - max(0, columns)]
+    out[
+        :,
+        max(0, rows) : max(0, rows) + source.shape[1],
+        max(0, columns) : max(0, columns) + source.shape[2],
+    ] = source
+    return out
+
+
+def variant(images: np.ndarray, number: int) -> np.ndarray:
+    """Variant `number` of the images: 0 is the images themselves, 1..8 the shifts, 9 the
+    mirror image (left to right)."""
+    if number == 0:
+        return images
+    if number <= len(SHIFTS):
+        return shifted(images, *SHIFTS[number - 1])
+    if number == len(SHIFTS) + 1:
+        return images[:, :, ::-1]
+    raise ValueError(f"variants are 0..{VARIANTS - 1}, not {number}")
+
+
+def scaled(images: np.ndarray, labels: np.ndarray, copies: int) -> tuple[np.ndarray, np.ndarray]:
+    """The images followed by variants 1..copies-1 of all of them, and their labels."""
+    if not 1 <= copies <= VARIANTS:
+        raise ValueError(f"copies must lie in 1..{VARIANTS}, not {copies}")
+    out = np.empty((copies * len(images), *images.shape[1:]), images.dtype)
+    for number in range(copies):
+        out[number * len(images) : (number + 1) * len(images)] = variant(images, number)
+    return out, np.tile(labels, copies)
+
+
+def write_scaled_raw(raw_dir: Path, out_dir: Path, copies: int, rows: int | None = None) -> Path:
+    """The four raw files in `out_dir`: the first `rows` (default all) training images of
+    `raw_dir` scaled to `copies` times as many, and the real test files. Reused when
+    `out_dir` was built from the same files with the same arguments."""
+    train_images, train_labels = (raw_dir / name for name in SPLITS["train"])
+    recipe = {
+        "copies": copies,
+        "rows": rows,
+        "sources": {path.name: sha256_file(path) for path in (train_images, train_labels)},
+    }
+    stamp = out_dir / STAMP
+    if stamp.is_file() and json.loads(stamp.read_text()) == recipe:
+        return out_dir
+    shutil.rmtree(out_dir, ignore_errors=True)
+    out_dir.mkdir(parents=True)
+    images, labels = idx.read_split(train_images, train_labels)
+    images, labels = scaled(images[:rows], labels[:rows], copies)
+    idx.write_idx(out_dir / train_images.name, images)
+    idx.write_idx(out_dir / train_labels.name, labels)
+    for name in SPLITS["test"]:
+        shutil.copyfile(raw_dir / name, out_dir / name)
+    stamp.write_text(json.dumps(recipe))
+    return out_dir
+
+
+def peak_rss() -> int:
+    """This process's peak resident memory in bytes.
+
+    VmHWM belongs to the process's own memory map, which starts afresh at exec; getrusage's
+    ru_maxrss would also count the parent's peak, inherited across fork and exec.
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024  # reported in kB
+    raise RuntimeError("no VmHWM in /proc/self/status: the memory measurement needs Linux")
+
+
+def reset_peak_rss() -> None:
+    """Start this process's high-water mark of resident memory (VmHWM) afresh at its current
+    resident size (Linux: writing 5 to /proc/self/clear_refs)."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+def main(raw_dir: str, project_dir: str, epochs: str, validation_size: str) -> None:
+    layout = Layout(Path(project_dir))
+    shutil.rmtree(layout.root, ignore_errors=True)  # a whole run: prepare and train afresh
+    config = library_run.CONFIG.replace(epochs=int(epochs))
+    options = library_run.RUN.replace(verify=False, validation_size=int(validation_size))
+    stage_peaks: dict[str, float] = {}
+
+    def stage_done(stage: str) -> None:
+        stage_peaks[stage] = peak_rss() / MB
+        reset_peak_rss()  # so the next stage's peak is its own
+
+    start = time.perf_counter()
+    stages = library_run.run(layout, Path(raw_dir), config, options, stage_done)
+    seconds = time.perf_counter() - start
+    splits = library_run.prepare(library_run.fetch(layout, Path(raw_dir), options), layout, options)
+    model = obtain_model("train", config, splits, layout.models_dir)
+    meta = json.loads((model.weights_path.parent / META_NAME).read_text())
+    result = {
+        "peak_rss_mb": max(stage_peaks.values()),
+        "stage_peak_rss_mb": stage_peaks,
+        "seconds": seconds,
+        "stages": stages,
+        "train_seconds": meta["train_seconds"],
+        "epochs": config.epochs,
+        "train_rows": splits["train"].num_rows,
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])

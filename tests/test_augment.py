@@ -1,0 +1,54 @@
+"""Augmentation by random shifts: shapes, zero fill, identity at 0, seeded."""
+
+import numpy as np
+import pytest
+
+from fashionnet.augment import MAX_SHIFT, random_shifts, shift_images
+from fashionnet.errors import FashionnetError
+
+
+@pytest.fixture
+def images() -> np.ndarray:
+    return np.random.default_rng(0).random((6, 784), dtype=np.float32) + 1  # no pixel is 0
+
+
+def test_a_shift_of_zero_is_the_identity(images):
+    assert np.array_equal(shift_images(images, np.zeros((6, 2), int)), images)
+
+
+@pytest.mark.parametrize("down, right", [(1, 0), (0, -2), (2, 2), (-1, 1)])
+def test_a_shift_moves_the_image_and_fills_the_border_with_zero(images, down, right):
+    shifted = shift_images(images, np.tile([down, right], (6, 1))).reshape(6, 28, 28)
+    original = images.reshape(6, 28, 28)
+    rolled = np.roll(original, (down, right), axis=(1, 2))
+    inside = np.ones((28, 28), bool)
+    inside[: max(down, 0)] = inside[28 + min(down, 0) :] = False
+    inside[:, : max(right, 0)] = inside[:, 28 + min(right, 0) :] = False
+    assert np.array_equal(shifted[:, inside], rolled[:, inside])
+    assert np.all(shifted[:, ~inside] == 0) and (~inside).sum() > 0
+
+
+def test_random_shifts_keep_shape_and_dtype_and_stay_within_two_pixels(images):
+    shifted = random_shifts(images, np.random.default_rng(1))
+    assert shifted.shape == images.shape and shifted.dtype == np.float32
+    # At most MAX_SHIFT border rows and columns are zero-filled in each image.
+    zero_rows = (shifted.reshape(6, 28, 28) == 0).all(axis=2).sum(axis=1)
+    assert np.all(zero_rows <= MAX_SHIFT)
+
+
+def test_random_shifts_are_seeded(images):
+    first = random_shifts(images, np.random.default_rng(7))
+    assert np.array_equal(first, random_shifts(images, np.random.default_rng(7)))
+    assert not np.array_equal(first, random_shifts(images, np.random.default_rng(8)))
+
+
+def test_each_image_draws_its_own_shift():
+    many = np.ones((200, 784), np.float32)
+    shifted = random_shifts(many, np.random.default_rng(0)).reshape(200, 28, 28)
+    zero_pixels = {int((image == 0).sum()) for image in shifted}
+    assert len(zero_pixels) > 3
+
+
+def test_shift_refuses_what_is_not_a_28x28_image():
+    with pytest.raises(FashionnetError, match="needs 28x28 images"):
+        shift_images(np.zeros((2, 20), np.float32), np.zeros((2, 2), int))

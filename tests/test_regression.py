@@ -1,0 +1,76 @@
+"""An accuracy regression: a run's test accuracy more than the tolerance below the previous
+run's on the same data (history.csv). A pure comparison, tested without Prefect; the flow's event
+is tested in test_flow.py."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fashionnet import reports
+from fashionnet.layout import Layout
+from fashionnet.metrics import overall_table
+from fashionnet.run_report import RunReport
+from fashionnet.schema import HISTORY_COLUMNS
+
+FINGERPRINTS = {"train": "1" * 16, "test": "2" * 16}
+
+
+def history_of(*runs: tuple[str, str, float]) -> pd.DataFrame:
+    """history.csv's table of (run id, test fingerprint, test accuracy) runs, in that order."""
+    rows = [
+        ("t", run_id, split, 100, accuracy, "m", fingerprint, "", "cli")
+        for run_id, fingerprint, accuracy in runs
+        for split in ("train", "test")
+    ]
+    return pd.DataFrame(rows, columns=HISTORY_COLUMNS)
+
+
+def test_a_drop_beyond_the_tolerance_on_the_same_data_is_a_regression():
+    history = history_of(("r1", "d1", 0.80), ("r2", "d1", 0.90), ("r3", "d2", 0.99))
+    regression = reports.accuracy_regression(history, "r4", "d1", 0.88, 0.01)
+    assert regression == reports.Regression(
+        test_accuracy=0.88, previous_test_accuracy=0.90, tolerance=0.01, previous_run="r2"
+    )
+
+
+@pytest.mark.parametrize(
+    ("fingerprint", "accuracy", "tolerance"),
+    [
+        ("d1", 0.895, 0.01),  # within the tolerance
+        ("d1", 0.95, 0.01),  # better
+        ("d1", 0.80, 0.2),  # a wider tolerance
+        ("d9", 0.10, 0.01),  # other data: nothing to compare with
+        ("", 0.10, 0.01),  # no fingerprint recorded
+    ],
+)
+def test_no_regression(fingerprint, accuracy, tolerance):
+    history = history_of(("r1", "d1", 0.90), ("r2", "", 0.99))
+    assert reports.accuracy_regression(history, "r3", fingerprint, accuracy, tolerance) is None
+
+
+def test_a_run_is_not_compared_with_itself():
+    history = history_of(("r1", "d1", 0.90), ("r2", "d1", 0.50))
+    assert reports.accuracy_regression(history, "r2", "d1", 0.50, 0.01).previous_run == "r1"
+    assert reports.accuracy_regression(history_of(("r1", "d1", 0.9)), "r1", "d1", 0.5, 0) is None
+
+
+def test_regression_of_a_published_report_reads_the_history(tmp_path):
+    layout = Layout(tmp_path)
+    good = np.eye(10, dtype=np.int64) * 90 + 1  # 90% right
+    confusions = {
+        "r1": {"train": good, "test": good},
+        "r2": {"train": good, "test": good + np.eye(10, dtype=np.int64) * -10 + 1},  # worse
+    }
+    for run_id, matrices in confusions.items():
+        report = RunReport(
+            run_id=run_id,
+            model_id="m",
+            confusions=matrices,
+            manifest={"data": {"fingerprints": FINGERPRINTS}},
+        )
+        reports.publish_run(layout, reports.write_run(layout.runs_dir, report), report)
+    regression = reports.regression_of(layout, RunReport.read(layout.runs_dir / "r2"), 0.01)
+    accuracy = overall_table(confusions["r2"], "m").set_index("split").loc["test", "accuracy"]
+    assert regression.previous_run == "r1" and regression.test_accuracy == pytest.approx(accuracy)
+    assert regression.previous_test_accuracy > accuracy + 0.01
+    assert reports.regression_of(layout, RunReport.read(layout.runs_dir / "r1"), 0.01) is None

@@ -1,0 +1,109 @@
+"""Ctrl-C and SIGTERM on `fashionnet run`: one line, the shell's exit code, within 10 s, and
+nothing left behind: no process (the temporary Prefect server included), no file but hidden
+temporaries.
+
+Each run starts its own temporary Prefect server, as a user's `fashionnet run` does (no
+PREFECT_API_URL): that server is what a Ctrl-C at the terminal used to kill under the run.
+"""
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from cli_runs import LiveRun, leftovers, snapshot
+from synthetic import write_synthetic_raw
+
+from fashionnet.atomic import TEMP_MARKER
+
+pytestmark = pytest.mark.prefect
+
+# Enough epochs that training is still going when the signal comes.
+LONG_TRAINING = (
+    "--no-verify",
+    "--row-group-size",
+    "100",
+    "--chunk-size",
+    "200",
+    "--hidden-size",
+    "32",
+    "--epochs",
+    "100000",
+    "--validation-size",
+    "100",
+)
+STOP_SECONDS = 10
+
+
+def own_server_env(prefect_home: Path) -> dict[str, str]:
+    """The user's environment: no Prefect server to talk to, a Prefect home of the run's own."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in ("PREFECT_API_URL", "FASHIONNET_RAW_DIR")
+    }
+    env["PREFECT_HOME"] = str(prefect_home)
+    return env
+
+
+def descendants(pid: int) -> list[psutil.Process]:
+    return psutil.Process(pid).children(recursive=True)
+
+
+def alive(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+@pytest.mark.parametrize(
+    ("signal_number", "to_group", "exit_code"),
+    [(signal.SIGINT, True, 130), (signal.SIGTERM, False, 143)],
+    ids=["ctrl-c", "sigterm"],
+)
+def test_a_signal_during_training_stops_the_run_cleanly(
+    tmp_path, signal_number, to_group, exit_code
+):
+    raw, project = tmp_path / "raw", tmp_path / "project"
+    write_synthetic_raw(raw, n_train=600, n_test=100, seed=1)
+    run = LiveRun(
+        "--raw-dir",
+        str(raw),
+        "--project-dir",
+        str(project),
+        *LONG_TRAINING,
+        env=own_server_env(tmp_path / "prefect-home"),
+        cwd=tmp_path,
+    )
+    try:
+        run.wait_for_line(r"epoch \d+/", timeout=180)
+        started = descendants(run.process.pid)
+        assert any("uvicorn" in " ".join(p.cmdline()) for p in started), "a temporary server"
+        before = snapshot(project)
+        signalled = time.monotonic()
+        # Ctrl-C at a terminal signals the whole foreground process group; a supervisor's
+        # SIGTERM goes to the process alone.
+        if to_group:
+            os.killpg(run.process.pid, signal_number)
+        else:
+            run.process.send_signal(signal_number)
+        returncode = run.finish(timeout=60)
+        took = time.monotonic() - signalled
+    finally:
+        if run.process.poll() is None:
+            run.kill()
+
+    assert returncode == exit_code, run.output
+    assert run.lines[-1] == "fashionnet: interrupted", run.output
+    assert "Traceback" not in run.output, run.output
+    assert took < STOP_SECONDS, f"stopped {took:.1f} s after the signal"
+    assert not [p for p in started if alive(p)], "a process of the run is still running"
+    after = snapshot(project)
+    new = [name for name in after if name not in before]
+    assert all(TEMP_MARKER in Path(name).name for name in new), new
+    assert all(after[name] == before[name] for name in before if name in after)
+    assert not (project / "reports" / "latest").exists()
+    assert all(TEMP_MARKER in path.name for path in leftovers(project))
