@@ -7,7 +7,23 @@ matplotlib; every process the benchmark starts inherits it. The helper modules t
 change no environment, so tests can import them.
 """
 
+import argparse
 from pathlib import Path
+
+from fashionnet.settings import raw_dir_from_environment
 
 WORK = Path(__file__).resolve().parent / "work"  # everything the benchmark generates (git-ignored)
 PROJECT_DIR = WORK / "project"  # the project folder of the benchmark's runs
+# The real Fashion-MNIST beside the repo root, where this project's machines keep it.
+SHARED_RAW_DIR = Path(__file__).resolve().parents[2] / "shared" / "fashion-mnist"
+
+
+def add_raw_dir_argument(parser: argparse.ArgumentParser) -> None:
+    """`--raw-dir`: the folder with the four real .gz files."""
+    parser.add_argument(
+        "--raw-dir",
+        type=Path,
+        default=raw_dir_from_environment() or SHARED_RAW_DIR,
+        help="folder with the four Fashion-MNIST .gz files (default: $FASHIONNET_RAW_DIR or "
+        "../shared/fashion-mnist)",
+    )

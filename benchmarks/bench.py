@@ -47,7 +47,15 @@ import numpy as np
 import pandas as pd
 
 import benchmarks.environment  # noqa: F401  (first: the benchmark's environment)
-from benchmarks import PROJECT_DIR, WORK, keras_reference, library_run, pandas_baseline, scale
+from benchmarks import (
+    PROJECT_DIR,
+    WORK,
+    add_raw_dir_argument,
+    keras_reference,
+    library_run,
+    pandas_baseline,
+    scale,
+)
 from benchmarks.contention import busy_cores
 from benchmarks.data import Fit, Splits, accuracy, load_splits
 from benchmarks.library_run import CONFIG, RUN
@@ -69,14 +77,12 @@ from fashionnet.model_source import Model, obtain_model
 from fashionnet.model_store import CURVE_NAME, META_NAME, WEIGHTS_NAME
 from fashionnet.options import cli_args
 from fashionnet.predict import predict_chunk_file, predict_splits, read_predictions
-from fashionnet.settings import raw_dir_from_environment
 from fashionnet.train import TrainConfig, train
 from fashionnet.weights import load_params
 
 log = logging.getLogger("benchmarks")
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_RAW_DIR = REPO.parent / "shared" / "fashion-mnist"
 FASHIONNET = Path(sys.executable).parent / "fashionnet"
 PARTIAL_CSV, PARTIAL_MD = WORK / "partial.csv", WORK / "partial.md"
 
@@ -549,13 +555,7 @@ def section_names(text: str) -> list[str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument(
-        "--raw-dir",
-        type=Path,
-        default=raw_dir_from_environment() or DEFAULT_RAW_DIR,
-        help="folder with the four Fashion-MNIST .gz files (default: $FASHIONNET_RAW_DIR or "
-        "../shared/fashion-mnist)",
-    )
+    add_raw_dir_argument(parser)
     parser.add_argument(
         "--quick", action="store_true", help="a slice of the rows, one epoch, one seed"
     )

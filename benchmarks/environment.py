@@ -1,5 +1,6 @@
-"""The environment of a benchmark process; imported first by each entry point (bench, scale,
-tune), before anything imports Prefect, TensorFlow or matplotlib."""
+"""The environment of a benchmark process; imported first by each entry point (bench, tune),
+before anything imports Prefect, TensorFlow or matplotlib. The processes they start inherit it;
+no module a test imports may import this one (it changes os.environ for good)."""
 
 import os
 

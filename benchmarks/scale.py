@@ -11,7 +11,8 @@ and with the given `validation_size` (the benchmark scales it with the data), an
 `peak_rss_mb` (the kernel's high-water mark of resident memory for that process, VmHWM),
 `stage_peak_rss_mb` (the same mark, started afresh at each stage: which stage set the peak),
 `seconds`, `stages` (seconds per stage), `train_seconds` (what `train()` took, from the stored
-model's metadata), `epochs` and `train_rows`.
+model's metadata), `epochs` and `train_rows`. The run inherits the benchmark's environment from
+`make bench`, which starts it; importing this module changes no environment (tests import it).
 """
 
 import json
@@ -22,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 
-import benchmarks.environment  # noqa: F401  (first: the benchmark's environment)
 from benchmarks import library_run
 from fashionnet import idx
 from fashionnet.fashion_mnist import SPLITS

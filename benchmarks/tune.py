@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import benchmarks.environment  # noqa: F401  (first: the benchmark's environment)
-from benchmarks import PROJECT_DIR, WORK, library_run
+from benchmarks import PROJECT_DIR, WORK, add_raw_dir_argument, library_run
 from benchmarks.data import Splits, load_splits
 from benchmarks.search import (
     FULL_SPACE,
@@ -44,13 +44,11 @@ from benchmarks.search import (
 )
 from fashionnet import atomic
 from fashionnet.layout import Layout
-from fashionnet.settings import raw_dir_from_environment
 from fashionnet.train import TrainConfig
 
 log = logging.getLogger("benchmarks.tune")
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_RAW_DIR = HERE.parents[1] / "shared" / "fashion-mnist"
 FINAL_SEEDS = (0, 1, 2)
 QUICK_ROWS = 3_000
 
@@ -91,12 +89,7 @@ def tuning_markdown(
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument(
-        "--raw-dir",
-        type=Path,
-        default=raw_dir_from_environment() or DEFAULT_RAW_DIR,
-        help="folder with the four Fashion-MNIST .gz files",
-    )
+    add_raw_dir_argument(parser)
     parser.add_argument(
         "--quick", action="store_true", help="a slice of the rows and small recipes"
     )

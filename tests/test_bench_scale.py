@@ -1,9 +1,15 @@
 """The benchmark's scaled training set: deterministic variants of every image, labels kept."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from benchmarks.scale import VARIANTS, scaled, shifted, variant
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def images(n: int = 3) -> np.ndarray:
@@ -41,3 +47,14 @@ def test_the_last_variant_is_the_mirror_image():
 def test_copies_outside_the_variants_are_refused(copies):
     with pytest.raises(ValueError):
         scaled(images(), np.zeros(3, np.uint8), copies)
+
+
+def test_the_modules_tests_import_leave_the_environment_alone():
+    # benchmarks.environment sets the benchmark's Prefect home and log level for good: imported
+    # by a module under test, it would silence every later test's flow-run logs.
+    code = (
+        "import os; before = dict(os.environ); "
+        "import benchmarks.scale, benchmarks.search, benchmarks.data, benchmarks.contention; "
+        "assert dict(os.environ) == before, set(os.environ.items()) ^ set(before.items())"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO_ROOT)

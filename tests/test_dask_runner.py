@@ -15,7 +15,7 @@ from synthetic import small_run, write_synthetic_raw
 
 from fashionnet.layout import Layout
 
-CHUNKS = 5  # train: 600 rows in 3 chunks of 200, test: 250 rows in 2
+CHUNKS = 6  # chunks of 200 rows: train 500 rows in 3, validation 100 in 1, test 250 in 2
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,7 @@ def test_dask_runner_reports_equal_thread_runner_reports(
     csvs = report_csvs(tmp_path / "dask")
     assert {"overall.csv", "per_class.csv", "confusion_test.csv"} <= set(csvs)
     assert csvs == report_csvs(tmp_path / "threads")
-    for split in ("train", "test"):
+    for split in ("train", "validation", "test"):
         by_dask = pd.read_parquet(Layout(tmp_path / "dask").predictions(split))
         by_threads = pd.read_parquet(Layout(tmp_path / "threads").predictions(split))
         pd.testing.assert_frame_equal(by_dask, by_threads)
