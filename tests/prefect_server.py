@@ -74,17 +74,17 @@ class Server:
 
     def prefect(self, *args: str) -> str:
         """Run a prefect command from the repo root, as `make deploy` does; return its output."""
-        done = subprocess.run(
-            [str(PREFECT), *args],
-            cwd=REPO_ROOT,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
-        output = done.stdout + done.stderr
-        assert done.returncode == 0, f"prefect {' '.join(args)} failed:\n{output}"
-        return output
+        return run_checked([str(PREFECT), *args], self.env, f"prefect {' '.join(args)}")
+
+
+def run_checked(command: list[str], env: dict[str, str], what: str) -> str:
+    """Run `command` from the repo root, as make does; its output, once it has succeeded."""
+    done = subprocess.run(
+        command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=180
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, f"{what} failed:\n{output}"
+    return output
 
 
 def free_port() -> int:
@@ -174,17 +174,8 @@ def running_server(folder: Path, **settings: str) -> Iterator[Server]:
 
 def deploy(server: Server, parameters: dict, **env: str) -> str:
     """The deploy step of `make deploy` with these parameters; returns its output."""
-    done = subprocess.run(
-        [str(PYTHON), "-m", "flows.deploy", "--params", json.dumps(parameters)],
-        cwd=REPO_ROOT,
-        env={**server.env, **env},
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    output = done.stdout + done.stderr
-    assert done.returncode == 0, f"flows.deploy failed:\n{output}"
-    return output
+    command = [str(PYTHON), "-m", "flows.deploy", "--params", json.dumps(parameters)]
+    return run_checked(command, {**server.env, **env}, "flows.deploy")
 
 
 def pause_schedules(server: Server, deployment: str) -> None:
