@@ -4,9 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 ARGS ?=
-# The project's environment (Prefect home, caches, quiet TensorFlow) lives in fashionnet/settings.py:
+# The project's environment (Prefect home, caches, quiet TensorFlow) lives in fashionnet/core/settings.py:
 # `fashionnet run` and the tests apply it themselves; long-running commands run through this.
-WITH_SETTINGS := $(BIN)/python -m fashionnet.settings
+WITH_SETTINGS := $(BIN)/python -m fashionnet.core.settings
 
 .PHONY: help setup run test test-fast lint format bench tune clean
 
@@ -52,7 +52,7 @@ clean:  ## remove generated data, models, reports and caches (keeps .venv)
 # Scheduled runs (prefect.yaml): a Prefect server on this machine, then either `deploy` + `worker`
 # or `serve`. Each talks to the server at SERVER_URL, whatever PREFECT_API_URL says elsewhere.
 # The long-running ones (server, worker, serve) are one command each, which bash and
-# fashionnet.settings both exec: make's own child is the Prefect process, so Ctrl-C reaches it and
+# fashionnet.core.settings both exec: make's own child is the Prefect process, so Ctrl-C reaches it and
 # a SIGTERM sent to make is passed on to it by make (see docs/OPERATIONS.md).
 PREFECT_PORT ?= 4200
 SERVER_URL := http://127.0.0.1:$(PREFECT_PORT)
@@ -71,7 +71,7 @@ server: setup  ## start a Prefect server and its UI on 127.0.0.1 (PREFECT_PORT, 
 
 deploy: setup  ## deploy prefect.yaml (daily at 03:00 UTC), keeping pauses; alerts: FASHIONNET_ALERT_WEBHOOK=<url>
 	@$(require_server)
-	$(BIN)/python -m flows.deploy
+	$(BIN)/python -m fashionnet_flows.deploy
 	@echo "Deployed: $(SERVER_URL)/deployments. Runs need a worker: make worker."
 	@echo "Run it now: PREFECT_API_URL=$(SERVER_URL)/api $(BIN)/prefect deployment run fashionnet/daily --watch"
 	@echo "Pause the schedule: on the deployment's page in the UI, or prefect deployment schedule pause (docs/OPERATIONS.md)."
@@ -84,4 +84,4 @@ worker: setup  ## start a worker that runs the deployment's flow runs (uses FASH
 serve: setup  ## deploy and run prefect.yaml's schedule from this one process, without a worker
 	@$(require_server)
 	@echo "Serving fashionnet/daily-served (fashionnet/daily's schedule is paused meanwhile); its runs: $(SERVER_URL)/runs   Stop: Ctrl-C."
-	$(WITH_SETTINGS) $(BIN)/python -m flows.serve
+	$(WITH_SETTINGS) $(BIN)/python -m fashionnet_flows.serve

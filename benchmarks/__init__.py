@@ -10,7 +10,7 @@ change no environment, so tests can import them.
 import argparse
 from pathlib import Path
 
-from fashionnet.settings import raw_dir_from_environment
+from fashionnet.core.settings import raw_dir_from_environment
 
 WORK = Path(__file__).resolve().parent / "work"  # everything the benchmark generates (git-ignored)
 PROJECT_DIR = WORK / "project"  # the project folder of the benchmark's runs

@@ -68,17 +68,17 @@ from benchmarks.report import (
     update_readme,
 )
 from benchmarks.sklearn_reference import mlp_fit
-from fashionnet import atomic, integrity, threads
-from fashionnet.dataset import SplitFile, read_split
-from fashionnet.fashion_mnist import NUM_CLASSES, NUM_PIXELS
-from fashionnet.layout import Layout
-from fashionnet.metrics import Tally, confusion_matrix
-from fashionnet.model_source import Model, obtain_model
-from fashionnet.model_store import CURVE_NAME, META_NAME, WEIGHTS_NAME
+from fashionnet.core import atomic, integrity, threads
+from fashionnet.core.layout import Layout
+from fashionnet.data.catalog import NUM_CLASSES, NUM_PIXELS
+from fashionnet.data.parquet import SplitFile, read_split
+from fashionnet.model.source import Model, obtain_model
+from fashionnet.model.store import CURVE_NAME, META_NAME, WEIGHTS_NAME
+from fashionnet.model.train import TrainConfig, train
+from fashionnet.model.weights import load_params
 from fashionnet.options import cli_args
 from fashionnet.predict import predict_chunk_file, predict_splits, read_predictions
-from fashionnet.train import TrainConfig, train
-from fashionnet.weights import load_params
+from fashionnet.report.metrics import Tally, confusion_matrix
 
 log = logging.getLogger("benchmarks")
 
@@ -198,7 +198,7 @@ def bench_peers(bench: Bench) -> None:
 
 def bench_contention(bench: Bench) -> None:
     """Training quiet, then while a busy loop runs on every core: fashionnet as `train()` runs
-    (`fashionnet.threads`: half the cores' BLAS threads), fashionnet with NumPy's default of a
+    (`fashionnet.core.threads`: half the cores' BLAS threads), fashionnet with NumPy's default of a
     BLAS thread per core, and Keras with the same recipe."""
     config = bench.config
     train(config.replace(epochs=1), bench.splits.train.head(1000).row_groups())
@@ -499,9 +499,9 @@ def bench_run(bench: Bench) -> None:
 # Everything `fashionnet run` imports apart from Prefect: the command, and the library modules
 # flows/pipeline.py imports.
 LIBRARY_IMPORTS = (
-    "import flows.cli, fashionnet.reports, fashionnet.run_report, fashionnet.fetch, "
-    "fashionnet.model_source, fashionnet.predict, fashionnet.prepare, fashionnet.keras_source, "
-    "fashionnet.runlock"
+    "import fashionnet_flows.cli, fashionnet.report.publish, fashionnet.report.run_report, "
+    "fashionnet.data.fetch, fashionnet.model.source, fashionnet.predict, fashionnet.data.prepare, "
+    "fashionnet.data.keras_source, fashionnet.core.runlock"
 )
 # `make run` as a new user starts it: no Prefect server configured, so each run starts its own.
 RUN_ENV = {name: value for name, value in os.environ.items() if name != "PREFECT_API_URL"}

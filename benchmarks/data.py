@@ -11,11 +11,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fashionnet.dataset import SplitFile, read_split
+from fashionnet.data.parquet import SplitFile, read_split
+from fashionnet.model.shuffle_buffer import ArrayRowGroups
+from fashionnet.model.standardize import Standardization
+from fashionnet.model.two_layer_net import Params, predict
 from fashionnet.options import RunOptions
-from fashionnet.shuffle_buffer import ArrayRowGroups
-from fashionnet.standardize import Standardization
-from fashionnet.two_layer_net import Params, predict
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ no module a test imports may import this one (it changes os.environ for good).""
 import os
 
 from benchmarks import PROJECT_DIR
-from fashionnet.settings import apply_environment_defaults
+from fashionnet.core.settings import apply_environment_defaults
 
 apply_environment_defaults(PROJECT_DIR)
 # Prefect logs at WARNING in every timed run, as it did for the committed figures: at INFO each

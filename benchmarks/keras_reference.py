@@ -17,11 +17,11 @@ from collections.abc import Mapping
 import numpy as np
 
 from benchmarks.data import Fit, Split, Splits
-from fashionnet.fashion_mnist import IMAGE_SHAPE, NUM_CLASSES, NUM_PIXELS
-from fashionnet.optimizers import Adam
-from fashionnet.settings import quiet_tensorflow
-from fashionnet.train import TrainConfig, scheduled_learning_rate
-from fashionnet.two_layer_net import PARAM_NAMES, TwoLayerNet
+from fashionnet.core.settings import quiet_tensorflow
+from fashionnet.data.catalog import IMAGE_SHAPE, NUM_CLASSES, NUM_PIXELS
+from fashionnet.model.optimizers import Adam
+from fashionnet.model.train import TrainConfig, scheduled_learning_rate
+from fashionnet.model.two_layer_net import PARAM_NAMES, TwoLayerNet
 
 
 def _keras():

@@ -9,18 +9,18 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
-from fashionnet import reports
-from fashionnet.dataset import SplitFile
-from fashionnet.fashion_mnist import SPLITS
-from fashionnet.fetch import RawFiles, find_raw_files
-from fashionnet.layout import Layout
-from fashionnet.metrics import Tally
-from fashionnet.model_source import Model, obtain_model
+from fashionnet.core.layout import Layout
+from fashionnet.data.catalog import SPLITS
+from fashionnet.data.fetch import RawFiles, find_raw_files
+from fashionnet.data.parquet import SplitFile
+from fashionnet.data.prepare import prepare_raw_split
+from fashionnet.model.source import Model, obtain_model
+from fashionnet.model.train import DEFAULT_CONFIG, TrainConfig
 from fashionnet.options import RunOptions
 from fashionnet.predict import predict_splits
-from fashionnet.prepare import prepare_raw_split
-from fashionnet.run_report import StageTimer, build_report
-from fashionnet.train import DEFAULT_CONFIG, TrainConfig
+from fashionnet.report import publish
+from fashionnet.report.metrics import Tally
+from fashionnet.report.run_report import StageTimer, build_report
 
 CONFIG = DEFAULT_CONFIG  # the model `fashionnet run` trains by default
 RUN = RunOptions()  # its other defaults: verify, row group and chunk sizes
@@ -74,7 +74,7 @@ def run(
     stage_done("predict")
     with timer("report"):
         run_report = build_report(
-            run_id=reports.new_run_id(),
+            run_id=publish.new_run_id(),
             started_at=started_at,
             data_origin=raw.origin,
             splits=splits,
@@ -83,7 +83,7 @@ def run(
             layout=layout,
             stage_seconds=dict(timer.seconds),  # the stages before the report, as in the flow
         )
-        run_dir = reports.write_run(layout.runs_dir, run_report)
-        reports.publish_run(layout, run_dir, run_report)
+        run_dir = publish.write_run(layout.runs_dir, run_report)
+        publish.publish_run(layout, run_dir, run_report)
     stage_done("report")
     return timer.seconds

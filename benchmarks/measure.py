@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fashionnet import atomic
+from fashionnet.core import atomic
 
 
 def timed(function: Callable[[], Any]) -> tuple[float, Any]:

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fashionnet.two_layer_net import predict
-from fashionnet.weights import load_params
+from fashionnet.model.two_layer_net import predict
+from fashionnet.model.weights import load_params
 
 
 def read_float64(parquet_paths: Sequence[Path]) -> tuple[np.ndarray, np.ndarray]:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from benchmarks.measure import Figures
-from fashionnet import atomic
+from fashionnet.core import atomic
 
 RESULTS_CSV = Path(__file__).resolve().parent / "results.csv"
 RESULTS_MD = Path(__file__).resolve().parent / "results.md"
@@ -187,8 +187,8 @@ def _contention_section(f: Figures) -> str:
         "## Contention: training beside a busy loop on every core\n\n"
         f"The same training, quiet and then while {f['cpus']} busy-loop processes (one per core) "
         "run for its whole duration. `train()` limits BLAS to half the cores, at least one "
-        "(`fashionnet.threads`): a fixed count, because the number of BLAS threads changes the "
-        "products' last bits and so the trained weights, and half, because a thread per core "
+        "(`fashionnet.core.threads`): a fixed count, because the number of BLAS threads changes "
+        "the products' last bits and so the trained weights, and half, because a thread per core "
         "waits for whichever core another process holds.\n\n"
         + _table(("", "quiet s", "loaded s", "slowdown"), rows)
     )

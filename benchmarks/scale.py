@@ -24,12 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import library_run
-from fashionnet import idx
-from fashionnet.fashion_mnist import SPLITS
-from fashionnet.fetch import sha256_file
-from fashionnet.layout import Layout
-from fashionnet.model_source import obtain_model
-from fashionnet.model_store import META_NAME
+from fashionnet.core.layout import Layout
+from fashionnet.data import idx
+from fashionnet.data.catalog import SPLITS
+from fashionnet.data.fetch import sha256_file
+from fashionnet.model.source import obtain_model
+from fashionnet.model.store import META_NAME
 
 MB = 1024 * 1024
 # The variants after the original image: eight one-pixel shifts (rows, columns), then a mirror.

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.data import Splits, accuracy
-from fashionnet.train import DEFAULT_CONFIG, TrainConfig, train
+from fashionnet.model.train import DEFAULT_CONFIG, TrainConfig, train
 
 log = logging.getLogger("benchmarks.tune")
 

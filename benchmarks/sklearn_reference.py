@@ -15,8 +15,8 @@ import warnings
 import numpy as np
 
 from benchmarks.data import Fit, Split, Splits
-from fashionnet.optimizers import Adam
-from fashionnet.train import TrainConfig
+from fashionnet.model.optimizers import Adam
+from fashionnet.model.train import TrainConfig
 
 
 def mlp_fit(config: TrainConfig, splits: Splits) -> Fit:

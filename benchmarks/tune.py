@@ -42,9 +42,9 @@ from benchmarks.search import (
     pick,
     refined_configs,
 )
-from fashionnet import atomic
-from fashionnet.layout import Layout
-from fashionnet.train import TrainConfig
+from fashionnet.core import atomic
+from fashionnet.core.layout import Layout
+from fashionnet.model.train import TrainConfig
 
 log = logging.getLogger("benchmarks.tune")
 

@@ -5,7 +5,7 @@ the library validates with it (a bad value is one `FashionnetError` naming the o
 Prefect flow takes the models as typed parameters (so the deployment's form in the UI shows
 each field's description), and `fashionnet run` generates its command-line options from it.
 `RunOptions` holds how a run gets its data, its model and its outputs; the training recipe
-is `fashionnet.train.TrainConfig`.
+is `fashionnet.model.train.TrainConfig`.
 """
 
 from collections.abc import Callable, Collection
@@ -15,9 +15,9 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import core_schema
 
-from fashionnet.errors import FashionnetError
-from fashionnet.settings import RAW_DIR_VARIABLE, raw_dir_from_environment
-from fashionnet.validation import SplitRule
+from fashionnet.core.errors import FashionnetError
+from fashionnet.core.settings import RAW_DIR_VARIABLE, raw_dir_from_environment
+from fashionnet.data.split_rule import SplitRule
 
 DataSource = Literal["files", "keras"]
 ModelSource = Literal["train", "random", "file"]

@@ -28,16 +28,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from threadpoolctl import threadpool_limits
 
-from fashionnet import atomic, integrity, interrupts
-from fashionnet.dataset import SplitFile, read_row_groups
-from fashionnet.errors import FashionnetError
-from fashionnet.fashion_mnist import NUM_PIXELS
-from fashionnet.functions import log_softmax, softmax
-from fashionnet.layout import Layout
-from fashionnet.metrics import Tally
+from fashionnet.core import atomic, integrity, interrupts
+from fashionnet.core.errors import FashionnetError
+from fashionnet.core.layout import Layout
+from fashionnet.data.catalog import NUM_PIXELS
+from fashionnet.data.parquet import SplitFile, read_row_groups
+from fashionnet.model.functions import log_softmax, softmax
+from fashionnet.model.two_layer_net import scores
+from fashionnet.model.weights import load_params, refusal
 from fashionnet.options import cli_flag
-from fashionnet.two_layer_net import scores
-from fashionnet.weights import load_params, refusal
+from fashionnet.report.metrics import Tally
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ keeps the earlier ones:
 - `fashionnet-per-class-accuracy`: the per-class table of the run's report.md;
 - `fashionnet-report`: the run's report.md, headed by where its files are.
 
-Tables and text are rendered from the run's `RunReport` by `fashionnet.report_markdown`, as
+Tables and text are rendered from the run's `RunReport` by `fashionnet.report.markdown`, as
 report.md is, so the UI shows what report.md says. The UI cannot reach the run folder, so the
 summary differs from report.md in two places: the key figures are inside it, as small data:
 URI images (the UI's markdown renders those, checked in a real browser by
@@ -25,15 +25,15 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 
-from fashionnet.html_page import png_data_uri
-from fashionnet.report_html import REPORT_HTML_NAME
-from fashionnet.report_markdown import (
+from fashionnet.report.html import REPORT_HTML_NAME
+from fashionnet.report.html_page import png_data_uri
+from fashionnet.report.markdown import (
     figures_section,
     files_section,
     per_class_rows,
     render_report_md,
 )
-from fashionnet.run_report import EVALUATION_SPLIT, RunReport
+from fashionnet.report.run_report import EVALUATION_SPLIT, RunReport
 
 PROGRESS_KEY = "fashionnet-prediction-progress"
 PER_CLASS_KEY = "fashionnet-per-class-accuracy"

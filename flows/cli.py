@@ -6,9 +6,10 @@ fashionnet runs               past runs from reports/history.csv
 fashionnet prune --keep N     delete the run folders beyond the N newest
 
 `run`'s options are generated from the declarations in `fashionnet.options.RunOptions` and
-`fashionnet.train.TrainConfig`: their names, defaults, help and choices are written only there.
+`fashionnet.model.train.TrainConfig`: their names, defaults, help and choices are written only
+there.
 
-Ctrl-C (SIGINT) and SIGTERM ask the run to stop (`fashionnet.interrupts`): the loops stop at
+Ctrl-C (SIGINT) and SIGTERM ask the run to stop (`fashionnet.core.interrupts`): the loops stop at
 their next step, the command says `fashionnet: interrupted` and exits 130 or 143. Without
 PREFECT_API_URL the run gets a temporary Prefect server of its own, in its own session so that
 Ctrl-C at the terminal reaches this process alone; it is stopped however the run ends.
@@ -29,13 +30,13 @@ from typing import Annotated, Any, NoReturn
 import typer
 from pydantic import BaseModel
 
-from fashionnet import interrupts
-from fashionnet.errors import FashionnetError
-from fashionnet.layout import Layout
+from fashionnet.core import interrupts
+from fashionnet.core.errors import FashionnetError
+from fashionnet.core.layout import Layout
+from fashionnet.core.paths import resolve_output, writable_folder
+from fashionnet.core.settings import SERVER_STARTUP_VARIABLE, apply_environment_defaults
+from fashionnet.model.train import TrainConfig
 from fashionnet.options import RunOptions, choices, cli_flag
-from fashionnet.paths import resolve_output, writable_folder
-from fashionnet.settings import SERVER_STARTUP_VARIABLE, apply_environment_defaults
-from fashionnet.train import TrainConfig
 
 # Options renamed in this release, still accepted (with a warning) until the next one.
 DEPRECATED = {
@@ -240,7 +241,7 @@ def start_pipeline(options: RunOptions, train: TrainConfig) -> dict[str, Any]:
     # Checked before Prefect is imported: it makes its home in the project folder at import.
     writable_folder(project_dir, option="--project-dir")
     apply_environment_defaults(project_dir)
-    from flows.pipeline import fashionnet_pipeline  # imports Prefect: only when running
+    from fashionnet_flows.pipeline import fashionnet_pipeline  # imports Prefect: only when running
 
     # The flow resolves project_dir against the same working directory: passed as given, it is
     # an override in the run's manifest only when the user gave one.
@@ -267,7 +268,7 @@ def report(
     project_dir: Annotated[Path, typer.Option(help="Folder holding reports/.")] = Path("."),
 ) -> None:
     """Print a run's headline figures and per-class table."""
-    from fashionnet.terminal import render_report
+    from fashionnet.report.terminal import render_report
 
     layout = Layout(project_dir.resolve())
     run_dir = layout.latest_link if run == "latest" else layout.runs_dir / run
@@ -281,7 +282,7 @@ def runs(
     project_dir: Annotated[Path, typer.Option(help="Folder holding reports/.")] = Path("."),
 ) -> None:
     """List past runs from reports/history.csv with their accuracy."""
-    from fashionnet.terminal import render_runs
+    from fashionnet.report.terminal import render_runs
 
     try:
         render_runs(Layout(project_dir.resolve()).history_csv)
@@ -297,7 +298,7 @@ def prune(
     the one reports/latest points at. reports/history.csv keeps every run's rows (and index.html
     lists them; a pruned run's id is no longer a link). Waits for a run in progress (the run
     lock)."""
-    from fashionnet.reports import prune_runs
+    from fashionnet.report.publish import prune_runs
 
     lock_timeout = RunOptions.model_fields["lock_timeout"].default  # as long as a run waits
     try:

@@ -1,7 +1,8 @@
 """`make deploy`: apply prefect.yaml to the server without undoing an operator's pause, then save
 the automations that watch the runs (flows/automations.py).
 
-    PREFECT_API_URL=http://127.0.0.1:4200/api .venv/bin/python -m flows.deploy [prefect deploy args]
+    PREFECT_API_URL=http://127.0.0.1:4200/api \
+        .venv/bin/python -m fashionnet_flows.deploy [prefect deploy args]
 
 1. creates the process work pool of prefect.yaml if missing;
 2. notes, for each deployment of prefect.yaml already on the server, whether it and each of its
@@ -25,8 +26,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from fashionnet.errors import FashionnetError
-from fashionnet.settings import apply_environment_defaults
+from fashionnet.core.errors import FashionnetError
+from fashionnet.core.settings import apply_environment_defaults
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 PREFECT_YAML = PROJECT_DIR / "prefect.yaml"
@@ -123,7 +124,7 @@ def ensure_work_pools(spec: dict[str, Any]) -> None:
 
 
 def save_automations(url: str | None) -> list[str]:
-    from flows import automations
+    from fashionnet_flows import automations
 
     lines = []
     done = automations.save_automation(automations.zombie_automation())
@@ -153,10 +154,9 @@ def save_automations(url: str | None) -> list[str]:
 def deploy(extra_args: Sequence[str]) -> None:
     url = alert_url(dict(os.environ))  # a mistake in it stops the deploy before any change
 
+    from fashionnet_flows.pipeline import fashionnet_pipeline
     from prefect.client.orchestration import get_client
     from prefect.settings import get_current_settings
-
-    from flows.pipeline import fashionnet_pipeline
 
     if not get_current_settings().api.url:
         raise FashionnetError(

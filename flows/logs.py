@@ -3,8 +3,8 @@ asked for, is shown as its message, not a traceback."""
 
 import logging
 
-from fashionnet.errors import is_user_fixable
-from fashionnet.interrupts import Interrupted
+from fashionnet.core.errors import is_user_fixable
+from fashionnet.core.interrupts import Interrupted
 
 
 class UserErrorFilter(logging.Filter):

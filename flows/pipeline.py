@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from fashionnet_flows.artifacts import ChunkProgress, publish_run_artifacts
+from fashionnet_flows.logs import configure_run_logging
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
@@ -22,17 +24,20 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import unmapped
 
-from fashionnet import atomic, interrupts, reports
-from fashionnet.dataset import SplitFile
-from fashionnet.errors import machine_errors_named
-from fashionnet.fashion_mnist import SPLITS
-from fashionnet.fetch import DownloadError, RawFiles, find_raw_files
-from fashionnet.keras_source import prepare_keras_splits
-from fashionnet.layout import Layout
-from fashionnet.metrics import Tally
-from fashionnet.model_source import Model, obtain_model
+from fashionnet.core import atomic, interrupts
+from fashionnet.core.errors import machine_errors_named
+from fashionnet.core.layout import Layout
+from fashionnet.core.paths import resolve_output, writable_folder
+from fashionnet.core.runlock import run_lock
+from fashionnet.core.settings import flow_timeout_seconds
+from fashionnet.data.catalog import SPLITS
+from fashionnet.data.fetch import DownloadError, RawFiles, find_raw_files
+from fashionnet.data.keras_source import prepare_keras_splits
+from fashionnet.data.parquet import SplitFile
+from fashionnet.data.prepare import prepare_raw_split
+from fashionnet.model.source import Model, obtain_model
+from fashionnet.model.train import DEFAULT_CONFIG, TrainConfig
 from fashionnet.options import RunOptions, TaskRunner
-from fashionnet.paths import resolve_output, writable_folder
 from fashionnet.predict import (
     CONCURRENT_CHUNKS,
     ChunkJob,
@@ -41,13 +46,9 @@ from fashionnet.predict import (
     predict_chunk_file,
     predict_splits,
 )
-from fashionnet.prepare import prepare_raw_split
-from fashionnet.run_report import RunOrigin, RunReport, StageTimer, build_report
-from fashionnet.runlock import run_lock
-from fashionnet.settings import flow_timeout_seconds
-from fashionnet.train import DEFAULT_CONFIG, TrainConfig
-from flows.artifacts import ChunkProgress, publish_run_artifacts
-from flows.logs import configure_run_logging
+from fashionnet.report import publish
+from fashionnet.report.metrics import Tally
+from fashionnet.report.run_report import RunOrigin, RunReport, StageTimer, build_report
 
 
 def is_download_failure(task, task_run, state) -> bool:
@@ -130,7 +131,7 @@ def predict_in_chunks(
 
 @task(name="write-reports", cache_policy=NO_CACHE)
 def write_reports(layout: Layout, report: RunReport) -> Path:
-    return reports.write_run(layout.runs_dir, report)
+    return publish.write_run(layout.runs_dir, report)
 
 
 @task(name="publish-reports", cache_policy=NO_CACHE)
@@ -138,7 +139,7 @@ def publish_reports(layout: Layout, run_dir: Path, report: RunReport) -> None:
     """Only a complete, successful run becomes `reports/latest` and enters the history: the
     UI's artifacts come first, so publishing is the last thing a run does that can fail."""
     publish_run_artifacts(report, run_dir)
-    reports.publish_run(layout, run_dir, report)
+    publish.publish_run(layout, run_dir, report)
 
 
 def make_task_runner(task_runner: TaskRunner, dask_address: str | None):
@@ -204,7 +205,7 @@ def run_origin(options: RunOptions, train: TrainConfig) -> RunOrigin:
     )
 
 
-def announce_regression(regression: reports.Regression, run_dir: Path) -> None:
+def announce_regression(regression: publish.Regression, run_dir: Path) -> None:
     """One warning line in the run's log, and the event automations react to."""
     get_run_logger().warning(
         "accuracy regression: test accuracy %.4f is more than %.4f below %.4f of run %s "
@@ -232,14 +233,14 @@ def fashionnet_pipeline(
         options: where the run gets its data and its model, how it predicts the chunks and
             where it writes (fashionnet.options.RunOptions).
         train: the training recipe, used when the model source is 'train'
-            (fashionnet.train.TrainConfig).
+            (fashionnet.model.train.TrainConfig).
     """
     configure_run_logging()
     logger = get_run_logger()
     project_dir = resolve_output(options.project_dir, Path.cwd(), option="project_dir")
     layout = Layout(writable_folder(project_dir, option="project_dir"))
     runner = make_task_runner(options.task_runner, options.dask_address)
-    run_id = reports.new_run_id()
+    run_id = publish.new_run_id()
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     origin = run_origin(options, train)
     timer = StageTimer()
@@ -285,9 +286,9 @@ def fashionnet_pipeline(
                 origin=origin,
             )
             run_dir = write_reports(layout, report)
-            with reports.removed_unless_published(layout.latest_link, run_dir):
+            with publish.removed_unless_published(layout.latest_link, run_dir):
                 publish_reports(layout, run_dir, report)
-            regression = reports.regression_of(layout, report, options.regression_tolerance)
+            regression = publish.regression_of(layout, report, options.regression_tolerance)
     if regression is not None:
         announce_regression(regression, run_dir)
 

@@ -9,7 +9,7 @@ One scheduler at a time: while it serves, the active schedules of the worker's d
 same one, `fashionnet/<name>`) are paused, so the two never run the pipeline twice at 03:00;
 they are resumed when serving stops (Ctrl-C, SIGTERM), and only those that were active.
 
-    PREFECT_API_URL=http://127.0.0.1:4200/api .venv/bin/python -m flows.serve
+    PREFECT_API_URL=http://127.0.0.1:4200/api .venv/bin/python -m fashionnet_flows.serve
 """
 
 import os
@@ -19,8 +19,8 @@ from typing import Any
 
 import yaml
 
-from fashionnet.errors import FashionnetError
-from fashionnet.settings import apply_environment_defaults
+from fashionnet.core.errors import FashionnetError
+from fashionnet.core.settings import apply_environment_defaults
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 PREFECT_YAML = PROJECT_DIR / "prefect.yaml"
@@ -113,9 +113,8 @@ def main() -> None:
             "fashionnet serve: error: no Prefect server configured; start one with `make server` "
             "and use `make serve` (or set PREFECT_API_URL=http://127.0.0.1:4200/api)"
         )
+    from fashionnet_flows.pipeline import fashionnet_pipeline
     from prefect.client.orchestration import get_client
-
-    from flows.pipeline import fashionnet_pipeline
 
     scheduled = f"{fashionnet_pipeline.name}/{deployment['name']}"
     with get_client(sync_client=True) as client:

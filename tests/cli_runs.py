@@ -19,7 +19,7 @@ from pathlib import Path
 
 from synthetic import write_synthetic_raw
 
-from fashionnet.atomic import TEMP_MARKER
+from fashionnet.core.atomic import TEMP_MARKER
 
 FASHIONNET = str(Path(sys.executable).with_name("fashionnet"))
 

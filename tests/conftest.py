@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from fashionnet.fashion_mnist import RAW_FILES
-from fashionnet.settings import apply_environment_defaults
+from fashionnet.core.settings import apply_environment_defaults
+from fashionnet.data.catalog import RAW_FILES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,9 +23,9 @@ DEFAULT_REAL_RAW_DIR = REPO_ROOT.parent / "shared" / "fashion-mnist"
 
 # A test that uses one of these fixtures, directly or through another fixture, gets its marker.
 FIXTURE_MARKERS = {"prefect_harness": "prefect", "real_raw_dir": "realdata"}
-# Modules built around processes that import Prefect: a real server and worker, `flows.serve`,
-# or `fashionnet run` (cli_runs.py). Each of their tests is marked, also one that starts its own
-# temporary Prefect server instead of using prefect_harness.
+# Modules built around processes that import Prefect: a real server and worker,
+# `fashionnet_flows.serve`, or `fashionnet run` (cli_runs.py). Each of their tests is marked, also
+# one that starts its own temporary Prefect server instead of using prefect_harness.
 MODULE_MARKERS = {
     "test_deployment": "server",
     "test_serve": "prefect",

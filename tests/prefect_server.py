@@ -174,8 +174,8 @@ def running_server(folder: Path, **settings: str) -> Iterator[Server]:
 
 def deploy(server: Server, parameters: dict, **env: str) -> str:
     """The deploy step of `make deploy` with these parameters; returns its output."""
-    command = [str(PYTHON), "-m", "flows.deploy", "--params", json.dumps(parameters)]
-    return run_checked(command, {**server.env, **env}, "flows.deploy")
+    command = [str(PYTHON), "-m", "fashionnet_flows.deploy", "--params", json.dumps(parameters)]
+    return run_checked(command, {**server.env, **env}, "fashionnet_flows.deploy")
 
 
 def pause_schedules(server: Server, deployment: str) -> None:

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fashionnet import reports
-from fashionnet.metrics import Tally
-from fashionnet.run_report import EVALUATION_SPLIT, RunReport, galleries
+from fashionnet.report import publish
+from fashionnet.report.metrics import Tally
+from fashionnet.report.run_report import EVALUATION_SPLIT, RunReport, galleries
 
 LEARNING_CURVE_CSV = (
     "epoch,loss,minibatch_accuracy,validation_accuracy,learning_rate\n"
@@ -114,4 +114,4 @@ def make_report(
 
 def make_run(tmp_path: Path, **report_options: bool) -> Path:
     """The run folder of `make_report(**report_options)` under tmp_path/runs."""
-    return reports.write_run(tmp_path / "runs", make_report(**report_options))
+    return publish.write_run(tmp_path / "runs", make_report(**report_options))

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fashionnet.fashion_mnist import IMAGE_SHAPE, NUM_CLASSES, SPLITS, RawFile
-from fashionnet.idx import write_idx
+from fashionnet.data.catalog import IMAGE_SHAPE, NUM_CLASSES, SPLITS, RawFile
+from fashionnet.data.idx import write_idx
 
 
 def _split(rng: np.random.Generator, patterns: np.ndarray, n: int) -> tuple[np.ndarray, ...]:

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from fashionnet.augment import MAX_SHIFT, random_shifts, shift_images
-from fashionnet.errors import FashionnetError
+from fashionnet.core.errors import FashionnetError
+from fashionnet.model.augment import MAX_SHIFT, random_shifts, shift_images
 
 
 @pytest.fixture

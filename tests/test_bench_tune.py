@@ -13,7 +13,7 @@ from benchmarks.search import (
     read_rows,
     refined_configs,
 )
-from fashionnet.train import TrainConfig
+from fashionnet.model.train import TrainConfig
 
 
 def test_the_search_stays_within_sixteen_distinct_recipes():

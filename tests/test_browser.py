@@ -21,15 +21,15 @@ from urllib.parse import unquote, urlparse
 import pandas as pd
 import pytest
 import requests
+from fashionnet_flows.artifacts import REPORT_KEY, SUMMARY_FIGURES
 from prefect_server import PREFECT, free_port, spawn, stop, wait_for
 from report_fixtures import make_report
 
-from fashionnet import reports
-from fashionnet.layout import Layout
-from fashionnet.report_html import write_report_html
-from fashionnet.schema import HISTORY_COLUMNS, csv_text
-from fashionnet.trend import write_trend
-from flows.artifacts import REPORT_KEY, SUMMARY_FIGURES
+from fashionnet.core.layout import Layout
+from fashionnet.report import publish
+from fashionnet.report.columns import HISTORY_COLUMNS, csv_text
+from fashionnet.report.html import write_report_html
+from fashionnet.report.trend import write_trend
 
 pytestmark = pytest.mark.browser
 
@@ -108,7 +108,7 @@ def check_file_page(browser, path: Path, image_count: int, shots: Path) -> None:
 def test_report_and_index_work_from_the_file_system(browser, tmp_path):
     layout = Layout(tmp_path / "project")
     report = make_report()
-    run_dir = reports.write_run(layout.runs_dir, report)
+    run_dir = publish.write_run(layout.runs_dir, report)
     write_report_html(run_dir, report)
     published = report.overall.assign(
         run_id=report.run_id, data_fingerprint="", flow_run_id="", trigger="schedule"
@@ -120,7 +120,7 @@ def test_report_and_index_work_from_the_file_system(browser, tmp_path):
         ]
     )
     layout.history_csv.write_text(csv_text(history[HISTORY_COLUMNS]))
-    _, index = write_trend(layout, reports.read_history(layout.history_csv))
+    _, index = write_trend(layout, publish.read_history(layout.history_csv))
 
     check_file_page(browser, run_dir / "report.html", len(report.figures), tmp_path)
     check_file_page(browser, index, 1, tmp_path)
@@ -158,7 +158,7 @@ from pathlib import Path
 from prefect import flow
 from report_fixtures import make_report
 
-from flows.artifacts import publish_run_artifacts
+from fashionnet_flows.artifacts import publish_run_artifacts
 
 
 @flow
@@ -188,7 +188,7 @@ def publish_artifacts(api_url: str, run_dir: Path) -> None:
 @pytest.mark.server
 def test_the_ui_shows_the_summarys_figures(browser, prefect_ui, tmp_path):
     report = make_report()
-    run_dir = reports.write_run(tmp_path / "runs", report)
+    run_dir = publish.write_run(tmp_path / "runs", report)
     publish_artifacts(f"{prefect_ui}/api", run_dir)
     query = {"artifacts": {"key": {"any_": [REPORT_KEY]}}}
     [artifact] = requests.post(f"{prefect_ui}/api/artifacts/filter", json=query, timeout=10).json()

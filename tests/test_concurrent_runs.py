@@ -10,10 +10,10 @@ import pytest
 from cli_runs import SMALL, LiveRun, api_env, error_line, leftovers, run_fashionnet, snapshot
 from synthetic import write_synthetic_raw
 
-from fashionnet.layout import Layout
-from fashionnet.reports import read_history
-from fashionnet.run_report import read_run_csv
-from fashionnet.runlock import run_lock
+from fashionnet.core.layout import Layout
+from fashionnet.core.runlock import run_lock
+from fashionnet.report.publish import read_history
+from fashionnet.report.run_report import read_run_csv
 
 WAITING = "another run is using"
 

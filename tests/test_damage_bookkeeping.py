@@ -35,10 +35,10 @@ from cli_runs import (
 )
 from synthetic import small_run
 
-from fashionnet.fashion_mnist import RAW_FILES, SPLITS
-from fashionnet.layout import Layout
-from fashionnet.reports import read_history
-from fashionnet.schema import HISTORY_COLUMNS
+from fashionnet.core.layout import Layout
+from fashionnet.data.catalog import RAW_FILES, SPLITS
+from fashionnet.report.columns import HISTORY_COLUMNS
+from fashionnet.report.publish import read_history
 
 HEADER = ",".join(HISTORY_COLUMNS) + "\n"
 
@@ -439,7 +439,7 @@ def test_the_flow_run_fails_with_the_same_one_line(
     name, finished_project, prefect_harness, tmp_path
 ):
     """As a deployment runs it: the flow checks the folder itself, and its state says the line."""
-    from flows.pipeline import fashionnet_pipeline
+    from fashionnet_flows.pipeline import fashionnet_pipeline
 
     case = next(case for case in REFUSALS if case.name == name)
     project = copy_project(finished_project, tmp_path)

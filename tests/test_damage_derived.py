@@ -32,9 +32,9 @@ from cli_runs import (
     summary,
 )
 
-from fashionnet.integrity import record_of, verified
-from fashionnet.layout import Layout
-from fashionnet.two_layer_net import TwoLayerNet
+from fashionnet.core.integrity import record_of, verified
+from fashionnet.core.layout import Layout
+from fashionnet.model.two_layer_net import TwoLayerNet
 
 PARQUET_TEST = "data/parquet/test.parquet"
 PREDICTIONS_TEST = "data/predictions/test.parquet"

@@ -13,7 +13,7 @@ import psutil
 import pytest
 from synthetic import small_run, write_synthetic_raw
 
-from fashionnet.layout import Layout
+from fashionnet.core.layout import Layout
 
 CHUNKS = 6  # chunks of 200 rows: train 500 rows in 3, validation 100 in 1, test 250 in 2
 
@@ -39,7 +39,7 @@ def dask_cluster():
 
 
 def run_pipeline(project, raw, **options):
-    from flows.pipeline import fashionnet_pipeline
+    from fashionnet_flows.pipeline import fashionnet_pipeline
 
     return fashionnet_pipeline(**small_run(raw, project, **options))
 

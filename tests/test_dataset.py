@@ -7,10 +7,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from fashionnet import dataset
-from fashionnet.dataset import SCHEMA, open_split, read_row_groups, read_rows, read_split
-from fashionnet.errors import FashionnetError
-from fashionnet.prepare import write_split
+from fashionnet.core.errors import FashionnetError
+from fashionnet.data import parquet
+from fashionnet.data.parquet import SCHEMA, open_split, read_row_groups, read_rows, read_split
+from fashionnet.data.prepare import write_split
 
 SOURCES = {"images.gz": "ab" * 32, "labels.gz": "cd" * 32}
 
@@ -85,8 +85,8 @@ def test_read_rows_returns_exactly_those_rows_in_the_order_asked(split):
 
 def test_read_rows_reads_only_the_row_groups_it_needs(split, monkeypatch):
     read = []
-    real = dataset.read_row_groups
-    monkeypatch.setattr(dataset, "read_row_groups", lambda p, g: read.append(g) or real(p, g))
+    real = parquet.read_row_groups
+    monkeypatch.setattr(parquet, "read_row_groups", lambda p, g: read.append(g) or real(p, g))
     read_rows(split[0], [21, 3])
     assert read == [[0, 2]]
 

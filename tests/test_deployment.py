@@ -14,6 +14,7 @@ from datetime import datetime
 
 import pandas as pd
 import pytest
+from fashionnet_flows.artifacts import PER_CLASS_KEY, PROGRESS_KEY, REPORT_KEY
 from prefect_server import (
     DEPLOYMENT,
     FASHIONNET,
@@ -35,13 +36,12 @@ from prefect_server import (
 )
 from synthetic import SMALL_OPTIONS, small_run, write_synthetic_raw
 
-from fashionnet.atomic import TEMP_MARKER
-from fashionnet.layout import Layout
+from fashionnet.core.atomic import TEMP_MARKER
+from fashionnet.core.layout import Layout
+from fashionnet.core.runlock import run_lock
+from fashionnet.model.train import TrainConfig
 from fashionnet.options import RunOptions, cli_args
-from fashionnet.reports import read_history
-from fashionnet.runlock import run_lock
-from fashionnet.train import TrainConfig
-from flows.artifacts import PER_CLASS_KEY, PROGRESS_KEY, REPORT_KEY
+from fashionnet.report.publish import read_history
 
 # The deployment runs a small run on synthetic data; verifying the checksums makes that data
 # "corrupt" (not the canonical files), so a run with this option must fail cleanly.

@@ -14,8 +14,8 @@ import pytest
 from cli_runs import SMALL, api_env, report_csvs, run_fashionnet, summary
 from synthetic import write_synthetic_raw
 
-from fashionnet.layout import Layout
-from fashionnet.weights import load_params
+from fashionnet.core.layout import Layout
+from fashionnet.model.weights import load_params
 
 SEEDS = {"first": 0, "second": 0, "other seed": 1}
 REPORT_CSVS = [

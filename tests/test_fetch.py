@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from synthetic import write_synthetic_raw
 
-from fashionnet import fetch
-from fashionnet.errors import FashionnetError
-from fashionnet.fashion_mnist import SPLITS
-from fashionnet.fetch import find_raw_files, sha256_file
+from fashionnet.core.errors import FashionnetError
+from fashionnet.data import fetch
+from fashionnet.data.catalog import SPLITS
+from fashionnet.data.fetch import find_raw_files, sha256_file
 
 IMAGES = "train-images-idx3-ubyte.gz"
 
@@ -194,7 +194,7 @@ def test_server_error_is_retried_with_exponential_backoff(
     mirrors[0].script(status(500), status(503), status(500), ok, names=[IMAGES])
     delays = []
     monkeypatch.setattr(fetch.time, "sleep", delays.append)
-    with caplog.at_level(logging.INFO, logger="fashionnet.fetch"):
+    with caplog.at_level(logging.INFO, logger="fashionnet.data.fetch"):
         found = find(cache, catalog, [mirrors[0].url, mirrors[1].url], retries=3, backoff=0.5)
     assert_verified(found, catalog, cache)
     assert mirrors[0].count(IMAGES) == 4 and mirrors[1].hits == []
@@ -317,7 +317,7 @@ def test_unverified_local_folder_is_used_with_a_warning(origin, cache, closed_po
     folder, catalog = origin
     custom = folder / IMAGES
     custom.write_bytes(b"custom data")
-    with caplog.at_level(logging.WARNING, logger="fashionnet.fetch"):
+    with caplog.at_level(logging.WARNING, logger="fashionnet.data.fetch"):
         found = find(cache, catalog, [closed_port_url], local_dir=folder, verify=False)
     assert found.paths[IMAGES] == custom
     assert found.sha256[IMAGES] == hashlib.sha256(b"custom data").hexdigest()

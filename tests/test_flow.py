@@ -10,12 +10,12 @@ import pytest
 from rich.console import Console
 from synthetic import small_run, write_synthetic_raw
 
-from fashionnet.fashion_mnist import CLASS_NAMES
-from fashionnet.layout import Layout
-from fashionnet.optimizers import OPTIMIZERS, Momentum
+from fashionnet.core.layout import Layout
+from fashionnet.data.catalog import CLASS_NAMES
+from fashionnet.model.optimizers import OPTIMIZERS, Momentum
 from fashionnet.options import RunOptions
-from fashionnet.schema import HISTORY_COLUMNS
-from fashionnet.terminal import render_runs
+from fashionnet.report.columns import HISTORY_COLUMNS
+from fashionnet.report.terminal import render_runs
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def synthetic_raw(tmp_path_factory):
 
 
 def run_pipeline(project, raw, **options):
-    from flows.pipeline import fashionnet_pipeline
+    from fashionnet_flows.pipeline import fashionnet_pipeline
 
     return fashionnet_pipeline(**small_run(raw, project, **options))
 
@@ -114,7 +114,7 @@ def test_a_newly_registered_optimizer_is_accepted_by_the_flow(
 
 
 def test_real_data_default_run(prefect_harness, real_raw_dir, tmp_path):
-    from flows.pipeline import fashionnet_pipeline
+    from fashionnet_flows.pipeline import fashionnet_pipeline
 
     options = RunOptions(raw_dir=str(real_raw_dir), project_dir=str(tmp_path))
     summary = fashionnet_pipeline(options=options)
@@ -132,16 +132,16 @@ def test_real_data_default_run(prefect_harness, real_raw_dir, tmp_path):
 def test_a_worse_run_on_the_same_data_publishes_and_emits_a_regression_event(
     prefect_harness, synthetic_raw, tmp_path, monkeypatch
 ):
-    import flows.pipeline
+    import fashionnet_flows.pipeline
 
-    emitted, emit_event = [], flows.pipeline.emit_event
+    emitted, emit_event = [], fashionnet_flows.pipeline.emit_event
 
     def recording_emit_event(**event):
         """Prefect's emit_event, keeping what it sent."""
         emitted.append(emit_event(**event))
         return emitted[-1]
 
-    monkeypatch.setattr(flows.pipeline, "emit_event", recording_emit_event)
+    monkeypatch.setattr(fashionnet_flows.pipeline, "emit_event", recording_emit_event)
     layout = Layout(tmp_path)
     trained = run_pipeline(tmp_path, synthetic_raw)
     assert trained["regression"] is None and emitted == []
@@ -189,7 +189,9 @@ def test_the_flow_has_the_timeout_of_the_environment(value, seconds):
     env = {k: v for k, v in os.environ.items() if k != "FASHIONNET_FLOW_TIMEOUT_SECONDS"}
     if value is not None:
         env["FASHIONNET_FLOW_TIMEOUT_SECONDS"] = value
-    code = "from flows.pipeline import fashionnet_pipeline as f; print(f.timeout_seconds)"
+    code = (
+        "from fashionnet_flows.pipeline import fashionnet_pipeline as f; print(f.timeout_seconds)"
+    )
     result = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from fashionnet.functions import cross_entropy_error, log_softmax, relu, softmax
+from fashionnet.model.functions import cross_entropy_error, log_softmax, relu, softmax
 
 # Rows of moderate logits, where float64 sums are exact enough to compare tightly.
 logit_rows = arrays(

@@ -8,10 +8,10 @@ import types
 import numpy as np
 import pytest
 
-from fashionnet.errors import FashionnetError
-from fashionnet.fashion_mnist import RAW_FILES, SPLITS
-from fashionnet.idx import read_images, read_labels, read_split, write_idx
-from fashionnet.keras_source import array_sha256, load_keras_arrays
+from fashionnet.core.errors import FashionnetError
+from fashionnet.data.catalog import RAW_FILES, SPLITS
+from fashionnet.data.idx import read_images, read_labels, read_split, write_idx
+from fashionnet.data.keras_source import array_sha256, load_keras_arrays
 
 
 @pytest.fixture
@@ -183,7 +183,7 @@ def test_keras_arrays_equal_idx_arrays(real_raw_dir, tmp_path):
     for name in RAW_FILES:
         (cache / name).symlink_to(real_raw_dir / name)
     script = (
-        "from fashionnet.keras_source import load_keras_arrays, array_sha256\n"
+        "from fashionnet.data.keras_source import load_keras_arrays, array_sha256\n"
         "for split, arrays in load_keras_arrays().items():\n"
         "    print(split, *(array_sha256(a) for a in arrays))\n"
     )

@@ -7,9 +7,9 @@ import subprocess
 
 import pytest
 
-from fashionnet import atomic
-from fashionnet.fetch import sha256_file
-from fashionnet.integrity import record_of, seal, sealing, verified
+from fashionnet.core import atomic
+from fashionnet.core.integrity import record_of, seal, sealing, verified
+from fashionnet.data.fetch import sha256_file
 
 
 @pytest.fixture

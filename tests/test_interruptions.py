@@ -28,12 +28,12 @@ from cli_runs import LiveRun, api_env, leftovers, report_csvs, run_fashionnet, s
 from synthetic import write_synthetic_raw
 from test_fetch import IMAGES, Mirror, ok
 
-from fashionnet.atomic import TEMP_MARKER, sweep_stale_temps
-from fashionnet.dataset import open_split
-from fashionnet.fetch import find_raw_files
-from fashionnet.layout import Layout
+from fashionnet.core.atomic import TEMP_MARKER, sweep_stale_temps
+from fashionnet.core.layout import Layout
+from fashionnet.data.fetch import find_raw_files
+from fashionnet.data.parquet import open_split
+from fashionnet.model.weights import load_params
 from fashionnet.predict import read_predictions
-from fashionnet.weights import load_params
 
 
 @pytest.fixture(scope="module")
@@ -149,8 +149,8 @@ def test_kill_during_report_writing(uninterrupted, real_options, env, tmp_path):
 DOWNLOAD = """
 import json, sys
 from pathlib import Path
-from fashionnet.fashion_mnist import RawFile
-from fashionnet.fetch import find_raw_files
+from fashionnet.data.catalog import RawFile
+from fashionnet.data.fetch import find_raw_files
 raw = RawFile(**json.loads(sys.argv[3]))
 find_raw_files(cache_dir=Path(sys.argv[1]), catalog={raw.name: raw}, mirrors=[sys.argv[2]])
 """

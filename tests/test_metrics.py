@@ -6,8 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fashionnet.fashion_mnist import CLASS_NAMES
-from fashionnet.metrics import (
+from fashionnet.data.catalog import CLASS_NAMES
+from fashionnet.report.columns import OVERALL_COLUMNS, PER_CLASS_COLUMNS
+from fashionnet.report.metrics import (
     CALIBRATION_BINS,
     ProbabilityMetrics,
     Tally,
@@ -22,7 +23,6 @@ from fashionnet.metrics import (
     weakest_classes,
     wilson_interval,
 )
-from fashionnet.schema import OVERALL_COLUMNS, PER_CLASS_COLUMNS
 
 
 @pytest.fixture

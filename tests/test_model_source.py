@@ -7,14 +7,15 @@ from functools import partial
 import numpy as np
 import pytest
 
-from fashionnet import integrity, model_source
-from fashionnet.errors import FashionnetError
-from fashionnet.layout import Layout
-from fashionnet.model_source import obtain_model, trained_key
-from fashionnet.prepare import array_blocks, prepare_source_split
-from fashionnet.train import TrainConfig
-from fashionnet.validation import SplitRule
-from fashionnet.weights import load_metadata, load_params, model_id, save_params
+from fashionnet.core import integrity
+from fashionnet.core.errors import FashionnetError
+from fashionnet.core.layout import Layout
+from fashionnet.data.prepare import array_blocks, prepare_source_split
+from fashionnet.data.split_rule import SplitRule
+from fashionnet.model import source as model_source
+from fashionnet.model.source import obtain_model, trained_key
+from fashionnet.model.train import TrainConfig
+from fashionnet.model.weights import load_metadata, load_params, model_id, save_params
 
 TINY = TrainConfig(hidden_size=8, epochs=2, batch_size=50)
 RULE = SplitRule(validation_size=50, validation_seed=0)

@@ -22,6 +22,14 @@ from typing import Any
 import pandas as pd
 import psutil
 import pytest
+from fashionnet_flows.automations import (
+    FAILURE_ALERT,
+    REGRESSION_ALERT,
+    WEBHOOK_BLOCK,
+    ZOMBIE_AUTOMATION,
+    ZOMBIE_MESSAGE,
+)
+from fashionnet_flows.deploy import ALERT_VARIABLE
 from prefect_server import (
     DEPLOYMENT,
     Server,
@@ -36,15 +44,7 @@ from prefect_server import (
 )
 from synthetic import SMALL_TRAIN, small_run, write_synthetic_raw
 
-from fashionnet.layout import Layout
-from flows.automations import (
-    FAILURE_ALERT,
-    REGRESSION_ALERT,
-    WEBHOOK_BLOCK,
-    ZOMBIE_AUTOMATION,
-    ZOMBIE_MESSAGE,
-)
-from flows.deploy import ALERT_VARIABLE
+from fashionnet.core.layout import Layout
 
 pytestmark = pytest.mark.server
 

@@ -7,9 +7,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from fashionnet_flows.deploy import ALERT_VARIABLE, alert_url, schedule_key
 
-from fashionnet.errors import FashionnetError
-from flows.deploy import ALERT_VARIABLE, alert_url, schedule_key
+from fashionnet.core.errors import FashionnetError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,7 +34,7 @@ def test_a_schedule_is_known_by_its_slug_else_by_its_definition():
 def test_make_deploy_with_a_bad_alert_url_stops_with_one_line_before_deploying():
     env = {**os.environ, ALERT_VARIABLE: "not-a-url", "PREFECT_API_URL": "http://127.0.0.1:9/api"}
     done = subprocess.run(
-        [sys.executable, "-m", "flows.deploy"],
+        [sys.executable, "-m", "fashionnet_flows.deploy"],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,

@@ -1,6 +1,6 @@
 """`make server` and `make worker` under a supervisor: a SIGTERM to make's PID stops the service.
 
-Each recipe is one command that bash and fashionnet.settings exec, so make's child is Prefect
+Each recipe is one command that bash and fashionnet.core.settings exec, so make's child is Prefect
 itself, and GNU make passes a SIGTERM it gets on to its child. The setup step is taken as done
 (`-o .venv/bin/fashionnet`): the test must not reinstall the environment.
 """

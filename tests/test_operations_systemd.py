@@ -31,7 +31,9 @@ def test_each_unit_restarts_on_failure_and_runs_prefect_through_the_settings(uni
     service = service_section(unit)
     assert service["Restart"] == "on-failure"
     venv = f"{EXAMPLE_CHECKOUT}/.venv/bin"
-    assert service["ExecStart"].startswith(f"{venv}/python -m fashionnet.settings {venv}/prefect ")
+    assert service["ExecStart"].startswith(
+        f"{venv}/python -m fashionnet.core.settings {venv}/prefect "
+    )
     assert service["WorkingDirectory"] == EXAMPLE_CHECKOUT
     assert int(service["TimeoutStopSec"]) > 0
 

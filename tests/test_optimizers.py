@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from fashionnet.errors import FashionnetError
-from fashionnet.optimizers import OPTIMIZERS, SGD, Adam, Momentum, make_optimizer
+from fashionnet.core.errors import FashionnetError
+from fashionnet.model.optimizers import OPTIMIZERS, SGD, Adam, Momentum, make_optimizer
 
 TARGET = np.array([1.0, -2.0, 3.0], dtype=np.float32)
 CURVATURE = np.array([1.0, 4.0, 0.5], dtype=np.float32)

@@ -5,13 +5,13 @@ import math
 import re
 
 import pytest
+from fashionnet_flows import cli
 from typer.testing import CliRunner
 
-from fashionnet.errors import FashionnetError
-from fashionnet.optimizers import OPTIMIZERS, Momentum
+from fashionnet.core.errors import FashionnetError
+from fashionnet.model.optimizers import OPTIMIZERS, Momentum
+from fashionnet.model.train import BOOK_CONFIG, DEFAULT_CONFIG, TrainConfig
 from fashionnet.options import RunOptions, choices, cli_args
-from fashionnet.train import BOOK_CONFIG, DEFAULT_CONFIG, TrainConfig
-from flows import cli
 
 
 @pytest.fixture
@@ -144,9 +144,8 @@ def test_an_empty_raw_folder_name_is_refused(monkeypatch, option, variable, name
 @pytest.mark.prefect
 def test_the_flow_parameter_schema_describes_every_field():
     """What the deployment's form in the Prefect UI shows."""
+    from fashionnet_flows.pipeline import fashionnet_pipeline
     from prefect.utilities.callables import parameter_schema
-
-    from flows.pipeline import fashionnet_pipeline
 
     schema = parameter_schema(fashionnet_pipeline.fn).model_dump_for_openapi()
     assert set(schema["properties"]) == {"options", "train"}

@@ -4,7 +4,7 @@ import subprocess
 import sys
 
 import fashionnet
-from fashionnet import functions, two_layer_net
+from fashionnet.model import functions, two_layer_net
 
 HEAVY = ("prefect", "pandas", "pyarrow", "tensorflow")
 

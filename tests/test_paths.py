@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from fashionnet import paths
-from fashionnet.errors import MACHINE_ERRORS, FashionnetError, machine_errors_named
-from fashionnet.paths import resolve_output, writable_folder
+from fashionnet.core import paths
+from fashionnet.core.errors import MACHINE_ERRORS, FashionnetError, machine_errors_named
+from fashionnet.core.paths import resolve_output, writable_folder
 
 
 @pytest.fixture

@@ -17,10 +17,10 @@ from report_fixtures import (
     tally_of,
 )
 
-from fashionnet import plots
-from fashionnet.fashion_mnist import CLASS_NAMES
-from fashionnet.metrics import reliability_table
-from fashionnet.run_report import most_confident_errors, sample_positions
+from fashionnet.data.catalog import CLASS_NAMES
+from fashionnet.report import plots
+from fashionnet.report.metrics import reliability_table
+from fashionnet.report.run_report import most_confident_errors, sample_positions
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -200,7 +200,7 @@ def test_write_run_figures_draws_a_confusion_matrix_for_every_split(tmp_path):
 def test_plots_never_touch_pyplot(tmp_path):
     code = (
         "import sys, numpy as np\n"
-        "from fashionnet import plots\n"
+        "from fashionnet.report import plots\n"
         "plots.plot_confusion(np.eye(10, dtype=np.int64), sys.argv[1])\n"
         "import matplotlib\n"
         "print('matplotlib.pyplot' in sys.modules, matplotlib.get_backend())\n"

@@ -11,15 +11,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 from threadpoolctl import threadpool_info
 
-from fashionnet import integrity
 from fashionnet import predict as predict_module
-from fashionnet.dataset import SplitFile, open_split
-from fashionnet.errors import FashionnetError
-from fashionnet.fashion_mnist import SPLITS
-from fashionnet.functions import log_softmax
-from fashionnet.idx import read_split as read_idx_split
-from fashionnet.layout import Layout
-from fashionnet.metrics import CALIBRATION_BINS, Tally, confusion_matrix
+from fashionnet.core import integrity
+from fashionnet.core.errors import FashionnetError
+from fashionnet.core.layout import Layout
+from fashionnet.data.catalog import SPLITS
+from fashionnet.data.idx import read_split as read_idx_split
+from fashionnet.data.parquet import SplitFile, open_split
+from fashionnet.data.prepare import write_split
+from fashionnet.model.functions import log_softmax
+from fashionnet.model.two_layer_net import TwoLayerNet, predict, scores
+from fashionnet.model.weights import save_params
 from fashionnet.predict import (
     PREDICTIONS_SCHEMA,
     ChunkJob,
@@ -38,14 +40,12 @@ from fashionnet.predict import (
     total_tally,
     write_predictions,
 )
-from fashionnet.prepare import write_split
-from fashionnet.two_layer_net import TwoLayerNet, predict, scores
-from fashionnet.weights import save_params
+from fashionnet.report.metrics import CALIBRATION_BINS, Tally, confusion_matrix
 
 ROW_GROUP_ROWS = (7, 7, 7, 3, 10, 1, 5)
 SPLIT_SCHEMA = pa.schema(
     [("index", pa.int32()), ("label", pa.uint8()), ("pixels", pa.list_(pa.float32(), 784))],
-    # the metadata fashionnet.dataset requires of a prepared split
+    # the metadata fashionnet.data.parquet requires of a prepared split
     metadata={
         "fashionnet.rows": str(sum(ROW_GROUP_ROWS)),
         "fashionnet.sources": '{"test-images": "11"}',

@@ -11,21 +11,22 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from fashionnet import integrity, keras_source, prepare
-from fashionnet.dataset import read_split
-from fashionnet.errors import FashionnetError
-from fashionnet.fashion_mnist import SPLITS
-from fashionnet.fetch import sha256_file
-from fashionnet.idx import write_idx
-from fashionnet.layout import Layout
-from fashionnet.prepare import (
+from fashionnet.core import integrity
+from fashionnet.core.errors import FashionnetError
+from fashionnet.core.layout import Layout
+from fashionnet.data import keras_source, prepare
+from fashionnet.data.catalog import SPLITS
+from fashionnet.data.fetch import sha256_file
+from fashionnet.data.idx import write_idx
+from fashionnet.data.parquet import read_split
+from fashionnet.data.prepare import (
     array_blocks,
     is_up_to_date,
     prepare_source_split,
     prepare_split,
     write_split,
 )
-from fashionnet.validation import SplitRule, training_rows, validation_rows
+from fashionnet.data.split_rule import SplitRule, training_rows, validation_rows
 
 SOURCES = {"b-labels.gz": "22" * 32, "a-images.gz": "11" * 32}
 
@@ -114,7 +115,7 @@ def test_prepare_split_then_skip_when_up_to_date(raw, tmp_path, caplog):
     images_path, labels_path, _, _ = raw
     out = tmp_path / "out" / "split.parquet"
     assert not is_up_to_date(out, SOURCES, 10, rows=25)
-    with caplog.at_level(logging.INFO, logger="fashionnet.prepare"):
+    with caplog.at_level(logging.INFO, logger="fashionnet.data.prepare"):
         first = prepare_split(images_path, labels_path, out, sources=SOURCES, row_group_size=10)
     assert (first.path, first.rows, first.skipped) == (out, 25, False)
     assert "25 rows" in caplog.text

@@ -5,13 +5,13 @@ import threading
 import time
 
 import pytest
+from fashionnet_flows import cli
 from filelock import FileLock
 from typer.testing import CliRunner
 
-from fashionnet import reports
-from fashionnet.errors import FashionnetError
-from fashionnet.layout import Layout
-from flows import cli
+from fashionnet.core.errors import FashionnetError
+from fashionnet.core.layout import Layout
+from fashionnet.report import publish
 
 RUN_IDS = [f"2026112{day}T030000Z-aaaaaa" for day in range(1, 6)]  # oldest first
 HISTORY = "a history.csv that prune never touches\n"
@@ -25,7 +25,7 @@ def layout(tmp_path) -> Layout:
         (layout.runs_dir / run_id).mkdir(parents=True)
         (layout.runs_dir / run_id / "overall.csv").write_text("split\n")
     (layout.runs_dir / f".{RUN_IDS[-1]}0.tmp-x").mkdir()  # a run folder being built
-    reports.publish_latest(layout.latest_link, layout.runs_dir / RUN_IDS[0])
+    publish.publish_latest(layout.latest_link, layout.runs_dir / RUN_IDS[0])
     layout.history_csv.write_text(HISTORY)
     return layout
 
@@ -39,11 +39,11 @@ def prune(layout: Layout, *args: str):
 
 
 def test_prune_keeps_the_newest_and_latest_and_the_history(layout):
-    removed = reports.prune_runs(layout, 2, 0)
+    removed = publish.prune_runs(layout, 2, 0)
     assert [path.name for path in removed] == RUN_IDS[1:3]
     assert listing(layout) == sorted([RUN_IDS[0], *RUN_IDS[3:], f".{RUN_IDS[-1]}0.tmp-x"])
     assert layout.history_csv.read_text() == HISTORY
-    assert reports.prune_runs(layout, 2, 0) == []
+    assert publish.prune_runs(layout, 2, 0) == []
 
 
 def test_prune_says_what_it_removed(layout):
@@ -62,7 +62,7 @@ def test_keeping_nothing_is_refused_in_one_line(layout, keep):
     assert result.output == f"fashionnet: error: --keep {keep}: keep at least 1 run folder\n"
     assert len(listing(layout)) == len(RUN_IDS) + 1
     with pytest.raises(FashionnetError, match="keep at least 1"):
-        reports.prune_runs(layout, 0, 0)
+        publish.prune_runs(layout, 0, 0)
 
 
 def test_prune_waits_for_the_run_in_progress(layout):

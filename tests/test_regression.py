@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fashionnet import reports
-from fashionnet.layout import Layout
-from fashionnet.metrics import overall_table
-from fashionnet.run_report import RunReport
-from fashionnet.schema import HISTORY_COLUMNS
+from fashionnet.core.layout import Layout
+from fashionnet.report import publish
+from fashionnet.report.columns import HISTORY_COLUMNS
+from fashionnet.report.metrics import overall_table
+from fashionnet.report.run_report import RunReport
 
 FINGERPRINTS = {"train": "1" * 16, "test": "2" * 16}
 
@@ -27,8 +27,8 @@ def history_of(*runs: tuple[str, str, float]) -> pd.DataFrame:
 
 def test_a_drop_beyond_the_tolerance_on_the_same_data_is_a_regression():
     history = history_of(("r1", "d1", 0.80), ("r2", "d1", 0.90), ("r3", "d2", 0.99))
-    regression = reports.accuracy_regression(history, "r4", "d1", 0.88, 0.01)
-    assert regression == reports.Regression(
+    regression = publish.accuracy_regression(history, "r4", "d1", 0.88, 0.01)
+    assert regression == publish.Regression(
         test_accuracy=0.88, previous_test_accuracy=0.90, tolerance=0.01, previous_run="r2"
     )
 
@@ -45,13 +45,13 @@ def test_a_drop_beyond_the_tolerance_on_the_same_data_is_a_regression():
 )
 def test_no_regression(fingerprint, accuracy, tolerance):
     history = history_of(("r1", "d1", 0.90), ("r2", "", 0.99))
-    assert reports.accuracy_regression(history, "r3", fingerprint, accuracy, tolerance) is None
+    assert publish.accuracy_regression(history, "r3", fingerprint, accuracy, tolerance) is None
 
 
 def test_a_run_is_not_compared_with_itself():
     history = history_of(("r1", "d1", 0.90), ("r2", "d1", 0.50))
-    assert reports.accuracy_regression(history, "r2", "d1", 0.50, 0.01).previous_run == "r1"
-    assert reports.accuracy_regression(history_of(("r1", "d1", 0.9)), "r1", "d1", 0.5, 0) is None
+    assert publish.accuracy_regression(history, "r2", "d1", 0.50, 0.01).previous_run == "r1"
+    assert publish.accuracy_regression(history_of(("r1", "d1", 0.9)), "r1", "d1", 0.5, 0) is None
 
 
 def test_regression_of_a_published_report_reads_the_history(tmp_path):
@@ -68,9 +68,9 @@ def test_regression_of_a_published_report_reads_the_history(tmp_path):
             confusions=matrices,
             manifest={"data": {"fingerprints": FINGERPRINTS}},
         )
-        reports.publish_run(layout, reports.write_run(layout.runs_dir, report), report)
-    regression = reports.regression_of(layout, RunReport.read(layout.runs_dir / "r2"), 0.01)
+        publish.publish_run(layout, publish.write_run(layout.runs_dir, report), report)
+    regression = publish.regression_of(layout, RunReport.read(layout.runs_dir / "r2"), 0.01)
     accuracy = overall_table(confusions["r2"], "m").set_index("split").loc["test", "accuracy"]
     assert regression.previous_run == "r1" and regression.test_accuracy == pytest.approx(accuracy)
     assert regression.previous_test_accuracy > accuracy + 0.01
-    assert reports.regression_of(layout, RunReport.read(layout.runs_dir / "r1"), 0.01) is None
+    assert publish.regression_of(layout, RunReport.read(layout.runs_dir / "r1"), 0.01) is None

@@ -29,8 +29,8 @@ from cli_runs import (
     snapshot,
 )
 
-from fashionnet.idx import read_images, read_labels, write_idx
-from fashionnet.two_layer_net import TwoLayerNet
+from fashionnet.data.idx import read_images, read_labels, write_idx
+from fashionnet.model.two_layer_net import TwoLayerNet
 
 TRAIN_LABELS = "train-labels-idx1-ubyte.gz"
 TEST_IMAGES = "t10k-images-idx3-ubyte.gz"

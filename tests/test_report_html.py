@@ -8,8 +8,8 @@ import re
 import pytest
 from report_fixtures import EVERY_FIGURE, MANIFEST, make_report, make_run
 
-from fashionnet.report_html import render_report_html, write_report_html
-from fashionnet.report_markdown import METRICS_LEGEND, overall_rows, per_class_rows
+from fashionnet.report.html import render_report_html, write_report_html
+from fashionnet.report.markdown import METRICS_LEGEND, overall_rows, per_class_rows
 
 IMAGE = re.compile(r'<img src="([^"]*)" alt="([^"]*)">')
 HREF = re.compile(r'href="([^"]*)"')

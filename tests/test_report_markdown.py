@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from report_fixtures import EVERY_FIGURE, MANIFEST, make_report, make_run
 
-from fashionnet.report_markdown import METRICS_LEGEND, render_report_md
-from fashionnet.run_report import RunReport
+from fashionnet.report.markdown import METRICS_LEGEND, render_report_md
+from fashionnet.report.run_report import RunReport
 
 LINK = re.compile(r"\]\(([^)]+)\)")
 EMBEDDED = re.compile(r"!\[[^\]]*\]\(([^)]+)\)")

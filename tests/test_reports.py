@@ -12,19 +12,20 @@ import pandas as pd
 import pytest
 from report_fixtures import LEARNING_CURVE_CSV
 
-from fashionnet import atomic, plots, reports
-from fashionnet.dataset import split_fingerprint
-from fashionnet.errors import FashionnetError
-from fashionnet.fashion_mnist import CLASS_NAMES, RAW_FILES, SPLITS
-from fashionnet.layout import Layout
-from fashionnet.metrics import overall_table
-from fashionnet.run_report import RunReport, package_versions, read_confusion, read_run_csv
-from fashionnet.schema import (
+from fashionnet.core import atomic
+from fashionnet.core.errors import FashionnetError
+from fashionnet.core.layout import Layout
+from fashionnet.data.catalog import CLASS_NAMES, RAW_FILES, SPLITS
+from fashionnet.data.parquet import split_fingerprint
+from fashionnet.report import plots, publish
+from fashionnet.report.columns import (
     CONFUSION_INDEX,
     HISTORY_COLUMNS,
     OVERALL_COLUMNS,
     PER_CLASS_COLUMNS,
 )
+from fashionnet.report.metrics import overall_table
+from fashionnet.report.run_report import RunReport, package_versions, read_confusion, read_run_csv
 
 SOURCES = {split: {name: RAW_FILES[name].sha256 for name in SPLITS[split]} for split in SPLITS}
 FINGERPRINTS = {split: split_fingerprint(sources) for split, sources in SOURCES.items()}
@@ -50,30 +51,30 @@ def append(
     trigger: str = "schedule",
 ):
     """Add one run's rows to `history`, as publishing does (without a `latest` to swap)."""
-    rows = reports.history_rows(
+    rows = publish.history_rows(
         run_id, finished_at, overall, fingerprints, flow_run_id=flow_run_id, trigger=trigger
     )
-    with reports.history_appended(history, rows):
+    with publish.history_appended(history, rows):
         pass
 
 
 def write(runs_dir: Path, run_id: str, confusions, **report_fields) -> Path:
     report_fields.setdefault("manifest", {"model_id": "m1", "seed": 0, "b": [1, 2]})
     report = RunReport(run_id=run_id, model_id="m1", confusions=confusions, **report_fields)
-    return reports.write_run(runs_dir, report)
+    return publish.write_run(runs_dir, report)
 
 
 def test_new_run_id_is_utc_stamp_plus_random_hex_and_sorts_by_time():
     base = datetime(2026, 11, 28, 1, 2, 3, tzinfo=UTC)
-    run_id = reports.new_run_id(base)
+    run_id = publish.new_run_id(base)
     stamp, suffix = run_id.split("-")
     assert stamp == "20261128T010203Z"
     assert len(suffix) == 6 and int(suffix, 16) >= 0
-    assert reports.new_run_id(base) != reports.new_run_id(base)
+    assert publish.new_run_id(base) != publish.new_run_id(base)
     # an aware time in another zone is converted to UTC first
     tokyo = base.astimezone(timezone(timedelta(hours=9)))
-    assert reports.new_run_id(tokyo).startswith("20261128T010203Z-")
-    ids = [reports.new_run_id(base + timedelta(seconds=s)) for s in (3600 * 30, 5, 0, 61)]
+    assert publish.new_run_id(tokyo).startswith("20261128T010203Z-")
+    ids = [publish.new_run_id(base + timedelta(seconds=s)) for s in (3600 * 30, 5, 0, 61)]
     assert [i[:16] for i in sorted(ids)] == [
         "20261128T010203Z",
         "20261128T010208Z",
@@ -136,7 +137,7 @@ def test_read_confusion_rejects_other_csvs(tmp_path, confusions):
 
 def test_a_report_read_back_has_the_written_tables(tmp_path, confusions):
     report = RunReport(run_id="r1", model_id="0123", confusions=confusions, manifest={})
-    run_dir = reports.write_run(tmp_path, report)
+    run_dir = publish.write_run(tmp_path, report)
     read = RunReport.read(run_dir)
     assert read.model_id == "0123"  # digits stay text
     pd.testing.assert_frame_equal(read.overall, report.overall)
@@ -191,7 +192,7 @@ def test_temp_folder_follows_the_swept_pattern(tmp_path, confusions, monkeypatch
         seen.append(Path(src).name)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(reports.os, "rename", crash_on_rename)
+    monkeypatch.setattr(publish.os, "rename", crash_on_rename)
     with pytest.raises(KeyboardInterrupt):
         write(runs, "r1", confusions)
     assert seen[0].startswith(".r1.tmp-")
@@ -216,7 +217,7 @@ def test_figures_and_report_md_are_in_the_folder_before_it_appears(
         seen["final_exists"] = Path(dst).exists()
         real_rename(src, dst)
 
-    monkeypatch.setattr(reports.os, "rename", rename)
+    monkeypatch.setattr(publish.os, "rename", rename)
     run_dir = write(runs, "r1", confusions)
     assert not seen["final_exists"]
     assert seen["contents"] == sorted(p.name for p in run_dir.iterdir())
@@ -245,11 +246,11 @@ def test_publish_latest_points_at_run_and_swaps(tmp_path, confusions):
     runs = tmp_path / "reports" / "runs"
     latest = tmp_path / "reports" / "latest"
     first = write(runs, "r1", confusions)
-    reports.publish_latest(latest, first)
+    publish.publish_latest(latest, first)
     assert latest.is_symlink() and not os.path.isabs(os.readlink(latest))
     assert latest.resolve() == first.resolve()
     second = write(runs, "r2", confusions)
-    reports.publish_latest(latest, second)
+    publish.publish_latest(latest, second)
     assert latest.resolve() == second.resolve()
     assert (latest / "overall.csv").is_file()
     assert sorted(p.name for p in latest.parent.iterdir()) == ["latest", "runs"]
@@ -263,7 +264,7 @@ def test_append_history_writes_header_once_and_a_row_per_split(tmp_path, confusi
     lines = history.read_text().splitlines()
     assert lines[0] == ",".join(HISTORY_COLUMNS)
     assert sum(line.startswith("finished_at") for line in lines) == 1
-    table = reports.read_history(history)
+    table = publish.read_history(history)
     assert list(table.columns) == HISTORY_COLUMNS
     assert table["run_id"].tolist() == ["r1", "r1", "r2", "r2"]
     assert table["split"].tolist() == ["train", "test"] * 2
@@ -278,13 +279,13 @@ def test_history_of_an_earlier_release_is_read_and_appended_under_the_current_he
     history = tmp_path / "history.csv"
     old_row = "2026-11-01T03:00:00+00:00,r0,test,10000,0.904500,5eed,0123456789abcdef\n"
     history.write_text("finished_at,run_id,split,samples,accuracy,model_id,data_sha256\n" + old_row)
-    old = reports.read_history(history)
+    old = publish.read_history(history)
     assert old["data_fingerprint"].tolist() == ["0123456789abcdef"]
     assert old[["flow_run_id", "trigger"]].values.tolist() == [["", ""]]
     append(history, "r1", "t", overall_table(confusions, "m"), trigger="cli")
     lines = history.read_text().splitlines(keepends=True)
     assert lines[0] == ",".join(HISTORY_COLUMNS) + "\n" and lines[1] == old_row[:-1] + ",,\n"
-    table = reports.read_history(history)
+    table = publish.read_history(history)
     assert table["run_id"].tolist() == ["r0", "r1", "r1"]
     assert table["trigger"].tolist() == ["", "cli", "cli"]
 
@@ -294,7 +295,7 @@ def test_history_records_the_flow_run_and_its_trigger(tmp_path, confusions):
     assert HISTORY_COLUMNS[-2:] == ["flow_run_id", "trigger"]
     flow_run_id = "0123"  # digits only: still text
     append(history, "r1", "t", overall_table(confusions, "m"), flow_run_id=flow_run_id)
-    table = reports.read_history(history)
+    table = publish.read_history(history)
     assert table["flow_run_id"].tolist() == [flow_run_id] * 2
     assert table["trigger"].tolist() == ["schedule"] * 2
 
@@ -315,7 +316,7 @@ def test_split_fingerprint_combines_both_files_of_the_split():
 
 
 def test_read_history_before_first_run_is_empty_with_columns(tmp_path):
-    table = reports.read_history(tmp_path / "history.csv")
+    table = publish.read_history(tmp_path / "history.csv")
     assert table.empty and list(table.columns) == HISTORY_COLUMNS
 
 
@@ -323,7 +324,7 @@ def test_read_history_keeps_digit_only_ids_as_text(tmp_path, confusions):
     history = tmp_path / "history.csv"
     overall = overall_table(confusions, "0123")
     append(history, "r1", "t", overall)
-    assert reports.read_history(history)["model_id"].tolist() == ["0123", "0123"]
+    assert publish.read_history(history)["model_id"].tolist() == ["0123", "0123"]
 
 
 GOOD_ROW = (
@@ -356,7 +357,7 @@ def test_a_damaged_history_is_moved_aside_and_a_new_one_started(
     append(history, "r1", "t", overall_table(confusions, "m"))
     [aside] = tmp_path.glob("history.csv.damaged-*")
     assert aside.read_bytes() == content, "the damaged file is kept as it was"
-    assert reports.read_history(history)["run_id"].tolist() == ["r1", "r1"]
+    assert publish.read_history(history)["run_id"].tolist() == ["r1", "r1"]
     assert history.read_text().startswith(HEADER)
     [warning] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert warning.startswith(f"{history} cannot be read ({problem}")
@@ -375,7 +376,7 @@ def test_read_history_file_reads_the_good_rows_and_names_the_bad_lines(tmp_path)
     history = tmp_path / "history.csv"
     bad_rows = "only,three,fields\n" * 7
     history.write_text(HEADER + GOOD_ROW + bad_rows + "\n" + GOOD_ROW.replace("r0", "r9"))
-    read = reports.read_history_file(history)
+    read = publish.read_history_file(history)
     assert read.table["run_id"].tolist() == ["r0", "r9"]
     assert read.table["samples"].tolist() == [10000, 10000]
     assert read.row_lines == [GOOD_ROW, GOOD_ROW.replace("r0", "r9")]
@@ -388,7 +389,7 @@ def test_read_history_file_reads_the_good_rows_and_names_the_bad_lines(tmp_path)
 def test_a_sound_history_has_no_damage_even_with_windows_line_ends(tmp_path, confusions):
     history = tmp_path / "history.csv"
     history.write_bytes((HEADER + GOOD_ROW).replace("\n", "\r\n").encode())
-    assert reports.read_history_file(history).damage is None
+    assert publish.read_history_file(history).damage is None
     append(history, "r1", "t", overall_table(confusions, "m"))
     assert history.read_text().splitlines(keepends=True)[:2] == [HEADER, GOOD_ROW]
     assert not list(tmp_path.glob("*.damaged-*"))
@@ -398,7 +399,7 @@ def publish_setup(tmp_path: Path, confusions) -> tuple[Layout, Path, Path, RunRe
     """A project whose `latest` is run r1 and whose history has its rows; run r2 written."""
     layout = Layout(tmp_path)
     first = write(layout.runs_dir, "r1", confusions)
-    reports.publish_run(layout, first, RunReport.read(first))
+    publish.publish_run(layout, first, RunReport.read(first))
     second = write(layout.runs_dir, "r2", confusions)
     return layout, first, second, RunReport.read(second)
 
@@ -416,10 +417,10 @@ def test_publish_run_swaps_latest_before_the_history_takes_the_new_rows(
         real_swap(link, target)
 
     monkeypatch.setattr(atomic, "replace_symlink", swap)
-    reports.publish_run(layout, second, report)
+    publish.publish_run(layout, second, report)
     assert seen == [history_before], "the history had no new rows before latest moved"
     assert layout.latest_link.resolve() == second
-    assert reports.read_history(layout.history_csv)["run_id"].tolist() == ["r1"] * 2 + ["r2"] * 2
+    assert publish.read_history(layout.history_csv)["run_id"].tolist() == ["r1"] * 2 + ["r2"] * 2
 
 
 def test_a_failed_swap_changes_neither_latest_nor_the_history(tmp_path, confusions, monkeypatch):
@@ -433,8 +434,8 @@ def test_a_failed_swap_changes_neither_latest_nor_the_history(tmp_path, confusio
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(atomic, "replace_symlink", full_disk)
-    with pytest.raises(OSError), reports.removed_unless_published(layout.latest_link, second):
-        reports.publish_run(layout, second, report)
+    with pytest.raises(OSError), publish.removed_unless_published(layout.latest_link, second):
+        publish.publish_run(layout, second, report)
     assert layout.latest_link.resolve() == first
     assert layout.history_csv.read_bytes() == history_before
     assert sorted(p.name for p in layout.reports_dir.rglob("*")) == listing_before, (
@@ -444,8 +445,8 @@ def test_a_failed_swap_changes_neither_latest_nor_the_history(tmp_path, confusio
 
 def test_a_published_run_folder_is_never_removed(tmp_path, confusions):
     layout, first, second, report = publish_setup(tmp_path, confusions)
-    with pytest.raises(RuntimeError), reports.removed_unless_published(layout.latest_link, second):
-        reports.publish_run(layout, second, report)
+    with pytest.raises(RuntimeError), publish.removed_unless_published(layout.latest_link, second):
+        publish.publish_run(layout, second, report)
         raise RuntimeError("after publishing")
     assert second.is_dir() and layout.latest_link.resolve() == second
 
@@ -458,7 +459,7 @@ def test_a_latest_that_is_not_a_link_is_moved_aside(tmp_path, confusions, caplog
         shutil.copytree(run_dir, latest)
     else:
         latest.write_text("notes\n")
-    reports.publish_latest(latest, run_dir)
+    publish.publish_latest(latest, run_dir)
     [aside] = tmp_path.glob("latest.damaged-*")
     assert aside.is_dir() if kind == "folder" else aside.read_text() == "notes\n"
     assert latest.is_symlink() and latest.resolve() == run_dir
@@ -477,13 +478,13 @@ def test_reports_module_does_not_import_prefect():
     import subprocess
     import sys
 
-    code = "import sys, fashionnet.reports; print('prefect' in sys.modules)"
+    code = "import sys, fashionnet.report.publish; print('prefect' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
 
 def test_the_manifest_and_history_record_the_run_origin(tmp_path, confusions):
-    from fashionnet.run_report import RunOrigin
+    from fashionnet.report.run_report import RunOrigin
 
     origin = RunOrigin(
         flow_run_id="f1", flow_run_name="calm-fox", trigger="cli", overrides={"epochs": 3}
@@ -491,7 +492,7 @@ def test_the_manifest_and_history_record_the_run_origin(tmp_path, confusions):
     layout = Layout(tmp_path)
     manifest = {"prefect": dataclasses.asdict(origin)}
     run_dir = write(layout.runs_dir, "r1", confusions, manifest=manifest)
-    reports.publish_run(layout, run_dir, RunReport.read(run_dir))
+    publish.publish_run(layout, run_dir, RunReport.read(run_dir))
     written = json.loads((run_dir / "manifest.json").read_text())["prefect"]
     assert written == {
         "flow_run_id": "f1",
@@ -500,7 +501,7 @@ def test_the_manifest_and_history_record_the_run_origin(tmp_path, confusions):
         "trigger": "cli",
         "overrides": {"epochs": 3},
     }
-    history = reports.read_history(layout.history_csv)
+    history = publish.read_history(layout.history_csv)
     assert history[["flow_run_id", "trigger"]].drop_duplicates().values.tolist() == [["f1", "cli"]]
     with pytest.raises(ValueError, match="trigger 'cron' is not one of schedule"):
         RunOrigin(trigger="cron")

@@ -7,13 +7,16 @@ import pyarrow.parquet as pq
 import pytest
 from report_fixtures import EVERY_FIGURE, make_images, make_predictions, make_report
 
-from fashionnet import reports
-from fashionnet.dataset import SplitFile, open_split
-from fashionnet.layout import Layout
-from fashionnet.model_source import obtain_model
+from fashionnet.core.layout import Layout
+from fashionnet.data.parquet import SplitFile, open_split
+from fashionnet.data.prepare import write_split
+from fashionnet.model.source import obtain_model
+from fashionnet.model.train import TrainConfig
+from fashionnet.model.two_layer_net import TwoLayerNet
+from fashionnet.model.weights import save_params
 from fashionnet.predict import predict_splits
-from fashionnet.prepare import write_split
-from fashionnet.run_report import (
+from fashionnet.report import publish
+from fashionnet.report.run_report import (
     MISCLASSIFIED_SHOWN,
     SAMPLES_PER_CLASS,
     build_manifest,
@@ -23,9 +26,6 @@ from fashionnet.run_report import (
     read_run_csv,
     sample_positions,
 )
-from fashionnet.train import TrainConfig
-from fashionnet.two_layer_net import TwoLayerNet
-from fashionnet.weights import save_params
 
 
 def test_most_confident_errors_hand_example():
@@ -136,7 +136,7 @@ def test_manifest_records_sources_fingerprints_model_and_packages():
 
 def recomputed_from_predictions(path) -> dict[str, float]:
     """top2_accuracy, log_loss and ece from a predictions Parquet alone, by their definitions,
-    row by row in float64: nothing from fashionnet.metrics."""
+    row by row in float64: nothing from fashionnet.report.metrics."""
     frame = pq.read_table(path).to_pandas()
     label, predicted, second = (frame[name].to_numpy() for name in ("label", "predicted", "second"))
     confidence = frame["confidence"].to_numpy().astype(np.float64)
@@ -179,7 +179,7 @@ def test_overall_csv_is_recomputed_from_the_predictions_files_alone(tmp_path):
         layout=layout,
         stage_seconds={},
     )
-    run_dir = reports.write_run(layout.runs_dir, report)
+    run_dir = publish.write_run(layout.runs_dir, report)
     overall = read_run_csv(run_dir, "overall.csv").set_index("split")
     assert overall.index.tolist() == ["train", "validation", "test"]
     for split in splits:

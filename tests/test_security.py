@@ -14,8 +14,8 @@ from cli_runs import FASHIONNET, error_line
 from synthetic import write_synthetic_raw
 from test_fetch import IMAGES, Mirror, wrong_content
 
-from fashionnet.errors import FashionnetError
-from fashionnet.fetch import find_raw_files
+from fashionnet.core.errors import FashionnetError
+from fashionnet.data.fetch import find_raw_files
 
 REPO = Path(__file__).resolve().parents[1]
 PICKLING_MODULES = {"pickle", "cPickle", "_pickle", "cloudpickle", "dill", "joblib", "shelve"}
@@ -115,7 +115,7 @@ def test_cli_refuses_a_project_dir_leading_out(tmp_path):
 
 def test_flow_refuses_a_project_dir_leading_out(prefect_harness, tmp_path, monkeypatch):
     """The same rule for the flow parameter, as a deployment or the Prefect UI would pass it."""
-    from flows.pipeline import fashionnet_pipeline
+    from fashionnet_flows.pipeline import fashionnet_pipeline
 
     work = tmp_path / "work"
     work.mkdir()
@@ -138,7 +138,7 @@ def listening_sockets() -> set[tuple[str, int]]:
 
 @pytest.mark.prefect
 def test_the_local_dask_cluster_listens_on_localhost_only():
-    from flows.pipeline import make_task_runner
+    from fashionnet_flows.pipeline import make_task_runner
 
     before = listening_sockets()
     with make_task_runner("dask", None) as runner:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from fashionnet_flows.serve import PREFECT_YAML, SERVED_SUFFIX, read_deployment
 
-from fashionnet.errors import FashionnetError
-from flows.serve import PREFECT_YAML, SERVED_SUFFIX, read_deployment
+from fashionnet.core.errors import FashionnetError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SPEC = yaml.safe_load(PREFECT_YAML.read_text())["deployments"][0]
@@ -58,7 +58,8 @@ def schedules_active(name: str) -> list[bool]:
 
 @pytest.fixture
 def serving(prefect_harness, tmp_path):
-    """`python -m flows.serve` against the test server; stopped (SIGTERM, then SIGKILL) after."""
+    """`python -m fashionnet_flows.serve` against the test server; stopped (SIGTERM, then
+    SIGKILL) after."""
     from prefect.settings import PREFECT_API_URL
 
     env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
@@ -66,7 +67,7 @@ def serving(prefect_harness, tmp_path):
     log = tmp_path / "serve.log"
     with open(log, "w") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "flows.serve"],
+            [sys.executable, "-m", "fashionnet_flows.serve"],
             cwd=tmp_path,  # it must find its checkout on its own
             env=env,
             stdout=out,

@@ -1,4 +1,4 @@
-"""fashionnet/settings.py: the project's environment, set where the user has not set it."""
+"""fashionnet/core/settings.py: the project's environment, set where the user has not set it."""
 
 import os
 import subprocess
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from fashionnet.errors import FashionnetError
-from fashionnet.settings import (
+from fashionnet.core.errors import FashionnetError
+from fashionnet.core.settings import (
     FLOW_TIMEOUT_VARIABLE,
     RAW_DIR_VARIABLE,
     apply_environment_defaults,
@@ -93,10 +93,11 @@ def test_a_bad_flow_timeout_is_one_line_naming_the_variable(environ, value):
 
 
 def settings_command(*command: str, cwd: Path, **variables: str) -> subprocess.Popen:
-    """`python -m fashionnet.settings COMMAND` in `cwd`, none of the project's variables set."""
+    """`python -m fashionnet.core.settings COMMAND` in `cwd`, none of the project's variables
+    set."""
     env = {name: value for name, value in os.environ.items() if name not in PROJECT_VARIABLES}
     return subprocess.Popen(
-        [sys.executable, "-m", "fashionnet.settings", *command],
+        [sys.executable, "-m", "fashionnet.core.settings", *command],
         cwd=cwd,
         env={**env, **variables},
         stdout=subprocess.PIPE,
@@ -124,7 +125,7 @@ def test_the_command_replaces_the_process_so_signals_reach_it(tmp_path):
 
 def test_a_missing_command_is_one_clear_line(tmp_path):
     process = settings_command("no-such-command", cwd=tmp_path)
-    message = "fashionnet.settings: cannot run no-such-command: No such file or directory\n"
+    message = "fashionnet.core.settings: cannot run no-such-command: No such file or directory\n"
     assert finish(process) == (1, "", message)
 
 

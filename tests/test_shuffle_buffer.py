@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from fashionnet.shuffle_buffer import ArrayRowGroups, buffers, shuffled_minibatches
+from fashionnet.model.shuffle_buffer import ArrayRowGroups, buffers, shuffled_minibatches
 
 
 class CountingRowGroups(ArrayRowGroups):

@@ -16,7 +16,7 @@ import pytest
 from cli_runs import LiveRun, leftovers, snapshot
 from synthetic import write_synthetic_raw
 
-from fashionnet.atomic import TEMP_MARKER
+from fashionnet.core.atomic import TEMP_MARKER
 
 pytestmark = pytest.mark.prefect
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from fashionnet.standardize import SCALE_FLOOR, Standardization
-from fashionnet.two_layer_net import TwoLayerNet, predict
+from fashionnet.model.standardize import SCALE_FLOOR, Standardization
+from fashionnet.model.two_layer_net import TwoLayerNet, predict
 
 
 @pytest.fixture

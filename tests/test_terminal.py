@@ -5,11 +5,11 @@ from report_fixtures import make_report, make_run
 from rich.console import Console
 from test_reports import GOOD_ROW, HEADER, append
 
-from fashionnet import reports
-from fashionnet.errors import FashionnetError
-from fashionnet.fashion_mnist import CLASS_NAMES
-from fashionnet.run_report import read_run_csv
-from fashionnet.terminal import render_report, render_runs
+from fashionnet.core.errors import FashionnetError
+from fashionnet.data.catalog import CLASS_NAMES
+from fashionnet.report import publish
+from fashionnet.report.run_report import read_run_csv
+from fashionnet.report.terminal import render_report, render_runs
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,7 @@ def test_render_report_per_class_table_equals_per_class_csv(run_dir):
 
 def test_render_report_through_the_latest_link_names_the_run(run_dir, tmp_path):
     latest = tmp_path / "latest"
-    reports.publish_latest(latest, run_dir)
+    publish.publish_latest(latest, run_dir)
     console = recording_console()
     render_report(latest, console)
     assert "Run r1" in console.export_text()

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_info
 
-from fashionnet.threads import blas_threads_for_training, training_threads
+from fashionnet.core.threads import blas_threads_for_training, training_threads
 
 
 @pytest.mark.parametrize(("cpus", "threads"), [(1, 1), (2, 1), (3, 1), (4, 2), (16, 8)])
@@ -25,8 +25,8 @@ def test_the_limit_holds_for_the_block_only():
 
 
 def test_training_runs_under_the_limit():
-    from fashionnet import train as train_module
-    from fashionnet.shuffle_buffer import ArrayRowGroups
+    from fashionnet.model import train as train_module
+    from fashionnet.model.shuffle_buffer import ArrayRowGroups
 
     seen = []
     x = np.zeros((20, 784), np.float32)

@@ -7,15 +7,16 @@ import math
 import numpy as np
 import pytest
 
-from fashionnet import interrupts
-from fashionnet.errors import FashionnetError
-from fashionnet.fashion_mnist import NUM_PIXELS, SPLITS
-from fashionnet.functions import cross_entropy_error
-from fashionnet.idx import read_split
-from fashionnet.optimizers import OPTIMIZERS, make_optimizer
-from fashionnet.shuffle_buffer import ArrayRowGroups
-from fashionnet.standardize import Standardization
-from fashionnet.train import (
+from fashionnet.core import interrupts
+from fashionnet.core.errors import FashionnetError
+from fashionnet.data.catalog import NUM_PIXELS, SPLITS
+from fashionnet.data.idx import read_split
+from fashionnet.data.split_rule import training_rows, validation_rows
+from fashionnet.model.functions import cross_entropy_error
+from fashionnet.model.optimizers import OPTIMIZERS, make_optimizer
+from fashionnet.model.shuffle_buffer import ArrayRowGroups
+from fashionnet.model.standardize import Standardization
+from fashionnet.model.train import (
     BOOK_CONFIG,
     DEFAULT_CONFIG,
     SHUFFLE_STREAM,
@@ -26,8 +27,7 @@ from fashionnet.train import (
     train,
     write_learning_curve,
 )
-from fashionnet.two_layer_net import TwoLayerNet, backprop
-from fashionnet.validation import training_rows, validation_rows
+from fashionnet.model.two_layer_net import TwoLayerNet, backprop
 
 SMALL = TrainConfig(hidden_size=16, epochs=6, batch_size=32, learning_rate=0.01)
 
@@ -146,10 +146,10 @@ def test_without_a_validation_split_validation_accuracy_is_none(data, tmp_path):
 def test_on_epoch_and_one_log_line_per_epoch(data, caplog):
     train_split, validation_split = data
     seen = []
-    with caplog.at_level(logging.INFO, logger="fashionnet.train"):
+    with caplog.at_level(logging.INFO, logger="fashionnet.model.train"):
         result = train(SMALL, train_split, validation_split, on_epoch=seen.append)
     assert seen == result.curve
-    lines = [r.getMessage() for r in caplog.records if r.name == "fashionnet.train"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "fashionnet.model.train"]
     assert len(lines) == SMALL.epochs
     assert lines[0].startswith("epoch 1/6: loss ")
     assert "minibatch accuracy" in lines[0] and "validation accuracy" in lines[0]

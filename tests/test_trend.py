@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fashionnet.layout import Layout
-from fashionnet.schema import HISTORY_COLUMNS
-from fashionnet.trend import runs_table, splits_of, write_trend
+from fashionnet.core.layout import Layout
+from fashionnet.report.columns import HISTORY_COLUMNS
+from fashionnet.report.trend import runs_table, splits_of, write_trend
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # run id, finished at, model id, train and test accuracy (None: the run had no such split)

@@ -5,12 +5,12 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from fashionnet.errors import FashionnetError
-from fashionnet.functions import softmax
-from fashionnet.model_source import obtain_model
-from fashionnet.train import TrainConfig
-from fashionnet.two_layer_net import PARAM_NAMES, TwoLayerNet, backprop, predict, scores
-from fashionnet.weights import load_params
+from fashionnet.core.errors import FashionnetError
+from fashionnet.model.functions import softmax
+from fashionnet.model.source import obtain_model
+from fashionnet.model.train import TrainConfig
+from fashionnet.model.two_layer_net import PARAM_NAMES, TwoLayerNet, backprop, predict, scores
+from fashionnet.model.weights import load_params
 
 INPUT, HIDDEN, OUTPUT, BATCH = 6, 5, 3, 4
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from fashionnet.errors import FashionnetError
-from fashionnet.validation import (
+from fashionnet.core.errors import FashionnetError
+from fashionnet.data.split_rule import (
     SplitRule,
     class_shares,
     rows_digest,

@@ -6,9 +6,9 @@ import pickle
 import numpy as np
 import pytest
 
-from fashionnet.errors import FashionnetError
-from fashionnet.two_layer_net import TwoLayerNet
-from fashionnet.weights import (
+from fashionnet.core.errors import FashionnetError
+from fashionnet.model.two_layer_net import TwoLayerNet
+from fashionnet.model.weights import (
     METADATA_KEY,
     load_metadata,
     load_params,

@@ -1,0 +1,51 @@
+"""Output paths that come from parameters: made absolute, and kept where they were meant to go.
+
+Every file a run writes lives under its project folder (see `Layout`), so the one output path a
+user passes is the project folder itself (`--project-dir`, the flow's `project_dir`). Paths that
+are only read (`--raw-dir`, `--weights`) may point anywhere and are never written to.
+
+A relative output path must stay inside the folder it is relative to: one that `..` or a
+symlink leads out of is refused, so a parameter typed into a schedule or the Prefect UI cannot
+send the outputs somewhere unexpected. An absolute path is the user asking for that place
+explicitly, and is taken as given.
+
+`writable_folder` then proves the folder can be written before a run starts, so a read-only or
+foreign project folder stops the run at once, with one line, instead of after the training.
+"""
+
+import os
+from pathlib import Path
+
+from fashionnet.core.atomic import temp_path_for
+from fashionnet.core.errors import FashionnetError, machine_errors_named
+
+
+def resolve_output(path: str | os.PathLike, base: str | os.PathLike, *, option: str) -> Path:
+    """`path` as an absolute path: taken as given when absolute, else inside `base`.
+
+    `option` names the parameter in the error, e.g. "--project-dir".
+    """
+    given = Path(path)
+    if given.is_absolute():
+        return given.resolve()
+    base = Path(base).resolve()
+    resolved = (base / given).resolve()
+    if not resolved.is_relative_to(base):
+        raise FashionnetError(
+            f"{option} {path} leads outside {base} (to {resolved}); "
+            f"give an absolute path if you mean to write there"
+        )
+    return resolved
+
+
+def writable_folder(folder: Path, *, option: str) -> Path:
+    """`folder`, made if missing, once a file could be created in it; else a FashionnetError
+    of one line (`option` names the parameter when a file stands in the folder's place)."""
+    if folder.exists() and not folder.is_dir():
+        raise FashionnetError(
+            f"{folder}: a file, not a folder; give {option} a folder, or move the file aside"
+        )
+    with machine_errors_named(folder):
+        folder.mkdir(parents=True, exist_ok=True)
+        temp_path_for(folder / "write-check").unlink()  # hidden; swept if ever left
+    return folder

@@ -1,0 +1,109 @@
+"""The environment this project runs in, in one place: Prefect, TensorFlow and cache folders.
+
+Each entry point (the CLI, `make serve`, the tests, the benchmark) applies these defaults before
+it imports Prefect or TensorFlow; a value the user set always wins. The Makefile's long-running
+targets run their command through this module, so they get the same environment:
+
+    python -m fashionnet.core.settings COMMAND [ARGS...]   the defaults, then exec COMMAND
+    python -m fashionnet.core.settings                     NAME=value lines: what COMMAND would get
+
+The project folder is the current working directory. Standard library (and `errors`) only, so
+it can run before Prefect or TensorFlow is imported.
+"""
+
+import math
+import os
+import sys
+from pathlib import Path
+
+from fashionnet.core.errors import FashionnetError
+
+RAW_DIR_VARIABLE = "FASHIONNET_RAW_DIR"
+# The longest a flow run may take before Prefect stops it as failed: a hung download or a stuck
+# worker must end some time. Read when the flow is defined (its decorator).
+FLOW_TIMEOUT_VARIABLE = "FASHIONNET_FLOW_TIMEOUT_SECONDS"
+DEFAULT_FLOW_TIMEOUT_SECONDS = 7200.0
+# How long `fashionnet run` waits for its temporary Prefect server to answer (Prefect's own
+# setting; its default of 20 s is too short for a loaded 2-core machine).
+SERVER_STARTUP_VARIABLE = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
+
+# TensorFlow's C++ start-up chatter drowns our output, and its oneDNN kernels change results in
+# the last bits with the order of computation; both are off unless the user turns them on.
+TENSORFLOW_DEFAULTS = {"TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0"}
+
+
+def environment_defaults(project_dir: Path) -> dict[str, str]:
+    """Every variable this project sets for itself, with its value for `project_dir`."""
+    return {
+        # Prefect's database and profiles belong to this project, not to the user's ~/.prefect.
+        "PREFECT_HOME": str(project_dir / ".prefect"),
+        # No telemetry: the machines this runs on may be offline, and nothing should leave them.
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        # The library logs through `fashionnet` (no Prefect import); Prefect shows those records
+        # in the run's logs, and drops them quietly outside a flow run (tests, benchmarks).
+        "PREFECT_LOGGING_EXTRA_LOGGERS": "fashionnet",
+        "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
+        # A slow start of `fashionnet run`'s temporary server on a busy machine is not a crash.
+        SERVER_STARTUP_VARIABLE: "90",
+        **TENSORFLOW_DEFAULTS,
+        # Downloads and caches stay in the project folder, where `make clean` finds them.
+        "KERAS_HOME": str(project_dir / ".cache" / "keras"),
+        "MPLCONFIGDIR": str(project_dir / ".cache" / "matplotlib"),
+    }
+
+
+def apply_environment_defaults(project_dir: Path) -> None:
+    """Set each default in os.environ, unless the user set that variable already."""
+    for name, value in environment_defaults(project_dir).items():
+        os.environ.setdefault(name, value)
+
+
+def quiet_tensorflow() -> None:
+    """The TensorFlow defaults alone, for code that imports TensorFlow lazily."""
+    for name, value in TENSORFLOW_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+
+
+def raw_dir_from_environment() -> str | None:
+    """What FASHIONNET_RAW_DIR says (the folder of the four .gz files), or None when unset.
+
+    An empty value is returned as it is: it names no folder, and the run refuses it rather
+    than quietly looking elsewhere.
+    """
+    return os.environ.get(RAW_DIR_VARIABLE)
+
+
+def flow_timeout_seconds() -> float:
+    """FASHIONNET_FLOW_TIMEOUT_SECONDS (default 7200): a positive, finite number of seconds."""
+    text = os.environ.get(FLOW_TIMEOUT_VARIABLE, "").strip()
+    if not text:
+        return DEFAULT_FLOW_TIMEOUT_SECONDS
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise FashionnetError(
+            f"{FLOW_TIMEOUT_VARIABLE}={text!r} is not a positive number of seconds: "
+            f"fix it or unset it (default {DEFAULT_FLOW_TIMEOUT_SECONDS:.0f})"
+        )
+    return seconds
+
+
+def main() -> None:
+    command = sys.argv[1:]
+    project_dir = Path.cwd()
+    apply_environment_defaults(project_dir)
+    if not command:
+        for name in environment_defaults(project_dir):
+            print(f"{name}={os.environ[name]}")
+        return
+    try:
+        # Replace this process, so signals (Ctrl-C, SIGTERM) reach the command itself.
+        os.execvp(command[0], command)
+    except OSError as error:
+        sys.exit(f"fashionnet.core.settings: cannot run {command[0]}: {error.strerror}")
+
+
+if __name__ == "__main__":
+    main()

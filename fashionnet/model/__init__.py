@@ -1,0 +1,2 @@
+"""The model: the NumPy TwoLayerNet, its functions and optimizers, training, weights files and
+the model store."""

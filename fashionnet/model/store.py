@@ -1,0 +1,115 @@
+"""Models on disk, each in a folder named by its model key, so a rerun finds its model again.
+
+A model folder `models/<model key>/` holds `weights.npz`, `meta.json` and, for a trained
+model, `learning_curve.csv`. The model key is a digest of what made the model (its source,
+recipe and the source checksums of the data): the same recipe on the same data finds its
+folder again. The model id is a digest of the weights themselves (`weights.model_id`); both
+appear in every report. Each file has its checksum record (`integrity`), checked before a
+stored model is used again: a damaged model is made again.
+"""
+
+import hashlib
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from fashionnet.core import atomic, integrity
+from fashionnet.core.errors import FashionnetError
+from fashionnet.model.train import read_learning_curve, write_learning_curve
+from fashionnet.model.two_layer_net import Params
+from fashionnet.model.weights import load_params, model_id, save_params
+
+log = logging.getLogger(__name__)
+
+WEIGHTS_NAME = "weights.npz"
+META_NAME = "meta.json"
+CURVE_NAME = "learning_curve.csv"
+KEY_CHARS = 16
+
+
+@dataclass(frozen=True)
+class StoredModel:
+    folder: Path
+    params: Params
+    meta: dict[str, Any]
+    learning_curve: pd.DataFrame | None  # None for a model that was never trained
+
+    @property
+    def model_id(self) -> str:
+        return self.meta["model_id"]
+
+    @property
+    def model_key(self) -> str:
+        return self.folder.name
+
+    @property
+    def weights_path(self) -> Path:
+        return self.folder / WEIGHTS_NAME
+
+
+def model_key(recipe: Mapping[str, Any], sources: Mapping[str, str]) -> str:
+    """A digest of everything that determines a model: its recipe and the data's sources
+    (raw file name -> sha256)."""
+    identity = {"recipe": dict(recipe), "sources": dict(sorted(sources.items()))}
+    blob = json.dumps(identity, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:KEY_CHARS]
+
+
+def load_stored(models_dir: Path, key: str) -> StoredModel | None:
+    """The model stored under `key`, or None when there is none or it is damaged (its damaged
+    files are moved aside: `integrity.verified`)."""
+    folder = models_dir / key
+    meta_path = folder / META_NAME
+    if not integrity.verified(meta_path):
+        return None
+    meta = json.loads(meta_path.read_text())
+    companions = (WEIGHTS_NAME, CURVE_NAME) if meta["trained"] else (WEIGHTS_NAME,)
+    # Each one checked (no short cut), so that every damaged one is moved aside and named.
+    if not all([integrity.verified(folder / name, required=True) for name in companions]):
+        return None
+    try:
+        params = load_params(folder / WEIGHTS_NAME)
+        curve = read_learning_curve(folder / CURVE_NAME) if meta["trained"] else None
+    except FashionnetError as exc:  # intact, but refused by today's checks
+        log.warning("ignoring stored model %s and making it again: %s", folder, exc)
+        return None
+    if model_id(params) != meta.get("model_id"):
+        log.warning("stored model %s does not match its %s; making it again", folder, META_NAME)
+        return None
+    return StoredModel(folder, params, meta, curve)
+
+
+def store_model(
+    models_dir: Path,
+    key: str,
+    params: Params,
+    meta: Mapping[str, Any],
+    learning_curve: pd.DataFrame | None = None,
+) -> StoredModel:
+    """Save weights, learning curve and metadata under `key`, each with its checksum record.
+    meta.json is written last, so its presence means the folder is complete."""
+    folder = models_dir / key
+    meta = {
+        **meta,
+        "model_id": model_id(params),
+        "model_key": key,
+        "trained": learning_curve is not None,
+    }
+    # The weights file carries only what is reproducible, so equal weights give equal bytes.
+    reproducible = {name: value for name, value in meta.items() if not name.endswith("_seconds")}
+    with integrity.sealing(folder / WEIGHTS_NAME):
+        save_params(folder / WEIGHTS_NAME, params, metadata=reproducible)
+    if learning_curve is not None:
+        with integrity.sealing(folder / CURVE_NAME):
+            write_learning_curve(folder / CURVE_NAME, learning_curve)
+        # As the file holds it (6 decimals): a rerun that finds this model must report, and
+        # draw, exactly the curve this run does.
+        learning_curve = read_learning_curve(folder / CURVE_NAME)
+    with integrity.sealing(folder / META_NAME):
+        atomic.write_text(folder / META_NAME, json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    return StoredModel(folder, params, dict(meta), learning_curve)

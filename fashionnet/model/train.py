@@ -1,0 +1,293 @@
+"""Minibatch training of TwoLayerNet: shuffle, backpropagate, update, log one line per epoch.
+
+Training streams its split by row groups through a shuffle buffer (`shuffle_buffer`), so its
+memory does not grow with the number of images; after each epoch it measures the accuracy on
+the validation split, streamed the same way. It never reads the test split.
+
+Everything is seeded (weights from `seed`; the row-group order, the rows' shuffle and the
+augmentation each from their own stream of the same seed) and float32, so the same config and
+data give bit-identical weights on the same machine and BLAS setup (another BLAS kernel or
+thread count rounds differently).
+"""
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, ClassVar
+
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from fashionnet.core import atomic, interrupts
+from fashionnet.core.errors import FashionnetError
+from fashionnet.core.threads import blas_threads_for_training
+from fashionnet.data.catalog import NUM_CLASSES
+from fashionnet.model.augment import AUGMENTS, random_shifts
+from fashionnet.model.functions import cross_entropy_error
+from fashionnet.model.optimizers import OPTIMIZERS, make_optimizer
+from fashionnet.model.shuffle_buffer import RowGroups, shuffled_minibatches
+from fashionnet.model.standardize import Standardization
+from fashionnet.model.two_layer_net import WEIGHT_INITS, Params, TwoLayerNet, backprop, scores
+from fashionnet.options import OneOf, Options
+from fashionnet.report.columns import CURVE_COLUMNS
+
+logger = logging.getLogger(__name__)
+
+LR_SCHEDULES = ("constant", "cosine", "step")
+# Each use of randomness draws from its own stream of the seed, independent of the weight init
+# and of each other (so turning augmentation on does not change the shuffle).
+SHUFFLE_STREAM = 1
+ROW_GROUP_ORDER_STREAM = 2
+AUGMENT_STREAM = 3
+
+
+class TrainConfig(Options):
+    """The training recipe: everything that decides the trained weights (with the data)."""
+
+    kind: ClassVar[str] = "training option"
+
+    hidden_size: int = Field(1024, gt=0, description="Hidden layer units.")
+    epochs: int = Field(15, gt=0, description="Training epochs.")
+    batch_size: int = Field(256, gt=0, description="Minibatch size.")
+    learning_rate: float = Field(0.002, gt=0, description="Initial learning rate.")
+    optimizer: Annotated[str, OneOf(OPTIMIZERS)] = Field(
+        "adam", description="Update rule; 'sgd' is the book's plain gradient descent."
+    )
+    lr_schedule: Annotated[str, OneOf(LR_SCHEDULES)] = Field(
+        "cosine", description="Learning rate over the epochs (see scheduled_learning_rate)."
+    )
+    weight_init: Annotated[str, OneOf(WEIGHT_INITS)] = Field(
+        "he",
+        description="'he' scales the initial weights by sqrt(2 / fan_in); 'std' draws "
+        "weight_init_std * N(0, 1) as the book does.",
+    )
+    weight_init_std: float = Field(
+        0.01, gt=0, description="Scale of the 'std' initialisation (unused by 'he')."
+    )
+    weight_decay: float = Field(
+        0.0, ge=0, description="L2 strength lambda: adds lambda * W to each weight gradient."
+    )
+    standardize: bool = Field(
+        True,
+        description="Train on per-pixel standardized inputs, folded into W1 and b1 afterwards "
+        "(off: train on x / 255 as the book does).",
+    )
+    shuffle_buffer_row_groups: int = Field(
+        8,
+        gt=0,
+        description="Row groups shuffled together (memory: this many row groups of images); "
+        "the default holds all of Fashion-MNIST's training rows at 10,000 rows per group, so "
+        "the shuffle is over the whole split.",
+    )
+    augment: Annotated[str, OneOf(AUGMENTS)] = Field(
+        "none",
+        description="'shift' moves each minibatch image by up to 2 pixels in each direction "
+        "(zero fill), drawn anew every epoch.",
+    )
+    seed: int = Field(
+        0, ge=0, description="Seed of the initialisation, the shuffling and the augmentation."
+    )
+
+
+DEFAULT_CONFIG = TrainConfig()
+# The book's recipe: plain SGD from small random weights, 100 hidden units, batch 100.
+BOOK_CONFIG = TrainConfig(
+    hidden_size=100,
+    epochs=17,
+    batch_size=100,
+    learning_rate=0.1,
+    optimizer="sgd",
+    lr_schedule="constant",
+    weight_init="std",
+    weight_init_std=0.01,
+    standardize=False,
+)
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    epoch: int  # 1-based
+    loss: float  # mean cross-entropy over the epoch's minibatches (without the L2 term)
+    # On the epoch's minibatches, each before its update (as Keras reports): a running figure,
+    # not the accuracy of the final weights on the training rows.
+    minibatch_accuracy: float
+    validation_accuracy: float | None  # after the epoch; None without a validation split
+    learning_rate: float
+    seconds: float
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    params: Params
+    curve: list[EpochRecord]
+    seconds: float
+
+
+def scheduled_learning_rate(config: TrainConfig, epoch: int) -> float:
+    """The learning rate during `epoch` (1-based).
+
+    constant: always the base rate; cosine: from the base rate down a half cosine towards 0;
+    step: the base rate, then / 10 from halfway and / 100 from three quarters of the epochs.
+    """
+    progress = (epoch - 1) / config.epochs
+    if config.lr_schedule == "cosine":
+        return config.learning_rate * 0.5 * (1 + math.cos(math.pi * progress))
+    if config.lr_schedule == "step":
+        return config.learning_rate * 0.1 ** ((progress >= 0.5) + (progress >= 0.75))
+    return config.learning_rate
+
+
+@blas_threads_for_training()  # a fixed count, so the weights do not depend on the load
+def train(
+    config: TrainConfig,
+    train_split: RowGroups,
+    validation_split: RowGroups | None = None,
+    *,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+) -> TrainResult:
+    """Train a TwoLayerNet by minibatch gradient descent on the cross-entropy.
+
+    Both splits are read by row groups (`dataset.SplitFile`, or `ArrayRowGroups` for arrays).
+    With a validation split, each epoch also measures validation accuracy. `on_epoch` is called
+    with each epoch's record. With `config.standardize`, the returned parameters already
+    include the input standardization.
+    """
+    start = time.perf_counter()
+    all_groups = range(len(train_split.row_group_rows))
+    n = sum(train_split.row_group_rows)
+    standardization = None
+    if config.standardize:  # one streaming pass over the training rows
+        standardization = Standardization.fit_stream(train_split.read([g])[0] for g in all_groups)
+    net = TwoLayerNet(
+        train_split.num_features,
+        config.hidden_size,
+        NUM_CLASSES,
+        config.weight_init_std,
+        weight_init=config.weight_init,
+        seed=config.seed,
+    )
+    params = net.params
+    optimizer = make_optimizer(config.optimizer, config.learning_rate)
+    group_rng = np.random.default_rng([config.seed, ROW_GROUP_ORDER_STREAM])
+    shuffle_rng = np.random.default_rng([config.seed, SHUFFLE_STREAM])
+    augment_rng = np.random.default_rng([config.seed, AUGMENT_STREAM])
+    curve = []
+    for epoch in range(1, config.epochs + 1):
+        epoch_start = time.perf_counter()
+        optimizer.lr = scheduled_learning_rate(config, epoch)
+        loss_sum, correct = 0.0, 0
+        minibatches = shuffled_minibatches(
+            train_split, config.shuffle_buffer_row_groups, config.batch_size, group_rng, shuffle_rng
+        )
+        for x, t in minibatches:
+            interrupts.check()  # a stop request ends training within one step
+            if config.augment == "shift":
+                x = random_shifts(x, augment_rng)
+            if standardization is not None:
+                x = standardization.apply(x)
+            output, grads = backprop(params, x, t)
+            loss_sum += cross_entropy_error(output, t) * len(t)
+            correct += int(np.count_nonzero(output.argmax(axis=1) == t))
+            if config.weight_decay:
+                # The L2 penalty (lambda / 2) * sum(W ** 2) adds lambda * W to each weight gradient.
+                grads["W1"] += config.weight_decay * params["W1"]
+                grads["W2"] += config.weight_decay * params["W2"]
+            optimizer.update(params, grads)
+        record = EpochRecord(
+            epoch=epoch,
+            loss=loss_sum / n,
+            minibatch_accuracy=correct / n,
+            validation_accuracy=None
+            if validation_split is None
+            else streamed_accuracy(params, validation_split, standardization),
+            learning_rate=optimizer.lr,
+            seconds=time.perf_counter() - epoch_start,
+        )
+        curve.append(record)
+        _log_epoch(record, config.epochs)
+        if on_epoch is not None:
+            on_epoch(record)
+    if standardization is not None:
+        params = standardization.fold(params)
+    return TrainResult(params=params, curve=curve, seconds=time.perf_counter() - start)
+
+
+def streamed_accuracy(
+    params: Params, split: RowGroups, standardization: Standardization | None
+) -> float:
+    """The accuracy of `params` on `split`, one row group at a time."""
+    correct = 0
+    for group in range(len(split.row_group_rows)):
+        x, t = split.read([group])
+        if standardization is not None:
+            x = standardization.apply(x)
+        correct += int(np.count_nonzero(scores(params, x).argmax(axis=1) == t))
+    return correct / sum(split.row_group_rows)
+
+
+def _log_epoch(record: EpochRecord, epochs: int) -> None:
+    validation = (
+        ""
+        if record.validation_accuracy is None
+        else f", validation accuracy {record.validation_accuracy:.4f}"
+    )
+    logger.info(
+        "epoch %d/%d: loss %.4f, minibatch accuracy %.4f%s, lr %.3g, %.2f s",
+        record.epoch,
+        epochs,
+        record.loss,
+        record.minibatch_accuracy,
+        validation,
+        record.learning_rate,
+        record.seconds,
+    )
+
+
+def curve_table(curve: list[EpochRecord]) -> pd.DataFrame:
+    """The curve as a table, one row per epoch (no timings: identical runs, identical tables)."""
+    rows = [
+        (r.epoch, r.loss, r.minibatch_accuracy, r.validation_accuracy, r.learning_rate)
+        for r in curve
+    ]
+    return pd.DataFrame(rows, columns=CURVE_COLUMNS)
+
+
+def curve_csv(curve: pd.DataFrame) -> str:
+    """learning_curve.csv's text: losses and accuracies with 6 decimals (a missing validation
+    accuracy is an empty cell), learning rates with 6 significant digits, so a small late
+    rate of a schedule keeps its value."""
+    columns = {
+        "epoch": "{:d}".format,
+        "loss": "{:.6f}".format,
+        "minibatch_accuracy": "{:.6f}".format,
+        "validation_accuracy": lambda value: "" if pd.isna(value) else f"{value:.6f}",
+        "learning_rate": "{:.6g}".format,
+    }
+    rows = [",".join(CURVE_COLUMNS)]
+    for record in curve[CURVE_COLUMNS].itertuples(index=False):
+        rows.append(
+            ",".join(
+                columns[name](value) for name, value in zip(CURVE_COLUMNS, record, strict=True)
+            )
+        )
+    return "\n".join(rows) + "\n"
+
+
+def write_learning_curve(path: str | Path, curve: pd.DataFrame) -> None:
+    atomic.write_text(path, curve_csv(curve))
+
+
+def read_learning_curve(path: str | Path) -> pd.DataFrame:
+    """A learning_curve.csv back as a table; a file without the curve's columns is refused
+    (a stored model with such a file is trained again)."""
+    try:
+        curve = pd.read_csv(path)
+    except (OSError, ValueError) as error:
+        raise FashionnetError(f"{path} is not a readable learning curve ({error})") from None
+    if list(curve.columns) != CURVE_COLUMNS:
+        raise FashionnetError(f"{path} has columns {list(curve.columns)}, not {CURVE_COLUMNS}")
+    return curve

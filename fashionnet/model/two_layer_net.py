@@ -1,0 +1,138 @@
+"""TwoLayerNet: input -> Affine -> ReLU -> Affine -> Softmax, trained by backpropagation.
+
+The two-layer network of "ゼロから作るDeep Learning" (chapters 4 and 5) with a ReLU
+hidden layer. Its parameters are a plain dict of arrays, so the forward pass is also
+the pure function `predict(params, x)`, safe to call from many threads at once.
+"""
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from fashionnet.core.errors import FashionnetError
+from fashionnet.model.functions import cross_entropy_error, relu, softmax
+from fashionnet.model.gradient import numerical_gradient
+
+PARAM_NAMES = ("W1", "b1", "W2", "b2")
+WEIGHT_INITS = ("std", "he")
+
+Params = dict[str, np.ndarray]
+
+
+def _forward(params: Mapping[str, np.ndarray], x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The hidden layer's activations and the output scores (logits, before softmax)."""
+    hidden = relu(x @ params["W1"] + params["b1"])
+    return hidden, hidden @ params["W2"] + params["b2"]
+
+
+def scores(params: Mapping[str, np.ndarray], x: np.ndarray) -> np.ndarray:
+    """The output scores (logits): softmax turns them into `predict`'s probabilities."""
+    return _forward(params, x)[1]
+
+
+def predict(params: Mapping[str, np.ndarray], x: np.ndarray) -> np.ndarray:
+    """Class probabilities: x (784,) -> (10,), or (n, 784) -> (n, 10).
+
+    Pure: reads `params` and `x`, writes neither, so threads may share them.
+    """
+    return softmax(scores(params, x))
+
+
+def backprop(
+    params: Mapping[str, np.ndarray], x: np.ndarray, labels: np.ndarray
+) -> tuple[np.ndarray, Params]:
+    """One forward and one backward pass over a batch.
+
+    Returns the scores (logits, n x classes) and the gradient of the mean cross-entropy
+    with respect to each parameter. `labels` are class indices, shape (n,).
+    """
+    hidden, output = _forward(params, x)
+    batch_size = x.shape[0]
+    # Softmax followed by cross-entropy has the simple derivative (softmax - one_hot) / n.
+    dscores = softmax(output) / batch_size
+    dscores[np.arange(batch_size), labels] -= 1 / batch_size
+    dhidden = dscores @ params["W2"].T
+    dhidden *= hidden > 0  # ReLU lets the gradient through only where it was active
+    grads = {
+        "W1": x.T @ dhidden,
+        "b1": dhidden.sum(axis=0),
+        "W2": hidden.T @ dscores,
+        "b2": dscores.sum(axis=0),
+    }
+    return output, grads
+
+
+def class_indices(t: np.ndarray) -> np.ndarray:
+    """Labels as class indices, whether given as indices (n,) or one-hot rows (n, classes)."""
+    t = np.asarray(t)
+    return t if t.ndim == 1 else t.argmax(axis=1)
+
+
+class TwoLayerNet:
+    """The book's TwoLayerNet: `params` W1 (input, hidden), b1, W2 (hidden, output), b2.
+
+    `weight_init="std"` draws weights as weight_init_std * N(0, 1), as the book does;
+    `weight_init="he"` scales them by sqrt(2 / fan_in), which suits ReLU and trains faster.
+    Biases start at zero. The same seed always gives the same weights (`default_rng(seed)`);
+    without a seed the weights come from NumPy's global random state (`np.random.randn`), as in
+    the tutorial, so `np.random.seed(0)` before two constructions gives two identical nets.
+    The pipeline always passes its seed and its own `weight_init_std`.
+    """
+
+    def __init__(
+        self,
+        input_size: int = 784,
+        hidden_size: int = 100,
+        output_size: int = 10,
+        weight_init_std: float = 0.1,
+        *,
+        weight_init: str = "std",
+        seed: int | None = None,
+        dtype: type = np.float32,
+    ) -> None:
+        if weight_init not in WEIGHT_INITS:
+            raise FashionnetError(
+                f"unknown weight_init {weight_init!r}: use one of {', '.join(WEIGHT_INITS)}"
+            )
+        if weight_init == "he":
+            scale1, scale2 = np.sqrt(2 / input_size), np.sqrt(2 / hidden_size)
+        else:
+            scale1 = scale2 = weight_init_std
+        # np.random.standard_normal is np.random.randn, taking a shape tuple.
+        rng = np.random if seed is None else np.random.default_rng(seed)
+        normal = rng.standard_normal
+        self.params = {
+            "W1": (scale1 * normal((input_size, hidden_size))).astype(dtype),
+            "b1": np.zeros(hidden_size, dtype=dtype),
+            "W2": (scale2 * normal((hidden_size, output_size))).astype(dtype),
+            "b2": np.zeros(output_size, dtype=dtype),
+        }
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, np.ndarray]) -> "TwoLayerNet":
+        """A net around existing parameters (shared, not copied), e.g. loaded weights."""
+        net = cls.__new__(cls)
+        net.params = {name: params[name] for name in PARAM_NAMES}
+        return net
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return predict(self.params, x)
+
+    def loss(self, x: np.ndarray, t: np.ndarray) -> float:
+        return cross_entropy_error(scores(self.params, x), t)
+
+    def accuracy(self, x: np.ndarray, t: np.ndarray) -> float:
+        predicted = self.predict(x).argmax(axis=1)
+        return float(np.mean(predicted == class_indices(t)))
+
+    def numerical_gradient(self, x: np.ndarray, t: np.ndarray) -> Params:
+        """The gradient by central differences: slow, used only to check `gradient`."""
+
+        def loss_w(_: np.ndarray) -> float:
+            return self.loss(x, t)  # reads the parameter numerical_gradient just nudged
+
+        return {name: numerical_gradient(loss_w, self.params[name]) for name in PARAM_NAMES}
+
+    def gradient(self, x: np.ndarray, t: np.ndarray) -> Params:
+        """The gradient by backpropagation: same keys as `params`, one pass each way."""
+        return backprop(self.params, x, class_indices(t))[1]

@@ -1,0 +1,232 @@
+"""PNG figures of a run: confusion matrices, per-class accuracy, reliability diagram, learning
+curve, images.
+
+Each `plot_*` function takes plain data and a path and writes one PNG atomically;
+`write_run_figures` draws every figure a `RunReport` has data for. The data behind a figure
+comes from small pure functions (`run_report.most_confident_errors`,
+`run_report.sample_positions`, `metrics.accuracy_by_class`, `metrics.reliability_table`), so
+tests check numbers, not pixels.
+Figures are built with `matplotlib.figure.Figure`, never pyplot: no global figure state,
+so drawing is safe from any thread.
+"""
+
+import logging
+import math
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from fashionnet.core import atomic
+from fashionnet.data.catalog import CLASS_NAMES, IMAGE_SHAPE
+from fashionnet.report.metrics import Tally, accuracy_by_class, reliability_table
+from fashionnet.report.run_report import (
+    EVALUATION_SPLIT,
+    MISCLASSIFIED_SHOWN,
+    SAMPLES_PER_CLASS,
+    RunReport,
+    most_confident_errors,
+    sample_positions,
+)
+
+matplotlib.use("Agg")  # files only, never a window
+
+log = logging.getLogger(__name__)
+
+DPI = 100
+GRID_COLUMNS = 5
+
+
+def save_png(figure: Figure, path: Path) -> None:
+    """Write `figure` to `path` as a PNG through a temporary file."""
+    with atomic.atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=DPI)
+    log.info("wrote %s", path)
+
+
+def plot_confusion(confusion: np.ndarray, path: Path, *, title: str = "Confusion matrix") -> None:
+    """A heatmap of counts, true class down, predicted class across, each cell labelled."""
+    figure = Figure(figsize=(8.5, 7.5), layout="constrained")
+    ax = figure.add_subplot()
+    image = ax.imshow(confusion, cmap="Blues")
+    figure.colorbar(image, ax=ax, label="images")
+    ticks = range(len(CLASS_NAMES))
+    ax.set_xticks(ticks, CLASS_NAMES, rotation=45, ha="right")
+    ax.set_yticks(ticks, CLASS_NAMES)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title)
+    dark = confusion.max() / 2  # white text on dark cells, black on light ones
+    for (row, column), count in np.ndenumerate(confusion):
+        color = "white" if count > dark else "black"
+        ax.text(column, row, str(count), ha="center", va="center", fontsize=8, color=color)
+    save_png(figure, path)
+
+
+def plot_per_class_accuracy(per_class: pd.DataFrame, overall: pd.DataFrame, path: Path) -> None:
+    """Bars per class, one per split side by side, with each split's overall accuracy as a line."""
+    accuracy = accuracy_by_class(per_class)
+    overall_accuracy = dict(zip(overall["split"], overall["accuracy"], strict=True))
+    figure = Figure(figsize=(11, 5.5), layout="constrained")
+    ax = figure.add_subplot()
+    width = 0.8 / len(accuracy.columns)
+    positions = np.arange(len(accuracy))
+    for offset, split in enumerate(accuracy.columns):
+        color = f"C{offset}"
+        shift = (offset - (len(accuracy.columns) - 1) / 2) * width
+        ax.bar(positions + shift, accuracy[split], width, color=color, label=f"{split} per class")
+        ax.axhline(
+            overall_accuracy[split],
+            color=color,
+            linestyle="--",
+            zorder=3,  # drawn over the bars
+            label=f"{split} overall {overall_accuracy[split]:.1%}",
+        )
+    ax.set_xticks(positions, accuracy.index, rotation=30, ha="right")
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("accuracy")
+    ax.set_title("Accuracy per class")
+    figure.legend(loc="outside lower center", ncols=2 * len(accuracy.columns))
+    save_png(figure, path)
+
+
+def plot_reliability(tally: Tally, path: Path, *, title: str = "Reliability diagram") -> None:
+    """Accuracy against confidence per bin (`metrics.reliability_table`) with the diagonal of
+    perfect calibration above, the number of predictions per bin below; the ECE in the title."""
+    table = reliability_table(tally)
+    ece = tally.probability_metrics().ece
+    figure = Figure(figsize=(7, 7.5), layout="constrained")
+    accuracy_ax, count_ax = figure.subplots(
+        2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
+    width = table["bin_high"] - table["bin_low"]
+    filled = table[table["samples"] > 0]  # an empty bin has no accuracy to show
+    accuracy_ax.bar(
+        filled["bin_low"],
+        filled["accuracy"],
+        width[filled.index],
+        align="edge",
+        edgecolor="black",
+        label="accuracy in the bin",
+    )
+    accuracy_ax.plot(
+        filled["confidence"],
+        filled["accuracy"],
+        "o",
+        color="C1",
+        clip_on=False,  # a bin at accuracy 1 or confidence 1 keeps its point on the frame
+        label="mean confidence",
+    )
+    accuracy_ax.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
+    accuracy_ax.set_xlim(0, 1)
+    accuracy_ax.set_ylim(0, 1)
+    accuracy_ax.set_ylabel("accuracy")
+    accuracy_ax.set_title(f"{title}: ECE {ece:.4f}")
+    accuracy_ax.legend(loc="upper left")
+    count_ax.bar(table["bin_low"], table["samples"], width, align="edge", color="C2")
+    count_ax.set_xlabel("confidence (probability of the predicted class)")
+    count_ax.set_ylabel("images")
+    for ax in (accuracy_ax, count_ax):
+        ax.grid(alpha=0.3)
+    save_png(figure, path)
+
+
+def plot_learning_curve(curve: pd.DataFrame, path: Path) -> None:
+    """Training loss (left), and minibatch and validation accuracy (right), per epoch.
+
+    The minibatch accuracy is the running accuracy on each epoch's minibatches, as training
+    went; the test set has no line here: it is evaluated once, by the predict stage."""
+    figure = Figure(figsize=(11, 4.5), layout="constrained")
+    loss_ax, accuracy_ax = figure.subplots(1, 2)
+    loss_ax.plot(curve["epoch"], curve["loss"], marker="o")
+    loss_ax.set_xlabel("epoch")
+    loss_ax.set_ylabel("cross-entropy loss")
+    loss_ax.set_title("Training loss")
+    accuracy_ax.plot(
+        curve["epoch"], curve["minibatch_accuracy"], marker="o", label="minibatch accuracy"
+    )
+    if curve["validation_accuracy"].notna().any():  # trained without a validation split
+        accuracy_ax.plot(
+            curve["epoch"], curve["validation_accuracy"], marker="o", label="validation accuracy"
+        )
+    accuracy_ax.set_xlabel("epoch")
+    accuracy_ax.set_ylabel("accuracy")
+    accuracy_ax.set_title("Accuracy")
+    accuracy_ax.legend()
+    for ax in (loss_ax, accuracy_ax):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+        ax.grid(alpha=0.3)
+    save_png(figure, path)
+
+
+def _show_image(ax, pixels: np.ndarray) -> None:
+    ax.imshow(pixels.reshape(IMAGE_SHAPE), cmap="gray", vmin=0.0, vmax=1.0)
+
+
+def plot_misclassified(
+    images: np.ndarray,
+    labels: np.ndarray,
+    predicted: np.ndarray,
+    confidence: np.ndarray,
+    path: Path,
+    k: int = MISCLASSIFIED_SHOWN,
+) -> None:
+    """A grid of the k most confidently wrong images, each titled true / predicted / confidence."""
+    positions = most_confident_errors(labels, predicted, confidence, k)
+    rows = max(1, math.ceil(len(positions) / GRID_COLUMNS))
+    figure = Figure(figsize=(2.2 * GRID_COLUMNS, 2.5 * rows + 0.6), layout="constrained")
+    figure.suptitle("Most confidently wrong predictions")
+    axes = figure.subplots(rows, GRID_COLUMNS, squeeze=False).ravel()
+    for ax in axes:
+        ax.set_axis_off()
+    if len(positions) == 0:
+        axes[0].text(0, 0.5, "no misclassified images", fontsize=12)
+    for ax, position in zip(axes, positions, strict=False):
+        _show_image(ax, images[position])
+        ax.set_title(
+            f"true: {CLASS_NAMES[labels[position]]}\n"
+            f"pred: {CLASS_NAMES[predicted[position]]} ({confidence[position]:.0%})",
+            fontsize=8,
+        )
+    save_png(figure, path)
+
+
+def plot_samples(
+    images: np.ndarray, labels: np.ndarray, path: Path, per_class: int = SAMPLES_PER_CLASS
+) -> None:
+    """A grid with one row per class showing its first `per_class` images."""
+    figure = Figure(figsize=(1.3 * per_class + 1.5, 13), layout="constrained")
+    figure.suptitle("Images by class")
+    axes = figure.subplots(len(CLASS_NAMES), per_class, squeeze=False)
+    for row, name, positions in zip(
+        axes, CLASS_NAMES, sample_positions(labels, per_class), strict=True
+    ):
+        for ax in row:
+            ax.set_axis_off()
+        for ax, position in zip(row, positions, strict=False):
+            _show_image(ax, images[position])
+        row[0].text(-0.1, 0.5, name, transform=row[0].transAxes, ha="right", va="center")
+    save_png(figure, path)
+
+
+def write_run_figures(run_dir: Path, report: RunReport) -> list[Path]:
+    """Draw the figures of `report.figures` into `run_dir`; returns their paths."""
+    run_dir = Path(run_dir)
+    for split, confusion in report.confusions.items():
+        title = f"Confusion matrix ({split})"
+        plot_confusion(confusion, run_dir / f"confusion_{split}.png", title=title)
+    plot_per_class_accuracy(report.per_class, report.overall, run_dir / "per_class_accuracy.png")
+    if report.calibration is not None:
+        title = f"Reliability diagram ({EVALUATION_SPLIT})"
+        plot_reliability(report.calibration, run_dir / "calibration_test.png", title=title)
+    if report.learning_curve is not None:
+        plot_learning_curve(report.learning_curve, run_dir / "learning_curve.png")
+    if (wrong := report.misclassified) is not None:
+        columns = (wrong.labels, wrong.predicted, wrong.confidence)
+        plot_misclassified(wrong.images, *columns, run_dir / "misclassified_test.png")
+    if (samples := report.samples) is not None:
+        plot_samples(samples.images, samples.labels, run_dir / "samples.png")
+    return [run_dir / name for name in report.figures]
