@@ -10,7 +10,12 @@ change no environment, so tests can import them.
 import argparse
 from pathlib import Path
 
+from fashionnet import pipeline
+from fashionnet.core.layout import Layout
 from fashionnet.core.settings import raw_dir_from_environment
+from fashionnet.data.parquet import SplitFile
+from fashionnet.model.train import DEFAULT_CONFIG, TrainConfig
+from fashionnet.options import RunOptions
 
 WORK = Path(__file__).resolve().parent / "work"  # everything the benchmark generates (git-ignored)
 PROJECT_DIR = WORK / "project"  # the project folder of the benchmark's runs
@@ -27,3 +32,19 @@ def add_raw_dir_argument(parser: argparse.ArgumentParser) -> None:
         help="folder with the four Fashion-MNIST .gz files (default: $FASHIONNET_RAW_DIR or "
         "../shared/fashion-mnist)",
     )
+
+
+CONFIG = DEFAULT_CONFIG  # the model `fashionnet run` trains by default
+RUN = RunOptions()  # its other defaults: verify, row group and chunk sizes
+
+
+def run_context(
+    layout: Layout, raw_dir: Path, options: RunOptions = RUN, config: TrainConfig = CONFIG
+) -> pipeline.Context:
+    """The context of `fashionnet run --raw-dir RAW_DIR` with these options, in `layout`."""
+    return pipeline.Context(layout, options.replace(raw_dir=str(raw_dir)), config)
+
+
+def prepared_splits(context: pipeline.Context) -> dict[str, SplitFile]:
+    """Every split's Parquet, as the pipeline's data stages make it (unless current)."""
+    return pipeline.fetch_and_prepare(context)[1]

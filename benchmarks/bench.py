@@ -18,7 +18,7 @@ Sections, in order (each stands alone, so `--only` can rerun it):
   products), against Keras on the same weights and against the pandas baseline.
 - run: the stages one by one, and a warm `fashionnet run` split into library and Prefect.
 
-The stages are the library's own, called as the flow calls them (benchmarks/library_run.py).
+The stages are the library's own, from its pipeline (`fashionnet.pipeline`), as the flow runs them.
 Every ratio compares figures taken in this one run on this one machine. A full run writes
 benchmarks/results.csv and results.md and the README's performance table, prints the tables,
 and exits 1 when a target is missed;
@@ -48,17 +48,19 @@ import pandas as pd
 
 import benchmarks.environment  # noqa: F401  (first: the benchmark's environment)
 from benchmarks import (
+    CONFIG,
     PROJECT_DIR,
+    RUN,
     WORK,
     add_raw_dir_argument,
     keras_reference,
-    library_run,
     pandas_baseline,
+    prepared_splits,
+    run_context,
     scale,
 )
 from benchmarks.contention import busy_cores
 from benchmarks.data import Fit, Splits, accuracy, load_splits
-from benchmarks.library_run import CONFIG, RUN
 from benchmarks.measure import Figures, median_time, timed
 from benchmarks.report import (
     RESULTS_CSV,
@@ -77,7 +79,8 @@ from fashionnet.model.store import CURVE_NAME, META_NAME, WEIGHTS_NAME
 from fashionnet.model.train import TrainConfig, train
 from fashionnet.model.weights import load_params
 from fashionnet.options import cli_args
-from fashionnet.predict import predict_chunk_file, predict_splits, read_predictions
+from fashionnet.pipeline import Context, fetch, predict_splits, run_pipeline
+from fashionnet.predict import read_predictions
 from fashionnet.report.metrics import Tally, confusion_matrix
 
 log = logging.getLogger("benchmarks")
@@ -105,9 +108,14 @@ class Bench:
     quick: bool
     layout: Layout = Layout(PROJECT_DIR)
 
+    @property
+    def context(self) -> Context:
+        """`fashionnet run --raw-dir RAW_DIR` in the benchmark's project, its recipe."""
+        return run_context(self.layout, self.raw_dir, config=self.config)
+
     @cached_property
     def prepared(self) -> dict[str, SplitFile]:
-        return library_run.prepare(library_run.fetch(self.layout, self.raw_dir), self.layout)
+        return prepared_splits(self.context)
 
     @cached_property
     def splits(self) -> Splits:
@@ -292,19 +300,18 @@ def bench_dask(bench: Bench) -> None:
     from distributed import Client, LocalCluster
 
     raw_dir = scaled_raw_dirs(bench)[SCALE]
-    data = Layout(WORK / "dask" / "data")
     options = RUN.replace(verify=False, validation_size=bench.scaled_validation_size(SCALE))
-    prepared = library_run.prepare(library_run.fetch(data, raw_dir, options), data, options)
+    prepared = prepared_splits(run_context(Layout(WORK / "dask" / "data"), raw_dir, options))
     model = bench.model
-    outputs = {runner: Layout(WORK / "dask" / runner) for runner in ("threads", "dask")}
-    for layout in outputs.values():
-        shutil.rmtree(layout.predictions_dir, ignore_errors=True)
+    outputs = {
+        runner: Context(Layout(WORK / "dask" / runner), RUN.replace(task_runner=runner), CONFIG)
+        for runner in ("threads", "dask")
+    }
+    for context in outputs.values():
+        shutil.rmtree(context.layout.predictions_dir, ignore_errors=True)
 
-    def predict(runner: str, run_chunks=None) -> dict[str, Tally]:
-        extra = {} if run_chunks is None else {"run_chunks": run_chunks}
-        return predict_splits(
-            prepared, model.weights_path, model.model_id, outputs[runner], RUN.chunk_size, **extra
-        )
+    def predict(runner: str, **map_chunks) -> dict[str, Tally]:
+        return predict_splits(outputs[runner], prepared, model, **map_chunks)
 
     threads_s, by_threads = timed(lambda: predict("threads"))
     with (
@@ -314,18 +321,17 @@ def bench_dask(bench: Bench) -> None:
         Client(cluster) as client,
     ):
 
-        def on_dask(weights_path, jobs):
-            futures = client.map(predict_chunk_file, [weights_path] * len(jobs), jobs, pure=False)
-            return client.gather(futures)
+        def on_dask(step, jobs):
+            return client.gather(client.map(step, jobs, pure=False))
 
-        dask_s, by_dask = timed(lambda: predict("dask", on_dask))
+        dask_s, by_dask = timed(lambda: predict("dask", map_chunks=on_dask))
         peaks = sorted(peak / MB for peak in client.run(scale.peak_rss).values())
     same_confusion = all(
         np.array_equal(by_threads[split].confusion, by_dask[split].confusion) for split in prepared
     )
     same_predictions = all(
-        read_predictions(outputs["threads"].predictions(split)).equals(
-            read_predictions(outputs["dask"].predictions(split))
+        read_predictions(outputs["threads"].layout.predictions(split)).equals(
+            read_predictions(outputs["dask"].layout.predictions(split))
         )
         for split in prepared
     )
@@ -361,7 +367,7 @@ def bench_predict(bench: Bench) -> None:
     def stage() -> dict[str, Tally]:
         for split in prepared:  # else the stage finds them up to date: time the work itself
             layout.predictions(split).unlink(missing_ok=True)
-        return library_run.predict(layout, prepared, model)
+        return predict_splits(bench.context, prepared, model)
 
     def keras() -> np.ndarray:
         return keras_model.predict(x, batch_size=KERAS_BATCH, verbose=0)
@@ -440,16 +446,15 @@ def bench_run(bench: Bench) -> None:
     repeats = bench.repeats
     figures.add(
         "verify_s",
-        median_time(lambda: library_run.fetch(layout, raw_dir), repeats),
+        median_time(lambda: fetch(bench.context), repeats),
         "s",
         "verify stage: sha256 of the raw files",
     )
-    raw = library_run.fetch(layout, raw_dir)
 
     def prepare_afresh() -> None:
         for split in bench.prepared:  # else prepare finds them up to date: time the work itself
             layout.parquet(split).unlink(missing_ok=True)
-        library_run.prepare(raw, layout)
+        prepared_splits(bench.context)
 
     figures.add(
         "prepare_s", median_time(prepare_afresh, min(3, repeats)), "s", "prepare stage, all splits"
@@ -480,13 +485,11 @@ def bench_run(bench: Bench) -> None:
         lambda: subprocess.run([sys.executable, "-c", LIBRARY_IMPORTS], env=RUN_ENV, check=True),
         runs,
     )
-    library_runs = [
-        timed(lambda: library_run.run(layout, raw_dir, bench.config)) for _ in range(runs)
-    ]
+    library_runs = [timed(lambda: run_pipeline(bench.context)) for _ in range(runs)]
     library_s = statistics.median(seconds for seconds, _ in library_runs)
     figures.add(
         "report_s",
-        statistics.median(stages["report"] for _, stages in library_runs),
+        statistics.median(outcome.stage_seconds["report"] for _, outcome in library_runs),
         "s",
         "report stage",
     )

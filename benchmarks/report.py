@@ -218,11 +218,10 @@ def _scale_section(f: Figures) -> str:
         "deterministic copies (eight one-pixel shifts and a mirror image), written as IDX .gz "
         "files; the test split is the real one. The validation split held out of it is ten "
         "times the usual size too, so training and validation both grow tenfold. Each size is one "
-        "whole library run "
-        f"(benchmarks/library_run.py, `--no-verify`, {f['scale_epochs']} epochs, the default "
-        "options otherwise) in a fresh process; peak RSS is that process's high-water mark "
-        "(VmHWM); each stage's peak is the same mark started afresh when the stage begins.\n\n"
-        + _table(("", "1x", "10x", "10x / 1x"), rows)
+        "whole library run (`fashionnet.pipeline.run_pipeline`, `--no-verify`, "
+        f"{f['scale_epochs']} epochs, the default options otherwise) in a fresh process; peak "
+        "RSS is that process's high-water mark (VmHWM); each stage's peak is the same mark "
+        "started afresh when the stage begins.\n\n" + _table(("", "1x", "10x", "10x / 1x"), rows)
     )
 
 

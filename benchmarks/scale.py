@@ -6,8 +6,9 @@ whole library run in a fresh process, whose peak memory and training time are me
 `write_scaled_raw` writes the four raw files of a data set whose training split is every real
 training image followed by `copies - 1` deterministic variants of all of them (shifted by one
 pixel, or mirrored left to right), as IDX .gz files; the test split is the real one. The run is
-`benchmarks.library_run.run` without sha256 verification (the files are not the canonical ones)
-and with the given `validation_size` (the benchmark scales it with the data), and prints
+the library's pipeline (`fashionnet.pipeline.run_pipeline`) without sha256 verification (the
+files are not the canonical ones) and with the given `validation_size` (the benchmark scales it
+with the data), and prints
 `peak_rss_mb` (the kernel's high-water mark of resident memory for that process, VmHWM),
 `stage_peak_rss_mb` (the same mark, started afresh at each stage: which stage set the peak),
 `seconds`, `stages` (seconds per stage), `train_seconds` (what `train()` took, from the stored
@@ -15,21 +16,24 @@ model's metadata), `epochs` and `train_rows`. The run inherits the benchmark's e
 `make bench`, which starts it; importing this module changes no environment (tests import it).
 """
 
+import contextlib
 import json
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks import library_run
+from benchmarks import CONFIG, RUN, run_context
 from fashionnet.core.layout import Layout
 from fashionnet.data import idx
 from fashionnet.data.catalog import SPLITS
 from fashionnet.data.fetch import sha256_file
-from fashionnet.model.source import obtain_model
 from fashionnet.model.store import META_NAME
+from fashionnet.pipeline import run_pipeline
+from fashionnet.report.run_report import StageTimer
 
 MB = 1024 * 1024
 # The variants after the original image: eight one-pixel shifts (rows, columns), then a mirror.
@@ -118,31 +122,39 @@ def reset_peak_rss() -> None:
     Path("/proc/self/clear_refs").write_text("5")
 
 
+class PeakTimer(StageTimer):
+    """Times each stage, and notes its own peak resident memory (the mark started afresh)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.peaks: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        reset_peak_rss()
+        with super().__call__(stage):
+            yield
+        self.peaks[stage] = peak_rss() / MB
+
+
 def main(raw_dir: str, project_dir: str, epochs: str, validation_size: str) -> None:
     layout = Layout(Path(project_dir))
     shutil.rmtree(layout.root, ignore_errors=True)  # a whole run: prepare and train afresh
-    config = library_run.CONFIG.replace(epochs=int(epochs))
-    options = library_run.RUN.replace(verify=False, validation_size=int(validation_size))
-    stage_peaks: dict[str, float] = {}
-
-    def stage_done(stage: str) -> None:
-        stage_peaks[stage] = peak_rss() / MB
-        reset_peak_rss()  # so the next stage's peak is its own
-
+    config = CONFIG.replace(epochs=int(epochs))
+    options = RUN.replace(verify=False, validation_size=int(validation_size))
+    timer = PeakTimer()
     start = time.perf_counter()
-    stages = library_run.run(layout, Path(raw_dir), config, options, stage_done)
+    outcome = run_pipeline(run_context(layout, Path(raw_dir), options, config), timer=timer)
     seconds = time.perf_counter() - start
-    splits = library_run.prepare(library_run.fetch(layout, Path(raw_dir), options), layout, options)
-    model = obtain_model("train", config, splits, layout.models_dir)
-    meta = json.loads((model.weights_path.parent / META_NAME).read_text())
+    meta = json.loads((outcome.model.weights_path.parent / META_NAME).read_text())
     result = {
-        "peak_rss_mb": max(stage_peaks.values()),
-        "stage_peak_rss_mb": stage_peaks,
+        "peak_rss_mb": max(timer.peaks.values()),
+        "stage_peak_rss_mb": timer.peaks,
         "seconds": seconds,
-        "stages": stages,
+        "stages": outcome.stage_seconds,
         "train_seconds": meta["train_seconds"],
         "epochs": config.epochs,
-        "train_rows": splits["train"].num_rows,
+        "train_rows": int(outcome.report.manifest["data"]["rows"]["train"]),
     }
     print(json.dumps(result))
 

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import benchmarks.environment  # noqa: F401  (first: the benchmark's environment)
-from benchmarks import PROJECT_DIR, WORK, add_raw_dir_argument, library_run
+from benchmarks import PROJECT_DIR, WORK, add_raw_dir_argument, prepared_splits, run_context
 from benchmarks.data import Splits, load_splits
 from benchmarks.search import (
     FULL_SPACE,
@@ -96,7 +96,7 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     layout = Layout(PROJECT_DIR)
-    prepared = library_run.prepare(library_run.fetch(layout, args.raw_dir.resolve()), layout)
+    prepared = prepared_splits(run_context(layout, args.raw_dir.resolve()))
     splits = load_splits(prepared)
     if args.quick:
         splits, space = splits.head(QUICK_ROWS), QUICK_SPACE

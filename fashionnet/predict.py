@@ -1,23 +1,19 @@
-"""Predict a split in chunks of whole Parquet row groups, then save the predictions.
+"""The predict stage, in three steps an orchestrator strings together:
 
-Memory follows the chunk size, not the data size: a chunk reads only its own row groups.
-Each chunk also returns its tally (`metrics.Tally`: 10x10 confusion counts, top-2 hits, the sum
-of -log p(true class), calibration bins), whose sums simply add up, so the chunks can run
-anywhere (threads, processes, Dask workers) and be combined in any order.
-`predict_chunk` takes paths and arrays only and touches no shared state.
+1. `plan_predictions`: the chunks (whole Parquet row groups) of every split whose predictions
+   file is not up to date (or is damaged: `integrity`); the tallies of the others;
+2. `predict_chunk_job`: one chunk, anywhere (threads, processes, Dask workers): it takes paths
+   only, touches no shared state and returns its rows and its tally (`metrics.Tally`), whose
+   sums simply add up, so chunks combine in any order;
+3. `save_predictions`: each planned split's predictions file, with its provenance.
 
-`predict_splits` is the whole stage: it plans the chunks of every split whose predictions are
-not up to date (or damaged: `integrity`), hands them to a chunk runner (threads here; the flow's
-runner sends each chunk to a Prefect task), and writes each split's predictions file with its
-provenance. A chunk is refused, before anything is written, when the machine lacks the memory
-for it or the weights give probabilities that are not finite.
+Memory follows the chunk size, not the data size: a chunk reads only its own row groups. A chunk
+is refused, before anything is written, when the machine lacks the memory for it or the weights
+give probabilities that are not finite.
 """
 
-import contextlib
 import logging
-import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +22,6 @@ import pandas as pd
 import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
-from threadpoolctl import threadpool_limits
 
 from fashionnet.core import atomic, integrity, interrupts
 from fashionnet.core.errors import FashionnetError
@@ -34,33 +29,13 @@ from fashionnet.core.layout import Layout
 from fashionnet.data.catalog import NUM_PIXELS
 from fashionnet.data.parquet import SplitFile, read_row_groups
 from fashionnet.model.functions import log_softmax, softmax
+from fashionnet.model.source import Model
 from fashionnet.model.two_layer_net import scores
 from fashionnet.model.weights import load_params, refusal
 from fashionnet.options import cli_flag
 from fashionnet.report.metrics import Tally
 
 log = logging.getLogger(__name__)
-
-# Chunks to predict at the same time on one machine (the width of the flow's thread runner):
-# one per CPU lets a chunk's Parquet decoding overlap another's matrix products, and memory
-# stays at a few chunks however many rows the split has.
-CONCURRENT_CHUNKS = os.cpu_count() or 1
-
-
-@contextlib.contextmanager
-def blas_threads_shared_by(concurrent_chunks: int) -> Iterator[None]:
-    """While `concurrent_chunks` chunks predict at once in this process, give each its share
-    of the cores for BLAS (at least one thread).
-
-    Otherwise every chunk's matrix product starts a BLAS thread per core while the other chunks
-    decode Parquet on the same cores: oversubscribed, two chunks at a time took 0.45 s for
-    70,000 rows on 2 cores, against 0.30 s with one BLAS thread each. The limit holds for the
-    whole process until the block ends.
-    """
-    per_chunk = max(1, (os.cpu_count() or 1) // max(1, concurrent_chunks))
-    with threadpool_limits(limits=per_chunk, user_api="blas"):
-        yield
-
 
 # The predictions file's metadata: which weights predicted it, from which data.
 META_MODEL_ID = "fashionnet.model_id"
@@ -151,8 +126,10 @@ def predict_chunk(
 
 @dataclass(frozen=True)
 class ChunkJob:
-    """One chunk to predict: these row groups of that split's Parquet, `rows` rows in all."""
+    """One chunk to predict: these row groups of that split's Parquet, `rows` rows in all, with
+    the weights in that file. All a worker needs is in it, as paths."""
 
+    weights_path: Path
     parquet_path: Path
     row_groups: range
     rows: int
@@ -184,35 +161,23 @@ def check_memory(weights_path: Path, rows: int, hidden: int) -> None:
     )
 
 
-def predict_chunk_file(weights_path: Path, job: ChunkJob) -> ChunkPrediction:
-    """`predict_chunk` with the weights read from their file: all a worker needs is two paths.
-    Refused in one line, on the machine that would predict it: a chunk its memory cannot
-    hold, and weights whose probabilities are not finite (finite weights can still overflow
-    float32 in the products). A chunk that starts after a stop was asked for (`interrupts`)
-    raises instead: chunks still waiting for a thread never start."""
+def predict_chunk_job(job: ChunkJob) -> ChunkPrediction:
+    """Step 2: `predict_chunk` with the weights read from their file. Refused in one line, on
+    the machine that would predict it: a chunk its memory cannot hold, and weights whose
+    probabilities are not finite (finite weights can still overflow float32 in the products).
+    A chunk that starts after a stop was asked for (`interrupts`) raises instead: chunks still
+    waiting for a thread never start."""
     interrupts.check()
-    params = load_params(weights_path)
-    check_memory(weights_path, job.rows, params["b1"].size)
+    params = load_params(job.weights_path)
+    check_memory(job.weights_path, job.rows, params["b1"].size)
     with np.errstate(over="ignore", invalid="ignore"):  # overflow ends in NaN: refused below
         prediction = predict_chunk(params, job.parquet_path, job.row_groups)
     finite = (
         np.isfinite(prediction.confidence).all() and np.isfinite(prediction.true_log_prob).all()
     )
     if not finite:  # a NaN probability makes its row's max NaN, an infinite score its log NaN
-        raise refusal(weights_path, "gives class probabilities that are not finite (overflow)")
+        raise refusal(job.weights_path, "gives class probabilities that are not finite (overflow)")
     return prediction
-
-
-# Predicts the jobs with the weights at a path; returns their predictions in the jobs' order.
-ChunkRunner = Callable[[Path, Sequence[ChunkJob]], list[ChunkPrediction]]
-
-
-def run_chunks_in_threads(
-    weights_path: Path, jobs: Sequence[ChunkJob], threads: int = CONCURRENT_CHUNKS
-) -> list[ChunkPrediction]:
-    """The chunk runner without an orchestrator: `threads` chunks at a time in this process."""
-    with blas_threads_shared_by(threads), ThreadPoolExecutor(threads) as pool:
-        return list(pool.map(lambda job: predict_chunk_file(weights_path, job), jobs))
 
 
 def prediction_metadata(model_id: str, split: SplitFile) -> dict[str, str]:
@@ -221,39 +186,68 @@ def prediction_metadata(model_id: str, split: SplitFile) -> dict[str, str]:
     return {META_MODEL_ID: model_id, META_DATA_FINGERPRINT: split.fingerprint}
 
 
-def predict_splits(
-    splits: Mapping[str, SplitFile],
-    weights_path: Path,
-    model_id: str,
-    layout: Layout,
-    chunk_size: int,
-    run_chunks: ChunkRunner = run_chunks_in_threads,
-) -> dict[str, Tally]:
-    """The predict stage: each split's predictions file, made unless it is up to date, and its
-    tally (`metrics.Tally`: confusion counts, top-2 hits, log loss sum, calibration bins).
+@dataclass(frozen=True)
+class PendingSplit:
+    """A split to predict: where its file goes, what it records, and its jobs in the plan."""
 
-    The chunks of all splits go to `run_chunks` in one call, so they can all run at once.
-    """
-    tallies, jobs, pending = {}, [], {}
+    path: Path
+    metadata: dict[str, str]
+    jobs: slice  # its chunks' positions in PredictionPlan.jobs
+
+
+@dataclass(frozen=True)
+class PredictionPlan:
+    """Step 1's answer: the chunks to predict (of every split at once, so they can all run at
+    the same time), and the tallies of the splits whose predictions are up to date."""
+
+    splits: tuple[str, ...]  # every split, in the order the tallies are returned
+    jobs: list[ChunkJob]
+    pending: dict[str, PendingSplit]
+    current: dict[str, Tally]
+
+
+def plan_predictions(
+    splits: Mapping[str, SplitFile], model: Model, layout: Layout, chunk_size: int
+) -> PredictionPlan:
+    """Step 1: the chunks of every split whose predictions file is not up to date with `model`
+    and the split's data; a current file is tallied instead."""
+    jobs: list[ChunkJob] = []
+    pending, current = {}, {}
     for split, split_file in splits.items():
-        out_path, metadata = layout.predictions(split), prediction_metadata(model_id, split_file)
+        out_path = layout.predictions(split)
+        metadata = prediction_metadata(model.model_id, split_file)
         if predictions_up_to_date(out_path, metadata, split_file.num_rows):
-            tallies[split] = tally_of_file(out_path)
+            current[split] = tally_of_file(out_path)
             log.info("%s predictions up to date: %s", split, out_path)
             continue
         chunks = plan_chunks(split_file, chunk_size)
         log.info("%s: predicting %d rows in %d chunks", split, split_file.num_rows, len(chunks))
-        pending[split] = (out_path, metadata, slice(len(jobs), len(jobs) + len(chunks)))
+        positions = slice(len(jobs), len(jobs) + len(chunks))
+        pending[split] = PendingSplit(out_path, metadata, positions)
         jobs += [
-            ChunkJob(split_file.path, groups, sum(split_file.row_group_rows[g] for g in groups))
+            ChunkJob(
+                model.weights_path,
+                split_file.path,
+                groups,
+                sum(split_file.row_group_rows[g] for g in groups),
+            )
             for groups in chunks
         ]
-    predicted = run_chunks(weights_path, jobs) if jobs else []
-    for split, (out_path, metadata, positions) in pending.items():
-        with integrity.sealing(out_path):
-            write_predictions(out_path, predicted[positions], metadata=metadata)
-        tallies[split] = total_tally(predicted[positions])
-    return {split: tallies[split] for split in splits}
+    return PredictionPlan(tuple(splits), jobs, pending, current)
+
+
+def save_predictions(
+    plan: PredictionPlan, predicted: Sequence[ChunkPrediction]
+) -> dict[str, Tally]:
+    """Step 3: write each planned split's predictions (`predicted`: one per job of the plan, in
+    its order); return every split's tally (`metrics.Tally`), in the plan's split order."""
+    tallies = dict(plan.current)
+    for split, pending in plan.pending.items():
+        chunks = predicted[pending.jobs]
+        with integrity.sealing(pending.path):
+            write_predictions(pending.path, chunks, metadata=pending.metadata)
+        tallies[split] = total_tally(chunks)
+    return {split: tallies[split] for split in plan.splits}
 
 
 def total_tally(chunks: Sequence[ChunkPrediction]) -> Tally:

@@ -1,14 +1,15 @@
-"""The fashionnet pipeline: fetch -> prepare -> obtain the model -> predict in chunks -> report.
+"""The fashionnet flow: the library's pipeline (`fashionnet.pipeline.run_pipeline`), each stage
+run as a Prefect task and the prediction chunks mapped as tasks on the run's task runner.
 
-Each task calls one stage of the `fashionnet` library; every stage skips work whose output is
-already up to date, so a rerun only does what changed. Run it with `make run` (`fashionnet run
---help` lists the options). Outputs: data/parquet/, data/predictions/, models/,
-reports/runs/<run id>/, reports/latest (the last successful run), reports/history.csv.
+The stage order is the library's; this module adds what only the orchestrator knows: the flow
+run behind the report, the UI's artifacts, the regression event. Run it with `make run`
+(`fashionnet run --help` lists the options).
 """
 
 import contextlib
 import dataclasses
-from datetime import UTC, datetime
+import functools
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,133 +22,35 @@ from prefect.context import FlowRunContext
 from prefect.events import emit_event
 from prefect.futures import as_completed
 from prefect.settings import PREFECT_API_URL, temporary_settings
-from prefect.task_runners import ThreadPoolTaskRunner
-from prefect.utilities.annotations import unmapped
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
-from fashionnet.core import atomic, interrupts
-from fashionnet.core.errors import machine_errors_named
-from fashionnet.core.layout import Layout
-from fashionnet.core.paths import resolve_output, writable_folder
-from fashionnet.core.runlock import run_lock
+from fashionnet.core import interrupts
 from fashionnet.core.settings import flow_timeout_seconds
-from fashionnet.data.catalog import SPLITS
-from fashionnet.data.fetch import DownloadError, RawFiles, find_raw_files
-from fashionnet.data.keras_source import prepare_keras_splits
-from fashionnet.data.parquet import SplitFile
-from fashionnet.data.prepare import prepare_raw_split
-from fashionnet.model.source import Model, obtain_model
+from fashionnet.core.threads import CONCURRENT_CHUNKS
 from fashionnet.model.train import DEFAULT_CONFIG, TrainConfig
-from fashionnet.options import RunOptions, TaskRunner
-from fashionnet.predict import (
-    CONCURRENT_CHUNKS,
-    ChunkJob,
-    ChunkPrediction,
-    blas_threads_shared_by,
-    predict_chunk_file,
-    predict_splits,
-)
+from fashionnet.options import RunOptions
+from fashionnet.pipeline import Context, run_pipeline
+from fashionnet.predict import ChunkJob, ChunkPrediction
 from fashionnet.report import publish
-from fashionnet.report.metrics import Tally
-from fashionnet.report.run_report import RunOrigin, RunReport, StageTimer, build_report
+from fashionnet.report.run_report import RunOrigin
 
 
-def is_download_failure(task, task_run, state) -> bool:
-    """Retry the fetch when the mirrors failed, not when a local file is bad or we are offline."""
-    try:
-        state.result()
-    except DownloadError as error:
-        return not error.offline
-    except Exception:
-        return False
-    return False
+@functools.cache
+def as_task(stage: Callable) -> Any:
+    """A library stage as a Prefect task named after it (plan_predictions -> plan-predictions)."""
+    return task(stage, name=stage.__name__.replace("_", "-"), cache_policy=NO_CACHE)
 
 
-@task(
-    name="fetch-raw-files",
-    cache_policy=NO_CACHE,
-    retries=1,
-    retry_delay_seconds=30,
-    retry_condition_fn=is_download_failure,
-)
-def fetch_raw_files(layout: Layout, options: RunOptions) -> RawFiles:
-    local_dir = options.local_raw_dir()
-    return find_raw_files(cache_dir=layout.raw_dir, local_dir=local_dir, verify=options.verify)
+def run_as_task(stage: Callable, *args: Any) -> Any:
+    return as_task(stage)(*args)
 
 
-@task(name="prepare-parquet", cache_policy=NO_CACHE)
-def prepare_parquet(
-    raw: RawFiles, raw_split: str, layout: Layout, options: RunOptions
-) -> dict[str, SplitFile]:
-    return prepare_raw_split(raw, raw_split, layout, options.row_group_size, options.split_rule())
-
-
-@task(name="prepare-parquet-from-keras", cache_policy=NO_CACHE)
-def prepare_parquet_from_keras(layout: Layout, options: RunOptions) -> dict[str, SplitFile]:
-    return prepare_keras_splits(layout, options.row_group_size, options.split_rule())
-
-
-@task(name="obtain-model", cache_policy=NO_CACHE)
-def obtain_model_task(
-    options: RunOptions, train: TrainConfig, splits: dict[str, SplitFile], layout: Layout
-) -> Model:
-    return obtain_model(
-        options.model_source, train, splits, layout.models_dir, options.weights_file
-    )
-
-
-@task(name="predict-chunk", cache_policy=NO_CACHE)
-def predict_chunk_task(weights_path: Path, job: ChunkJob) -> ChunkPrediction:
-    return predict_chunk_file(weights_path, job)
-
-
-@flow(name="predict-in-chunks")
-def predict_in_chunks(
-    splits: dict[str, SplitFile], model: Model, layout: Layout, chunk_size: int
-) -> dict[str, Tally]:
-    """One task per chunk of row groups, for every split whose predictions are not up to date.
-
-    Returns each split's tally (`metrics.Tally`: confusion counts, top-2 hits, log loss sum,
-    calibration bins).
-    """
-    logger = get_run_logger()
-    progress = ChunkProgress()
-
-    def run_chunks_as_tasks(weights_path: Path, jobs: list[ChunkJob]) -> list[ChunkPrediction]:
-        futures = predict_chunk_task.map(unmapped(weights_path), jobs)
-        for done, _ in enumerate(as_completed(futures), start=1):
-            interrupts.check()
-            if done == len(futures) or done % max(1, len(futures) // 10) == 0:
-                logger.info("predicted %d of %d chunks", done, len(futures))
-                progress.update(done, len(futures))
-        return [future.result() for future in futures]
-
-    tallies = predict_splits(
-        splits, model.weights_path, model.model_id, layout, chunk_size, run_chunks_as_tasks
-    )
-    if not progress.updated:
-        progress.update(0, 0)
-    return tallies
-
-
-@task(name="write-reports", cache_policy=NO_CACHE)
-def write_reports(layout: Layout, report: RunReport) -> Path:
-    return publish.write_run(layout.runs_dir, report)
-
-
-@task(name="publish-reports", cache_policy=NO_CACHE)
-def publish_reports(layout: Layout, run_dir: Path, report: RunReport) -> None:
-    """Only a complete, successful run becomes `reports/latest` and enters the history: the
-    UI's artifacts come first, so publishing is the last thing a run does that can fail."""
-    publish_run_artifacts(report, run_dir)
-    publish.publish_run(layout, run_dir, report)
-
-
-def make_task_runner(task_runner: TaskRunner, dask_address: str | None):
-    if task_runner == "dask":
+def make_task_runner(options: RunOptions) -> TaskRunner:
+    if options.task_runner == "dask":
         from prefect_dask import DaskTaskRunner
 
-        if dask_address:
-            return DaskTaskRunner(address=dask_address)
+        if options.dask_address:
+            return DaskTaskRunner(address=options.dask_address)
         # Dask's dashboard would listen on every interface; keep the local cluster local.
         return DaskTaskRunner(cluster_kwargs={"dashboard_address": "127.0.0.1:8787"})
     return ThreadPoolTaskRunner(max_workers=CONCURRENT_CHUNKS)
@@ -169,11 +72,25 @@ def local_dask_workers_share_the_api(options: RunOptions):
         yield
 
 
-def blas_threads_for(task_runner: TaskRunner) -> contextlib.AbstractContextManager:
-    """The thread runner's chunks share this process's cores; Dask workers run elsewhere."""
-    if task_runner == "threads":
-        return blas_threads_shared_by(CONCURRENT_CHUNKS)
-    return contextlib.nullcontext()
+def chunk_mapper(options: RunOptions) -> Callable:
+    """Map the chunk step as one task per chunk on the run's task runner (threads or Dask),
+    with progress in the log and the UI's progress artifact."""
+
+    def map_chunks(step: Callable, jobs: Sequence[ChunkJob]) -> list[ChunkPrediction]:
+        logger, progress = get_run_logger(), ChunkProgress()
+        if not jobs:
+            progress.update(0, 0)
+            return []
+        with local_dask_workers_share_the_api(options), make_task_runner(options) as runner:
+            futures = runner.map(as_task(step), {"job": list(jobs)})
+            for done, _ in enumerate(as_completed(futures), start=1):
+                interrupts.check()
+                if done == len(futures) or done % max(1, len(futures) // 10) == 0:
+                    logger.info("predicted %d of %d chunks", done, len(futures))
+                    progress.update(done, len(futures))
+            return [future.result() for future in futures]
+
+    return map_chunks
 
 
 REGRESSION_EVENT = "fashionnet.accuracy.regressed"
@@ -236,72 +153,25 @@ def fashionnet_pipeline(
             (fashionnet.model.train.TrainConfig).
     """
     configure_run_logging()
-    logger = get_run_logger()
-    project_dir = resolve_output(options.project_dir, Path.cwd(), option="project_dir")
-    layout = Layout(writable_folder(project_dir, option="project_dir"))
-    runner = make_task_runner(options.task_runner, options.dask_address)
-    run_id = publish.new_run_id()
-    started_at = datetime.now(UTC).isoformat(timespec="seconds")
-    origin = run_origin(options, train)
-    timer = StageTimer()
-
-    # A full disk, a read-only mount or a folder this user may not write ends the run as one
-    # line naming the path, wherever in the run it shows.
-    with machine_errors_named(layout.root), run_lock(layout.lock_file, options.lock_timeout):
-        for folder in (layout.data_dir, layout.models_dir, layout.reports_dir):
-            for stale in atomic.sweep_stale_temps(folder):
-                logger.info("removed %s, left by an interrupted run", stale)
-
-        with timer("fetch_prepare"):
-            if options.source == "keras":
-                data_origin = "tf.keras.datasets.fashion_mnist"
-                splits = prepare_parquet_from_keras(layout, options)
-            else:
-                raw = fetch_raw_files(layout, options)
-                data_origin = raw.origin
-                # train.parquet and validation.parquet from the raw training files, then test.
-                splits = {}
-                for raw_split in SPLITS:
-                    splits |= prepare_parquet(raw, raw_split, layout, options)
-        with timer("model"):
-            model = obtain_model_task(options, train, splits, layout)
-        with (
-            timer("predict"),
-            local_dask_workers_share_the_api(options),
-            blas_threads_for(options.task_runner),
-        ):
-            tallies = predict_in_chunks.with_options(task_runner=runner)(
-                splits, model, layout, options.chunk_size
-            )
-        with timer("report"):
-            report = build_report(
-                run_id=run_id,
-                started_at=started_at,
-                data_origin=data_origin,
-                splits=splits,
-                model=model,
-                tallies=tallies,
-                layout=layout,
-                stage_seconds=timer.seconds,
-                origin=origin,
-            )
-            run_dir = write_reports(layout, report)
-            with publish.removed_unless_published(layout.latest_link, run_dir):
-                publish_reports(layout, run_dir, report)
-            regression = publish.regression_of(layout, report, options.regression_tolerance)
-    if regression is not None:
-        announce_regression(regression, run_dir)
-
-    for row in report.overall.itertuples():
-        logger.info(
+    outcome = run_pipeline(
+        Context.create(options, train),
+        run_stage=run_as_task,
+        map_chunks=chunk_mapper(options),
+        origin=run_origin(options, train),
+        before_publish=publish_run_artifacts,
+    )
+    if outcome.regression is not None:
+        announce_regression(outcome.regression, outcome.run_dir)
+    for row in outcome.report.overall.itertuples():
+        get_run_logger().info(
             "%s accuracy %.4f (%d of %d)", row.split, row.accuracy, row.correct, row.samples
         )
     return {
-        "run_id": run_id,
-        "run_dir": str(run_dir),
-        "model_id": model.model_id,
-        "accuracy": dict(zip(report.overall["split"], report.overall["accuracy"], strict=True)),
-        "regression": dataclasses.asdict(regression) if regression is not None else None,
+        "run_id": outcome.report.run_id,
+        "run_dir": str(outcome.run_dir),
+        "model_id": outcome.model.model_id,
+        "accuracy": outcome.accuracy(),
+        "regression": dataclasses.asdict(outcome.regression) if outcome.regression else None,
     }
 
 

@@ -344,21 +344,21 @@ REFUSALS = [
         not_writable(lambda project: project / "reports"),
         "{folder}/reports: " + NO_ACCESS,
         make_writable(lambda project: project / "reports"),
-        failed_task="publish-reports",
+        failed_task="publish-report",
     ),
     Refusal(
         "disk full when preparing",
         full_disk(leave_kib=0, remove="data/parquet"),
         NO_SPACE,
         free_the_disk,
-        failed_task="prepare-parquet",
+        failed_task="prepare",
     ),
     Refusal(
         "disk full when writing the run folder",
         full_disk(leave_kib=100),
         NO_SPACE,
         free_the_disk,
-        failed_task="write-reports",
+        failed_task="write-report",
     ),
 ]
 

@@ -10,7 +10,7 @@ import pytest
 from fashionnet.core import integrity
 from fashionnet.core.errors import FashionnetError
 from fashionnet.core.layout import Layout
-from fashionnet.data.prepare import array_blocks, prepare_source_split
+from fashionnet.data.prepare import RawData, RawSplit, array_blocks, prepare_splits
 from fashionnet.data.split_rule import SplitRule
 from fashionnet.model import source as model_source
 from fashionnet.model.source import obtain_model, trained_key
@@ -23,21 +23,13 @@ RULE = SplitRule(validation_size=50, validation_seed=0)
 
 def prepared_splits(root, rule=RULE):
     rng = np.random.default_rng(0)
-    made = {}
+    raw_splits = []
     for split, n in (("train", 250), ("test", 50)):
         images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
         labels = rng.integers(0, 10, n, dtype=np.uint8)
         sources = {f"{split}-images": f"{split}1" * 8, f"{split}-labels": f"{split}2" * 8}
-        made |= prepare_source_split(
-            split,
-            labels,
-            partial(array_blocks, images),
-            Layout(root),
-            sources=sources,
-            row_group_size=100,
-            rule=rule,
-        )
-    return made
+        raw_splits.append(RawSplit(split, labels, partial(array_blocks, images), sources))
+    return prepare_splits(RawData("synthetic", tuple(raw_splits)), Layout(root), 100, rule)
 
 
 @pytest.fixture(scope="module")

@@ -15,26 +15,28 @@ from fashionnet import predict as predict_module
 from fashionnet.core import integrity
 from fashionnet.core.errors import FashionnetError
 from fashionnet.core.layout import Layout
+from fashionnet.core.threads import CONCURRENT_CHUNKS, blas_threads_for_chunks
 from fashionnet.data.catalog import SPLITS
 from fashionnet.data.idx import read_split as read_idx_split
 from fashionnet.data.parquet import SplitFile, open_split
 from fashionnet.data.prepare import write_split
 from fashionnet.model.functions import log_softmax
+from fashionnet.model.source import Model
+from fashionnet.model.train import DEFAULT_CONFIG
 from fashionnet.model.two_layer_net import TwoLayerNet, predict, scores
 from fashionnet.model.weights import save_params
+from fashionnet.options import RunOptions
+from fashionnet.pipeline import Context, map_in_threads, predict_splits
 from fashionnet.predict import (
     PREDICTIONS_SCHEMA,
     ChunkJob,
-    blas_threads_shared_by,
     chunk_bytes,
     plan_chunks,
     predict_chunk,
-    predict_chunk_file,
-    predict_splits,
+    predict_chunk_job,
     prediction_metadata,
     predictions_up_to_date,
     read_predictions,
-    run_chunks_in_threads,
     tally_of_file,
     top_two,
     total_tally,
@@ -320,35 +322,48 @@ def blas_threads() -> list[int]:
     return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
 
 
-@pytest.mark.parametrize("concurrent_chunks", [1, 2, 64])
-def test_concurrent_chunks_share_the_blas_threads_while_they_run(monkeypatch, concurrent_chunks):
-    monkeypatch.setattr("os.cpu_count", lambda: 4)
+@pytest.mark.parametrize("cpus", [1, 2, 4, 64])
+def test_chunks_in_this_process_share_the_blas_threads_while_they_run(monkeypatch, cpus):
+    monkeypatch.setattr("os.cpu_count", lambda: cpus)
     before = blas_threads()
     assert before, "NumPy's BLAS is visible to threadpoolctl"
-    with blas_threads_shared_by(concurrent_chunks):
-        assert set(blas_threads()) == {max(1, 4 // concurrent_chunks)}
+    with blas_threads_for_chunks(in_this_process=True):
+        assert set(blas_threads()) == {max(1, cpus // CONCURRENT_CHUNKS)}
     assert blas_threads() == before
+    with blas_threads_for_chunks(in_this_process=False):  # Dask workers: not this process's
+        assert blas_threads() == before
+
+
+def model_of(weights_path, model_id) -> Model:
+    return Model("file", weights_path, model_id, None, f"weights file {weights_path}", {})
+
+
+def predict_stage(splits, model, layout, chunk_size, map_chunks=map_in_threads):
+    """The pipeline's predict stage, in a project at `layout`."""
+    context = Context(layout, RunOptions(chunk_size=chunk_size), DEFAULT_CONFIG)
+    return predict_splits(context, splits, model, map_chunks=map_chunks)
 
 
 @pytest.fixture
 def stage(tmp_path, split_path, params) -> SimpleNamespace:
     """The predict stage on the tiny split in chunks of 10 rows (`stage.run(model_id)`), and the
-    jobs it gave its thread runner (`stage.calls`)."""
+    jobs it gave its chunk mapper (`stage.calls`; none when every split is up to date)."""
     weights = tmp_path / "weights.npz"
     save_params(weights, params)
     layout, splits, calls = Layout(tmp_path), {"test": open_split(split_path)}, []
 
-    def run_chunks(weights_path, jobs):
-        calls.append(list(jobs))
-        return run_chunks_in_threads(weights_path, jobs, threads=2)
+    def map_chunks(step, jobs):
+        if jobs:
+            calls.append(list(jobs))
+        return map_in_threads(step, jobs)
 
     def run(model_id):
-        return predict_splits(splits, weights, model_id, layout, 10, run_chunks)
+        return predict_stage(splits, model_of(weights, model_id), layout, 10, map_chunks)
 
     return SimpleNamespace(run=run, layout=layout, splits=splits, calls=calls)
 
 
-def test_predict_splits_writes_each_split_then_skips_it_while_up_to_date(stage, data, params):
+def test_predict_stage_writes_each_split_then_skips_it_while_up_to_date(stage, data, params):
     tallies = stage.run("m1")
 
     x, labels = data
@@ -370,7 +385,7 @@ def test_predict_splits_writes_each_split_then_skips_it_while_up_to_date(stage, 
     assert len(stage.calls) == 2, "another model id: predicted again"
 
 
-def test_predict_splits_records_checksums_and_replaces_damaged_predictions(stage, caplog):
+def test_predict_stage_records_checksums_and_replaces_damaged_predictions(stage, caplog):
     stage.run("m1")
     out = stage.layout.predictions("test")
     assert integrity.verified(out)
@@ -388,8 +403,8 @@ def test_predict_splits_records_checksums_and_replaces_damaged_predictions(stage
     assert f"{out} is damaged (" in caplog.text and f"moved to {aside}" in caplog.text
 
 
-def job_of(split_path) -> ChunkJob:
-    return ChunkJob(split_path, range(0, len(ROW_GROUP_ROWS)), sum(ROW_GROUP_ROWS))
+def job_of(weights, split_path) -> ChunkJob:
+    return ChunkJob(weights, split_path, range(0, len(ROW_GROUP_ROWS)), sum(ROW_GROUP_ROWS))
 
 
 def test_weights_whose_probabilities_overflow_are_refused_before_anything_is_written(
@@ -404,10 +419,10 @@ def test_weights_whose_probabilities_overflow_are_refused_before_anything_is_wri
     save_params(weights, huge)  # finite, so the file itself passes its checks
     expected = f"weights file {weights} gives class probabilities that are not finite"
     with pytest.raises(FashionnetError, match=expected):
-        predict_chunk_file(weights, job_of(split_path))
+        predict_chunk_job(job_of(weights, split_path))
     layout = Layout(tmp_path)
     with pytest.raises(FashionnetError, match=expected):
-        predict_splits({"test": open_split(split_path)}, weights, "m1", layout, 10)
+        predict_stage({"test": open_split(split_path)}, model_of(weights, "m1"), layout, 10)
     assert not layout.predictions_dir.exists()
 
 
@@ -424,7 +439,7 @@ def test_a_chunk_larger_than_free_memory_is_refused_before_it_is_read(
     )
     monkeypatch.setattr(predict_module, "predict_chunk", lambda *args: pytest.fail("read"))
     with pytest.raises(FashionnetError) as refused:
-        predict_chunk_file(weights, job_of(split_path))
+        predict_chunk_job(job_of(weights, split_path))
     assert str(refused.value) == (
         f"predicting {rows} rows at a time with the {hidden} hidden units of {weights} needs "
         f"about {rows * per_row / 1e6:,.1f} MB of memory, but {available / 1e6:,.1f} MB is "

@@ -14,16 +14,19 @@ import pytest
 from fashionnet.core import integrity
 from fashionnet.core.errors import FashionnetError
 from fashionnet.core.layout import Layout
-from fashionnet.data import keras_source, prepare
+from fashionnet.data import idx, keras_source, prepare
 from fashionnet.data.catalog import SPLITS
 from fashionnet.data.fetch import sha256_file
 from fashionnet.data.idx import write_idx
 from fashionnet.data.parquet import read_split
 from fashionnet.data.prepare import (
+    Output,
+    RawData,
+    RawSplit,
     array_blocks,
     is_up_to_date,
-    prepare_source_split,
-    prepare_split,
+    prepare_outputs,
+    prepare_splits,
     write_split,
 )
 from fashionnet.data.split_rule import SplitRule, training_rows, validation_rows
@@ -36,6 +39,25 @@ def make_split(n, seed=0):
     images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
     images.flat[:256] = np.arange(256)  # every pixel value appears
     return images, rng.integers(0, 10, size=n, dtype=np.uint8)
+
+
+def prepare_split(images_path, labels_path, out_path, *, sources, row_group_size=10_000):
+    """One raw split's IDX files -> one Parquet file (all its rows), unless it is current."""
+    labels = idx.read_labels(labels_path)
+    (result,) = prepare_outputs(
+        [Output(out_path, None)],
+        labels,
+        partial(idx.image_blocks, images_path),
+        sources=sources,
+        row_group_size=row_group_size,
+    )
+    return result
+
+
+def prepare_raw_split(name, labels, image_blocks, layout, *, sources, row_group_size, rule):
+    """The prepare stage on one raw split alone."""
+    raw = RawData("test arrays", (RawSplit(name, labels, image_blocks, sources),))
+    return prepare_splits(raw, layout, row_group_size, rule)
 
 
 @pytest.fixture
@@ -225,7 +247,7 @@ def prepare_train(layout, images, labels, rule=RULE, loads=None):
             loads.append(1)
         return array_blocks(images, block_rows)
 
-    return prepare_source_split(
+    return prepare_raw_split(
         "train",
         labels,
         load_images,
@@ -283,7 +305,7 @@ def test_another_split_rule_rebuilds_both_files(tmp_path, rule):
 
 def test_the_test_split_is_whole_and_without_a_split_rule(tmp_path):
     images, labels = make_split(40)
-    splits = prepare_source_split(
+    splits = prepare_raw_split(
         "test",
         labels,
         partial(array_blocks, images),
@@ -307,7 +329,9 @@ def test_the_keras_source_makes_the_same_three_files(tmp_path, monkeypatch):
     test_images, test_labels = make_split(40, seed=1)
     arrays = {"train": (train_images, train_labels), "test": (test_images, test_labels)}
     monkeypatch.setattr(keras_source, "load_keras_arrays", lambda: arrays)
-    splits = keras_source.prepare_keras_splits(Layout(tmp_path), 30, RULE)
+    raw = keras_source.keras_raw_data()
+    assert raw.origin == "tf.keras.datasets.fashion_mnist"
+    splits = prepare_splits(raw, Layout(tmp_path), 30, RULE)
     assert sorted(splits) == ["test", "train", "validation"]
     held_out = validation_rows(train_labels, 20, 0)
     np.testing.assert_array_equal(

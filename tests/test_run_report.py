@@ -14,7 +14,8 @@ from fashionnet.model.source import obtain_model
 from fashionnet.model.train import TrainConfig
 from fashionnet.model.two_layer_net import TwoLayerNet
 from fashionnet.model.weights import save_params
-from fashionnet.predict import predict_splits
+from fashionnet.options import RunOptions
+from fashionnet.pipeline import Context, predict_splits
 from fashionnet.report import publish
 from fashionnet.report.run_report import (
     MISCLASSIFIED_SHOWN,
@@ -168,7 +169,8 @@ def test_overall_csv_is_recomputed_from_the_predictions_files_alone(tmp_path):
     weights = tmp_path / "weights.npz"  # He weights: confidences spread over many bins
     save_params(weights, TwoLayerNet(784, 32, 10, weight_init="he", seed=0).params)
     model = obtain_model("file", TrainConfig(), splits, layout.models_dir, weights)
-    tallies = predict_splits(splits, model.weights_path, model.model_id, layout, chunk_size=80)
+    context = Context(layout, RunOptions(chunk_size=80), TrainConfig())
+    tallies = predict_splits(context, splits, model)
     report = build_report(
         run_id="r1",
         started_at="2026-11-29T00:00:00+00:00",

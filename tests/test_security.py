@@ -140,8 +140,10 @@ def listening_sockets() -> set[tuple[str, int]]:
 def test_the_local_dask_cluster_listens_on_localhost_only():
     from fashionnet_flows.pipeline import make_task_runner
 
+    from fashionnet.options import RunOptions
+
     before = listening_sockets()
-    with make_task_runner("dask", None) as runner:
+    with make_task_runner(RunOptions(task_runner="dask")) as runner:
         assert runner.client  # starts the local cluster, as the first prediction chunk would
         started = listening_sockets() - before
     assert started, "the scheduler, its dashboard and the workers listen somewhere"

@@ -10,12 +10,10 @@ from functools import partial
 import numpy as np
 
 from fashionnet.core.errors import FashionnetError
-from fashionnet.core.layout import Layout
 from fashionnet.core.settings import quiet_tensorflow
-from fashionnet.data.parquet import SplitFile
-from fashionnet.data.prepare import array_blocks, prepare_source_split
-from fashionnet.data.split_rule import SplitRule
+from fashionnet.data.prepare import RawData, RawSplit, array_blocks
 
+KERAS_ORIGIN = "tf.keras.datasets.fashion_mnist"
 _USE_LOCAL_FILES = "use the default source with local files (FASHIONNET_RAW_DIR)"
 
 
@@ -46,27 +44,17 @@ def array_sha256(array: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-def prepare_keras_splits(
-    layout: Layout, row_group_size: int, rule: SplitRule
-) -> dict[str, SplitFile]:
-    """The prepare stage for the keras source: each split's Parquet, written if not current.
+def keras_raw_data() -> RawData:
+    """The fetch stage for the keras source: the arrays Keras returns, as raw splits.
 
     A split's sources are the sha256 of the arrays Keras returned (`keras:<split>-images`,
     `keras:<split>-labels`), so a changed Keras cache is noticed like a changed raw file.
     """
-    splits = {}
+    splits = []
     for raw_split, (images, labels) in load_keras_arrays().items():
         sources = {
             f"keras:{raw_split}-images": array_sha256(images),
             f"keras:{raw_split}-labels": array_sha256(labels),
         }
-        splits |= prepare_source_split(
-            raw_split,
-            labels,
-            partial(array_blocks, images),
-            layout,
-            sources=sources,
-            row_group_size=row_group_size,
-            rule=rule,
-        )
-    return splits
+        splits.append(RawSplit(raw_split, labels, partial(array_blocks, images), sources))
+    return RawData(KERAS_ORIGIN, tuple(splits))

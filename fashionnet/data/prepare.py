@@ -272,58 +272,52 @@ def outputs_of(raw_split: str, labels: np.ndarray, layout: Layout, rule: SplitRu
     ]
 
 
-def prepare_source_split(
-    raw_split: str,
-    labels: np.ndarray,
-    image_blocks: Callable[[int], Iterable[np.ndarray]],
-    layout: Layout,
-    *,
-    sources: Mapping[str, str],
-    row_group_size: int,
-    rule: SplitRule,
+@dataclass(frozen=True)
+class RawSplit:
+    """One raw split of any data source, as the prepare stage takes it: its labels, its images
+    (`image_blocks(block_rows)` streams them in row order) and what they were made from."""
+
+    name: str  # "train" or "test": a key of catalog.SPLITS
+    labels: np.ndarray
+    image_blocks: Callable[[int], Iterable[np.ndarray]]
+    sources: dict[str, str]  # raw file name -> sha256
+
+
+@dataclass(frozen=True)
+class RawData:
+    """The fetch stage's answer for every data source: where the data came from, and its raw
+    splits."""
+
+    origin: str  # e.g. "local folder /x", "tf.keras.datasets.fashion_mnist"
+    splits: tuple[RawSplit, ...]
+
+
+def raw_data_of_files(raw: RawFiles) -> RawData:
+    """The raw splits of the IDX files: labels read (they are small), images streamed later."""
+    splits = []
+    for raw_split, (images_name, labels_name) in SPLITS.items():
+        images_path, labels_path = raw.paths[images_name], raw.paths[labels_name]
+        labels = idx.read_labels(labels_path)
+        idx.check_same_length(images_path, labels_path, len(labels))
+        sources = {name: raw.sha256[name] for name in (images_name, labels_name)}
+        splits.append(RawSplit(raw_split, labels, partial(idx.image_blocks, images_path), sources))
+    return RawData(raw.origin, tuple(splits))
+
+
+def prepare_splits(
+    raw: RawData, layout: Layout, row_group_size: int, rule: SplitRule
 ) -> dict[str, parquet.SplitFile]:
-    """The prepare stage for one raw split of any data source: its Parquet files, each written
-    if not current, by split name (train and validation, or test)."""
-    outputs = outputs_of(raw_split, labels, layout, rule)
-    prepare_outputs(outputs, labels, image_blocks, sources=sources, row_group_size=row_group_size)
-    return {output.path.stem: parquet.open_split(output.path) for output in outputs}
-
-
-def prepare_split(
-    images_path: Path,
-    labels_path: Path,
-    out_path: Path,
-    *,
-    sources: Mapping[str, str],
-    row_group_size: int = 10_000,
-) -> PrepareResult:
-    """Convert one whole raw split's IDX files to one Parquet, unless it is already up to date."""
-    labels = idx.read_labels(labels_path)
-    idx.check_same_length(images_path, labels_path, len(labels))
-    (result,) = prepare_outputs(
-        [Output(out_path, None)],
-        labels,
-        partial(idx.image_blocks, images_path),
-        sources=sources,
-        row_group_size=row_group_size,
-    )
-    return result
-
-
-def prepare_raw_split(
-    raw: RawFiles, raw_split: str, layout: Layout, row_group_size: int, rule: SplitRule
-) -> dict[str, parquet.SplitFile]:
-    """The prepare stage for one split of the raw files (`prepare_source_split`)."""
-    images_name, labels_name = SPLITS[raw_split]
-    images_path, labels_path = raw.paths[images_name], raw.paths[labels_name]
-    labels = idx.read_labels(labels_path)
-    idx.check_same_length(images_path, labels_path, len(labels))
-    return prepare_source_split(
-        raw_split,
-        labels,
-        partial(idx.image_blocks, images_path),
-        layout,
-        sources={name: raw.sha256[name] for name in (images_name, labels_name)},
-        row_group_size=row_group_size,
-        rule=rule,
-    )
+    """The prepare stage, whatever the source: every split's Parquet file (train and validation
+    from the raw training split, cut by `rule`; test), each written unless it is current."""
+    splits: dict[str, parquet.SplitFile] = {}
+    for raw_split in raw.splits:
+        outputs = outputs_of(raw_split.name, raw_split.labels, layout, rule)
+        prepare_outputs(
+            outputs,
+            raw_split.labels,
+            raw_split.image_blocks,
+            sources=raw_split.sources,
+            row_group_size=row_group_size,
+        )
+        splits |= {output.path.stem: parquet.open_split(output.path) for output in outputs}
+    return splits
