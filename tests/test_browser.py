@@ -111,7 +111,11 @@ def test_report_and_index_work_from_the_file_system(browser, tmp_path):
     run_dir = publish.write_run(layout.runs_dir, report)
     write_report_html(run_dir, report)
     published = report.overall.assign(
-        run_id=report.run_id, data_fingerprint="", flow_run_id="", trigger="schedule"
+        format_version=1,
+        run_id=report.run_id,
+        data_fingerprint="",
+        flow_run_id="",
+        trigger="schedule",
     )
     history = pd.concat(
         [

@@ -49,6 +49,7 @@ SPLIT_SCHEMA = pa.schema(
     [("index", pa.int32()), ("label", pa.uint8()), ("pixels", pa.list_(pa.float32(), 784))],
     # the metadata fashionnet.data.parquet requires of a prepared split
     metadata={
+        "fashionnet.format": "1",
         "fashionnet.rows": str(sum(ROW_GROUP_ROWS)),
         "fashionnet.sources": '{"test-images": "11"}',
     },

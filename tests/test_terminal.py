@@ -99,14 +99,14 @@ def test_render_runs_before_any_run(tmp_path):
 def test_render_runs_shows_the_rows_it_can_read_and_names_the_lines_it_skipped(tmp_path):
     history = tmp_path / "history.csv"
     markup = GOOD_ROW.replace("T03:", "T04:").replace("r0", "[/bold]")  # text, not markup
-    history.write_text(HEADER + GOOD_ROW + "x,r1,test,1,0.5,m,f,extra\n" + markup)
+    history.write_text(HEADER + GOOD_ROW + "1,x,r1,test,1,0.5,m,f,extra\n" + markup)
     console = recording_console()
     render_runs(history, console)
     table = console.export_text()
     text = " ".join(table.split())  # the note may wrap
     assert row_cells(table, "2026-11-01T03:00:00+00:00")[1] == "r0"
     assert row_cells(table, "2026-11-01T04:00:00+00:00")[1] == "[/bold]"
-    assert f"Skipped what cannot be read in {history} (line 3: 8 fields, expected 9)" in text
+    assert f"Skipped what cannot be read in {history} (line 3: 9 fields, expected 10)" in text
     assert "the next `fashionnet run` moves the file aside and starts a new one" in text
 
 
