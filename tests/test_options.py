@@ -72,20 +72,6 @@ def test_a_bad_value_is_one_line_naming_the_option(started):
 
 
 @pytest.mark.parametrize(
-    ("old", "new"),
-    [
-        (["--init", "random"], {"model_source": "random"}),
-        (["--weights", "w.npz"], {"model_source": "file", "weights_file": "w.npz"}),
-    ],
-)
-def test_renamed_options_still_work_with_a_warning(started, old, new):
-    result = invoke(*old)
-    assert result.exit_code == 0, result.output
-    assert "fashionnet: warning:" in result.output and "is renamed" in result.output
-    assert started[0][0] == RunOptions(**new)
-
-
-@pytest.mark.parametrize(
     ("values", "problem"),
     [
         ({"model_source": "file"}, "give weights_file exactly when model_source is 'file'"),
