@@ -21,7 +21,6 @@ from urllib.parse import unquote, urlparse
 import pandas as pd
 import pytest
 import requests
-from fashionnet_flows.artifacts import REPORT_KEY, SUMMARY_FIGURES
 from prefect_server import PREFECT, free_port, spawn, stop, wait_for
 from report_fixtures import make_report
 
@@ -30,6 +29,7 @@ from fashionnet.report import publish
 from fashionnet.report.columns import HISTORY_COLUMNS, csv_text
 from fashionnet.report.html import write_report_html
 from fashionnet.report.trend import write_trend
+from fashionnet_flows.artifacts import REPORT_KEY, SUMMARY_FIGURES
 
 pytestmark = pytest.mark.browser
 
