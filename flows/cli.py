@@ -11,8 +11,9 @@ there.
 
 Ctrl-C (SIGINT) and SIGTERM ask the run to stop (`fashionnet.core.interrupts`): the loops stop at
 their next step, the command says `fashionnet: interrupted` and exits 130 or 143. Without
-PREFECT_API_URL the run gets a temporary Prefect server of its own, in its own session so that
-Ctrl-C at the terminal reaches this process alone; it is stopped however the run ends.
+PREFECT_API_URL the run gets a temporary Prefect server of its own
+(`fashionnet_flows.temporary_server`), in its own session so that Ctrl-C at the terminal reaches
+this process alone; it is stopped however the run ends, and ends with it even on SIGKILL.
 """
 
 import _thread
