@@ -32,12 +32,12 @@ import pandas as pd
 from fashionnet.core import atomic, integrity, interrupts
 from fashionnet.core.errors import FashionnetError
 from fashionnet.core.layout import Layout
-from fashionnet.data import idx
-from fashionnet.data.catalog import NUM_PIXELS
+from fashionnet.data import idx, parquet
+from fashionnet.data.catalog import NUM_PIXELS, SPLITS
 from fashionnet.data.drift import DRIFTED, drift_table, drifted_lines
 from fashionnet.data.duplicates import Duplicates, ImageKeys, find_duplicates
 from fashionnet.data.parquet import SplitFile, plan_chunks, read_row_groups
-from fashionnet.data.schema import Schema, anomaly_table
+from fashionnet.data.schema import Schema, anomaly_table, infer_schema, write_schema
 from fashionnet.data.statistics import CardTally, card_table, image_bytes, value_problems
 from fashionnet.report.columns import csv_text
 
@@ -228,6 +228,33 @@ def card_of_split(
         for groups in chunks
     ]
     return combined(parts, aligned)
+
+
+def split_card(layout: Layout, split: str) -> SplitCard:
+    """The card of a prepared split of a project: the stored one when current, else counted
+    now (the `card` command)."""
+    split_file = parquet.open_split(layout.parquet(split))
+    for aligned in (False, True):  # as the validate stage stored it, whichever way
+        stored = read_card(layout.card(split), card_metadata(split_file, aligned))
+        if stored is not None:
+            return stored
+    return card_of_split(split_file)
+
+
+def infer_schema_file(out: Path, *, raw_dir: Path | None, layout: Layout) -> Schema:
+    """Write the schema inferred from a training split (`schema.infer_schema`) to `out`: the
+    raw training IDX files in `raw_dir`, else the project's prepared train split."""
+    if raw_dir is not None:
+        images, labels = (raw_dir / name for name in SPLITS[REFERENCE_SPLIT])
+        tally, source = tally_of_raw_files(images, labels), f"{images} and {labels}"
+    else:
+        tally, source = (
+            split_card(layout, REFERENCE_SPLIT).tally,
+            str(layout.parquet(REFERENCE_SPLIT)),
+        )
+    schema = infer_schema(tally, source)
+    write_schema(out, schema, f"Inferred from {source} ({tally.images:,} images).")
+    return schema
 
 
 def tally_of_raw_files(images_path: Path, labels_path: Path, block_rows: int = 10_000) -> CardTally:
