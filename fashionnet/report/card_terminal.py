@@ -44,7 +44,7 @@ def property_rows(tally: CardTally) -> tuple[list[str], list[list[str]]]:
             *(tally.quantiles(name)[QUANTILES.index(q)] for q in SHOWN_QUANTILES),
             tally.property_max[name],
         ]
-        rows.append([name, *(f"{value:.4g}" for value in values)])
+        rows.append([name, *(f"{value:.3g}" for value in values)])
     return header, rows
 
 
