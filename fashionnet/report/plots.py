@@ -238,8 +238,10 @@ def plot_properties(tallies: Mapping[str, CardTally], path: Path) -> None:
     names = list(PROPERTIES)
     columns = 4
     rows = math.ceil(len(names) / columns)
-    figure = Figure(figsize=(14, 3.4 * rows + 0.6), layout="constrained")
+    figure = Figure(figsize=(14, 3.4 * rows + 0.6))
     figure.suptitle("Image properties per split (share of images per bin)")
+    # A fixed layout: the constrained one took most of the figure's drawing time.
+    figure.subplots_adjust(left=0.04, right=0.99, top=0.9, bottom=0.07, wspace=0.2, hspace=0.3)
     axes = figure.subplots(rows, columns, squeeze=False).ravel()
     for ax in axes[len(names) :]:
         ax.set_axis_off()
@@ -258,24 +260,27 @@ def plot_properties(tallies: Mapping[str, CardTally], path: Path) -> None:
 
 
 def plot_class_means(tallies: Mapping[str, CardTally], path: Path) -> None:
-    """The mean image of each class (columns) in each split (rows)."""
-    figure = Figure(
-        figsize=(1.3 * len(CLASS_NAMES) + 1.2, 1.5 * len(tallies) + 0.8), layout="constrained"
+    """The mean image of each class (columns) in each split (rows), as one mosaic (one image
+    draws in a fraction of the time of a grid of 30 axes); a class without images is black."""
+    gap = 2
+    height, width = IMAGE_SHAPE
+    mosaic = np.ones((len(tallies) * (height + gap) - gap, len(CLASS_NAMES) * (width + gap) - gap))
+    for row, tally in enumerate(tallies.values()):
+        for label, mean in enumerate(tally.class_mean_images()):
+            top, left = row * (height + gap), label * (width + gap)
+            mosaic[top : top + height, left : left + width] = mean.reshape(IMAGE_SHAPE)
+    figure = Figure(figsize=(13, 1.3 * len(tallies) + 1.1), layout="constrained")
+    ax = figure.add_subplot()
+    ax.imshow(mosaic, cmap="gray", vmin=0.0, vmax=1.0)
+    ax.set_xticks(
+        np.arange(len(CLASS_NAMES)) * (width + gap) + width / 2,
+        CLASS_NAMES,
+        rotation=30,
+        ha="right",
     )
-    figure.suptitle("Mean image of each class")
-    axes = figure.subplots(len(tallies), len(CLASS_NAMES), squeeze=False)
-    for row, (split, tally) in zip(axes, tallies.items(), strict=True):
-        means, counts = tally.class_mean_images(), tally.class_counts()
-        for label, ax in enumerate(row):
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if counts[label]:
-                _show_image(ax, means[label])
-            else:
-                ax.text(0.5, 0.5, "none", ha="center", va="center", transform=ax.transAxes)
-        row[0].set_ylabel(split)
-    for ax, name in zip(axes[0], CLASS_NAMES, strict=True):
-        ax.set_title(name, fontsize=8)
+    ax.set_yticks(np.arange(len(tallies)) * (height + gap) + height / 2, list(tallies))
+    ax.tick_params(length=0)
+    ax.set_title("Mean image of each class, per split")
     save_png(figure, path)
 
 
