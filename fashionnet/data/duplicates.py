@@ -217,17 +217,24 @@ class Pairs:
 
 def _join(keys_a: np.ndarray, keys_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Every (i, j) with keys_a[i] == keys_b[j], as two index arrays (a sort-merge join)."""
+    if not len(keys_a) or not len(keys_b):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
     order = np.argsort(keys_a)
     ordered = keys_a[order]
+    # The distinct keys of a, where each one's run starts in `ordered`, and its length.
+    new = np.ones(len(ordered), dtype=bool)
+    new[1:] = ordered[1:] != ordered[:-1]
+    starts = np.flatnonzero(new)
+    distinct, lengths = ordered[starts], np.diff(np.append(starts, len(ordered)))
     # Searched in sorted order: each search starts near the last one's answer (5x faster).
     order_b = np.argsort(keys_b)
     sought = keys_b[order_b]
-    low = np.searchsorted(ordered, sought, side="left")
-    counts = np.searchsorted(ordered, sought, side="right") - low
+    place = np.minimum(np.searchsorted(distinct, sought), len(distinct) - 1)
+    counts = np.where(distinct[place] == sought, lengths[place], 0)
     at_b = np.repeat(order_b, counts)
-    # For each match, its place among its b's matches, added to where they start in `ordered`.
-    place = np.arange(len(at_b)) - np.repeat(np.cumsum(counts) - counts, counts)
-    return order[np.repeat(low, counts) + place], at_b
+    # For each match, its place among its b's matches, added to where its run starts.
+    within = np.arange(len(at_b)) - np.repeat(np.cumsum(counts) - counts, counts)
+    return order[np.repeat(starts[place], counts) + within], at_b
 
 
 def _pairs(kind, split_a, split_b, keys_a, keys_b, at_a, at_b, shifts=None) -> Pairs:
