@@ -228,7 +228,7 @@ def plot_class_balance(tallies: Mapping[str, CardTally], path: Path) -> None:
     ax.set_xticks(positions, CLASS_NAMES, rotation=30, ha="right")
     ax.set_ylabel("share of the split's images")
     ax.set_title("Class balance per split")
-    ax.legend()
+    figure.legend(loc="outside lower center", ncols=len(tallies))
     save_png(figure, path)
 
 
@@ -253,6 +253,11 @@ def plot_properties(tallies: Mapping[str, CardTally], path: Path) -> None:
                 ax.stairs(shares, edges, fill=True, alpha=0.35, color="C0", label=split)
             else:
                 ax.stairs(shares, edges, color=f"C{offset}", linewidth=1.5, label=split)
+        if PROPERTIES[name].discrete:  # a few rows of 28 hold them all: show those
+            counts = sum(tally.histograms[name] for tally in tallies.values())
+            held = np.flatnonzero(counts)
+            if len(held):
+                ax.set_xlim(edges[held[0]] - 2, edges[held[-1] + 1] + 2)
         ax.set_title(name.replace("_", " "))
         ax.grid(alpha=0.3)
     axes[0].legend()
