@@ -75,6 +75,7 @@ def test_inference_refuses_labels_the_network_cannot_have():
         (lambda t: t.replace("brightness: [0.0, 0.84]", "brightness: [0.9, 0.1]"), "brightness"),
         (lambda t: t.replace("brightness:", "brightnes:"), "unknown keys brightnes"),
         (lambda t: t.replace("value_range: [0, 255]", "value_range: [0, 300]"), "value_range"),
+        (lambda t: t.replace("property_tolerance: 0.01", "property_tolerance: 2"), "a share"),
         (lambda t: t + "\n  : :\n", "not YAML"),
         (lambda t: "labels: {}\n", "format must be 1"),
     ],
@@ -121,6 +122,20 @@ def test_every_anomaly_is_listed_not_the_first():
     assert ("property_above_range", "brightness") not in rows  # bright ones: 0.128..
     assert set(found["split"]) == {"mine"}
     assert len(found) == 8
+
+
+def test_a_few_images_outside_a_property_range_are_tolerated():
+    """Up to property_tolerance of a split's images may lie outside a range."""
+    images = np.full((300, 784), 90, np.uint8)
+    images[:3] = 0  # 1% blank
+    schema = Schema(labels=(0,), properties={"brightness": (0.2, 0.5)}, property_tolerance=0.01)
+    tally = CardTally.of_images(images, np.zeros(300))
+    assert anomaly_table({"s": tally}, schema).empty
+    images[3] = 0  # one more: 1.33%
+    found = anomaly_table({"s": CardTally.of_images(images, np.zeros(300))}, schema)
+    assert found[["anomaly", "item", "count"]].values.tolist() == [
+        ["property_below_range", "brightness", 4]
+    ]
 
 
 def test_a_split_of_none_or_one_image_is_an_anomaly():
