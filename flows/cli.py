@@ -117,11 +117,6 @@ def prefect_api() -> Iterator[None]:
     Prefect's clients use, and stopped, after the run's logs and events are sent, however the
     run ends.
     """
-    from unittest import mock
-
-    from prefect.events.worker import EventsWorker
-    from prefect.logging.handlers import APILogWorker
-    from prefect.server.api.server import SubprocessASGIServer
     from prefect.settings import (
         PREFECT_API_URL,
         PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
@@ -132,6 +127,13 @@ def prefect_api() -> Iterator[None]:
         with forcible():
             yield
         return
+
+    # Only for a server of its own: the server's modules take seconds to import.
+    from unittest import mock
+
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+    from prefect.server.api.server import SubprocessASGIServer
 
     class OwnSessionServer(SubprocessASGIServer):
         def _run_uvicorn_command(self) -> subprocess.Popen:
