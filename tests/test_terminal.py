@@ -1,7 +1,7 @@
 import io
 
 import pytest
-from report_fixtures import make_report, make_run
+from report_fixtures import make_report
 from rich.console import Console
 from test_reports import GOOD_ROW, HEADER, append
 
@@ -12,9 +12,9 @@ from fashionnet.report.run_report import read_run_csv
 from fashionnet.report.terminal import render_report, render_runs
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    return make_run(tmp_path_factory.mktemp("run"))
+@pytest.fixture
+def run_dir(report_run_dir):
+    return report_run_dir
 
 
 def recording_console() -> Console:
