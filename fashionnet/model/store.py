@@ -113,3 +113,11 @@ def store_model(
     with integrity.sealing(folder / META_NAME):
         atomic.write_text(folder / META_NAME, json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return StoredModel(folder, params, dict(meta), learning_curve)
+
+
+def record_calibration(folder: Path, calibration: Mapping[str, Any]) -> None:
+    """Add the model's fitted temperature (`calibration.Calibration`) to its meta.json."""
+    meta = json.loads((folder / META_NAME).read_text())
+    with integrity.sealing(folder / META_NAME):
+        text = json.dumps({**meta, "calibration": dict(calibration)}, indent=2, sort_keys=True)
+        atomic.write_text(folder / META_NAME, text + "\n")
