@@ -154,11 +154,9 @@ def bless(
 
 
 def publish_report(context: Context, run_dir: Path, report: RunReport) -> None:
-    """`reports/latest` and the history: the run becomes the project's last run; then its model
-    becomes the champion if the gate (or force_promote) said so."""
+    """`reports/latest` and the history: the run becomes the project's last run, and its model
+    the champion if the gate (or force_promote) said so."""
     publish.publish_run(context.layout, run_dir, report)
-    if report.blessing is not None:
-        champion.promote(context.layout, report.blessing)
 
 
 def call(stage: Callable[..., Result], *args: Any) -> Result:

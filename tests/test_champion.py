@@ -5,6 +5,7 @@ so, and a run stopped between the gate and the switch leaves the old champion in
 import json
 
 import pytest
+from rich.console import Console
 from synthetic import SMALL_OPTIONS, SMALL_TRAIN, write_synthetic_raw
 
 from fashionnet import champion
@@ -13,6 +14,7 @@ from fashionnet.model.store import load_stored
 from fashionnet.model.train import TrainConfig
 from fashionnet.options import RunOptions
 from fashionnet.pipeline import Context, run_pipeline
+from fashionnet.report.terminal import render_runs
 
 NO_FLOORS = {"champion_min_accuracy": 0.0, "champion_min_class_accuracy": 0.0}
 
@@ -51,6 +53,9 @@ def test_the_first_model_is_blessed_and_a_worse_one_is_not(tmp_path, raw):
     assert first["champion_before"] is None and "the first model" in first["reason"]
     assert champion_key(tmp_path) == trained.model.model_key
     assert "## Champion" in (trained.run_dir / "report.md").read_text()
+    assert "becomes the champion" in (trained.run_dir / "report.html").read_text()
+    index = (tmp_path / "reports" / "index.html").read_text()
+    assert f"{trained.model.model_id} (champion)" in index
 
     worse = run(tmp_path, raw, model_source="random", **NO_FLOORS)
     verdict = blessing_of(worse)
@@ -63,6 +68,12 @@ def test_the_first_model_is_blessed_and_a_worse_one_is_not(tmp_path, raw):
     assert comparison["images"] == 100 and comparison["difference"] < -0.01
     assert comparison["mcnemar_p_value"] < 0.05
     assert champion_key(tmp_path) == trained.model.model_key, "the champion stays"
+    assert "The champion stays" in (worse.run_dir / "report.md").read_text()
+    console = Console(width=250, record=True)
+    render_runs(Layout(tmp_path).history_csv, console)
+    listed = console.export_text()
+    assert f"{trained.model.model_id} (champion)" in listed
+    assert f"{worse.model.model_id} (champion)" not in listed
     assert worse.regression is not None and worse.regression.previous_run == trained.report.run_id
 
     # held to the champion, not to the last run: a second regressed run alerts again

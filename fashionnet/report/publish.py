@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fashionnet import champion
 from fashionnet.core import atomic
 from fashionnet.core.errors import FashionnetError
 from fashionnet.core.layout import Layout
@@ -113,7 +114,7 @@ def publish_latest(latest_link: Path, run_dir: Path) -> None:
 
 def publish_run(layout: Layout, run_dir: Path, report: RunReport) -> None:
     """Make a complete run folder the project's `reports/latest` and add it to the history, all
-    or nothing.
+    or nothing; its model becomes the champion when its blessing says so (`champion.promote`).
 
     The new history.csv is written beside the old one first; `latest` is swapped; only then does
     the new history take its name. A failure before the swap changes neither, so history.csv
@@ -132,6 +133,8 @@ def publish_run(layout: Layout, run_dir: Path, report: RunReport) -> None:
     )
     with history_appended(layout.history_csv, rows):
         publish_latest(layout.latest_link, run_dir)
+        if report.blessing is not None:
+            champion.promote(layout, report.blessing)
     write_trend_of_history(layout)
 
 

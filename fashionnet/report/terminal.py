@@ -12,6 +12,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from fashionnet.champion import current_champion
+from fashionnet.core.layout import Layout
 from fashionnet.report.markdown import REPORT_NAME, overall_rows, per_class_rows
 from fashionnet.report.publish import read_history_file
 from fashionnet.report.run_report import RunReport
@@ -82,8 +84,12 @@ def render_runs(history_csv: Path, console: Console | None = None) -> None:
 
 def runs_table(history: pd.DataFrame, runs_dir: Path) -> Table:
     """One row per run of `history` (history.csv's rows): its time, ids, accuracy per split,
-    what started it and the parameters it changed (from its manifest under `runs_dir`)."""
+    what started it and the parameters it changed (from its manifest under `runs_dir`); the
+    runs whose model is the champion say so."""
     splits = list(history["split"].unique())
+    # runs_dir is <project>/reports/runs: the champion is the project's models/champion
+    champion_model = current_champion(Layout(runs_dir.parent.parent))
+    champion_id = champion_model.model_id if champion_model else None
     header = [
         "finished at",
         "run id",
@@ -98,7 +104,8 @@ def runs_table(history: pd.DataFrame, runs_dir: Path) -> Table:
         cells = [f"{accuracy[split]:.2%}" if split in accuracy else "-" for split in splits]
         first = run.iloc[0]
         origin = [first["trigger"] or "-", overrides_text(runs_dir / str(run_id))]
-        rows.append([first["finished_at"], run_id, first["model_id"], *cells, *origin])
+        model = first["model_id"] + (" (champion)" if first["model_id"] == champion_id else "")
+        rows.append([first["finished_at"], run_id, model, *cells, *origin])
     return text_table("Runs", header, rows, text_columns=3, trailing_text_columns=2)
 
 
