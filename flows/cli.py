@@ -4,6 +4,7 @@ fashionnet run [OPTIONS]      run the Prefect flow (see `fashionnet run --help`)
 fashionnet report [RUN]       a run's figures in the terminal (latest by default)
 fashionnet runs               past runs from reports/history.csv
 fashionnet prune --keep N     delete the run folders beyond the N newest
+fashionnet score INPUT...     score new images with the champion model (fashionnet_flows.score)
 
 `run`'s options are generated from the declarations in `fashionnet.options.RunOptions` and
 `fashionnet.model.train.TrainConfig`: their names, defaults, help and choices are written only
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
+from fashionnet_flows.score import score
 from pydantic import BaseModel
 
 from fashionnet.core import interrupts
@@ -321,6 +323,7 @@ def make_app() -> typer.Typer:
     app.command()(report)
     app.command()(runs)
     app.command()(prune)
+    app.command()(score)
     return app
 
 
