@@ -136,7 +136,10 @@ def image_pixels(data: bytes, invert: Invert) -> np.ndarray:
             image.load()
     except Unusable:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        # Pillow's own check of the header's size, before ours: the same refusal
+        raise Unusable(f"a decompression bomb ({error}): not decoded") from None
+    except UnidentifiedImageError:
         raise Unusable("not an image Pillow can read") from None
     except (OSError, ValueError, SyntaxError) as error:
         raise Unusable(f"the image cannot be decoded ({error})") from None
