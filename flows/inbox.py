@@ -10,7 +10,6 @@ them to the webhook. prefect.yaml schedules it as the `inbox` deployment.
 from pathlib import Path
 from typing import Any
 
-from fashionnet_flows.logs import configure_run_logging
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
@@ -21,6 +20,7 @@ from fashionnet.core.runlock import run_lock
 from fashionnet.pipeline import map_in_threads
 from fashionnet.score.batch import scoring_model
 from fashionnet.score.inbox import inbox_dir, poll_inbox
+from fashionnet_flows.logs import configure_run_logging
 
 POLL_LOCK = ".poll.lock"
 

@@ -22,14 +22,6 @@ from typing import Any
 import pandas as pd
 import psutil
 import pytest
-from fashionnet_flows.automations import (
-    FAILURE_ALERT,
-    REGRESSION_ALERT,
-    WEBHOOK_BLOCK,
-    ZOMBIE_AUTOMATION,
-    ZOMBIE_MESSAGE,
-)
-from fashionnet_flows.deploy import ALERT_VARIABLE
 from prefect_server import (
     DEPLOYMENT,
     Server,
@@ -45,6 +37,14 @@ from prefect_server import (
 from synthetic import SMALL_TRAIN, small_run, write_synthetic_raw
 
 from fashionnet.core.layout import Layout
+from fashionnet_flows.automations import (
+    FAILURE_ALERT,
+    REGRESSION_ALERT,
+    WEBHOOK_BLOCK,
+    ZOMBIE_AUTOMATION,
+    ZOMBIE_MESSAGE,
+)
+from fashionnet_flows.deploy import ALERT_VARIABLE
 
 pytestmark = pytest.mark.server
 

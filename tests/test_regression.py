@@ -22,6 +22,7 @@ def history_of(*runs: tuple) -> pd.DataFrame:
     that order (model "m" unless given)."""
     rows = [
         (
+            1,
             "t",
             run_id,
             split,

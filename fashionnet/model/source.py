@@ -11,7 +11,6 @@ validation split (`calibration`), recorded in its folder's meta.json and found t
 """
 
 import dataclasses
-import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from fashionnet.model.store import (
     StoredModel,
     load_stored,
     model_key,
+    read_meta,
     record_calibration,
     store_model,
 )
@@ -168,7 +168,7 @@ def _trained(config: TrainConfig, splits: Mapping[str, SplitFile], models_dir: P
 
 def recorded_calibration(folder: Path) -> Calibration | None:
     """The calibration a model folder's meta.json records, if any."""
-    recorded = json.loads((folder / META_NAME).read_text()).get("calibration")
+    recorded = read_meta(folder / META_NAME).get("calibration")
     return Calibration.of(recorded) if recorded else None
 
 
