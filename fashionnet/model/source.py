@@ -167,8 +167,12 @@ def _trained(config: TrainConfig, splits: Mapping[str, SplitFile], models_dir: P
 
 
 def recorded_calibration(folder: Path) -> Calibration | None:
-    """The calibration a model folder's meta.json records, if any."""
-    recorded = read_meta(folder / META_NAME).get("calibration")
+    """The calibration a model folder's meta.json records, if any (none from a meta.json that
+    cannot be read: the model is made again, and calibrated again, by the next run)."""
+    try:
+        recorded = read_meta(folder / META_NAME).get("calibration")
+    except (OSError, ValueError):
+        return None
     return Calibration.of(recorded) if recorded else None
 
 
