@@ -18,6 +18,9 @@ Sections, in order (each stands alone, so `--only` can rerun it):
   products), against Keras on the same weights and against the pandas baseline.
 - score: `fashionnet score` on 10,000 PNG files against decoding them with Pillow alone.
 - run: the stages one by one, and a warm `fashionnet run` split into library and Prefect.
+- validate: the validate stage on the real data with no stored card, against the training of
+  the default recipe; its peak memory at 1x and 10x the training images, each in a fresh
+  process (benchmarks/validate_peak.py).
 
 The stages are the library's own, from its pipeline (`fashionnet.pipeline`), as the flow runs them.
 Every ratio compares figures taken in this one run on this one machine. A full run writes
@@ -80,7 +83,14 @@ from fashionnet.model.store import CURVE_NAME, META_NAME, WEIGHTS_NAME
 from fashionnet.model.train import TrainConfig, train
 from fashionnet.model.weights import load_params
 from fashionnet.options import cli_args
-from fashionnet.pipeline import Context, fetch, map_in_threads, predict_splits, run_pipeline
+from fashionnet.pipeline import (
+    Context,
+    fetch,
+    map_in_threads,
+    predict_splits,
+    run_pipeline,
+    validate_data,
+)
 from fashionnet.predict import read_predictions
 from fashionnet.report.metrics import Tally, confusion_matrix
 
@@ -485,6 +495,45 @@ def bench_score(bench: Bench) -> None:
     figures.add("score_files_per_s", count / score_s, "files/s", "scoring throughput")
 
 
+def bench_validate(bench: Bench) -> None:
+    """The validate stage counted afresh on the real data, against the default recipe's
+    training time; then alone in a fresh process at 1x and 10x the training images."""
+    context, prepared = bench.context, bench.prepared
+
+    def afresh() -> None:
+        shutil.rmtree(context.layout.validation_dir, ignore_errors=True)
+        validate_data(context, prepared)
+
+    figures = bench.figures
+    seconds = median_time(afresh, min(3, bench.repeats))
+    meta = json.loads((bench.model.weights_path.parent / META_NAME).read_text())
+    train_s = meta["train_seconds"]
+    images = sum(split.num_rows for split in prepared.values())
+    figures.add("validate_s", seconds, "s", f"validate stage, {images:,} images, no stored card")
+    figures.add("validate_train_s", train_s, "s", "training of the default recipe (cold run)")
+    figures.add("validate_share", seconds / train_s, "", "validate stage / that training")
+    for copies, raw_dir in scaled_raw_dirs(bench).items():
+        size = f"{copies}x"
+        command = [
+            sys.executable, "-m", "benchmarks.validate_peak", str(raw_dir),
+            str(WORK / "validate" / size), str(bench.scaled_validation_size(copies)),
+        ]  # fmt: skip
+        done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
+        run = json.loads(done.stdout.strip().splitlines()[-1])
+        figures.add(f"validate_{size}_images", run["images"], "images", f"{size}: every split")
+        figures.add(f"validate_{size}_s", run["seconds"], "s", f"{size}: validate stage")
+        figures.add(
+            f"validate_{size}_rss_mb", run["peak_rss_mb"], "MB", f"{size}: peak RSS of the stage"
+        )
+        figures.add(
+            f"validate_{size}_start_rss_mb", run["start_rss_mb"], "MB",
+            f"{size}: RSS when the stage began",
+        )  # fmt: skip
+        log.info("validate %s: %s", size, run)
+
+
 def fashionnet_run(layout: Layout, raw_dir: Path, config: TrainConfig) -> float:
     """Wall seconds of `fashionnet run` in a fresh process, as `make run` starts it."""
     command = [
@@ -579,6 +628,7 @@ SECTIONS: dict[str, Callable[[Bench], None]] = {
     "predict": bench_predict,
     "score": bench_score,
     "run": bench_run,
+    "validate": bench_validate,
 }
 
 

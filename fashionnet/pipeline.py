@@ -1,5 +1,5 @@
-"""The pipeline, written once: fetch -> prepare -> model -> calibrate -> predict -> report ->
-bless -> publish.
+"""The pipeline, written once: fetch -> prepare -> validate -> model -> calibrate -> predict
+-> report -> bless -> publish.
 
 `run_pipeline` calls the stages in order. How a stage is run and how the prediction chunks are
 mapped are its arguments: the Prefect flow (flows/pipeline.py) runs each stage as a task and
@@ -24,10 +24,12 @@ from fashionnet.core.errors import machine_errors_named
 from fashionnet.core.layout import Layout
 from fashionnet.core.paths import resolve_output, writable_folder
 from fashionnet.core.runlock import run_lock
+from fashionnet.data import validate
 from fashionnet.data.fetch import find_raw_files
 from fashionnet.data.keras_source import keras_raw_data
 from fashionnet.data.parquet import SplitFile
 from fashionnet.data.prepare import RawData, prepare_splits, raw_data_of_files
+from fashionnet.data.schema import load_schema
 from fashionnet.model.source import Model, calibrated, obtain_model
 from fashionnet.model.train import TrainConfig
 from fashionnet.options import RunOptions
@@ -38,14 +40,13 @@ from fashionnet.report.run_report import RunOrigin, RunReport, StageTimer, build
 log = logging.getLogger(__name__)
 
 Result = TypeVar("Result")
+Job = TypeVar("Job")
 # Runs one stage: `run_stage(stage, *args)` returns `stage(*args)`, however it runs it.
 StageRunner = Callable[..., Any]
-# Maps the chunk step over the jobs: `map_chunks(step, jobs)` returns [step(job) for job in jobs],
-# in the jobs' order, wherever the chunks run.
-ChunkMapper = Callable[
-    [Callable[[predict.ChunkJob], predict.ChunkPrediction], Sequence[predict.ChunkJob]],
-    list[predict.ChunkPrediction],
-]
+# Maps a chunk step (the validate stage's `card_of_chunk`, the predict stage's
+# `predict_chunk_job`) over its jobs: `map_chunks(step, jobs)` returns
+# [step(job) for job in jobs], in the jobs' order, wherever the chunks run.
+ChunkMapper = Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]]
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,25 @@ def prepare(context: Context, raw: RawData) -> dict[str, SplitFile]:
     """Every split's Parquet file (train, validation, test), written unless it is current."""
     options = context.options
     return prepare_splits(raw, context.layout, options.row_group_size, options.split_rule())
+
+
+def plan_cards(context: Context, splits: dict[str, SplitFile]) -> validate.CardPlan:
+    """The chunks of every split whose data card is not stored and current."""
+    return validate.plan_cards(splits, context.layout, context.options.chunk_size)
+
+
+def save_cards(
+    context: Context, plan: validate.CardPlan, counted: list[validate.SplitCard]
+) -> dict[str, validate.SplitCard]:
+    """Each counted split's card, stored; every split's card."""
+    return validate.save_cards(plan, counted)
+
+
+def check_data(context: Context, cards: dict[str, validate.SplitCard]) -> validate.DataValidation:
+    """Anomalies against the schema (they stop the run), drift from train, duplicates."""
+    options = context.options
+    schema = load_schema(options.schema)
+    return validate.validate_cards(cards, schema, context.layout, options.on_drift)
 
 
 def obtain(context: Context, splits: dict[str, SplitFile]) -> Model:
@@ -164,12 +184,9 @@ def call(stage: Callable[..., Result], *args: Any) -> Result:
     return stage(*args)
 
 
-def map_in_threads(
-    step: Callable[[predict.ChunkJob], predict.ChunkPrediction],
-    jobs: Sequence[predict.ChunkJob],
-) -> list[predict.ChunkPrediction]:
+def map_in_threads(step: Callable[[Job], Result], jobs: Sequence[Job]) -> list[Result]:
     """The plain way to map the chunks: CONCURRENT_CHUNKS at a time in this process (none at
-    all when every split's predictions are up to date)."""
+    all when there is nothing to do)."""
     with ThreadPoolExecutor(threads.CONCURRENT_CHUNKS) as pool:
         return list(pool.map(step, jobs))
 
@@ -180,6 +197,20 @@ def fetch_and_prepare(
     """The data stages: where the raw data came from, and every split's Parquet file."""
     raw = run_stage(fetch, context)
     return raw.origin, run_stage(prepare, context, raw)
+
+
+def validate_data(
+    context: Context,
+    splits: dict[str, SplitFile],
+    run_stage: StageRunner = call,
+    map_chunks: ChunkMapper = map_in_threads,
+) -> validate.DataValidation:
+    """The validate stage's steps: plan the cards that are not current, map the chunk step over
+    them, store the cards, then check them (anomalies stop the run here, before the model)."""
+    plan = run_stage(plan_cards, context, splits)
+    counted = map_chunks(validate.card_of_chunk, plan.jobs)
+    cards = run_stage(save_cards, context, plan, counted)
+    return run_stage(check_data, context, cards)
 
 
 def predict_splits(
@@ -206,6 +237,7 @@ class Outcome:
     model: Model
     regression: publish.Regression | None
     stage_seconds: dict[str, float]
+    validation: validate.DataValidation
 
     def accuracy(self) -> dict[str, float]:
         overall = self.report.overall
@@ -240,6 +272,8 @@ def run_pipeline(
                 log.info("removed %s, left by an interrupted run", stale)
         with timer("fetch_prepare"):
             data_origin, splits = fetch_and_prepare(context, run_stage)
+        with timer("validate"):
+            validation = validate_data(context, splits, run_stage, map_chunks)
         with timer("model"):
             model = run_stage(obtain, context, splits)
             model = run_stage(calibrate, context, splits, model)
@@ -256,6 +290,7 @@ def run_pipeline(
                 layout=layout,
                 stage_seconds=dict(timer.seconds),
                 origin=origin,
+                validation=validation,
             )
             run_dir = run_stage(write_report, context, report)
             with publish.removed_unless_published(layout.latest_link, run_dir):
@@ -264,4 +299,4 @@ def run_pipeline(
                     before_publish(report, run_dir)
                 run_stage(publish_report, context, run_dir, report)
             regression = publish.regression_of(layout, report, options.regression_tolerance)
-    return Outcome(run_dir, report, model, regression, dict(timer.seconds))
+    return Outcome(run_dir, report, model, regression, dict(timer.seconds), validation)

@@ -27,7 +27,7 @@ from fashionnet.core import atomic, formats, integrity, interrupts
 from fashionnet.core.errors import FashionnetError
 from fashionnet.core.layout import Layout
 from fashionnet.data.catalog import NUM_PIXELS
-from fashionnet.data.parquet import SplitFile, read_row_groups
+from fashionnet.data.parquet import SplitFile, plan_chunks, read_row_groups
 from fashionnet.model.functions import log_softmax, softmax
 from fashionnet.model.source import Model
 from fashionnet.model.two_layer_net import scores
@@ -68,26 +68,6 @@ TALLY_COLUMNS = [
     "raw_confidence",
     "raw_true_log_prob",
 ]
-
-
-def plan_chunks(split: SplitFile, chunk_rows: int) -> list[range]:
-    """Consecutive ranges of row-group indices, each about `chunk_rows` rows.
-
-    Row groups are never split: a chunk gathers row groups while they fit within
-    `chunk_rows`, and holds at least one even if that one alone is larger.
-    """
-    if chunk_rows < 1:
-        raise FashionnetError(f"chunk_size must be at least 1 row, got {chunk_rows}")
-    chunks = []
-    start, rows = 0, 0
-    for group, group_rows in enumerate(split.row_group_rows):
-        if group > start and rows + group_rows > chunk_rows:
-            chunks.append(range(start, group))
-            start, rows = group, 0
-        rows += group_rows
-    if start < len(split.row_group_rows):
-        chunks.append(range(start, len(split.row_group_rows)))
-    return chunks
 
 
 @dataclass

@@ -1,9 +1,9 @@
 """report.md: a `RunReport` summarised for people.
 
 Headline accuracy per split with its 95% interval, top-2 accuracy, log loss and calibration
-error, the weakest test classes and what they are mistaken for, the per-class table, the
-figures (linked by relative path), then the model, its hyperparameters and the data's source
-checksums recorded in the manifest.
+error, the weakest test classes and what they are mistaken for, the per-class table, the data
+card (`data_card`), the figures (linked by relative path), then the model, its
+hyperparameters and the data's source checksums recorded in the manifest.
 """
 
 from collections.abc import Mapping, Sequence
@@ -14,6 +14,13 @@ import numpy as np
 import pandas as pd
 
 from fashionnet.core import atomic
+from fashionnet.report.data_card import (
+    DataReport,
+    card_sentences,
+    drift_rows,
+    duplicate_rows,
+    split_rows,
+)
 from fashionnet.report.metrics import accuracy_by_class, weakest_classes
 from fashionnet.report.run_report import EVALUATION_SPLIT, RunReport
 
@@ -102,8 +109,16 @@ def model_line(report: RunReport) -> str:
     return f"Model `{report.model_id}`{temperature_phrase(report.manifest)}{stored}."
 
 
+def headline_table(report: RunReport) -> pd.DataFrame:
+    """overall.csv's rows, and the evaluation split's deduplicated row after them when some of
+    its images are copies of training images (the data card's)."""
+    if report.data is None or report.data.deduplicated is None:
+        return report.overall
+    return pd.concat([report.overall, report.data.deduplicated], ignore_index=True)
+
+
 def headline_section(report: RunReport) -> str:
-    table = markdown_table(*overall_rows(report.overall))
+    table = markdown_table(*overall_rows(headline_table(report)))
     return "\n\n".join([table, METRICS_LEGEND, model_line(report)])
 
 
@@ -150,6 +165,23 @@ def per_class_rows(per_class: pd.DataFrame) -> tuple[list[str], list[list[str]]]
 
 def per_class_section(per_class: pd.DataFrame) -> str:
     return "## Per class\n\n" + markdown_table(*per_class_rows(per_class))
+
+
+def data_card_section(data: DataReport | None) -> str:
+    """The data card: each split's size, balance and properties, every drift statistic with
+    its threshold, and the duplicates found."""
+    if data is None:
+        return ""
+    parts = [
+        "## Data card",
+        " ".join(card_sentences(data, EVALUATION_SPLIT)),
+        markdown_table(*split_rows(data.validation)),
+        "### Drift from train",
+        markdown_table(*drift_rows(data.validation)),
+        "### Duplicates",
+        markdown_table(*duplicate_rows(data.validation)),
+    ]
+    return "\n\n".join(parts)
 
 
 def figures_section(figures: Mapping[str, str], run_dir: Path | None = None) -> str:
@@ -239,6 +271,7 @@ def render_report_md(report: RunReport, *, run_dir: Path | None = None) -> str:
         blessing_section(report.blessing),
         weakest_section(report.confusions.get(EVALUATION_SPLIT)),
         per_class_section(report.per_class),
+        data_card_section(report.data),
         figures_section(report.figures, run_dir),
         model_section(report.manifest),
         data_section(report.manifest, list(report.confusions)),

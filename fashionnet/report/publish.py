@@ -80,6 +80,8 @@ def write_run(runs_dir: Path, report: RunReport) -> Path:
             atomic.write_text(building / f"confusion_{split}.csv", csv_text(table, index=True))
         if report.learning_curve is not None:
             atomic.write_text(building / "learning_curve.csv", curve_csv(report.learning_curve))
+        for name, text in (report.data.files() if report.data is not None else {}).items():
+            atomic.write_text(building / name, text)
         manifest = {formats.VERSION_FIELD: formats.CURRENT[formats.MANIFEST], **report.manifest}
         manifest_text = json.dumps(manifest, sort_keys=True, indent=2) + "\n"
         atomic.write_text(building / MANIFEST_NAME, manifest_text)

@@ -28,10 +28,17 @@ from fashionnet.core.errors import FashionnetError
 from fashionnet.core.layout import Layout
 from fashionnet.data.catalog import CLASS_NAMES
 from fashionnet.data.parquet import SplitFile, read_rows
+from fashionnet.data.validate import DataValidation
 from fashionnet.model.source import Model
 from fashionnet.model.train import read_learning_curve
 from fashionnet.predict import read_predictions
 from fashionnet.report.columns import CONFUSION_INDEX, OVERALL_COLUMNS, TEXT_COLUMNS
+from fashionnet.report.data_card import (
+    DATA_FIGURES,
+    DataReport,
+    build_data_report,
+    manifest_entry,
+)
 from fashionnet.report.metrics import ProbabilityMetrics, Tally, overall_table, per_class_table
 
 # The split the report's headline, weakest classes and image figures are about.
@@ -51,6 +58,7 @@ FIGURES = {
     "learning_curve.png": "Learning curve",
     "misclassified_test.png": "Most confidently wrong test images",
     "samples.png": "Test images by class",
+    **DATA_FIGURES,
 }
 
 
@@ -102,6 +110,7 @@ class RunReport:
     # split -> tally of the validation and evaluation splits: the reliability diagram
     calibration: dict[str, Tally] | None = None
     blessing: dict[str, Any] | None = None  # blessing.json (`champion.Blessing`), once judged
+    data: DataReport | None = None  # the data card: what the validate stage found
 
     @cached_property
     def overall(self) -> pd.DataFrame:
@@ -125,6 +134,8 @@ class RunReport:
             available.add("misclassified_test.png")
         if self.samples is not None:
             available.add("samples.png")
+        if self.data is not None:
+            available |= self.data.figures()
         figures = {}
         for name, caption in FIGURES.items():
             if name == SPLIT_FIGURE:
@@ -141,6 +152,8 @@ class RunReport:
         names += [f"confusion_{split}.csv" for split in self.confusions]
         if self.learning_curve is not None:
             names.append("learning_curve.csv")
+        if self.data is not None:
+            names += list(self.data.files())
         names.append(MANIFEST_NAME)
         return [*names, BLESSING_NAME] if self.blessing is not None else names
 
@@ -192,10 +205,12 @@ def build_report(
     layout: Layout,
     stage_seconds: Mapping[str, float],
     origin: RunOrigin | None = None,
+    validation: DataValidation | None = None,
 ) -> RunReport:
     """The report of a run whose predictions are written: the report stage's one input.
 
-    `tallies` are the predict stage's (`predict.predict_splits`), one per split."""
+    `tallies` are the predict stage's (`predict.predict_splits`), one per split; `validation`
+    the validate stage's (`validate.validate_cards`)."""
     manifest = build_manifest(
         run_id=run_id,
         started_at=started_at,
@@ -205,11 +220,21 @@ def build_report(
         stage_seconds=stage_seconds,
         origin=origin,
     )
-    misclassified = samples = None
+    misclassified = samples = data = None
+    evaluation = None
     if EVALUATION_SPLIT in splits:
         predictions = read_predictions(layout.predictions(EVALUATION_SPLIT))
         parquet_path = splits[EVALUATION_SPLIT].path
         misclassified, samples = galleries(predictions, lambda rows: read_rows(parquet_path, rows))
+        evaluation = (EVALUATION_SPLIT, predictions)
+    if validation is not None:
+        data = build_data_report(
+            validation,
+            evaluation,
+            model.model_id,
+            lambda split, rows: read_rows(splits[split].path, rows),
+        )
+        manifest["data"]["validation"] = manifest_entry(data)
     return RunReport(
         run_id=run_id,
         model_id=model.model_id,
@@ -222,6 +247,7 @@ def build_report(
             split: tally.probability_metrics() for split, tally in tallies.items()
         },
         calibration=reliability_tallies(tallies),
+        data=data,
     )
 
 
