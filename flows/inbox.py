@@ -44,7 +44,7 @@ def score_inbox(
     with run_lock(inbox / POLL_LOCK, lock_timeout), threads.blas_threads_for_chunks(True):
         result = poll_inbox(
             layout,
-            scoring_model(layout, None),
+            lambda: scoring_model(layout, None),
             map_chunks=map_in_threads,
             settle_seconds=settle_seconds,
             inbox=inbox,

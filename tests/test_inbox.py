@@ -35,7 +35,7 @@ def slow(step, jobs):
 
 project, inbox, weights = map(Path, sys.argv[1:4])
 layout = Layout(project)
-poll_inbox(layout, scoring_model(layout, str(weights)), map_chunks=slow, settle_seconds=0,
+poll_inbox(layout, lambda: scoring_model(layout, str(weights)), map_chunks=slow, settle_seconds=0,
            chunk_size=2, inbox=inbox)
 """
 
@@ -68,7 +68,10 @@ def test_killed_polls_and_late_files_score_every_file_exactly_once(tmp_path):
     command = [sys.executable, "-c", POLL, str(project), str(inbox), str(weights)]
     staging = inbox / ".staging"
     layout = Layout(project)
-    model = scoring_model(layout, str(weights))
+
+    def model():
+        return scoring_model(layout, str(weights))
+
     for late in (range(24, 27), range(27, 30)):
         left = set(staging.iterdir()) if staging.is_dir() else set()  # by the poll killed before
         process = subprocess.Popen(command)

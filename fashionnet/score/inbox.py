@@ -87,7 +87,7 @@ class PollResult:
 
 def poll_inbox(
     layout: Layout,
-    model: ScoringModel,
+    model: Callable[[], ScoringModel],
     *,
     map_chunks: Mapper,
     settle_seconds: float = 10.0,
@@ -95,8 +95,10 @@ def poll_inbox(
     inbox: Path | None = None,
     after_commit: Callable[[], None] | None = None,
 ) -> PollResult:
-    """One pass over the inbox (hold the project's run lock around it: one poll at a time).
-    `after_commit` is called between the ledger write and the moves (tests stop there)."""
+    """One pass over the inbox (hold a lock around it: one poll at a time). `model()` gives the
+    model to score with, asked only when there is something new (an empty inbox needs no
+    champion); `after_commit` is called between the ledger write and the moves (tests stop
+    there)."""
     inbox = inbox or inbox_dir(layout)
     inbox.mkdir(parents=True, exist_ok=True)
     scores_dir = layout.root / SCORES_DIR
@@ -122,7 +124,7 @@ def poll_inbox(
         return PollResult(None, 0, 0, finished)
     batch_id = new_batch_id()
     result = score_batch(
-        new, model, staging, map_chunks=map_chunks, batch_id=batch_id, chunk_size=chunk_size
+        new, model(), staging, map_chunks=map_chunks, batch_id=batch_id, chunk_size=chunk_size
     )
     reasons = {row.input: row.reason for row in result.failures.itertuples()}
     for path in new:
