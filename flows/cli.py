@@ -6,6 +6,7 @@ fashionnet runs               past runs from reports/history.csv
 fashionnet prune --keep N     delete the run folders beyond the N newest
 fashionnet card [SPLIT]       a split's data card (all splits by default)
 fashionnet schema infer OUT   write a data schema inferred from a training split
+fashionnet score INPUT...     score new images with the champion model (fashionnet_flows.score)
 
 `run`'s options are generated from the declarations in `fashionnet.options.RunOptions` and
 `fashionnet.model.train.TrainConfig`: their names, defaults, help and choices are written only
@@ -40,6 +41,7 @@ from fashionnet.core.paths import resolve_output, writable_folder
 from fashionnet.core.settings import SERVER_STARTUP_VARIABLE, apply_environment_defaults
 from fashionnet.model.train import TrainConfig
 from fashionnet.options import RunOptions, choices, cli_flag
+from fashionnet_flows.score import score
 from fashionnet_flows.temporary_server import ServerDidNotStart, TemporaryServer
 
 API_URL_VARIABLE = "PREFECT_API_URL"
@@ -375,6 +377,7 @@ def make_app() -> typer.Typer:
     app.command()(runs)
     app.command()(prune)
     app.command()(card)
+    app.command()(score)
     schema = typer.Typer(help="Data schemas: what every split must fit.", no_args_is_help=True)
     schema.command(name="infer")(infer_schema)
     app.add_typer(schema, name="schema")

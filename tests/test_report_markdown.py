@@ -38,7 +38,7 @@ def test_every_figure_is_embedded_in_order_when_the_report_has_its_data():
         "per_class_accuracy.png",
         "confusion_train.png",
         "confusion_test.png",
-        "calibration_test.png",
+        "reliability.png",
     ]
     assert "learning_curve.csv" not in sparse
 

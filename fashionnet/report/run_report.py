@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fashionnet.champion import BLESSING_NAME, read_blessing
 from fashionnet.core import formats
 from fashionnet.core.errors import FashionnetError
 from fashionnet.core.layout import Layout
@@ -53,7 +54,7 @@ SPLIT_FIGURE = "confusion_{split}.png"
 FIGURES = {
     "per_class_accuracy.png": "Accuracy per class",
     SPLIT_FIGURE: "Confusion matrix ({split})",
-    "calibration_test.png": "Reliability diagram (test)",
+    "reliability.png": "Reliability diagram of the calibrated model (validation and test)",
     "learning_curve.png": "Learning curve",
     "misclassified_test.png": "Most confidently wrong test images",
     "samples.png": "Test images by class",
@@ -106,7 +107,9 @@ class RunReport:
     samples: Gallery | None = None  # the first evaluation images of each class
     # split -> top-2 accuracy, log loss, ECE; a split without an entry has empty cells
     probability_metrics: dict[str, ProbabilityMetrics] = field(default_factory=dict)
-    calibration: Tally | None = None  # the evaluation split's tally: its reliability diagram
+    # split -> tally of the validation and evaluation splits: the reliability diagram
+    calibration: dict[str, Tally] | None = None
+    blessing: dict[str, Any] | None = None  # blessing.json (`champion.Blessing`), once judged
     data: DataReport | None = None  # the data card: what the validate stage found
 
     @cached_property
@@ -123,8 +126,8 @@ class RunReport:
     def figures(self) -> dict[str, str]:
         """The figures this report has data for: file name -> caption, in FIGURES order."""
         available = {"per_class_accuracy.png"}
-        if self.calibration is not None:
-            available.add("calibration_test.png")
+        if self.calibration:
+            available.add("reliability.png")
         if self.learning_curve is not None:
             available.add("learning_curve.png")
         if self.misclassified is not None:
@@ -151,7 +154,8 @@ class RunReport:
             names.append("learning_curve.csv")
         if self.data is not None:
             names += list(self.data.files())
-        return [*names, MANIFEST_NAME]
+        names.append(MANIFEST_NAME)
+        return [*names, BLESSING_NAME] if self.blessing is not None else names
 
     @classmethod
     def read(cls, run_dir: Path) -> "RunReport":
@@ -173,6 +177,7 @@ class RunReport:
             manifest=manifest,
             learning_curve=read_learning_curve(curve_path) if curve_path.is_file() else None,
             probability_metrics=stored_probability_metrics(overall),
+            blessing=read_blessing(run_dir),
         )
 
 
@@ -241,9 +246,19 @@ def build_report(
         probability_metrics={
             split: tally.probability_metrics() for split, tally in tallies.items()
         },
-        calibration=tallies.get(EVALUATION_SPLIT),
+        calibration=reliability_tallies(tallies),
         data=data,
     )
+
+
+# The splits the reliability diagram shows, side by side: the temperature is fitted on the first.
+RELIABILITY_SPLITS = ("validation", EVALUATION_SPLIT)
+
+
+def reliability_tallies(tallies: Mapping[str, Tally]) -> dict[str, Tally] | None:
+    """The tallies the reliability diagram shows (None when a run has neither split)."""
+    shown = {split: tallies[split] for split in RELIABILITY_SPLITS if split in tallies}
+    return shown or None
 
 
 def most_confident_errors(
