@@ -399,11 +399,14 @@ GOOD_ROW = (
 )
 HEADER = ",".join(HISTORY_COLUMNS) + "\n"
 DAMAGED_HISTORIES = {
-    "binary garbage": (bytes(range(255, -1, -1)) * 4, "its header is not UTF-8 text"),
-    "another header": (b"a,b\n1,2\n", "its header 'a,b' is not 'format_version,finished_at,"),
+    "binary garbage": (bytes(range(255, -1, -1)) * 4, "line 1: its header is not UTF-8 text"),
+    "another header": (
+        b"a,b\n1,2\n",
+        "line 1: its header 'a,b' is not 'format_version,finished_at,",
+    ),
     "a header without the version": (
         (HEADER.removeprefix("format_version,") + GOOD_ROW.removeprefix("1,")).encode(),
-        "its header 'finished_at,run_id,split,",
+        "line 1: its header 'finished_at,run_id,split,",
     ),
     "a row with too many fields": (
         (HEADER + GOOD_ROW + "1,x,r1,test,1,0.5,m,f,i,t,extra,extra\n").encode(),
@@ -423,7 +426,7 @@ DAMAGED_HISTORIES = {
     ),
     "another header beginning with the version, rows of this version": (
         (HEADER.replace("trigger", "started_by") + GOOD_ROW).encode(),
-        "its header 'format_version,finished_at,",
+        "line 1: its header 'format_version,finished_at,",
     ),
     "a row whose accuracy is not a number": (
         (HEADER + GOOD_ROW.replace("0.904500", "high")).encode(),
@@ -432,26 +435,49 @@ DAMAGED_HISTORIES = {
     "a row that is not UTF-8": ((HEADER + GOOD_ROW).encode() + b"\xff\xfe\n", "line 3: not UTF-8"),
     "a header with a NUL byte": (
         (HEADER + GOOD_ROW).encode().replace(b"_", b"\0", 1),
-        "its header",
+        "line 1: its header",
+    ),
+    "a row whose accuracy is infinite": (
+        (HEADER + GOOD_ROW + GOOD_ROW.replace("0.904500", "inf")).encode(),
+        "line 3: accuracy inf is not between 0 and 1",
+    ),
+    "a row whose accuracy is NaN": (
+        (HEADER + GOOD_ROW.replace("0.904500", "nan") + GOOD_ROW).encode(),
+        "line 2: accuracy nan is not between 0 and 1",
+    ),
+    "a row whose accuracy is above 1": (
+        (HEADER + GOOD_ROW.replace("0.904500", "1.5")).encode(),
+        "line 2: accuracy 1.5 is not between 0 and 1",
+    ),
+    "a row with negative samples": (
+        (HEADER + GOOD_ROW.replace("10000", "-3")).encode(),
+        "line 2: samples -3 is negative",
+    ),
+    "a truncated last line": ((HEADER + GOOD_ROW + GOOD_ROW[:40]).encode(), "line 3: 5 fields"),
+    "a line appended by hand": ((HEADER + GOOD_ROW + "a,b,c\n").encode(), "line 3: history"),
+    "one huge line": (
+        (HEADER + "x" * 1_000_000 + "\n" + GOOD_ROW).encode(),
+        "line 2: field larger",
     ),
 }
 
 
 @pytest.mark.parametrize("damage", DAMAGED_HISTORIES, ids=list(DAMAGED_HISTORIES))
-def test_a_damaged_history_is_moved_aside_and_a_new_one_started(
+def test_a_damaged_history_keeps_every_readable_row_and_the_file_as_it_was_aside(
     tmp_path, confusions, caplog, damage
 ):
     history = tmp_path / "history.csv"
     content, problem = DAMAGED_HISTORIES[damage]
     history.write_bytes(content)
+    readable = content.count(GOOD_ROW.encode())
     append(history, "r1", "t", overall_table(confusions, "m"))
     [aside] = tmp_path.glob("history.csv.damaged-*")
-    assert aside.read_bytes() == content, "the damaged file is kept as it was"
-    assert publish.read_history(history)["run_id"].tolist() == ["r1", "r1"]
-    assert history.read_text().startswith(HEADER)
+    assert aside.read_bytes() == content, "the damaged file is kept as it was, line numbers too"
+    assert publish.read_history(history)["run_id"].tolist() == ["r0"] * readable + ["r1", "r1"]
+    assert history.read_text().startswith(HEADER + GOOD_ROW * readable)
     [warning] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert warning.startswith(f"{history} cannot be read ({problem}")
-    assert warning.endswith(f"moved it to {aside} and started a new one with this run's rows")
+    assert warning.startswith(f"{history} has lines that cannot be read ({problem}")
+    assert warning.endswith(f"kept its {readable} readable rows, and the file as it was in {aside}")
 
 
 def test_a_folder_in_place_of_the_history_is_moved_aside(tmp_path, confusions):
@@ -519,7 +545,7 @@ def test_a_newer_looking_row_under_a_header_without_the_version_is_damage(tmp_pa
     """Only a header that begins with the version's column speaks for the rows' first field."""
     history = tmp_path / "history.csv"
     history.write_text("when,what\n2,later\n")
-    assert publish.read_history_file(history).damage.startswith("its header 'when,what'")
+    assert publish.read_history_file(history).damage.startswith("line 1: its header 'when,what'")
 
 
 def publish_setup(tmp_path: Path, confusions) -> tuple[Layout, Path, Path, RunReport]:

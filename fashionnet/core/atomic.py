@@ -81,16 +81,31 @@ def replace_symlink(link: str | os.PathLike, target: str | os.PathLike) -> None:
         raise
 
 
-def move_aside(path: str | os.PathLike) -> Path:
-    """Rename a damaged file or folder that we wrote to `<name>.damaged-<UTC time>` beside it,
-    so the stage that made it can make it again while the damaged copy stays for a person to
-    look at (`make clean` removes it). Returns the new name, for the warning that says so."""
-    path = Path(path)
+def aside_name(path: Path) -> Path:
+    """A free name `<name>.damaged-<UTC time>` beside `path`, for a damaged copy of it."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     aside = path.with_name(f"{path.name}{DAMAGED_MARKER}{stamp}")
     for attempt in itertools.count(1):
         if not aside.exists() and not aside.is_symlink():
             break
         aside = path.with_name(f"{path.name}{DAMAGED_MARKER}{stamp}-{attempt}")
+    return aside
+
+
+def move_aside(path: str | os.PathLike) -> Path:
+    """Rename a damaged file or folder that we wrote to `<name>.damaged-<UTC time>` beside it,
+    so the stage that made it can make it again while the damaged copy stays for a person to
+    look at (`make clean` removes it). Returns the new name, for the warning that says so."""
+    path = Path(path)
+    aside = aside_name(path)
     os.rename(path, aside)
+    return aside
+
+
+def copy_aside(path: str | os.PathLike, content: bytes) -> Path:
+    """Keep `content`, what the file at `path` held, as `<name>.damaged-<UTC time>` beside it,
+    while `path` itself stays until it is replaced whole (so a crash between the two loses
+    nothing). Returns the copy's name."""
+    aside = aside_name(Path(path))
+    write_bytes(aside, content)
     return aside

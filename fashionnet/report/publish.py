@@ -194,22 +194,35 @@ def history_appended(history_csv: Path, rows: pd.DataFrame) -> Iterator[None]:
 
     The whole file is written to a temporary before the block and renamed after it, so a crash
     never leaves half a row; callers hold the project's run lock, so no two runs append at once.
-    A history.csv that cannot be read whole (not UTF-8, another header, a bad row, a folder)
-    is moved aside with a warning naming both files, and a new one starts with `rows`: the
-    bookkeeping never stops a run. One a newer fashionnet wrote raises `formats.NewerFormat`.
+    Lines that cannot be read (another header, a row not UTF-8, short, out of range) cost those
+    lines alone: the file as it was is copied aside with a warning naming both files and the
+    bad line numbers, and the new one keeps every readable row. Something that is not a file
+    is moved aside and a new history starts with `rows`: the bookkeeping never stops a run.
+    One a newer fashionnet wrote raises `formats.NewerFormat`.
     """
     history_csv = Path(history_csv)
     history = read_history_file(history_csv)
-    kept = history.row_lines
-    if history.damage is not None:
+    if history.unreadable is not None:
         aside = atomic.move_aside(history_csv)
         log.warning(
             "%s cannot be read (%s); moved it to %s and started a new one with this run's rows",
             history_csv,
-            history.damage,
+            history.unreadable,
             aside,
         )
-        kept = []
+    elif history.bad_lines:
+        # The file as it was, bad lines at their line numbers, is kept beside the new one,
+        # which keeps every row that reads: one bad line costs that line alone.
+        aside = atomic.copy_aside(history_csv, history.content)
+        log.warning(
+            "%s has lines that cannot be read (%s); kept its %d readable rows, and the file as "
+            "it was in %s",
+            history_csv,
+            history.damage,
+            len(history.row_lines),
+            aside,
+        )
+    kept = history.row_lines
     new_rows = csv_text(rows).split("\n", 1)[1]
     with atomic.atomic_path(history_csv) as staged:
         staged.write_text("".join([HISTORY_HEADER + "\n", *kept, new_rows]), encoding="utf-8")
@@ -225,6 +238,7 @@ class HistoryFile:
     row_lines: list[str]  # their text, each ending in a newline, to write back as they were
     unreadable: str | None = None  # why the file as a whole cannot be read (nothing is read)
     bad_lines: dict[int, str] = field(default_factory=dict)  # line number -> what is wrong
+    content: bytes = b""  # the file as read, to keep aside when it has bad lines
 
     @property
     def damage(self) -> str | None:
@@ -237,7 +251,8 @@ class HistoryFile:
 
 
 def read_history_file(history_csv: Path) -> HistoryFile:
-    """Read history.csv line by line, so one bad row costs that row alone.
+    """Read history.csv line by line, so one bad line costs that line alone (a bad header is
+    line 1: the rows under it are still read, by the current layout).
 
     Every row must carry the current history format version: one without it (missing, older,
     garbled) is a bad line. A row of a newer fashionnet raises `formats.NewerFormat`, whatever
@@ -250,14 +265,17 @@ def read_history_file(history_csv: Path) -> HistoryFile:
         return HistoryFile(empty, [])
     if not history_csv.is_file():
         return HistoryFile(empty, [], unreadable="it is not a file")
-    header, *lines = history_csv.read_bytes().split(b"\n")
+    content = history_csv.read_bytes()
+    header, *lines = content.split(b"\n")
     if not header and not any(lines):
         return HistoryFile(empty, [])
+    rows, row_lines, bad_lines = [], [], {}
     try:
         _check_header(history_csv, header, lines)
+        header_sound = True
     except ValueError as problem:
-        return HistoryFile(empty, [], unreadable=str(problem))
-    rows, row_lines, bad_lines = [], [], {}
+        bad_lines[1] = str(problem)
+        header_sound = False
     for number, line in enumerate(lines, start=2):
         if not line.strip():
             continue  # blank lines, and the end of the last row
@@ -265,10 +283,17 @@ def read_history_file(history_csv: Path) -> HistoryFile:
             text = _text(line)
             rows.append(_history_row(history_csv, text))
             row_lines.append(text + "\n")
+        except formats.NewerFormat:
+            # Under this header, or another that begins with the version's column (which
+            # _check_header has read), a newer row speaks for the file; under any other header
+            # its first field is not a version, and the line is only bad.
+            if header_sound:
+                raise
+            bad_lines[number] = "its first field is not a history format version"
         except (ValueError, csv.Error) as error:
             bad_lines[number] = str(error)
     table = pd.DataFrame(rows, columns=HISTORY_COLUMNS).astype(NUMBER_COLUMNS)
-    return HistoryFile(table, row_lines, bad_lines=bad_lines)
+    return HistoryFile(table, row_lines, bad_lines=bad_lines, content=content)
 
 
 def read_history(history_csv: Path) -> pd.DataFrame:
@@ -322,6 +347,10 @@ def _history_row(history_csv: Path, text: str) -> list:
             row[name] = kind(row[name])
         except ValueError:
             raise ValueError(f"{name} {row[name][:20]!r} is not a number") from None
+    if row["samples"] < 0:
+        raise ValueError(f"samples {row['samples']} is negative")
+    if not 0.0 <= row["accuracy"] <= 1.0:  # also inf and NaN, which compare false
+        raise ValueError(f"accuracy {row['accuracy']} is not between 0 and 1")
     return list(row.values())
 
 
