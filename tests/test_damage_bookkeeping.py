@@ -230,7 +230,9 @@ def test_fashionnet_runs_shows_what_it_can_read_and_names_what_it_skipped(bookke
     malformed, garbage = notes.values()
     assert "test accuracy" in malformed, "the runs it could read are listed"
     assert "SKIPPED history.csv (line 5: 4 fields, expected 10)" in malformed
-    assert garbage.startswith("SKIPPED history.csv (line 1: its header is not UTF-8 text)")
+    assert garbage.startswith(
+        "SKIPPED history.csv (line 1: its header is not UTF-8 text; line 2: not UTF-8 text;"
+    )
 
 
 def test_a_history_of_a_newer_fashionnet_stops_the_run_in_one_line_and_stays(

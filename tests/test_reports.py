@@ -4,6 +4,7 @@ import io
 import json
 import os
 import shutil
+import signal
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pandas as pd
 import pytest
 from report_fixtures import LEARNING_CURVE_CSV
 
-from fashionnet.core import atomic, formats
+from fashionnet.core import atomic, formats, interrupts
 from fashionnet.core.errors import FashionnetError
 from fashionnet.core.layout import Layout
 from fashionnet.data.catalog import CLASS_NAMES, RAW_FILES, SPLITS
@@ -580,7 +581,9 @@ def test_a_failed_swap_changes_neither_latest_nor_the_history(tmp_path, confusio
     layout, first, second, report = publish_setup(tmp_path, confusions)
     history_before = layout.history_csv.read_bytes()
     listing_before = sorted(  # everything but the new run folder r2
-        p.name for p in layout.reports_dir.rglob("*") if second not in (p, *p.parents)
+        p.name
+        for p in layout.reports_dir.rglob("*")
+        if second not in (p, *p.parents) and p.name != publish.JOURNAL  # r2's, removed with it
     )
 
     def full_disk(link, target):
@@ -658,3 +661,65 @@ def test_the_manifest_and_history_record_the_run_origin(tmp_path, confusions):
     assert history[["flow_run_id", "trigger"]].drop_duplicates().values.tolist() == [["f1", "cli"]]
     with pytest.raises(ValueError, match="trigger 'cron' is not one of schedule"):
         RunOrigin(trigger="cron")
+
+
+def test_a_run_killed_after_the_swap_is_added_to_the_history_by_the_next_run(
+    tmp_path, confusions, monkeypatch
+):
+    """The `latest` swap is the commit point: a run killed right after it is finished from its
+    journal, once, and `latest` stays on it."""
+    layout, first, second, report = publish_setup(tmp_path, confusions)
+    real_swap = atomic.replace_symlink
+
+    def swap_then_killed(link, target):
+        real_swap(link, target)
+        raise SystemExit("killed")  # nothing after the swap runs, as after SIGKILL
+
+    monkeypatch.setattr(atomic, "replace_symlink", swap_then_killed)
+    with pytest.raises(SystemExit):
+        publish.publish_run(layout, second, report)
+    assert publish.read_history(layout.history_csv)["run_id"].tolist() == ["r1"] * 2
+    monkeypatch.setattr(atomic, "replace_symlink", real_swap)
+    publish.finish_interrupted_publishing(layout)
+    publish.finish_interrupted_publishing(layout)
+    assert publish.read_history(layout.history_csv)["run_id"].tolist() == ["r1"] * 2 + ["r2"] * 2
+    assert layout.latest_link.resolve() == second and second.is_dir()
+    assert not (layout.runs_dir / publish.JOURNAL).exists()
+
+
+def test_a_run_killed_before_the_swap_leaves_no_run_folder_after_the_next_run(tmp_path, confusions):
+    """Killed between the run folder's rename and publishing: the next run removes the folder;
+    `latest` and the history stay the previous run's."""
+    layout, first, second, report = publish_setup(tmp_path, confusions)
+    history_before = layout.history_csv.read_bytes()
+    assert (layout.runs_dir / publish.JOURNAL).is_file(), "write_run names the run first"
+    publish.finish_interrupted_publishing(layout)
+    assert not second.exists() and first.is_dir()
+    assert layout.latest_link.resolve() == first
+    assert layout.history_csv.read_bytes() == history_before
+    assert not (layout.runs_dir / publish.JOURNAL).exists()
+
+
+def test_a_stop_asked_for_while_the_report_is_written_publishes_nothing(tmp_path, confusions):
+    layout, first, second, report = publish_setup(tmp_path, confusions)
+    history_before = layout.history_csv.read_bytes()
+    interrupts.request_stop(signal.SIGTERM)
+    try:
+        with pytest.raises(interrupts.Interrupted) as caught:
+            publish.publish_run(layout, second, report)
+    finally:
+        interrupts.reset()
+    assert caught.value.exit_code == 143
+    assert layout.latest_link.resolve() == first
+    assert layout.history_csv.read_bytes() == history_before
+
+
+def test_a_failed_publish_under_a_looping_latest_keeps_its_error_and_removes_the_run(
+    tmp_path, confusions
+):
+    layout, first, second, report = publish_setup(tmp_path, confusions)
+    layout.latest_link.unlink()
+    layout.latest_link.symlink_to("latest")  # a loop
+    with pytest.raises(OSError), publish.removed_unless_published(layout.latest_link, second):
+        raise OSError(28, "No space left on device")
+    assert not second.exists()

@@ -53,6 +53,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        fsync_dir(path.parent)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
@@ -79,6 +80,17 @@ def replace_symlink(link: str | os.PathLike, target: str | os.PathLike) -> None:
     except OSError:
         tmp.unlink()
         raise
+    fsync_dir(link.parent)
+
+
+def fsync_dir(folder: str | os.PathLike) -> None:
+    """Make the renames in `folder` durable: without it, their order is not kept through a power
+    loss, and a later step could survive while the rename it follows does not."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def aside_name(path: Path) -> Path:
@@ -99,6 +111,7 @@ def move_aside(path: str | os.PathLike) -> Path:
     path = Path(path)
     aside = aside_name(path)
     os.rename(path, aside)
+    fsync_dir(path.parent)
     return aside
 
 

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fashionnet.core import atomic, formats
+from fashionnet.core import atomic, formats, interrupts
 from fashionnet.core.errors import FashionnetError
 from fashionnet.core.layout import Layout
 from fashionnet.core.runlock import run_lock
@@ -47,6 +47,10 @@ HISTORY_HEADER = ",".join(HISTORY_COLUMNS)
 NUMBER_COLUMNS = {formats.VERSION_FIELD: int, "samples": int, "accuracy": float}
 # Lines named one by one when rows are skipped; beyond these, only their count.
 NAMED_LINES = 5
+# runs/<JOURNAL>: the run being published, written before its folder takes its name. The next
+# run (under the run lock) finishes a run whose `latest` swap happened, and removes the folder
+# of one that never got that far: a kill at any point leaves the previous state or the new one.
+JOURNAL = ".publishing.json"
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -86,9 +90,14 @@ def write_run(runs_dir: Path, report: RunReport) -> Path:
         markdown.write_report_md(building, report)
         html.write_report_html(building, report)
         os.chmod(building, 0o755)  # mkdtemp makes it owner-only; a report is for everyone
+        atomic.write_text(runs_dir / JOURNAL, json.dumps({"run_id": report.run_id}) + "\n")
         os.rename(building, final)
+        atomic.fsync_dir(runs_dir)
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
+        if not final.exists():
+            with contextlib.suppress(FileNotFoundError):
+                (runs_dir / JOURNAL).unlink()
         raise
     log.info("wrote run folder %s", final)
     return final
@@ -127,9 +136,60 @@ def publish_run(layout: Layout, run_dir: Path, report: RunReport) -> None:
         flow_run_id=origin.get("flow_run_id") or "",
         trigger=origin.get("trigger") or "",
     )
-    with history_appended(layout.history_csv, rows):
-        publish_latest(layout.latest_link, run_dir)
+    interrupts.check()  # a stop asked for while the report was written: nothing is published
+    journal = {"run_id": report.run_id, "rows": csv_text(rows).split("\n", 1)[1]}
+    atomic.write_text(layout.runs_dir / JOURNAL, json.dumps(journal) + "\n")
+    with history_appended(layout.history_csv, journal["rows"]):
+        publish_latest(layout.latest_link, run_dir)  # the commit point
+    _end_journal(layout)
     write_trend_of_history(layout)
+
+
+def _end_journal(layout: Layout) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        (layout.runs_dir / JOURNAL).unlink()
+        atomic.fsync_dir(layout.runs_dir)
+
+
+def _points_at(latest_link: Path, run_dir: Path) -> bool:
+    """Whether `latest_link` is a link to `run_dir` (read, not followed: a loop is just no)."""
+    try:
+        target = os.readlink(latest_link)
+    except OSError:
+        return False
+    return os.path.normpath(latest_link.parent / target) == os.path.normpath(run_dir)
+
+
+def finish_interrupted_publishing(layout: Layout) -> None:
+    """Finish or undo the publishing a killed run left half done (its journal says which run):
+    once `latest` points at the run, its history rows are added if missing; before that, its
+    run folder is removed. Call it holding the run lock."""
+    journal_path = layout.runs_dir / JOURNAL
+    if not journal_path.is_file() or journal_path.is_symlink():
+        return
+    try:
+        journal = json.loads(journal_path.read_text(encoding="utf-8"))
+        run_id, rows = str(journal["run_id"]), journal.get("rows")
+    except (ValueError, TypeError, KeyError, UnicodeDecodeError):
+        log.warning("%s cannot be read; removed it", journal_path)
+        _end_journal(layout)
+        return
+    run_dir = layout.runs_dir / run_id
+    if "/" in run_id or run_id.startswith("."):
+        log.warning("%s names no run folder (%r); removed it", journal_path, run_id)
+    elif isinstance(rows, str) and _points_at(layout.latest_link, run_dir):
+        if run_id not in set(read_history(layout.history_csv)["run_id"]):
+            with history_appended(layout.history_csv, rows):
+                pass
+            log.info(
+                "added run %s to %s: it was interrupted after it was published",
+                run_id,
+                layout.history_csv,
+            )
+    elif run_dir.is_dir() and not run_dir.is_symlink():
+        shutil.rmtree(run_dir, ignore_errors=True)
+        log.info("removed %s: its run was interrupted before it was published", run_dir)
+    _end_journal(layout)
 
 
 def write_trend_of_history(layout: Layout) -> None:
@@ -151,8 +211,10 @@ def removed_unless_published(latest_link: Path, run_dir: Path) -> Iterator[None]
     try:
         yield
     except BaseException:
-        if latest_link.resolve() != run_dir.resolve():
+        if not _points_at(latest_link, run_dir):
             shutil.rmtree(run_dir, ignore_errors=True)
+            with contextlib.suppress(FileNotFoundError):
+                (run_dir.parent / JOURNAL).unlink()
             log.info("removed %s: the run failed before it was published", run_dir)
         raise
 
@@ -189,7 +251,7 @@ def history_rows(
 
 
 @contextlib.contextmanager
-def history_appended(history_csv: Path, rows: pd.DataFrame) -> Iterator[None]:
+def history_appended(history_csv: Path, rows: pd.DataFrame | str) -> Iterator[None]:
     """Add `rows` to history.csv (created with its header if absent) when the block succeeds.
 
     The whole file is written to a temporary before the block and renamed after it, so a crash
@@ -223,11 +285,12 @@ def history_appended(history_csv: Path, rows: pd.DataFrame) -> Iterator[None]:
             aside,
         )
     kept = history.row_lines
-    new_rows = csv_text(rows).split("\n", 1)[1]
+    # Text is rows as csv_text wrote them, without the header (from the publishing journal).
+    new_rows = rows if isinstance(rows, str) else csv_text(rows).split("\n", 1)[1]
     with atomic.atomic_path(history_csv) as staged:
         staged.write_text("".join([HISTORY_HEADER + "\n", *kept, new_rows]), encoding="utf-8")
         yield
-    log.info("appended %d rows to %s", len(rows), history_csv)
+    log.info("appended %d rows to %s", new_rows.count("\n"), history_csv)
 
 
 @dataclass(frozen=True)
