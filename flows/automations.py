@@ -5,9 +5,10 @@
 - ZOMBIE_AUTOMATION marks a flow run `Crashed` when its heartbeats stop (the process running it
   died: power cut, OOM kill, SIGKILL) instead of leaving it `Running` for ever; `Crashed`
   releases the deployment's concurrency slot, so the next run starts.
-- FAILURE_ALERT and REGRESSION_ALERT, only when an alert URL is given: a `Failed` or `Crashed`
-  run of a fashionnet deployment, and the event REGRESSION_EVENT the flow emits when a run's test
-  accuracy drops, each POST one JSON body to that URL through the webhook block WEBHOOK_BLOCK.
+- FAILURE_ALERT, REGRESSION_ALERT and DRIFT_ALERT, only when an alert URL is given: a `Failed`
+  or `Crashed` run of a fashionnet deployment, the event REGRESSION_EVENT the flow emits when a
+  run's test accuracy drops, and DRIFT_EVENT when a split drifted from the training split, each
+  POST one JSON body to that URL through the webhook block WEBHOOK_BLOCK.
 
 The server evaluates them; nothing here runs while the pipeline runs.
 """
@@ -23,7 +24,7 @@ from prefect.events.actions import CallWebhook, ChangeFlowRunState
 from prefect.events.schemas.automations import EventTrigger, Posture
 
 # Emitted by the flow; its resource is `fashionnet.run.<run folder name>`.
-from fashionnet_flows.pipeline import REGRESSION_EVENT
+from fashionnet_flows.pipeline import DRIFT_EVENT, REGRESSION_EVENT
 
 # Flow runs emit a heartbeat every PREFECT_FLOWS_HEARTBEAT_FREQUENCY seconds (prefect.yaml sets
 # 30); three missed ones mean the process is gone. Prefect's minimum frequency is 30 s.
@@ -39,6 +40,7 @@ DEPLOYMENT_TAG = "fashionnet"
 ZOMBIE_AUTOMATION = "fashionnet: crash flow runs whose heartbeats stopped"
 FAILURE_ALERT = "fashionnet: alert when a deployment run fails or crashes"
 REGRESSION_ALERT = "fashionnet: alert when test accuracy regresses"
+DRIFT_ALERT = "fashionnet: alert when the data drift from the training split"
 WEBHOOK_BLOCK = "fashionnet-alerts"
 ZOMBIE_MESSAGE = (
     f"No heartbeat for {HEARTBEAT_GRACE.seconds} s: the process running this flow run stopped."
@@ -64,6 +66,17 @@ REGRESSION_PAYLOAD = """{
   "previous_test_accuracy": {{ event.payload.previous_test_accuracy | tojson }},
   "tolerance": {{ event.payload.tolerance | tojson }},
   "previous_run": {{ event.payload.previous_run | tojson }}
+}"""
+
+
+DRIFT_PAYLOAD = """{
+  "alert": "data drifted from the training split",
+  "deployment": {{ (flow.name ~ "/" ~ deployment.name if deployment else none) | tojson }},
+  "flow_run_id": {{ flow_run.id | string | tojson }},
+  "flow_run_name": {{ flow_run.name | tojson }},
+  "run": {{ event.resource.id | tojson }},
+  "splits": {{ event.payload.splits | tojson }},
+  "summary": {{ event.payload.summary | tojson }}
 }"""
 
 
@@ -117,6 +130,21 @@ def regression_alert(webhook_block_id: UUID) -> Automation:
             within=timedelta(0),
         ),
         actions=[CallWebhook(block_document_id=webhook_block_id, payload=REGRESSION_PAYLOAD)],
+    )
+
+
+def drift_alert(webhook_block_id: UUID) -> Automation:
+    return Automation(
+        name=DRIFT_ALERT,
+        description="POST the drifted splits and statistics when a run's data drifted.",
+        trigger=EventTrigger(
+            expect={DRIFT_EVENT},
+            match={"prefect.resource.id": "fashionnet.run.*"},
+            posture=Posture.Reactive,
+            threshold=1,
+            within=timedelta(0),
+        ),
+        actions=[CallWebhook(block_document_id=webhook_block_id, payload=DRIFT_PAYLOAD)],
     )
 
 

@@ -12,7 +12,7 @@ the automations that watch the runs (flows/automations.py).
 3. runs `prefect deploy --all` (extra arguments, e.g. `--params '{...}'`, are passed on);
 4. pauses again what was paused (a deployment new to the server keeps prefect.yaml's state);
 5. saves the zombie-run automation, and with FASHIONNET_ALERT_WEBHOOK=<url> the webhook block and
-   the two alert automations (without it, removes the alert automations and says so).
+   the three alert automations (without it, removes the alert automations and says so).
 Every step is idempotent: deploying twice leaves one of each.
 """
 
@@ -133,18 +133,23 @@ def save_automations(url: str | None) -> list[str]:
         f"{automations.HEARTBEAT_GRACE.seconds} s ends Crashed."
     )
     if url is None:
-        for name in (automations.FAILURE_ALERT, automations.REGRESSION_ALERT):
+        for name in (
+            automations.FAILURE_ALERT,
+            automations.REGRESSION_ALERT,
+            automations.DRIFT_ALERT,
+        ):
             if automations.delete_automation(name):
                 lines.append(f"Removed the automation {name!r}.")
         lines.append(
             f"No alerts: {ALERT_VARIABLE} is not set "
-            f"(make deploy {ALERT_VARIABLE}=<url> POSTs failures and regressions there)."
+            f"(make deploy {ALERT_VARIABLE}=<url> POSTs failures, regressions and drift there)."
         )
         return lines
     block_id = automations.save_webhook(url)
     for automation in (
         automations.failure_alert(block_id),
         automations.regression_alert(block_id),
+        automations.drift_alert(block_id),
     ):
         done = automations.save_automation(automation)
         lines.append(f"Automation {automation.name!r} {done}: POSTs to {ALERT_VARIABLE}.")

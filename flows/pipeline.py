@@ -1,9 +1,10 @@
 """The fashionnet flow: the library's pipeline (`fashionnet.pipeline.run_pipeline`), each stage
-run as a Prefect task and the prediction chunks mapped as tasks on the run's task runner.
+run as a Prefect task and the validation and prediction chunks mapped as tasks on the run's
+task runner.
 
 The stage order is the library's; this module adds what only the orchestrator knows: the flow
-run behind the report, the UI's artifacts, the regression event. Run it with `make run`
-(`fashionnet run --help` lists the options).
+run behind the report, the UI's artifacts, the regression and drift events. Run it with
+`make run` (`fashionnet run --help` lists the options).
 """
 
 import contextlib
@@ -25,10 +26,11 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from fashionnet.core import interrupts
 from fashionnet.core.settings import flow_timeout_seconds
 from fashionnet.core.threads import CONCURRENT_CHUNKS
+from fashionnet.data.validate import DataDrifted, DataValidation, card_of_chunk
 from fashionnet.model.train import DEFAULT_CONFIG, TrainConfig
 from fashionnet.options import RunOptions
 from fashionnet.pipeline import Context, run_pipeline
-from fashionnet.predict import ChunkJob, ChunkPrediction
+from fashionnet.predict import predict_chunk_job
 from fashionnet.report import publish
 from fashionnet.report.run_report import RunOrigin
 from fashionnet_flows.artifacts import ChunkProgress, publish_run_artifacts
@@ -72,28 +74,36 @@ def local_dask_workers_share_the_api(options: RunOptions):
         yield
 
 
-def chunk_mapper(options: RunOptions) -> Callable:
-    """Map the chunk step as one task per chunk on the run's task runner (threads or Dask),
-    with progress in the log and the UI's progress artifact."""
+# What the log says as a chunk step's chunks finish.
+CHUNK_VERBS = {predict_chunk_job: "predicted", card_of_chunk: "counted"}
 
-    def map_chunks(step: Callable, jobs: Sequence[ChunkJob]) -> list[ChunkPrediction]:
-        logger, progress = get_run_logger(), ChunkProgress()
+
+def chunk_mapper(options: RunOptions) -> Callable:
+    """Map a chunk step as one task per chunk on the run's task runner (threads or Dask), with
+    progress in the log and, for the prediction chunks, the UI's progress artifact."""
+
+    def map_chunks(step: Callable, jobs: Sequence[Any]) -> list[Any]:
+        logger = get_run_logger()
+        progress = ChunkProgress() if step is predict_chunk_job else None
         if not jobs:
-            progress.update(0, 0)
+            if progress is not None:
+                progress.update(0, 0)
             return []
         with local_dask_workers_share_the_api(options), make_task_runner(options) as runner:
             futures = runner.map(as_task(step), {"job": list(jobs)})
             for done, _ in enumerate(as_completed(futures), start=1):
                 interrupts.check()
                 if done == len(futures) or done % max(1, len(futures) // 10) == 0:
-                    logger.info("predicted %d of %d chunks", done, len(futures))
-                    progress.update(done, len(futures))
+                    logger.info("%s %d of %d chunks", CHUNK_VERBS[step], done, len(futures))
+                    if progress is not None:
+                        progress.update(done, len(futures))
             return [future.result() for future in futures]
 
     return map_chunks
 
 
 REGRESSION_EVENT = "fashionnet.accuracy.regressed"
+DRIFT_EVENT = "fashionnet.data.drifted"
 
 
 def run_origin(options: RunOptions, train: TrainConfig) -> RunOrigin:
@@ -139,6 +149,31 @@ def announce_regression(regression: publish.Regression, run_dir: Path) -> None:
     )
 
 
+def announce_drift(validation: DataValidation, run_id: str) -> None:
+    """The event automations react to when a split drifted from the training split (the
+    validate stage has logged the warning lines); its payload names every drifted statistic."""
+    drift = validation.drift
+    drifted = drift[drift["verdict"] == "drifted"]
+    emit_event(
+        event=DRIFT_EVENT,
+        resource={"prefect.resource.id": f"fashionnet.run.{run_id}"},
+        payload={
+            "splits": sorted(set(drifted["split"])),
+            "summary": "; ".join(validation.drifted),
+            "statistics": [
+                {
+                    "split": row.split,
+                    "feature": row.feature,
+                    "statistic": row.statistic,
+                    "value": float(row.value),
+                    "threshold": float(row.threshold),
+                }
+                for row in drifted.itertuples()
+            ],
+        },
+    )
+
+
 @flow(name="fashionnet", timeout_seconds=flow_timeout_seconds())
 def fashionnet_pipeline(
     options: RunOptions = RunOptions(),  # noqa: B008 (frozen: safe to share as a default)
@@ -153,13 +188,20 @@ def fashionnet_pipeline(
             (fashionnet.model.train.TrainConfig).
     """
     configure_run_logging()
-    outcome = run_pipeline(
-        Context.create(options, train),
-        run_stage=run_as_task,
-        map_chunks=chunk_mapper(options),
-        origin=run_origin(options, train),
-        before_publish=publish_run_artifacts,
-    )
+    origin = run_origin(options, train)
+    try:
+        outcome = run_pipeline(
+            Context.create(options, train),
+            run_stage=run_as_task,
+            map_chunks=chunk_mapper(options),
+            origin=origin,
+            before_publish=publish_run_artifacts,
+        )
+    except DataDrifted as stopped:  # --on-drift stop: the alert goes out, then the run fails
+        announce_drift(stopped.validation, origin.flow_run_name or "stopped")
+        raise
+    if outcome.validation.drifted:
+        announce_drift(outcome.validation, outcome.run_dir.name)
     if outcome.regression is not None:
         announce_regression(outcome.regression, outcome.run_dir)
     for row in outcome.report.overall.itertuples():
@@ -172,6 +214,7 @@ def fashionnet_pipeline(
         "model_id": outcome.model.model_id,
         "accuracy": outcome.accuracy(),
         "regression": dataclasses.asdict(outcome.regression) if outcome.regression else None,
+        "drifted": outcome.validation.drifted,
     }
 
 

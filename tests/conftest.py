@@ -63,6 +63,15 @@ def real_raw_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def report_run_dir(tmp_path_factory) -> Path:
+    """The run folder of `report_fixtures.make_report()`, drawn once, for tests that only read
+    it (copy it before changing it)."""
+    from report_fixtures import make_run
+
+    return make_run(tmp_path_factory.mktemp("report-run"))
+
+
+@pytest.fixture(scope="session")
 def prefect_harness(tmp_path_factory):
     """One temporary Prefect server and database for the whole session (it costs ~10 s)."""
     from prefect.testing.utilities import prefect_test_harness
@@ -86,3 +95,16 @@ def finished_project(tmp_path_factory, cli_env):
     from cli_runs import make_baseline
 
     return make_baseline(tmp_path_factory.mktemp("finished"), cli_env)
+
+
+@pytest.fixture(scope="session")
+def real_default_run(prefect_harness, real_raw_dir, tmp_path_factory) -> tuple[Path, dict]:
+    """The project folder and summary of the pipeline with every default on the real data: one
+    training of the default recipe for the tests of the flow (test_flow.py) and of what that
+    recipe reaches (test_train.py)."""
+    from fashionnet.options import RunOptions
+    from fashionnet_flows.pipeline import fashionnet_pipeline
+
+    project = tmp_path_factory.mktemp("real-default")
+    options = RunOptions(raw_dir=str(real_raw_dir), project_dir=str(project))
+    return project, fashionnet_pipeline(options=options)

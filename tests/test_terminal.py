@@ -21,9 +21,9 @@ from fashionnet.report.terminal import render_report, render_runs, runs_rows
 from fashionnet_flows import cli
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    return make_run(tmp_path_factory.mktemp("run"))
+@pytest.fixture
+def run_dir(report_run_dir):
+    return report_run_dir
 
 
 def recording_console(width: int = 160) -> Console:

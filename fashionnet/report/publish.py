@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fashionnet import champion
 from fashionnet.core import atomic, formats, interrupts
 from fashionnet.core.errors import FashionnetError
 from fashionnet.core.layout import Layout
@@ -83,6 +84,8 @@ def write_run(runs_dir: Path, report: RunReport) -> Path:
             atomic.write_text(building / f"confusion_{split}.csv", csv_text(table, index=True))
         if report.learning_curve is not None:
             atomic.write_text(building / "learning_curve.csv", curve_csv(report.learning_curve))
+        for name, text in (report.data.files() if report.data is not None else {}).items():
+            atomic.write_text(building / name, text)
         manifest = {formats.VERSION_FIELD: formats.CURRENT[formats.MANIFEST], **report.manifest}
         manifest_text = json.dumps(manifest, sort_keys=True, indent=2) + "\n"
         atomic.write_text(building / MANIFEST_NAME, manifest_text)
@@ -119,7 +122,7 @@ def publish_latest(latest_link: Path, run_dir: Path) -> None:
 
 def publish_run(layout: Layout, run_dir: Path, report: RunReport) -> None:
     """Make a complete run folder the project's `reports/latest` and add it to the history, all
-    or nothing.
+    or nothing; its model becomes the champion when its blessing says so (`champion.promote`).
 
     The new history.csv is written beside the old one first; `latest` is swapped; only then does
     the new history take its name. A failure before the swap changes neither, so history.csv
@@ -141,6 +144,8 @@ def publish_run(layout: Layout, run_dir: Path, report: RunReport) -> None:
     atomic.write_text(layout.runs_dir / JOURNAL, json.dumps(journal) + "\n")
     with history_appended(layout.history_csv, journal["rows"]):
         publish_latest(layout.latest_link, run_dir)  # the commit point
+        if report.blessing is not None:
+            champion.promote(layout, report.blessing)
     _end_journal(layout)
     write_trend_of_history(layout)
 
@@ -419,8 +424,9 @@ def _history_row(history_csv: Path, text: str) -> list:
 
 @dataclass(frozen=True)
 class Regression:
-    """A run's test accuracy fell more than `tolerance` below the previous run's on the same
-    data. The field names are the payload of the `fashionnet.accuracy.regressed` event."""
+    """A run's test accuracy fell more than `tolerance` below the champion's (the model blessed
+    before this run) on the same data. The field names are the payload of the
+    `fashionnet.accuracy.regressed` event; `previous_*` are the champion's last run on the data."""
 
     test_accuracy: float
     previous_test_accuracy: float
@@ -429,15 +435,22 @@ class Regression:
 
 
 def accuracy_regression(
-    history: pd.DataFrame, run_id: str, fingerprint: str, test_accuracy: float, tolerance: float
+    history: pd.DataFrame,
+    run_id: str,
+    fingerprint: str,
+    test_accuracy: float,
+    tolerance: float,
+    champion_model_id: str,
 ) -> Regression | None:
     """Compare a run with the last other run of `history` (history.csv's rows, in publishing
-    order) evaluated on the same data (`fingerprint`, the evaluation split's): a Regression if
-    `test_accuracy` is more than `tolerance` below that run's, else None (also with no such run).
-    """
+    order) of the champion's model on the same data (`fingerprint`, the evaluation split's): a
+    Regression if `test_accuracy` is more than `tolerance` below that run's, else None (also
+    with no such run). A regressed model never becomes the baseline: each run is held to the
+    champion, so two regressed runs in a row both alert."""
     earlier = history[
         (history["split"] == EVALUATION_SPLIT)
         & (history["data_fingerprint"] == fingerprint)
+        & (history["model_id"] == champion_model_id)
         & (history["run_id"] != run_id)
     ]
     if not fingerprint or earlier.empty:
@@ -454,9 +467,11 @@ def accuracy_regression(
 
 
 def regression_of(layout: Layout, report: RunReport, tolerance: float) -> Regression | None:
-    """`accuracy_regression` of a report against the project's history.csv."""
+    """`accuracy_regression` of a report against the champion its blessing was judged against
+    (none for the first model, or a run folder without a blessing)."""
     overall = report.overall.set_index("split")
-    if EVALUATION_SPLIT not in overall.index:
+    before = (report.blessing or {}).get("champion_before")
+    if EVALUATION_SPLIT not in overall.index or not before:
         return None
     fingerprint = report.manifest.get("data", {}).get("fingerprints", {}).get(EVALUATION_SPLIT, "")
     return accuracy_regression(
@@ -465,6 +480,7 @@ def regression_of(layout: Layout, report: RunReport, tolerance: float) -> Regres
         fingerprint,
         float(overall.loc[EVALUATION_SPLIT, "accuracy"]),
         tolerance,
+        before["model_id"],
     )
 
 
