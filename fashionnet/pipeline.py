@@ -270,6 +270,7 @@ def run_pipeline(
         for folder in (layout.data_dir, layout.models_dir, layout.reports_dir):
             for stale in atomic.sweep_stale_temps(folder):
                 log.info("removed %s, left by an interrupted run", stale)
+        publish.finish_interrupted_publishing(layout)
         with timer("fetch_prepare"):
             data_origin, splits = fetch_and_prepare(context, run_stage)
         with timer("validate"):

@@ -196,7 +196,7 @@ def skipped_note(history_csv: Path, damage: str | None) -> str | None:
         return None
     return (
         f"Skipped what cannot be read in {history_csv} ({damage}); "
-        "the next `fashionnet run` moves the file aside and starts a new one."
+        "the next `fashionnet run` keeps its readable rows and copies the file aside."
     )
 
 
