@@ -36,6 +36,17 @@ MODULE_MARKERS = {
 }
 
 
+# `make test` runs the suite in two pytest-xdist workers, each taking whole groups of tests
+# (--dist loadgroup): a module's tests stay together, so its module fixtures are made once, and so
+# do the modules that share one of these costly session fixtures, or that run the deploy step in
+# this checkout (one at a time).
+SHARED_FIXTURES = ("finished_project", "real_default_run")
+MODULE_GROUPS = {"test_deployment": "deploy", "test_operations": "deploy"}
+# Under xdist, groups with a test of these kinds go first, the slow kinds first (a server test
+# mostly waits, and the other worker works meanwhile); the quick tests fill in at the end.
+SLOW_FIRST = ("server", "prefect", "realdata")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         used = getattr(item, "fixturenames", ())
@@ -44,6 +55,27 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             markers.add(MODULE_MARKERS[item.path.stem])
         for marker in sorted(markers):
             item.add_marker(marker)
+    group_by_xdist_group(items)
+
+
+def group_by_xdist_group(items: list[pytest.Item]) -> None:
+    """Mark every test with its xdist group; in an xdist worker, put the slow groups first."""
+    groups: dict[str, str] = {}  # module -> group
+    for item in items:
+        module = item.path.stem
+        shared = [f for f in SHARED_FIXTURES if f in getattr(item, "fixturenames", ())]
+        if shared:
+            groups[module] = shared[0]
+        else:
+            groups.setdefault(module, MODULE_GROUPS.get(module, module))
+    rank: dict[str, int] = {}  # group -> position of its slowest kind in SLOW_FIRST
+    for item in items:
+        group = groups[item.path.stem]
+        item.add_marker(pytest.mark.xdist_group(group))
+        kinds = [SLOW_FIRST.index(m.name) for m in item.iter_markers() if m.name in SLOW_FIRST]
+        rank[group] = min([rank.get(group, len(SLOW_FIRST)), *kinds])
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        items.sort(key=lambda item: rank[groups[item.path.stem]])
 
 
 @pytest.fixture(scope="session")

@@ -60,3 +60,58 @@ def test_tests_are_marked_by_what_they_use(suite):
 def test_the_fast_selection_runs_the_unmarked_tests_alone(suite):
     result = suite.runpytest("-m", "not prefect and not server and not realdata")
     result.assert_outcomes(passed=1, deselected=7)
+
+
+def xdist_groups(items) -> dict[str, str]:
+    return {
+        item.nodeid: mark.args[0] for item in items for mark in item.iter_markers("xdist_group")
+    }
+
+
+@pytest.fixture
+def grouped(pytester):
+    """Modules sharing a session fixture, the two that deploy from the checkout, and others."""
+    pytester.makeconftest(
+        CONFTEST.read_text()
+        + FIXTURES
+        + "\n@pytest.fixture\ndef finished_project(prefect_harness):\n    return None\n"
+    )
+    pytester.makepyfile(
+        test_a="def test_plain(): pass\n",
+        test_b="def test_shared(finished_project): pass\ndef test_plain(): pass\n",
+        test_c="def test_shared(finished_project): pass\n",
+        test_d="def test_real_data(real_raw_dir): pass\n",
+    )
+    package = pytester.mkpydir("inner")
+    for module in ("test_deployment", "test_operations"):
+        (package / f"{module}.py").write_text("def test_plain(): pass\n")
+    return pytester
+
+
+def test_each_module_is_one_xdist_group_and_modules_sharing_a_costly_fixture_are_one(grouped):
+    items, _ = grouped.inline_genitems()
+    assert xdist_groups(items) == {
+        "inner/test_deployment.py::test_plain": "deploy",
+        "inner/test_operations.py::test_plain": "deploy",
+        "test_a.py::test_plain": "test_a",
+        "test_b.py::test_shared": "finished_project",
+        "test_b.py::test_plain": "finished_project",
+        "test_c.py::test_shared": "finished_project",
+        "test_d.py::test_real_data": "test_d",
+    }
+
+
+def test_an_xdist_worker_takes_the_slow_groups_first_keeping_each_modules_order(
+    grouped, monkeypatch
+):
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw0")
+    collected = grouped.runpytest("--collect-only", "-q").outlines
+    assert [line for line in collected if "::" in line] == [
+        "inner/test_deployment.py::test_plain",  # server
+        "inner/test_operations.py::test_plain",
+        "test_b.py::test_shared",  # prefect, through finished_project
+        "test_b.py::test_plain",
+        "test_c.py::test_shared",
+        "test_d.py::test_real_data",  # realdata
+        "test_a.py::test_plain",
+    ]
