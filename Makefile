@@ -26,7 +26,7 @@ run: setup  ## run the pipeline with its defaults (options: make run ARGS="--epo
 
 # Two pytest-xdist workers, each taking whole groups of tests (tests/conftest.py says which): while
 # one waits on a Prefect server, the other works. ARGS="-n 0" runs them in this one process.
-XDIST := -n 2 --dist loadgroup --no-loadscope-reorder
+XDIST := -n 2 --dist loadscope --no-loadscope-reorder
 
 test: setup  ## run the test suite (real-data tests use ../shared/fashion-mnist when present)
 	$(BIN)/pytest $(XDIST) $(ARGS)

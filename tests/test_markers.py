@@ -1,8 +1,10 @@
 """conftest.py marks each test by what it uses, so `make test-fast` can leave the slow ones out."""
 
+import re
 from pathlib import Path
 
 import pytest
+from conftest import xdist_group
 
 pytest_plugins = ["pytester"]
 
@@ -62,15 +64,27 @@ def test_the_fast_selection_runs_the_unmarked_tests_alone(suite):
     result.assert_outcomes(passed=1, deselected=7)
 
 
-def xdist_groups(items) -> dict[str, str]:
-    return {
-        item.nodeid: mark.args[0] for item in items for mark in item.iter_markers("xdist_group")
-    }
+def test_modules_sharing_a_costly_session_fixture_are_one_xdist_group():
+    """Every module using one of them is in its group, so xdist makes it in one worker only."""
+    for fixture in ("finished_project", "real_default_run"):
+        users = {
+            path.stem
+            for path in CONFTEST.parent.glob("test_*.py")
+            if path != Path(__file__)  # its stand-ins are no users
+            and re.search(rf"def \w+\([^)]*\b{fixture}\b", path.read_text())
+        }
+        assert users, fixture
+        assert {module: xdist_group(f"tests/{module}.py::test_x") for module in users} == {
+            module: fixture for module in users
+        }
+    assert xdist_group("tests/test_deployment.py::test_a") == "deploy"
+    assert xdist_group("tests/test_operations.py::test_b[x-y]") == "deploy"
+    assert xdist_group("tests/test_terminal.py::test_c") == "test_terminal"
 
 
 @pytest.fixture
 def grouped(pytester):
-    """Modules sharing a session fixture, the two that deploy from the checkout, and others."""
+    """Modules of every kind, and the two that deploy from the checkout (one group)."""
     pytester.makeconftest(
         CONFTEST.read_text()
         + FIXTURES
@@ -86,19 +100,6 @@ def grouped(pytester):
     for module in ("test_deployment", "test_operations"):
         (package / f"{module}.py").write_text("def test_plain(): pass\n")
     return pytester
-
-
-def test_each_module_is_one_xdist_group_and_modules_sharing_a_costly_fixture_are_one(grouped):
-    items, _ = grouped.inline_genitems()
-    assert xdist_groups(items) == {
-        "inner/test_deployment.py::test_plain": "deploy",
-        "inner/test_operations.py::test_plain": "deploy",
-        "test_a.py::test_plain": "test_a",
-        "test_b.py::test_shared": "finished_project",
-        "test_b.py::test_plain": "finished_project",
-        "test_c.py::test_shared": "finished_project",
-        "test_d.py::test_real_data": "test_d",
-    }
 
 
 def test_an_xdist_worker_takes_the_slow_groups_first_keeping_each_modules_order(
