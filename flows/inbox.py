@@ -4,7 +4,10 @@ The library does the work (`fashionnet.score.inbox.poll_inbox`: stable files onl
 by the sha256 ledger, moved to done/<batch>/ or failed/); the flow adds a summary artifact and
 ends Failed when some files could not be scored, after they are moved and recorded, so the
 failure alert of flows/automations.py (every flow run of a deployment tagged `fashionnet`) posts
-them to the webhook. prefect.yaml schedules it as the `inbox` deployment.
+them to the webhook. It is not yet in prefect.yaml (`make deploy` gives every deployment the
+daily flow's parameters); deploy it by hand, every 5 minutes:
+
+    prefect deploy flows/inbox.py:score_inbox --name inbox --pool fashionnet --interval 300
 """
 
 from pathlib import Path
