@@ -202,9 +202,14 @@ def stopped() -> State:
 
 
 def retry_may_help(error: BaseException) -> bool:
+    """A download no mirror answered, or an error nobody foresaw (the Prefect API failing, a
+    bug that depends on the moment); not what a person must fix, nor the flow's timeout (which
+    reaches the flow's code as a cancellation), nor any other interruption."""
     if isinstance(error, DownloadError):
         return True
-    return not (is_user_fixable(error) or isinstance(error, TimeoutError))
+    return isinstance(error, Exception) and not (
+        is_user_fixable(error) or isinstance(error, TimeoutError)
+    )
 
 
 def forbid_retry() -> None:

@@ -10,20 +10,18 @@ first SIGTERM or Ctrl-C for minutes (and pick up more runs meanwhile), a second 
 SIGKILL itself and leaves its runs `Running`, and a SIGTERM to make's process group reaches it
 twice (from the group and from make). Here the first SIGTERM, SIGINT or SIGHUP:
 
-1. holds the worker still (SIGSTOP), so it starts no new run;
-2. sends SIGTERM to each flow run it is running: the run stops at its next step and ends
-   `Cancelled` ("stopped on request", flows/pipeline.py); a run still going after
-   RUN_GRACE_SECONDS is killed and set `Cancelled` through the API;
-3. lets the worker go on (SIGCONT) and asks it to stop (SIGINT); if it has not stopped
-   WORKER_GRACE_SECONDS later it is killed (its runs are over by then: nothing is lost);
-4. exits 0. More signals meanwhile are the same request: "already stopping".
+1. sends SIGTERM to each flow run the worker is running (and to one it starts meanwhile): the
+   run stops at its next step and ends `Cancelled` ("stopped on request", flows/pipeline.py);
+   a run still going after RUN_GRACE_SECONDS is killed and set `Cancelled` through the API;
+2. asks the worker to stop (SIGINT); if it has not stopped WORKER_GRACE_SECONDS later it is
+   killed (its runs are over by then: nothing is lost);
+3. exits 0. More signals meanwhile are the same request: "already stopping".
 
 The fixed name makes a restarted worker the same worker in the UI instead of a new one each time.
 """
 
 import argparse
 import contextlib
-import os
 import signal
 import socket
 import subprocess
@@ -32,7 +30,6 @@ import threading
 from pathlib import Path
 
 import psutil
-
 from fashionnet_flows.deploy import read_spec, work_pools
 
 PREFECT = Path(sys.executable).with_name("prefect")
@@ -69,12 +66,13 @@ def mark_cancelled(flow_run_id: str, message: str) -> None:
         with get_client(sync_client=True) as client:
             client.set_flow_run_state(flow_run_id, Cancelled(message=message), force=True)
     except Exception as error:  # noqa: BLE001 (the server may be down: say so, go on stopping)
-        say(f"could not mark flow run {flow_run_id} Cancelled ({error}); the zombie automation "
-            "will end it Crashed")
+        say(
+            f"could not mark flow run {flow_run_id} Cancelled ({error}); the zombie automation "
+            "will end it Crashed"
+        )
 
 
-def stop_runs(worker: psutil.Process) -> None:
-    runs = flow_runs(worker)
+def stop_runs(runs: dict[psutil.Process, str]) -> None:
     for run, flow_run_id in runs.items():
         say(f"asking flow run {flow_run_id} (PID {run.pid}) to stop at its next step")
         with contextlib.suppress(psutil.Error):
@@ -93,15 +91,13 @@ def stop_runs(worker: psutil.Process) -> None:
 
 
 def stop(worker: subprocess.Popen) -> None:
-    process = psutil.Process(worker.pid)
+    # The worker keeps running meanwhile (its runs write their output through it): a run it
+    # starts before it is asked to stop is stopped in the next round.
     with contextlib.suppress(psutil.Error):
-        process.send_signal(signal.SIGSTOP)
-    try:
-        stop_runs(process)
-    finally:
-        with contextlib.suppress(psutil.Error):
-            process.send_signal(signal.SIGCONT)
-            process.send_signal(signal.SIGINT)
+        process = psutil.Process(worker.pid)
+        while runs := flow_runs(process):
+            stop_runs(runs)
+        process.send_signal(signal.SIGINT)
     try:
         worker.wait(timeout=WORKER_GRACE_SECONDS)
     except subprocess.TimeoutExpired:
