@@ -371,12 +371,15 @@ def regression_of(layout: Layout, report: RunReport, tolerance: float) -> Regres
 def prune_runs(layout: Layout, keep: int, lock_timeout: float) -> list[Path]:
     """Delete the run folders under runs/ beyond the `keep` newest (run ids sort by time), never
     the one `latest` points at; returns what was removed, oldest first. history.csv keeps every
-    row. Holds the project's run lock (waiting up to `lock_timeout` s), so no run is being
-    published meanwhile."""
+    row; index.html is redrawn, so no link leads to a removed folder. Holds the project's run
+    lock (waiting up to `lock_timeout` s), so no run is being published meanwhile."""
     if keep < 1:
         raise FashionnetError(f"--keep {keep}: keep at least 1 run folder")
     with run_lock(layout.lock_file, lock_timeout):
-        return _prune(layout, keep)
+        removed = _prune(layout, keep)
+        if removed:
+            write_trend_of_history(layout)
+        return removed
 
 
 def _prune(layout: Layout, keep: int) -> list[Path]:
