@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -429,14 +430,18 @@ def test_a_run_whose_worker_dies_ends_crashed_and_the_next_run_starts(
         with contextlib.suppress(psutil.NoSuchProcess):
             process.kill()
     worker.process.wait()
-    killed = time.monotonic()
+    killed, killed_at = time.monotonic(), datetime.now(UTC)
 
     run = wait_for_state(server, flow_run_id, "CRASHED", 180)
     assert time.monotonic() - killed < 180
     assert run["state"]["message"] == ZOMBIE_MESSAGE
     [alert] = receiver.alerts_for(flow_run_id)
     assert alert["state"] == "Crashed" and alert["deployment"] == DEPLOYMENT
-    [pool_alert] = receiver.wait(lambda b: b.get("work_pool") == POOL, "the pool alert")
+    # The pool had no live worker left (as after each stop of the tests above).
+    [pool_alert] = receiver.wait(
+        lambda b: b.get("work_pool") == POOL and datetime.fromisoformat(b["occurred"]) > killed_at,
+        "the pool alert",
+    )
     assert pool_alert["alert"] == "work pool has no live worker"
 
     # Crashed released the deployment's concurrency slot: the next run starts and completes.
