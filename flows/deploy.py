@@ -159,7 +159,7 @@ def alert_request(environ: dict[str, str]) -> AlertRequest:
         webhook=http_url(environ, ALERT_VARIABLE),
         alerts=on_off(environ, ALERTS_VARIABLE),
         stops=on_off(environ, STOPS_VARIABLE),
-        ping=ping if ping.lower() == "off" else http_url(environ, PING_VARIABLE),
+        ping="off" if ping.lower() == "off" else http_url(environ, PING_VARIABLE),
     )
 
 
