@@ -23,7 +23,7 @@ import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fashionnet.core import atomic, integrity, interrupts
+from fashionnet.core import atomic, formats, integrity, interrupts
 from fashionnet.core.errors import FashionnetError
 from fashionnet.core.layout import Layout
 from fashionnet.data.catalog import NUM_PIXELS
@@ -181,9 +181,14 @@ def predict_chunk_job(job: ChunkJob) -> ChunkPrediction:
 
 
 def prediction_metadata(model_id: str, split: SplitFile) -> dict[str, str]:
-    """What a predictions file must record to be up to date: the model and the split's data (its
-    sources and, for a file cut by the split rule, the rule: another rule, other rows)."""
-    return {META_MODEL_ID: model_id, META_DATA_FINGERPRINT: split.fingerprint}
+    """What a predictions file must record to be up to date: its format version, the model and
+    the split's data (its sources and, for a file cut by the split rule, the rule: another rule,
+    other rows)."""
+    return {
+        formats.PARQUET_KEY: str(formats.CURRENT[formats.PREDICTIONS]),
+        META_MODEL_ID: model_id,
+        META_DATA_FINGERPRINT: split.fingerprint,
+    }
 
 
 @dataclass(frozen=True)
@@ -283,11 +288,19 @@ def write_predictions(
 
 def predictions_up_to_date(path: Path, metadata: Mapping[str, str], rows: int) -> bool:
     """Whether `path` is intact (`integrity.verified`: a damaged file is moved aside) and holds
-    `rows` predictions with our schema and exactly these metadata values."""
+    `rows` predictions with our schema and exactly these metadata values. A file of a newer
+    format stops the run (`formats.NewerFormat`); one without this format's version is made
+    again."""
     if not integrity.verified(path):
         return False
     file_metadata = pq.read_metadata(path)
     schema = file_metadata.schema.to_arrow_schema()
+    try:
+        version = (schema.metadata or {}).get(formats.PARQUET_KEY.encode())
+        formats.check(path, formats.PREDICTIONS, version)
+    except ValueError as problem:
+        log.warning("%s: %s; predicting again", path, problem)
+        return False
     if file_metadata.num_rows != rows or not schema.equals(PREDICTIONS_SCHEMA):
         log.warning(
             "%s does not hold %d predictions of the expected columns; rewriting", path, rows

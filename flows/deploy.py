@@ -241,9 +241,10 @@ def save_automations(request: AlertRequest, pools: list[str]) -> list[str]:
 def deploy(extra_args: Sequence[str]) -> None:
     request = alert_request(dict(os.environ))  # a mistake stops the deploy before any change
 
-    from fashionnet_flows.pipeline import code_version, fashionnet_pipeline
     from prefect.client.orchestration import get_client
     from prefect.settings import get_current_settings
+
+    from fashionnet_flows.pipeline import code_version, fashionnet_pipeline
 
     if not get_current_settings().api.url:
         raise FashionnetError(

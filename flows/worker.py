@@ -30,6 +30,7 @@ import threading
 from pathlib import Path
 
 import psutil
+
 from fashionnet_flows.deploy import read_spec, work_pools
 
 PREFECT = Path(sys.executable).with_name("prefect")

@@ -5,11 +5,11 @@ import io
 import re
 
 import pytest
-from fashionnet_flows.artifacts import SUMMARY_FIGURE_WIDTH, SUMMARY_FIGURES, summary_markdown
 from PIL import Image
 from report_fixtures import make_report, make_run
 
 from fashionnet.report.markdown import per_class_section, weakest_section
+from fashionnet_flows.artifacts import SUMMARY_FIGURE_WIDTH, SUMMARY_FIGURES, summary_markdown
 
 MD_TARGET = re.compile(r"\]\(([^)]+)\)")
 EMBEDDED = re.compile(r"!\[([^\]]*)\]\(data:image/png;base64,([^)]+)\)")

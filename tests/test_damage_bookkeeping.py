@@ -115,26 +115,36 @@ BOOKKEEPING = [
         "history.csv has another header",
         lambda layout: layout.history_csv.write_text("when,what\n" + history_rows_of(layout)),
         "history.csv",
-        "{path} cannot be read (its header 'when,what' is not 'finished_at,run_id,",
+        "{path} cannot be read (its header 'when,what' is not 'format_version,finished_at,",
         history_kept=False,
     ),
     Bookkeeping(
         "history.csv has a malformed row",
         lambda layout: layout.history_csv.write_text(
-            layout.history_csv.read_text() + "2026-11-28T01:00:00+00:00,r9,test\n"
+            layout.history_csv.read_text() + "1,2026-11-28T01:00:00+00:00,r9,test\n"
         ),
         "history.csv",
-        "{path} cannot be read (line 5: 3 fields, expected 9)",
+        "{path} cannot be read (line 5: 4 fields, expected 10)",
         history_kept=False,
     ),
     Bookkeeping(
-        "history.csv of the previous release",
+        "history.csv without format versions",
         lambda layout: layout.history_csv.write_text(
-            HEADER.replace("data_fingerprint", "data_sha256") + history_rows_of(layout)
+            HEADER.removeprefix("format_version,")
+            + "".join(row.removeprefix("1,") for row in history_rows_of(layout).splitlines(True))
         ),
-        None,
-        "",
-        history_kept=True,
+        "history.csv",
+        "{path} cannot be read (its header 'finished_at,run_id,split,samples,",
+        history_kept=False,
+    ),
+    Bookkeeping(
+        "history.csv with a row of an older format version",
+        lambda layout: layout.history_csv.write_text(
+            HEADER + history_rows_of(layout).replace("1,", "0,", 1)
+        ),
+        "history.csv",
+        "{path} cannot be read (line 2: history format 0 is older than this fashionnet's 1)",
+        history_kept=False,
     ),
     Bookkeeping(
         "reports/latest is a folder",
@@ -213,8 +223,36 @@ def test_fashionnet_runs_shows_what_it_can_read_and_names_what_it_skipped(bookke
         notes[name] = " ".join(runs.stdout.split()).replace(skipped, "SKIPPED ")  # may wrap
     malformed, garbage = notes.values()
     assert "test accuracy" in malformed, "the runs it could read are listed"
-    assert "SKIPPED history.csv (line 5: 3 fields, expected 9)" in malformed
+    assert "SKIPPED history.csv (line 5: 4 fields, expected 10)" in malformed
     assert garbage.startswith("SKIPPED history.csv (its header is not UTF-8 text)")
+
+
+def test_a_history_of_a_newer_fashionnet_stops_the_run_in_one_line_and_stays(
+    finished_project, cli_env, tmp_path
+):
+    """Not damage: a newer fashionnet's file, neither misread nor replaced. The line names it
+    and what to do; moving it aside, as the line says, lets the run publish."""
+    project = copy_project(finished_project, tmp_path)
+    layout = Layout(project)
+    newer = HEADER.replace("\n", ",region\n") + "".join(
+        "2" + row.removeprefix("1")[:-1] + ",eu\n"
+        for row in history_rows_of(layout).splitlines(True)
+    )
+    layout.history_csv.write_text(newer)
+    before = snapshot(project)
+    args = ("--raw-dir", str(tmp_path / "raw"), "--project-dir", str(project), *SMALL)
+
+    result = run_fashionnet(*args, env=cli_env)
+
+    assert error_line(result) == (
+        f"{layout.history_csv}: written by a newer fashionnet (history format 2; this one reads "
+        "up to 1): upgrade fashionnet, or move the file aside"
+    )
+    assert snapshot(project) == before, "no history row, no run folder, latest as it was"
+    layout.history_csv.rename(layout.history_csv.with_name("history-newer.csv"))
+    assert_published_like_the_undamaged_run(
+        run_fashionnet(*args, env=cli_env), project, finished_project, history_rows=0
+    )
 
 
 # --- the machine refuses to write: one line, nothing written, then the fix -------------------

@@ -28,6 +28,23 @@ from typing import Any
 import pandas as pd
 import psutil
 import pytest
+from prefect_server import (
+    DEPLOYMENT,
+    POOL,
+    SPEC,
+    Server,
+    deploy,
+    finished,
+    pause_schedules,
+    running_server,
+    start_worker,
+    stop,
+    trigger,
+    wait_for,
+)
+from synthetic import SMALL_TRAIN, small_run, write_synthetic_raw
+
+from fashionnet.core.layout import Layout
 from fashionnet_flows.automations import (
     ALERT_KINDS,
     PING_BLOCK,
@@ -46,23 +63,6 @@ from fashionnet_flows.deploy import (
     save_automations,
 )
 from fashionnet_flows.pipeline import code_version
-from prefect_server import (
-    DEPLOYMENT,
-    POOL,
-    SPEC,
-    Server,
-    deploy,
-    finished,
-    pause_schedules,
-    running_server,
-    start_worker,
-    stop,
-    trigger,
-    wait_for,
-)
-from synthetic import SMALL_TRAIN, small_run, write_synthetic_raw
-
-from fashionnet.core.layout import Layout
 
 pytestmark = pytest.mark.server
 

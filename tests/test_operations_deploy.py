@@ -8,6 +8,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+
+from fashionnet.core.errors import FashionnetError
 from fashionnet_flows.deploy import (
     ALERT_VARIABLE,
     ALERTS_VARIABLE,
@@ -17,8 +19,6 @@ from fashionnet_flows.deploy import (
     alert_request,
     schedule_key,
 )
-
-from fashionnet.core.errors import FashionnetError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -14,6 +14,7 @@ from threadpoolctl import threadpool_info
 from fashionnet import predict as predict_module
 from fashionnet.core import integrity
 from fashionnet.core.errors import FashionnetError
+from fashionnet.core.formats import NewerFormat
 from fashionnet.core.layout import Layout
 from fashionnet.core.threads import CONCURRENT_CHUNKS, blas_threads_for_chunks
 from fashionnet.data.catalog import SPLITS
@@ -49,11 +50,16 @@ SPLIT_SCHEMA = pa.schema(
     [("index", pa.int32()), ("label", pa.uint8()), ("pixels", pa.list_(pa.float32(), 784))],
     # the metadata fashionnet.data.parquet requires of a prepared split
     metadata={
+        "fashionnet.format": "1",
         "fashionnet.rows": str(sum(ROW_GROUP_ROWS)),
         "fashionnet.sources": '{"test-images": "11"}',
     },
 )
-METADATA = {"fashionnet.model_id": "m1", "fashionnet.data_fingerprint": "f1"}
+METADATA = {
+    "fashionnet.format": "1",
+    "fashionnet.model_id": "m1",
+    "fashionnet.data_fingerprint": "f1",
+}
 
 
 @pytest.fixture(scope="module")
@@ -248,6 +254,29 @@ def test_predictions_up_to_date_compares_rows_schema_and_every_given_key(
             path,
         )
     assert not predictions_up_to_date(path, METADATA, rows)  # right metadata, wrong columns
+
+
+@pytest.mark.parametrize("version", [None, "0", "x"], ids=["none", "older", "garbled"])
+def test_predictions_without_this_format_version_are_made_again(
+    tmp_path, split_path, params, version, caplog
+):
+    path, chunk = tmp_path / "test.parquet", predict_chunk(params, split_path, range(0, 1))
+    metadata = {key: value for key, value in METADATA.items() if key != "fashionnet.format"}
+    if version is not None:
+        metadata["fashionnet.format"] = version
+    with integrity.sealing(path):
+        write_predictions(path, [chunk], metadata=metadata)
+    with caplog.at_level(logging.WARNING, logger="fashionnet.predict"):
+        assert not predictions_up_to_date(path, METADATA, len(chunk.index))
+    assert "predicting again" in caplog.text
+
+
+def test_predictions_of_a_newer_format_stop_the_run(tmp_path, split_path, params):
+    path, chunk = tmp_path / "test.parquet", predict_chunk(params, split_path, range(0, 1))
+    with integrity.sealing(path):
+        write_predictions(path, [chunk], metadata={**METADATA, "fashionnet.format": "2"})
+    with pytest.raises(NewerFormat, match="written by a newer fashionnet"):
+        predictions_up_to_date(path, METADATA, len(chunk.index))
 
 
 def test_damaged_predictions_are_moved_aside_and_not_up_to_date(tmp_path, split_path, params):

@@ -8,8 +8,11 @@ into place in one step, so a run folder either exists whole or not at all;
 `schema.csv_text`: identical inputs give byte-identical files.
 
 Publishing is all or nothing (`publish_run`), and the bookkeeping never blocks a run: a
-history.csv that cannot be read whole, or a `latest` that is not a link, is moved aside
-(`fashionnet.core.atomic.move_aside`) with a warning naming both files, and made anew.
+history.csv that cannot be read whole (a row without the current format version is a bad row
+like any other), or a `latest` that is not a link, is moved aside
+(`fashionnet.core.atomic.move_aside`) with a warning naming both files, and made anew. Only a
+history.csv a newer fashionnet wrote stops the run (`formats.NewerFormat`): it is not this one's
+to replace. manifest.json carries its format version too (read back by `RunReport.read`).
 """
 
 import contextlib
@@ -20,7 +23,6 @@ import os
 import secrets
 import shutil
 import tempfile
-import textwrap
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,26 +31,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fashionnet.core import atomic
+from fashionnet.core import atomic, formats
 from fashionnet.core.errors import FashionnetError
 from fashionnet.core.layout import Layout
 from fashionnet.core.runlock import run_lock
 from fashionnet.data.catalog import CLASS_NAMES
 from fashionnet.model.train import curve_csv
 from fashionnet.report import html, markdown, plots, trend
-from fashionnet.report.columns import (
-    ADDED_HISTORY_COLUMNS,
-    CONFUSION_INDEX,
-    HISTORY_COLUMNS,
-    LEGACY_HISTORY_COLUMNS,
-    csv_text,
-)
-from fashionnet.report.run_report import EVALUATION_SPLIT, RunReport
+from fashionnet.report.columns import CONFUSION_INDEX, HISTORY_COLUMNS, csv_text
+from fashionnet.report.run_report import EVALUATION_SPLIT, MANIFEST_NAME, RunReport
 
 log = logging.getLogger(__name__)
 
 HISTORY_HEADER = ",".join(HISTORY_COLUMNS)
-NUMBER_COLUMNS = {"samples": int, "accuracy": float}
+NUMBER_COLUMNS = {formats.VERSION_FIELD: int, "samples": int, "accuracy": float}
 # Lines named one by one when rows are skipped; beyond these, only their count.
 NAMED_LINES = 5
 
@@ -83,8 +79,9 @@ def write_run(runs_dir: Path, report: RunReport) -> Path:
             atomic.write_text(building / f"confusion_{split}.csv", csv_text(table, index=True))
         if report.learning_curve is not None:
             atomic.write_text(building / "learning_curve.csv", curve_csv(report.learning_curve))
-        manifest_text = json.dumps(report.manifest, sort_keys=True, indent=2) + "\n"
-        atomic.write_text(building / "manifest.json", manifest_text)
+        manifest = {formats.VERSION_FIELD: formats.CURRENT[formats.MANIFEST], **report.manifest}
+        manifest_text = json.dumps(manifest, sort_keys=True, indent=2) + "\n"
+        atomic.write_text(building / MANIFEST_NAME, manifest_text)
         plots.write_run_figures(building, report)
         markdown.write_report_md(building, report)
         html.write_report_html(building, report)
@@ -176,6 +173,7 @@ def history_rows(
     """
     return pd.DataFrame(
         {
+            formats.VERSION_FIELD: formats.CURRENT[formats.HISTORY],
             "finished_at": finished_at,
             "run_id": run_id,
             "split": overall["split"],
@@ -198,7 +196,7 @@ def history_appended(history_csv: Path, rows: pd.DataFrame) -> Iterator[None]:
     never leaves half a row; callers hold the project's run lock, so no two runs append at once.
     A history.csv that cannot be read whole (not UTF-8, another header, a bad row, a folder)
     is moved aside with a warning naming both files, and a new one starts with `rows`: the
-    bookkeeping never stops a run.
+    bookkeeping never stops a run. One a newer fashionnet wrote raises `formats.NewerFormat`.
     """
     history_csv = Path(history_csv)
     history = read_history_file(history_csv)
@@ -241,9 +239,10 @@ class HistoryFile:
 def read_history_file(history_csv: Path) -> HistoryFile:
     """Read history.csv line by line, so one bad row costs that row alone.
 
-    An earlier release's header (LEGACY_HISTORY_COLUMNS, or without the ADDED_HISTORY_COLUMNS)
-    is read as the current one, the added cells empty. A missing or empty file is an empty
-    history.
+    Every row must carry the current history format version: one without it (missing, older,
+    garbled) is a bad line. A row of a newer fashionnet raises `formats.NewerFormat`, whatever
+    header it came with, as long as the header begins with the version's column. A missing or
+    empty file is an empty history.
     """
     history_csv = Path(history_csv)
     empty = pd.DataFrame(columns=HISTORY_COLUMNS)
@@ -255,7 +254,7 @@ def read_history_file(history_csv: Path) -> HistoryFile:
     if not header and not any(lines):
         return HistoryFile(empty, [])
     try:
-        width = _header_width(header)
+        _check_header(history_csv, header, lines)
     except ValueError as problem:
         return HistoryFile(empty, [], unreadable=str(problem))
     rows, row_lines, bad_lines = [], [], {}
@@ -264,10 +263,8 @@ def read_history_file(history_csv: Path) -> HistoryFile:
             continue  # blank lines, and the end of the last row
         try:
             text = _text(line)
-            values = _history_row(text, width)
-            rows.append(values)
-            # Written back under the current header: an older row gains its empty cells.
-            row_lines.append(text + "," * (len(HISTORY_COLUMNS) - width) + "\n")
+            rows.append(_history_row(history_csv, text))
+            row_lines.append(text + "\n")
         except (ValueError, csv.Error) as error:
             bad_lines[number] = str(error)
     table = pd.DataFrame(rows, columns=HISTORY_COLUMNS).astype(NUMBER_COLUMNS)
@@ -287,27 +284,38 @@ def _text(line: bytes) -> str:
         raise ValueError("not UTF-8 text") from None
 
 
-def _header_width(header: bytes) -> int:
-    """How many columns the file's rows have: all of HISTORY_COLUMNS, or fewer in a file of a
-    release before ADDED_HISTORY_COLUMNS; ValueError says what is wrong with the header."""
+def _fields(text: str) -> list[str]:
+    """The fields of one CSV line, at least one (csv.Error when it cannot be split)."""
+    return next(csv.reader([text]), None) or [""]
+
+
+def _check_header(history_csv: Path, header: bytes, lines: list[bytes]) -> None:
+    """Return when the header is HISTORY_HEADER; ValueError says what is wrong with it.
+
+    Another header that begins with the version's column is a newer fashionnet's when one of
+    its rows says so: NewerFormat, rather than damage to move aside.
+    """
     try:
         text = _text(header)
     except ValueError as error:
         raise ValueError(f"its header is {error}") from None
-    columns = [LEGACY_HISTORY_COLUMNS.get(name, name) for name in text.split(",")]
-    older = HISTORY_COLUMNS[: len(HISTORY_COLUMNS) - len(ADDED_HISTORY_COLUMNS)]
-    if columns not in (HISTORY_COLUMNS, older):
-        raise ValueError(f"its header {textwrap.shorten(text, 60)!r} is not {HISTORY_HEADER!r}")
-    return len(columns)
+    if text == HISTORY_HEADER:
+        return
+    if text.split(",", 1)[0] == formats.VERSION_FIELD:
+        for line in lines:
+            with contextlib.suppress(ValueError, csv.Error):
+                formats.check(history_csv, formats.HISTORY, _fields(_text(line))[0])
+    shown = text if len(text) <= 60 else text[:57] + "..."
+    raise ValueError(f"its header {shown!r} is not {HISTORY_HEADER!r}")
 
 
-def _history_row(text: str, width: int) -> list:
-    """One row's values (a row of `width` fields, padded with empty cells to HISTORY_COLUMNS);
-    ValueError (or csv.Error) says what is wrong with the line."""
-    values = next(csv.reader([text]))
-    if len(values) != width:
-        raise ValueError(f"{len(values)} fields, expected {width}")
-    values += [""] * (len(HISTORY_COLUMNS) - width)
+def _history_row(history_csv: Path, text: str) -> list:
+    """One row's values; ValueError (or csv.Error) says what is wrong with the line, and
+    NewerFormat is raised for a row of a newer fashionnet (its version is checked first)."""
+    values = _fields(text)
+    formats.check(history_csv, formats.HISTORY, values[0])
+    if len(values) != len(HISTORY_COLUMNS):
+        raise ValueError(f"{len(values)} fields, expected {len(HISTORY_COLUMNS)}")
     row = dict(zip(HISTORY_COLUMNS, values, strict=True))
     for name, kind in NUMBER_COLUMNS.items():
         try:

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fashionnet.core import formats
 from fashionnet.core.errors import FashionnetError
 from fashionnet.core.layout import Layout
 from fashionnet.data.catalog import CLASS_NAMES
@@ -29,7 +30,7 @@ from fashionnet.data.parquet import SplitFile, read_rows
 from fashionnet.model.source import Model
 from fashionnet.model.train import read_learning_curve
 from fashionnet.predict import read_predictions
-from fashionnet.report.columns import CONFUSION_INDEX, TEXT_COLUMNS
+from fashionnet.report.columns import CONFUSION_INDEX, OVERALL_COLUMNS, TEXT_COLUMNS
 from fashionnet.report.metrics import ProbabilityMetrics, Tally, overall_table, per_class_table
 
 # The split the report's headline, weakest classes and image figures are about.
@@ -37,6 +38,7 @@ EVALUATION_SPLIT = "test"
 MISCLASSIFIED_SHOWN = 25
 SAMPLES_PER_CLASS = 5
 VERSIONED_PACKAGES = ("numpy", "pandas", "pyarrow", "prefect", "fashionnet")
+MANIFEST_NAME = "manifest.json"
 
 # Figures a run folder may hold, in the order report.md shows them, with their captions;
 # SPLIT_FIGURE stands for one figure per split, in the report's split order.
@@ -136,7 +138,7 @@ class RunReport:
         names += [f"confusion_{split}.csv" for split in self.confusions]
         if self.learning_curve is not None:
             names.append("learning_curve.csv")
-        return [*names, "manifest.json"]
+        return [*names, MANIFEST_NAME]
 
     @classmethod
     def read(cls, run_dir: Path) -> "RunReport":
@@ -144,11 +146,12 @@ class RunReport:
         diagram (their data are in the PNGs and the predictions files only)."""
         run_dir = Path(run_dir)
         overall = read_run_csv(run_dir, "overall.csv")
-        manifest_path = run_dir / "manifest.json"
-        try:
-            manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
-        except (OSError, ValueError) as error:
-            raise FashionnetError(f"{manifest_path} cannot be read ({error})") from None
+        if list(overall.columns) != OVERALL_COLUMNS:
+            raise FashionnetError(
+                f"{run_dir / 'overall.csv'} does not have the columns of overall.csv "
+                f"({', '.join(OVERALL_COLUMNS)}); delete its run folder"
+            )
+        manifest = read_manifest(run_dir / MANIFEST_NAME)
         curve_path = run_dir / "learning_curve.csv"
         return cls(
             run_id=manifest.get("run_id", run_dir.resolve().name),
@@ -298,6 +301,28 @@ def build_manifest(
     }
 
 
+def read_manifest(path: Path) -> dict[str, Any]:
+    """A run's manifest.json, without its format version (checked first: `formats.check`).
+
+    A manifest that is missing, cannot be read or is not in the current format is named in one
+    line; one of a newer fashionnet raises `formats.NewerFormat`. Nothing is moved aside, as
+    nothing writes a run folder again, and a run never reads an earlier run's manifest: a
+    damaged one stops `fashionnet report` on that folder, never a run.
+    """
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(manifest, dict):
+            raise ValueError("not a JSON object")
+        formats.check(path, formats.MANIFEST, manifest.pop(formats.VERSION_FIELD, None))
+    except FileNotFoundError:
+        raise FashionnetError(
+            f"{path} is missing; run the pipeline to write a complete run folder"
+        ) from None
+    except (OSError, ValueError) as error:
+        raise FashionnetError(f"{path} cannot be read ({error}); delete its run folder") from None
+    return manifest
+
+
 def read_run_csv(run_dir: Path, name: str) -> pd.DataFrame:
     """One CSV of a run folder, with its text columns kept as text."""
     path = Path(run_dir) / name
@@ -308,11 +333,9 @@ def read_run_csv(run_dir: Path, name: str) -> pd.DataFrame:
 
 
 def stored_probability_metrics(overall: pd.DataFrame) -> dict[str, ProbabilityMetrics]:
-    """The probability metrics an overall.csv holds, by split (none from a file of a release
-    before them, or for a split whose cells are empty)."""
+    """The probability metrics an overall.csv holds, by split (none for a split whose cells are
+    empty: a report made without them)."""
     names = list(ProbabilityMetrics._fields)
-    if not set(names) <= set(overall.columns):
-        return {}
     return {
         row.split: ProbabilityMetrics(*(float(getattr(row, name)) for name in names))
         for row in overall.itertuples()

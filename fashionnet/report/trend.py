@@ -29,7 +29,7 @@ TREND_CAPTION = (
     "the run before."
 )
 # history.csv's triggers of a run started by hand (fashionnet.report.run_report.TRIGGERS); a run
-# recorded before history.csv had a trigger column has none and is drawn as scheduled.
+# published outside a flow run (the benchmark's) has none and is drawn filled.
 BY_HAND = ("deployment-manual", "cli")
 
 
@@ -87,7 +87,7 @@ def plot_history(runs: pd.DataFrame, splits: list[str], path: Path) -> None:
 
 def run_cell(layout: Layout, run_id: str) -> str:
     """The run id, linked to its report.html relative to index.html when that file exists
-    (runs published before report.html existed, or deleted since, have none)."""
+    (a run folder pruned or deleted since has none)."""
     report = layout.runs_dir / run_id / REPORT_HTML_NAME
     if not report.is_file():
         return run_id
