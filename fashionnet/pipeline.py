@@ -115,6 +115,12 @@ def publish_report(context: Context, run_dir: Path, report: RunReport) -> None:
     publish.publish_run(context.layout, run_dir, report)
 
 
+def record_unchanged(context: Context, report: RunReport, previous: str) -> Path:
+    """A run that repeats the run `previous` (same data, model and code): a short record in the
+    history and a manifest, no copy of the report."""
+    return publish.record_unchanged(context.layout, report, previous)
+
+
 def call(stage: Callable[..., Result], *args: Any) -> Result:
     """The plain way to run a stage: call it."""
     return stage(*args)
@@ -212,10 +218,17 @@ def run_pipeline(
                 stage_seconds=dict(timer.seconds),
                 origin=origin,
             )
-            run_dir = run_stage(write_report, context, report)
-            with publish.removed_unless_published(layout.latest_link, run_dir):
+            previous = publish.unchanged_since(layout, report)
+            if previous is not None:
                 if before_publish is not None:
-                    before_publish(report, run_dir)
-                run_stage(publish_report, context, run_dir, report)
-            regression = publish.regression_of(layout, report, options.regression_tolerance)
+                    before_publish(report, layout.runs_dir / previous)
+                run_dir = run_stage(record_unchanged, context, report, previous)
+                regression = None
+            else:
+                run_dir = run_stage(write_report, context, report)
+                with publish.removed_unless_published(layout.latest_link, run_dir):
+                    if before_publish is not None:
+                        before_publish(report, run_dir)
+                    run_stage(publish_report, context, run_dir, report)
+                regression = publish.regression_of(layout, report, options.regression_tolerance)
     return Outcome(run_dir, report, model, regression, dict(timer.seconds))

@@ -168,6 +168,7 @@ def run_origin(options: RunOptions, train: TrainConfig) -> RunOrigin:
         deployment=deployment,
         trigger=trigger_of(flow_run),
         overrides=overrides,
+        code_version=code_version(),
     )
 
 

@@ -314,6 +314,8 @@ def test_manifest_and_history_name_the_flow_run_and_what_started_it(
     assert set(history["run_id"]) == {deployed.layout.latest_link.resolve().name}
     assert set(history["flow_run_id"]) == {flow_run_id}
     assert set(history["trigger"]) == {"deployment-manual"}
+    assert set(history["deployment"]) == {DEPLOYMENT}
+    assert set(history["code_version"]) == {code_version()} == {origin["code_version"]}
 
     # The dead-man's switch hears of every completed run.
     [ping] = receiver.wait(

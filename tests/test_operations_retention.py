@@ -1,15 +1,23 @@
-"""Retention left to run for months: `fashionnet prune` redraws reports/index.html, and the
-example timer runs it weekly with the documented number of run folders."""
+"""Retention left to run for months: a daily run that repeats the last one adds a short record,
+not a copy; `fashionnet prune` redraws reports/index.html, and the example timer runs it weekly
+with the documented number of run folders."""
 
+import json
 import re
+import secrets
 from pathlib import Path
 
 import pandas as pd
+from synthetic import SMALL_OPTIONS, SMALL_TRAIN, write_synthetic_raw
 from test_operations_systemd import service_section
 
 from fashionnet.core.layout import Layout
+from fashionnet.model.train import TrainConfig
+from fashionnet.options import RunOptions
+from fashionnet.pipeline import Context, run_pipeline
 from fashionnet.report import publish
 from fashionnet.report.html import REPORT_HTML_NAME
+from fashionnet.report.run_report import RunOrigin
 from fashionnet.report.trend import INDEX_NAME
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -51,3 +59,52 @@ def test_the_prune_timer_runs_prune_weekly_keeping_the_documented_number():
     assert "OnCalendar=weekly" in timer and "Persistent=true" in timer
     operations = (REPO_ROOT / "docs" / "OPERATIONS.md").read_text()
     assert f"fashionnet prune --keep {keep}" in operations
+
+
+def scheduled_run(raw: Path, project: Path, code_version: str, trigger: str = "schedule"):
+    """A daily run of the deployment, through the library (the flow adds only the origin)."""
+    options = RunOptions(**{**SMALL_OPTIONS, "raw_dir": str(raw), "project_dir": str(project)})
+    origin = RunOrigin(
+        flow_run_id=f"flow-run-{secrets.token_hex(4)}",
+        deployment="fashionnet/daily",
+        trigger=trigger,
+        code_version=code_version,
+    )
+    return run_pipeline(Context.create(options, TrainConfig(**SMALL_TRAIN)), origin=origin)
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
+
+
+def test_daily_runs_on_unchanged_data_model_and_code_add_short_records_not_copies(tmp_path):
+    raw, project = tmp_path / "raw", tmp_path / "project"
+    raw.mkdir()
+    write_synthetic_raw(raw, n_train=300, n_test=100, seed=4)
+    layout = Layout(project)
+
+    first = scheduled_run(raw, project, "0123456789ab")
+    repeats = [scheduled_run(raw, project, "0123456789ab") for _ in range(2)]
+
+    assert layout.latest_link.resolve() == first.run_dir.resolve(), "latest stays on the report"
+    for repeat in repeats:
+        assert [path.name for path in repeat.run_dir.iterdir()] == ["manifest.json"]
+        assert folder_bytes(repeat.run_dir) < folder_bytes(first.run_dir) / 10
+        manifest = json.loads((repeat.run_dir / "manifest.json").read_text())
+        assert manifest["unchanged_since"] == first.report.run_id
+        assert manifest["prefect"]["code_version"] == "0123456789ab"
+    history = publish.read_history(layout.history_csv)
+    assert list(history.groupby("run_id", sort=False)["unchanged_since"].first()) == [
+        "",
+        first.report.run_id,
+        first.report.run_id,
+    ]
+    assert set(history["deployment"]) == {"fashionnet/daily"}
+    assert set(history["code_version"]) == {"0123456789ab"}
+
+    # Another code version, or a run started by hand: a full report again.
+    changed = scheduled_run(raw, project, "ba9876543210")
+    by_hand = scheduled_run(raw, project, "ba9876543210", trigger="deployment-manual")
+    for run in (changed, by_hand):
+        assert (run.run_dir / REPORT_HTML_NAME).exists()
+    assert layout.latest_link.resolve() == by_hand.run_dir.resolve()

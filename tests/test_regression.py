@@ -18,7 +18,7 @@ FINGERPRINTS = {"train": "1" * 16, "test": "2" * 16}
 def history_of(*runs: tuple[str, str, float]) -> pd.DataFrame:
     """history.csv's table of (run id, test fingerprint, test accuracy) runs, in that order."""
     rows = [
-        (1, "t", run_id, split, 100, accuracy, "m", fingerprint, "", "cli")
+        (1, "t", run_id, split, 100, accuracy, "m", fingerprint, "", "cli", "", "", "")
         for run_id, fingerprint, accuracy in runs
         for split in ("train", "test")
     ]
