@@ -2,8 +2,10 @@
 run as a Prefect task and the prediction chunks mapped as tasks on the run's task runner.
 
 The stage order is the library's; this module adds what only the orchestrator knows: the flow
-run behind the report, the UI's artifacts, the regression event. Run it with `make run`
-(`fashionnet run --help` lists the options).
+run behind the report (its name says when it was due and what started it; the code version
+that ran), the UI's artifacts, the regression event, a retry of a deployment's run that failed
+for a reason that may pass, and a stop on request ending the run `Cancelled`. Run it with
+`make run` (`fashionnet run --help` lists the options).
 """
 
 import contextlib
@@ -273,7 +275,9 @@ def fashionnet_pipeline(
         return stopped()
     except BaseException as error:
         if FlowRunContext.get().flow_run.deployment_id is None or not retry_may_help(error):
-            forbid_retry()
+            # The API failing as well must not hide the run's own error: at worst it is retried.
+            with contextlib.suppress(Exception):
+                forbid_retry()
         raise
     if outcome.regression is not None:
         announce_regression(outcome.regression, outcome.run_dir)
