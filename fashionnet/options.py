@@ -8,6 +8,7 @@ each field's description), and `fashionnet run` generates its command-line optio
 is `fashionnet.model.train.TrainConfig`.
 """
 
+import warnings
 from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -20,6 +21,7 @@ from fashionnet.core.settings import RAW_DIR_VARIABLE, raw_dir_from_environment
 from fashionnet.data.split_rule import SplitRule
 
 DataSource = Literal["files", "keras"]
+OnDrift = Literal["warn", "stop"]
 ModelSource = Literal["train", "random", "file"]
 TaskRunner = Literal["threads", "dask"]
 
@@ -110,6 +112,14 @@ def cli_args(options: BaseModel) -> list[str]:
     return args
 
 
+# pydantic warns that the field `schema` shadows BaseModel.schema, pydantic 1's way to ask for a
+# model's JSON schema (pydantic 2's is model_json_schema, which everything here uses): the option
+# keeps the name users type, --schema.
+warnings.filterwarnings(
+    "ignore", message='Field name "schema" in "RunOptions" shadows', category=UserWarning
+)
+
+
 class RunOptions(Options):
     """Where a run gets its data and its model, how it predicts, and where it writes."""
 
@@ -127,6 +137,17 @@ class RunOptions(Options):
         True,
         description="Check local raw files against the published sha256 (turn off for your own "
         "IDX data; downloads are always checked).",
+    )
+    schema: str | None = Field(
+        None,
+        description="A data schema (YAML) every split must fit, or the run stops before training "
+        "(default: the Fashion-MNIST schema shipped with fashionnet; `fashionnet schema infer` "
+        "writes one for your data).",
+    )
+    on_drift: OnDrift = Field(
+        "warn",
+        description="What a split that drifted from the training split does: 'warn' (a warning "
+        "line and the fashionnet.data.drifted event) or 'stop' (the run stops before training).",
     )
     row_group_size: int = Field(10_000, gt=0, description="Parquet rows per row group.")
     validation_size: int = Field(
@@ -168,8 +189,27 @@ class RunOptions(Options):
     regression_tolerance: float = Field(
         0.01,
         ge=0,
-        description="How far (as a fraction, 0.01 = one point) test accuracy may fall below the "
-        "previous run's on the same data before the run reports an accuracy regression.",
+        description="How far (as a fraction, 0.01 = one point) a model may fall below the "
+        "champion's accuracy: on the validation images for its blessing (where the drop must "
+        "also be significant on the paired test), on test before the run reports an accuracy "
+        "regression.",
+    )
+    champion_min_accuracy: float = Field(
+        0.8,
+        ge=0,
+        le=1,
+        description="Validation accuracy a model needs to be blessed as the champion.",
+    )
+    champion_min_class_accuracy: float = Field(
+        0.4,
+        ge=0,
+        le=1,
+        description="Validation accuracy every class needs for the model to be blessed.",
+    )
+    force_promote: bool = Field(
+        False,
+        description="Make this run's model the champion even if the gate does not bless it "
+        "(blessing.json says so).",
     )
 
     @model_validator(mode="after")

@@ -1,4 +1,5 @@
-"""The pipeline, written once: fetch -> prepare -> model -> predict -> report -> publish.
+"""The pipeline, written once: fetch -> prepare -> validate -> model -> calibrate -> predict
+-> report -> bless -> publish.
 
 `run_pipeline` calls the stages in order. How a stage is run and how the prediction chunks are
 mapped are its arguments: the Prefect flow (flows/pipeline.py) runs each stage as a task and
@@ -8,6 +9,7 @@ caller keep the defaults, a direct call and a thread pool. Every stage takes the
 stage needs.
 """
 
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -16,34 +18,35 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from fashionnet import predict
+from fashionnet import champion, predict
 from fashionnet.core import atomic, threads
 from fashionnet.core.errors import machine_errors_named
 from fashionnet.core.layout import Layout
 from fashionnet.core.paths import resolve_output, writable_folder
 from fashionnet.core.runlock import run_lock
+from fashionnet.data import validate
 from fashionnet.data.fetch import find_raw_files
 from fashionnet.data.keras_source import keras_raw_data
 from fashionnet.data.parquet import SplitFile
 from fashionnet.data.prepare import RawData, prepare_splits, raw_data_of_files
-from fashionnet.model.source import Model, obtain_model
+from fashionnet.data.schema import load_schema
+from fashionnet.model.source import Model, calibrated, obtain_model
 from fashionnet.model.train import TrainConfig
 from fashionnet.options import RunOptions
-from fashionnet.report import publish
+from fashionnet.report import html, markdown, publish
 from fashionnet.report.metrics import Tally
 from fashionnet.report.run_report import RunOrigin, RunReport, StageTimer, build_report
 
 log = logging.getLogger(__name__)
 
 Result = TypeVar("Result")
+Job = TypeVar("Job")
 # Runs one stage: `run_stage(stage, *args)` returns `stage(*args)`, however it runs it.
 StageRunner = Callable[..., Any]
-# Maps the chunk step over the jobs: `map_chunks(step, jobs)` returns [step(job) for job in jobs],
-# in the jobs' order, wherever the chunks run.
-ChunkMapper = Callable[
-    [Callable[[predict.ChunkJob], predict.ChunkPrediction], Sequence[predict.ChunkJob]],
-    list[predict.ChunkPrediction],
-]
+# Maps a chunk step (the validate stage's `card_of_chunk`, the predict stage's
+# `predict_chunk_job`) over its jobs: `map_chunks(step, jobs)` returns
+# [step(job) for job in jobs], in the jobs' order, wherever the chunks run.
+ChunkMapper = Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]]
 
 
 @dataclass(frozen=True)
@@ -83,12 +86,37 @@ def prepare(context: Context, raw: RawData) -> dict[str, SplitFile]:
     return prepare_splits(raw, context.layout, options.row_group_size, options.split_rule())
 
 
+def plan_cards(context: Context, splits: dict[str, SplitFile]) -> validate.CardPlan:
+    """The chunks of every split whose data card is not stored and current."""
+    return validate.plan_cards(splits, context.layout, context.options.chunk_size)
+
+
+def save_cards(
+    context: Context, plan: validate.CardPlan, counted: list[validate.SplitCard]
+) -> dict[str, validate.SplitCard]:
+    """Each counted split's card, stored; every split's card."""
+    return validate.save_cards(plan, counted)
+
+
+def check_data(context: Context, cards: dict[str, validate.SplitCard]) -> validate.DataValidation:
+    """Anomalies against the schema (they stop the run), drift from train, duplicates."""
+    options = context.options
+    schema = load_schema(options.schema)
+    return validate.validate_cards(cards, schema, context.layout, options.on_drift)
+
+
 def obtain(context: Context, splits: dict[str, SplitFile]) -> Model:
     """The model the run predicts with: trained (or found again), random, or the user's file."""
     options = context.options
     return obtain_model(
         options.model_source, context.train, splits, context.layout.models_dir, options.weights_file
     )
+
+
+def calibrate(context: Context, splits: dict[str, SplitFile], model: Model) -> Model:
+    """The model with its temperature, fitted on the validation split (or recorded in its
+    folder from an earlier fit on the same data)."""
+    return calibrated(model, splits.get("validation"), context.layout.models_dir)
 
 
 def plan_predictions(
@@ -110,8 +138,44 @@ def write_report(context: Context, report: RunReport) -> Path:
     return publish.write_run(context.layout.runs_dir, report)
 
 
+def bless(
+    context: Context,
+    splits: dict[str, SplitFile],
+    model: Model,
+    run_dir: Path,
+    report: RunReport,
+) -> RunReport:
+    """The gate: judge the run's model against the floors and the champion, write
+    `blessing.json` into the (not yet published) run folder, blessed or not, and render the
+    verdict into its report.md and report.html. Nothing is switched here: `publish_report`
+    does, so a run stopped before publishing leaves the champion as it was."""
+    options, layout = context.options, context.layout
+    blessing = champion.judge(
+        run_id=report.run_id,
+        model=model,
+        confusions=report.confusions,
+        validation=splits.get(champion.GATE_SPLIT),
+        candidate_predictions=layout.predictions(champion.GATE_SPLIT),
+        champion=champion.current_champion(layout),
+        champion_runs=champion.champion_runs(layout, publish.read_history(layout.history_csv)),
+        thresholds={
+            "min_accuracy": options.champion_min_accuracy,
+            "min_class_accuracy": options.champion_min_class_accuracy,
+            "tolerance": options.regression_tolerance,
+        },
+        force_promote=options.force_promote,
+    )
+    blessing.write(run_dir)
+    log.info("%s", blessing.reason)
+    report = dataclasses.replace(report, blessing=blessing.describe())
+    markdown.write_report_md(run_dir, report)
+    html.write_report_html(run_dir, report)
+    return report
+
+
 def publish_report(context: Context, run_dir: Path, report: RunReport) -> None:
-    """`reports/latest` and the history: the run becomes the project's last run."""
+    """`reports/latest` and the history: the run becomes the project's last run, and its model
+    the champion if the gate (or force_promote) said so."""
     publish.publish_run(context.layout, run_dir, report)
 
 
@@ -126,12 +190,9 @@ def call(stage: Callable[..., Result], *args: Any) -> Result:
     return stage(*args)
 
 
-def map_in_threads(
-    step: Callable[[predict.ChunkJob], predict.ChunkPrediction],
-    jobs: Sequence[predict.ChunkJob],
-) -> list[predict.ChunkPrediction]:
+def map_in_threads(step: Callable[[Job], Result], jobs: Sequence[Job]) -> list[Result]:
     """The plain way to map the chunks: CONCURRENT_CHUNKS at a time in this process (none at
-    all when every split's predictions are up to date)."""
+    all when there is nothing to do)."""
     with ThreadPoolExecutor(threads.CONCURRENT_CHUNKS) as pool:
         return list(pool.map(step, jobs))
 
@@ -142,6 +203,20 @@ def fetch_and_prepare(
     """The data stages: where the raw data came from, and every split's Parquet file."""
     raw = run_stage(fetch, context)
     return raw.origin, run_stage(prepare, context, raw)
+
+
+def validate_data(
+    context: Context,
+    splits: dict[str, SplitFile],
+    run_stage: StageRunner = call,
+    map_chunks: ChunkMapper = map_in_threads,
+) -> validate.DataValidation:
+    """The validate stage's steps: plan the cards that are not current, map the chunk step over
+    them, store the cards, then check them (anomalies stop the run here, before the model)."""
+    plan = run_stage(plan_cards, context, splits)
+    counted = map_chunks(validate.card_of_chunk, plan.jobs)
+    cards = run_stage(save_cards, context, plan, counted)
+    return run_stage(check_data, context, cards)
 
 
 def predict_splits(
@@ -168,6 +243,7 @@ class Outcome:
     model: Model
     regression: publish.Regression | None
     stage_seconds: dict[str, float]
+    validation: validate.DataValidation
 
     def accuracy(self) -> dict[str, float]:
         overall = self.report.overall
@@ -200,10 +276,14 @@ def run_pipeline(
         for folder in (layout.data_dir, layout.models_dir, layout.reports_dir):
             for stale in atomic.sweep_stale_temps(folder):
                 log.info("removed %s, left by an interrupted run", stale)
+        publish.finish_interrupted_publishing(layout)
         with timer("fetch_prepare"):
             data_origin, splits = fetch_and_prepare(context, run_stage)
+        with timer("validate"):
+            validation = validate_data(context, splits, run_stage, map_chunks)
         with timer("model"):
             model = run_stage(obtain, context, splits)
+            model = run_stage(calibrate, context, splits, model)
         with timer("predict"):
             tallies = predict_splits(context, splits, model, run_stage, map_chunks)
         with timer("report"):
@@ -217,9 +297,10 @@ def run_pipeline(
                 layout=layout,
                 stage_seconds=dict(timer.seconds),
                 origin=origin,
+                validation=validation,
             )
             previous = publish.unchanged_since(layout, report)
-            if previous is not None:
+            if previous is not None:  # the model was judged when the run it repeats published
                 if before_publish is not None:
                     before_publish(report, layout.runs_dir / previous)
                 run_dir = run_stage(record_unchanged, context, report, previous)
@@ -227,8 +308,9 @@ def run_pipeline(
             else:
                 run_dir = run_stage(write_report, context, report)
                 with publish.removed_unless_published(layout.latest_link, run_dir):
+                    report = run_stage(bless, context, splits, model, run_dir, report)
                     if before_publish is not None:
                         before_publish(report, run_dir)
                     run_stage(publish_report, context, run_dir, report)
                 regression = publish.regression_of(layout, report, options.regression_tolerance)
-    return Outcome(run_dir, report, model, regression, dict(timer.seconds))
+    return Outcome(run_dir, report, model, regression, dict(timer.seconds), validation)

@@ -10,8 +10,8 @@
   webhook block WEBHOOK_BLOCK: a run of a fashionnet deployment that ends in a FAILED-type state
   (`Failed`, `TimedOut`) or a CRASHED-type one; a run of it still not started when Prefect marks
   it `Late`; the work pool left without a live worker; the event REGRESSION_EVENT the flow emits
-  when a run's test accuracy drops; and, only when asked for, a run stopped on request
-  (`Cancelled`, STOP_ALERT).
+  when a run's test accuracy drops, and DRIFT_EVENT when a split drifted from the training
+  split; and, only when asked for, a run stopped on request (`Cancelled`, STOP_ALERT).
 - SUCCESS_PING, when a ping URL was given: each completed deployment run calls it (through the
   block PING_BLOCK), for a dead-man's switch that raises the alarm when the pings stop.
 
@@ -29,7 +29,7 @@ from prefect.events.actions import CallWebhook, ChangeFlowRunState
 from prefect.events.schemas.automations import EventTrigger, Posture
 
 # Emitted by the flow; its resource is `fashionnet.run.<run folder name>`.
-from fashionnet_flows.pipeline import REGRESSION_EVENT
+from fashionnet_flows.pipeline import DRIFT_EVENT, REGRESSION_EVENT
 
 # Flow runs emit a heartbeat every PREFECT_FLOWS_HEARTBEAT_FREQUENCY seconds (prefect.yaml sets
 # 30); three missed ones mean the process is gone. Prefect's minimum frequency is 30 s.
@@ -48,6 +48,7 @@ FAILURE_ALERT = "fashionnet: alert when a deployment run fails or crashes"
 LATE_ALERT = "fashionnet: alert when a scheduled run has not started"
 POOL_ALERT = "fashionnet: alert when the work pool has no live worker"
 REGRESSION_ALERT = "fashionnet: alert when test accuracy regresses"
+DRIFT_ALERT = "fashionnet: alert when the data drift from the training split"
 STOP_ALERT = "fashionnet: alert when a deployment run is stopped on request"
 SUCCESS_PING = "fashionnet: ping the success URL after each completed run"
 # What each alert is about, as `make deploy` lists the active ones.
@@ -56,6 +57,7 @@ ALERT_KINDS = {
     LATE_ALERT: "scheduled runs not started (Late)",
     POOL_ALERT: "a work pool without a live worker",
     REGRESSION_ALERT: "test accuracy regressions",
+    DRIFT_ALERT: "data drifted from the training split",
     STOP_ALERT: "runs stopped on request (Cancelled)",
 }
 WEBHOOK_BLOCK = "fashionnet-alerts"
@@ -115,6 +117,18 @@ PING_PAYLOAD = (
     + RUN_FIELDS
     + """
   "state": "Completed"
+}"""
+)
+
+
+DRIFT_PAYLOAD = (
+    """{
+  "alert": "data drifted from the training split","""
+    + RUN_FIELDS
+    + """
+  "run": {{ event.resource.id | tojson }},
+  "splits": {{ event.payload.splits | tojson }},
+  "summary": {{ event.payload.summary | tojson }}
 }"""
 )
 
@@ -234,6 +248,21 @@ def regression_alert(block_id: UUID) -> Automation:
             within=timedelta(0),
         ),
         actions=webhook_call(block_id, REGRESSION_PAYLOAD),
+    )
+
+
+def drift_alert(block_id: UUID) -> Automation:
+    return Automation(
+        name=DRIFT_ALERT,
+        description="POST the drifted splits and statistics when a run's data drifted.",
+        trigger=EventTrigger(
+            expect={DRIFT_EVENT},
+            match={"prefect.resource.id": "fashionnet.run.*"},
+            posture=Posture.Reactive,
+            threshold=1,
+            within=timedelta(0),
+        ),
+        actions=webhook_call(block_id, DRIFT_PAYLOAD),
     )
 
 

@@ -4,6 +4,9 @@ fashionnet run [OPTIONS]      run the Prefect flow (see `fashionnet run --help`)
 fashionnet report [RUN]       a run's figures in the terminal (latest by default)
 fashionnet runs               past runs from reports/history.csv
 fashionnet prune --keep N     delete the run folders beyond the N newest
+fashionnet card [SPLIT]       a split's data card (all splits by default)
+fashionnet schema infer OUT   write a data schema inferred from a training split
+fashionnet score INPUT...     score new images with the champion model (fashionnet_flows.score)
 
 `run`'s options are generated from the declarations in `fashionnet.options.RunOptions` and
 `fashionnet.model.train.TrainConfig`: their names, defaults, help and choices are written only
@@ -38,6 +41,7 @@ from fashionnet.core.paths import resolve_output, writable_folder
 from fashionnet.core.settings import SERVER_STARTUP_VARIABLE, apply_environment_defaults
 from fashionnet.model.train import TrainConfig
 from fashionnet.options import RunOptions, choices, cli_flag
+from fashionnet_flows.score import score
 from fashionnet_flows.temporary_server import ServerDidNotStart, TemporaryServer
 
 API_URL_VARIABLE = "PREFECT_API_URL"
@@ -323,6 +327,44 @@ def prune(
     typer.echo(f"removed {len(removed)} run folders; kept the {keep} newest")
 
 
+def card(
+    split: Annotated[
+        str | None, typer.Argument(help="train, validation or test (all: none).")
+    ] = None,
+    project_dir: Annotated[Path, typer.Option(help="Folder holding data/.")] = Path("."),
+) -> None:
+    """Print the data card of a prepared split: classes, image properties, pixel checks."""
+    from fashionnet.data.validate import split_card
+    from fashionnet.report.card_terminal import render_card
+
+    layout = Layout(project_dir.resolve())
+    try:
+        for name in [split] if split else ["train", "validation", "test"]:
+            render_card(name, split_card(layout, name))
+    except FashionnetError as exc:
+        fail(str(exc))
+
+
+def infer_schema(
+    out: Annotated[Path, typer.Argument(help="The schema file (YAML) to write.")],
+    raw_dir: Annotated[
+        Path | None, typer.Option(help="Folder with the raw training IDX files to infer from.")
+    ] = None,
+    project_dir: Annotated[
+        Path, typer.Option(help="Else: the project whose prepared train split to infer from.")
+    ] = Path("."),
+) -> None:
+    """Write a data schema inferred from a training split, for `fashionnet run --schema OUT`:
+    its labels, and each image property's range widened by a margin. Review it, then use it."""
+    from fashionnet.data.validate import infer_schema_file
+
+    try:
+        schema = infer_schema_file(out, raw_dir=raw_dir, layout=Layout(project_dir.resolve()))
+    except FashionnetError as exc:
+        fail(str(exc))
+    typer.echo(f"wrote {out}: labels {list(schema.labels)}, inferred from {schema.source}")
+
+
 def make_app() -> typer.Typer:
     app = typer.Typer(
         help="Fashion-MNIST with a from-scratch NumPy TwoLayerNet, orchestrated by Prefect.",
@@ -334,6 +376,11 @@ def make_app() -> typer.Typer:
     app.command()(report)
     app.command()(runs)
     app.command()(prune)
+    app.command()(card)
+    app.command()(score)
+    schema = typer.Typer(help="Data schemas: what every split must fit.", no_args_is_help=True)
+    schema.command(name="infer")(infer_schema)
+    app.add_typer(schema, name="schema")
     return app
 
 

@@ -201,6 +201,7 @@ def save_automations(request: AlertRequest, pools: list[str]) -> list[str]:
             a.late_alert(block_id),
             a.pool_alert(block_id, pools),
             a.regression_alert(block_id),
+            a.drift_alert(block_id),
         ]
         if stops:
             wanted.append(a.stop_alert(block_id))
@@ -228,7 +229,7 @@ def save_automations(request: AlertRequest, pools: list[str]) -> list[str]:
     else:
         lines.append(
             f"Alerts: none ({ALERT_VARIABLE} was never given: make deploy "
-            f"{ALERT_VARIABLE}=<url> POSTs failures, late runs and regressions there)."
+            f"{ALERT_VARIABLE}=<url> POSTs failures, late runs, regressions and drift there)."
         )
     lines.append(
         "Success ping: after each completed run."

@@ -1,11 +1,12 @@
 """The fashionnet flow: the library's pipeline (`fashionnet.pipeline.run_pipeline`), each stage
-run as a Prefect task and the prediction chunks mapped as tasks on the run's task runner.
+run as a Prefect task and the validation and prediction chunks mapped as tasks on the run's
+task runner.
 
 The stage order is the library's; this module adds what only the orchestrator knows: the flow
 run behind the report (its name says when it was due and what started it; the code version
-that ran), the UI's artifacts, the regression event, a retry of a deployment's run that failed
-for a reason that may pass, and a stop on request ending the run `Cancelled`. Run it with
-`make run` (`fashionnet run --help` lists the options).
+that ran), the UI's artifacts, the regression and drift events, a retry of a deployment's run
+that failed for a reason that may pass, and a stop on request ending the run `Cancelled`.
+Run it with `make run` (`fashionnet run --help` lists the options).
 """
 
 import contextlib
@@ -34,10 +35,11 @@ from fashionnet.core.errors import is_user_fixable
 from fashionnet.core.settings import flow_timeout_seconds
 from fashionnet.core.threads import CONCURRENT_CHUNKS
 from fashionnet.data.fetch import DownloadError
+from fashionnet.data.validate import DataDrifted, DataValidation, card_of_chunk
 from fashionnet.model.train import DEFAULT_CONFIG, TrainConfig
 from fashionnet.options import RunOptions
 from fashionnet.pipeline import Context, run_pipeline
-from fashionnet.predict import ChunkJob, ChunkPrediction
+from fashionnet.predict import predict_chunk_job
 from fashionnet.report import publish
 from fashionnet.report.run_report import RunOrigin
 from fashionnet_flows.artifacts import ChunkProgress, publish_run_artifacts
@@ -81,28 +83,36 @@ def local_dask_workers_share_the_api(options: RunOptions):
         yield
 
 
-def chunk_mapper(options: RunOptions) -> Callable:
-    """Map the chunk step as one task per chunk on the run's task runner (threads or Dask),
-    with progress in the log and the UI's progress artifact."""
+# What the log says as a chunk step's chunks finish.
+CHUNK_VERBS = {predict_chunk_job: "predicted", card_of_chunk: "counted"}
 
-    def map_chunks(step: Callable, jobs: Sequence[ChunkJob]) -> list[ChunkPrediction]:
-        logger, progress = get_run_logger(), ChunkProgress()
+
+def chunk_mapper(options: RunOptions) -> Callable:
+    """Map a chunk step as one task per chunk on the run's task runner (threads or Dask), with
+    progress in the log and, for the prediction chunks, the UI's progress artifact."""
+
+    def map_chunks(step: Callable, jobs: Sequence[Any]) -> list[Any]:
+        logger = get_run_logger()
+        progress = ChunkProgress() if step is predict_chunk_job else None
         if not jobs:
-            progress.update(0, 0)
+            if progress is not None:
+                progress.update(0, 0)
             return []
         with local_dask_workers_share_the_api(options), make_task_runner(options) as runner:
             futures = runner.map(as_task(step), {"job": list(jobs)})
             for done, _ in enumerate(as_completed(futures), start=1):
                 interrupts.check()
                 if done == len(futures) or done % max(1, len(futures) // 10) == 0:
-                    logger.info("predicted %d of %d chunks", done, len(futures))
-                    progress.update(done, len(futures))
+                    logger.info("%s %d of %d chunks", CHUNK_VERBS[step], done, len(futures))
+                    if progress is not None:
+                        progress.update(done, len(futures))
             return [future.result() for future in futures]
 
     return map_chunks
 
 
 REGRESSION_EVENT = "fashionnet.accuracy.regressed"
+DRIFT_EVENT = "fashionnet.data.drifted"
 
 
 PROJECT_CODE = Path(__file__).resolve().parents[1]  # the checkout this flow's code is in
@@ -240,6 +250,31 @@ def announce_regression(regression: publish.Regression, run_dir: Path) -> None:
     )
 
 
+def announce_drift(validation: DataValidation, run_id: str) -> None:
+    """The event automations react to when a split drifted from the training split (the
+    validate stage has logged the warning lines); its payload names every drifted statistic."""
+    drift = validation.drift
+    drifted = drift[drift["verdict"] == "drifted"]
+    emit_event(
+        event=DRIFT_EVENT,
+        resource={"prefect.resource.id": f"fashionnet.run.{run_id}"},
+        payload={
+            "splits": sorted(set(drifted["split"])),
+            "summary": "; ".join(validation.drifted),
+            "statistics": [
+                {
+                    "split": row.split,
+                    "feature": row.feature,
+                    "statistic": row.statistic,
+                    "value": float(row.value),
+                    "threshold": float(row.threshold),
+                }
+                for row in drifted.itertuples()
+            ],
+        },
+    )
+
+
 @flow(
     name="fashionnet",
     flow_run_name=run_name,
@@ -260,13 +295,14 @@ def fashionnet_pipeline(
             (fashionnet.model.train.TrainConfig).
     """
     configure_run_logging()
+    origin = run_origin(options, train)
     try:
         with stop_signals_stop_the_run():
             outcome = run_pipeline(
                 Context.create(options, train),
                 run_stage=run_as_task,
                 map_chunks=chunk_mapper(options),
-                origin=run_origin(options, train),
+                origin=origin,
                 before_publish=publish_run_artifacts,
             )
     except (interrupts.Interrupted, KeyboardInterrupt):
@@ -274,11 +310,15 @@ def fashionnet_pipeline(
             raise
         return stopped()
     except BaseException as error:
+        if isinstance(error, DataDrifted):  # --on-drift stop: the alert goes out, then it fails
+            announce_drift(error.validation, origin.flow_run_name or "stopped")
         if FlowRunContext.get().flow_run.deployment_id is None or not retry_may_help(error):
             # The API failing as well must not hide the run's own error: at worst it is retried.
             with contextlib.suppress(Exception):
                 forbid_retry()
         raise
+    if outcome.validation.drifted:
+        announce_drift(outcome.validation, outcome.run_dir.name)
     if outcome.regression is not None:
         announce_regression(outcome.regression, outcome.run_dir)
     for row in outcome.report.overall.itertuples():
@@ -291,6 +331,7 @@ def fashionnet_pipeline(
         "model_id": outcome.model.model_id,
         "accuracy": outcome.accuracy(),
         "regression": dataclasses.asdict(outcome.regression) if outcome.regression else None,
+        "drifted": outcome.validation.drifted,
     }
 
 

@@ -15,17 +15,21 @@ from cli_runs import SMALL, api_env, report_csvs, run_fashionnet, summary
 from synthetic import write_synthetic_raw
 
 from fashionnet.core.layout import Layout
+from fashionnet.data.validate import CSV_NAMES
 from fashionnet.model.weights import load_params
 
 SEEDS = {"first": 0, "second": 0, "other seed": 1}
-REPORT_CSVS = [
-    "confusion_test.csv",
-    "confusion_train.csv",
-    "confusion_validation.csv",
-    "learning_curve.csv",
-    "overall.csv",
-    "per_class.csv",
-]
+REPORT_CSVS = sorted(
+    [
+        "confusion_test.csv",
+        "confusion_train.csv",
+        "confusion_validation.csv",
+        "learning_curve.csv",
+        "overall.csv",
+        "per_class.csv",
+        *CSV_NAMES,  # the data card's
+    ]
+)
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import psutil
 import pytest
@@ -45,6 +46,7 @@ from prefect_server import (
 from synthetic import SMALL_TRAIN, small_run, write_synthetic_raw
 
 from fashionnet.core.layout import Layout
+from fashionnet.data.idx import read_images, write_idx
 from fashionnet_flows.automations import (
     ALERT_KINDS,
     PING_BLOCK,
@@ -336,6 +338,25 @@ def test_a_worse_model_than_the_previous_run_posts_a_regression_alert(
     [alert] = receiver.alerts_for(flow_run_id)
     assert alert["deployment"] == DEPLOYMENT and alert["flow_run_name"] == run["name"]
     assert alert["test_accuracy"] < alert["previous_test_accuracy"] - alert["tolerance"]
+    assert alert["run"] == f"fashionnet.run.{deployed.layout.latest_link.resolve().name}"
+
+
+def test_a_run_whose_test_split_drifted_posts_a_drift_alert(
+    server, deployed, worker, receiver, tmp_path
+):
+    """Data large enough for a verdict (2,000 test images), the test images inverted."""
+    raw = tmp_path / "raw"
+    write_synthetic_raw(raw, n_train=2_500, n_test=2_000, seed=7)
+    images = raw / "t10k-images-idx3-ubyte.gz"
+    write_idx(images, np.ascontiguousarray(255 - read_images(images)))
+    options = {**deployed.parameters["options"], "raw_dir": str(raw)}
+    flow_run_id = trigger(server, "--param", "options=" + json.dumps(options))
+    run = finished(server, flow_run_id)
+    assert run["state"]["type"] == "COMPLETED", run["state"]["message"]
+
+    [alert] = [a for a in receiver.alerts_for(flow_run_id) if a["alert"].startswith("data")]
+    assert alert["deployment"] == DEPLOYMENT and alert["splits"] == ["test"]
+    assert alert["summary"].startswith("test drifted from train: brightness (Jensen-Shannon")
     assert alert["run"] == f"fashionnet.run.{deployed.layout.latest_link.resolve().name}"
 
 

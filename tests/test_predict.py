@@ -174,7 +174,35 @@ def test_predict_chunk_equals_direct_predict_on_its_rows(split_path, data, param
             "second",
             "confidence",
             "true_log_prob",
+            "raw_confidence",
+            "raw_true_log_prob",
         ]
+        # at temperature 1 the calibrated columns are the raw ones
+        np.testing.assert_array_equal(result.raw_confidence, result.confidence)
+        np.testing.assert_array_equal(result.raw_true_log_prob, result.true_log_prob)
+
+
+def test_a_temperature_softens_the_probabilities_and_keeps_the_predictions(
+    split_path, data, params
+):
+    x, labels = data
+    groups = range(len(ROW_GROUP_ROWS))
+    plain = predict_chunk(params, split_path, groups)
+    warm = predict_chunk(params, split_path, groups, temperature=2.0)
+    output = scores(params, x).astype(np.float64) / 2.0
+    expected = log_softmax(output)
+    np.testing.assert_array_equal(warm.predicted, plain.predicted)
+    np.testing.assert_array_equal(warm.second, plain.second)
+    np.testing.assert_allclose(warm.confidence, np.exp(expected.max(axis=1)), rtol=1e-5)
+    np.testing.assert_allclose(
+        warm.true_log_prob, expected[np.arange(len(x)), labels], rtol=1e-5, atol=1e-6
+    )
+    np.testing.assert_array_equal(warm.raw_confidence, plain.confidence)
+    assert (warm.confidence < plain.confidence).all()
+    assert warm.tally.raw == plain.tally.raw
+    assert (
+        warm.tally.probability_metrics().raw_log_loss == plain.tally.probability_metrics().log_loss
+    )
 
 
 def test_top_two_breaks_ties_like_argmax():
@@ -225,6 +253,8 @@ def test_predictions_round_trip_with_metadata(tmp_path, split_path, params):
         "uint8",
         "uint8",
         "uint8",
+        "float32",
+        "float32",
         "float32",
         "float32",
     ]

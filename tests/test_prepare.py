@@ -13,10 +13,10 @@ import pytest
 
 from fashionnet.core import formats, integrity
 from fashionnet.core.errors import FashionnetError
+from fashionnet.core.integrity import sha256_file
 from fashionnet.core.layout import Layout
 from fashionnet.data import idx, keras_source, prepare
 from fashionnet.data.catalog import SPLITS
-from fashionnet.data.fetch import sha256_file
 from fashionnet.data.idx import write_idx
 from fashionnet.data.parquet import read_split
 from fashionnet.data.prepare import (

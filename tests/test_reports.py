@@ -4,6 +4,7 @@ import io
 import json
 import os
 import shutil
+import signal
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pandas as pd
 import pytest
 from report_fixtures import LEARNING_CURVE_CSV
 
-from fashionnet.core import atomic, formats
+from fashionnet.core import atomic, formats, interrupts
 from fashionnet.core.errors import FashionnetError
 from fashionnet.core.layout import Layout
 from fashionnet.data.catalog import CLASS_NAMES, RAW_FILES, SPLITS
@@ -399,11 +400,14 @@ GOOD_ROW = (
 )
 HEADER = ",".join(HISTORY_COLUMNS) + "\n"
 DAMAGED_HISTORIES = {
-    "binary garbage": (bytes(range(255, -1, -1)) * 4, "its header is not UTF-8 text"),
-    "another header": (b"a,b\n1,2\n", "its header 'a,b' is not 'format_version,finished_at,"),
+    "binary garbage": (bytes(range(255, -1, -1)) * 4, "line 1: its header is not UTF-8 text"),
+    "another header": (
+        b"a,b\n1,2\n",
+        "line 1: its header 'a,b' is not 'format_version,finished_at,",
+    ),
     "a header without the version": (
         (HEADER.removeprefix("format_version,") + GOOD_ROW.removeprefix("1,")).encode(),
-        "its header 'finished_at,run_id,split,",
+        "line 1: its header 'finished_at,run_id,split,",
     ),
     "a row with too many fields": (
         (HEADER + GOOD_ROW + "1,x,r1,test,1,0.5,m,f,i,t,d,c,u,extra,extra\n").encode(),
@@ -423,7 +427,7 @@ DAMAGED_HISTORIES = {
     ),
     "another header beginning with the version, rows of this version": (
         (HEADER.replace("trigger", "started_by") + GOOD_ROW).encode(),
-        "its header 'format_version,finished_at,",
+        "line 1: its header 'format_version,finished_at,",
     ),
     "a row whose accuracy is not a number": (
         (HEADER + GOOD_ROW.replace("0.904500", "high")).encode(),
@@ -432,26 +436,49 @@ DAMAGED_HISTORIES = {
     "a row that is not UTF-8": ((HEADER + GOOD_ROW).encode() + b"\xff\xfe\n", "line 3: not UTF-8"),
     "a header with a NUL byte": (
         (HEADER + GOOD_ROW).encode().replace(b"_", b"\0", 1),
-        "its header",
+        "line 1: its header",
+    ),
+    "a row whose accuracy is infinite": (
+        (HEADER + GOOD_ROW + GOOD_ROW.replace("0.904500", "inf")).encode(),
+        "line 3: accuracy inf is not between 0 and 1",
+    ),
+    "a row whose accuracy is NaN": (
+        (HEADER + GOOD_ROW.replace("0.904500", "nan") + GOOD_ROW).encode(),
+        "line 2: accuracy nan is not between 0 and 1",
+    ),
+    "a row whose accuracy is above 1": (
+        (HEADER + GOOD_ROW.replace("0.904500", "1.5")).encode(),
+        "line 2: accuracy 1.5 is not between 0 and 1",
+    ),
+    "a row with negative samples": (
+        (HEADER + GOOD_ROW.replace("10000", "-3")).encode(),
+        "line 2: samples -3 is negative",
+    ),
+    "a truncated last line": ((HEADER + GOOD_ROW + GOOD_ROW[:40]).encode(), "line 3: 5 fields"),
+    "a line appended by hand": ((HEADER + GOOD_ROW + "a,b,c\n").encode(), "line 3: history"),
+    "one huge line": (
+        (HEADER + "x" * 1_000_000 + "\n" + GOOD_ROW).encode(),
+        "line 2: field larger",
     ),
 }
 
 
 @pytest.mark.parametrize("damage", DAMAGED_HISTORIES, ids=list(DAMAGED_HISTORIES))
-def test_a_damaged_history_is_moved_aside_and_a_new_one_started(
+def test_a_damaged_history_keeps_every_readable_row_and_the_file_as_it_was_aside(
     tmp_path, confusions, caplog, damage
 ):
     history = tmp_path / "history.csv"
     content, problem = DAMAGED_HISTORIES[damage]
     history.write_bytes(content)
+    readable = content.count(GOOD_ROW.encode())
     append(history, "r1", "t", overall_table(confusions, "m"))
     [aside] = tmp_path.glob("history.csv.damaged-*")
-    assert aside.read_bytes() == content, "the damaged file is kept as it was"
-    assert publish.read_history(history)["run_id"].tolist() == ["r1", "r1"]
-    assert history.read_text().startswith(HEADER)
+    assert aside.read_bytes() == content, "the damaged file is kept as it was, line numbers too"
+    assert publish.read_history(history)["run_id"].tolist() == ["r0"] * readable + ["r1", "r1"]
+    assert history.read_text().startswith(HEADER + GOOD_ROW * readable)
     [warning] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert warning.startswith(f"{history} cannot be read ({problem}")
-    assert warning.endswith(f"moved it to {aside} and started a new one with this run's rows")
+    assert warning.startswith(f"{history} has lines that cannot be read ({problem}")
+    assert warning.endswith(f"kept its {readable} readable rows, and the file as it was in {aside}")
 
 
 def test_a_folder_in_place_of_the_history_is_moved_aside(tmp_path, confusions):
@@ -519,7 +546,7 @@ def test_a_newer_looking_row_under_a_header_without_the_version_is_damage(tmp_pa
     """Only a header that begins with the version's column speaks for the rows' first field."""
     history = tmp_path / "history.csv"
     history.write_text("when,what\n2,later\n")
-    assert publish.read_history_file(history).damage.startswith("its header 'when,what'")
+    assert publish.read_history_file(history).damage.startswith("line 1: its header 'when,what'")
 
 
 def publish_setup(tmp_path: Path, confusions) -> tuple[Layout, Path, Path, RunReport]:
@@ -554,7 +581,9 @@ def test_a_failed_swap_changes_neither_latest_nor_the_history(tmp_path, confusio
     layout, first, second, report = publish_setup(tmp_path, confusions)
     history_before = layout.history_csv.read_bytes()
     listing_before = sorted(  # everything but the new run folder r2
-        p.name for p in layout.reports_dir.rglob("*") if second not in (p, *p.parents)
+        p.name
+        for p in layout.reports_dir.rglob("*")
+        if second not in (p, *p.parents) and p.name != publish.JOURNAL  # r2's, removed with it
     )
 
     def full_disk(link, target):
@@ -641,3 +670,65 @@ def test_the_manifest_and_history_record_the_run_origin(tmp_path, confusions):
     ]
     with pytest.raises(ValueError, match="trigger 'cron' is not one of schedule"):
         RunOrigin(trigger="cron")
+
+
+def test_a_run_killed_after_the_swap_is_added_to_the_history_by_the_next_run(
+    tmp_path, confusions, monkeypatch
+):
+    """The `latest` swap is the commit point: a run killed right after it is finished from its
+    journal, once, and `latest` stays on it."""
+    layout, first, second, report = publish_setup(tmp_path, confusions)
+    real_swap = atomic.replace_symlink
+
+    def swap_then_killed(link, target):
+        real_swap(link, target)
+        raise SystemExit("killed")  # nothing after the swap runs, as after SIGKILL
+
+    monkeypatch.setattr(atomic, "replace_symlink", swap_then_killed)
+    with pytest.raises(SystemExit):
+        publish.publish_run(layout, second, report)
+    assert publish.read_history(layout.history_csv)["run_id"].tolist() == ["r1"] * 2
+    monkeypatch.setattr(atomic, "replace_symlink", real_swap)
+    publish.finish_interrupted_publishing(layout)
+    publish.finish_interrupted_publishing(layout)
+    assert publish.read_history(layout.history_csv)["run_id"].tolist() == ["r1"] * 2 + ["r2"] * 2
+    assert layout.latest_link.resolve() == second and second.is_dir()
+    assert not (layout.runs_dir / publish.JOURNAL).exists()
+
+
+def test_a_run_killed_before_the_swap_leaves_no_run_folder_after_the_next_run(tmp_path, confusions):
+    """Killed between the run folder's rename and publishing: the next run removes the folder;
+    `latest` and the history stay the previous run's."""
+    layout, first, second, report = publish_setup(tmp_path, confusions)
+    history_before = layout.history_csv.read_bytes()
+    assert (layout.runs_dir / publish.JOURNAL).is_file(), "write_run names the run first"
+    publish.finish_interrupted_publishing(layout)
+    assert not second.exists() and first.is_dir()
+    assert layout.latest_link.resolve() == first
+    assert layout.history_csv.read_bytes() == history_before
+    assert not (layout.runs_dir / publish.JOURNAL).exists()
+
+
+def test_a_stop_asked_for_while_the_report_is_written_publishes_nothing(tmp_path, confusions):
+    layout, first, second, report = publish_setup(tmp_path, confusions)
+    history_before = layout.history_csv.read_bytes()
+    interrupts.request_stop(signal.SIGTERM)
+    try:
+        with pytest.raises(interrupts.Interrupted) as caught:
+            publish.publish_run(layout, second, report)
+    finally:
+        interrupts.reset()
+    assert caught.value.exit_code == 143
+    assert layout.latest_link.resolve() == first
+    assert layout.history_csv.read_bytes() == history_before
+
+
+def test_a_failed_publish_under_a_looping_latest_keeps_its_error_and_removes_the_run(
+    tmp_path, confusions
+):
+    layout, first, second, report = publish_setup(tmp_path, confusions)
+    layout.latest_link.unlink()
+    layout.latest_link.symlink_to("latest")  # a loop
+    with pytest.raises(OSError), publish.removed_unless_published(layout.latest_link, second):
+        raise OSError(28, "No space left on device")
+    assert not second.exists()

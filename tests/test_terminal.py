@@ -21,9 +21,9 @@ from fashionnet.report.terminal import render_report, render_runs, runs_rows
 from fashionnet_flows import cli
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    return make_run(tmp_path_factory.mktemp("run"))
+@pytest.fixture
+def run_dir(report_run_dir):
+    return report_run_dir
 
 
 def recording_console(width: int = 160) -> Console:
@@ -116,7 +116,7 @@ def test_render_runs_shows_the_rows_it_can_read_and_names_the_lines_it_skipped(t
     assert row_cells(table, "r0")[1] == "2026-11-01T03:00:00+00:00"
     assert row_cells(table, "[/bold]")[1] == "2026-11-01T04:00:00+00:00"
     assert f"Skipped what cannot be read in {history} (line 3: 9 fields, expected 13)" in text
-    assert "the next `fashionnet run` moves the file aside and starts a new one" in text
+    assert "the next `fashionnet run` keeps its readable rows and copies the file aside" in text
 
 
 def test_render_runs_of_a_file_that_is_not_a_history_says_so_in_one_note(tmp_path):
@@ -125,7 +125,9 @@ def test_render_runs_of_a_file_that_is_not_a_history_says_so_in_one_note(tmp_pat
     console = recording_console()
     render_runs(history, console)
     text = " ".join(console.export_text().split())
-    assert text.startswith(f"Skipped what cannot be read in {history} (its header is not UTF-8")
+    assert text.startswith(
+        f"Skipped what cannot be read in {history} (line 1: its header is not UTF-8"
+    )
     assert "No runs yet" not in text and "Runs" not in text
 
 

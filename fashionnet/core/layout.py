@@ -25,8 +25,19 @@ class Layout:
         return self.data_dir / "predictions"
 
     @property
+    def validation_dir(self) -> Path:
+        """The validate stage's files: each split's card, and the last validation's CSVs
+        (anomalies.csv outlives a run it stopped)."""
+        return self.data_dir / "validation"
+
+    @property
     def models_dir(self) -> Path:
         return self.root / "models"
+
+    @property
+    def champion_link(self) -> Path:
+        """The blessed model's folder (a link to models/<model key>)."""
+        return self.models_dir / "champion"
 
     @property
     def reports_dir(self) -> Path:
@@ -53,3 +64,6 @@ class Layout:
 
     def predictions(self, split: str) -> Path:
         return self.predictions_dir / f"{split}.parquet"
+
+    def card(self, split: str) -> Path:
+        return self.validation_dir / "cards" / f"{split}.npz"

@@ -2,9 +2,10 @@
 
 An IDX file is a big-endian header (magic number, then one uint32 per dimension) followed by
 the uint8 payload. Images are magic 2051 with dims (n, 28, 28); labels are magic 2049 with (n,).
-Every way a file can be wrong (not gzip, truncated, wrong magic or dims, wrong length,
-labels outside 0..9) is a FashionnetError naming the file, because the fix is the user's:
-replace the file or let it be fetched again.
+Every way a file can be wrong (not gzip, truncated, wrong magic or dims, wrong length) is a
+FashionnetError naming the file, because the fix is the user's: replace the file or let it be
+fetched again. What the bytes hold (a label outside the classes, say) is for the validate
+stage to judge against the data schema (`validate`, `schema`), with every problem listed.
 """
 
 import contextlib
@@ -19,7 +20,7 @@ import numpy as np
 
 from fashionnet.core.atomic import atomic_path
 from fashionnet.core.errors import FashionnetError
-from fashionnet.data.catalog import IMAGE_SHAPE, NUM_CLASSES
+from fashionnet.data.catalog import IMAGE_SHAPE
 
 IMAGES_MAGIC = 2051  # 0x0803: unsigned bytes, 3 dimensions
 LABELS_MAGIC = 2049  # 0x0801: unsigned bytes, 1 dimension
@@ -113,12 +114,9 @@ def read_images(path: str | Path) -> np.ndarray:
 
 
 def read_labels(path: str | Path) -> np.ndarray:
-    """Labels as a read-only uint8 array (n,), each 0..9."""
-    labels = _read_idx(path, LABELS_MAGIC)
-    if labels.size and labels.max() >= NUM_CLASSES:
-        bad = int(np.argmax(labels >= NUM_CLASSES))
-        raise _bad_file(Path(path), f"label {labels[bad]} at row {bad} is outside 0..9")
-    return labels
+    """Labels as a read-only uint8 array (n,), as the file holds them (the validate stage
+    checks them against the schema's label domain)."""
+    return _read_idx(path, LABELS_MAGIC)
 
 
 def check_same_length(images_path: str | Path, labels_path: str | Path, labels: int) -> None:

@@ -85,6 +85,26 @@ def split_fingerprint(
     return hashlib.sha256("\n".join(lines).encode("ascii")).hexdigest()[:FINGERPRINT_CHARS]
 
 
+def plan_chunks(split: SplitFile, chunk_rows: int) -> list[range]:
+    """Consecutive ranges of row-group indices, each about `chunk_rows` rows.
+
+    Row groups are never split: a chunk gathers row groups while they fit within
+    `chunk_rows`, and holds at least one even if that one alone is larger.
+    """
+    if chunk_rows < 1:
+        raise FashionnetError(f"chunk_size must be at least 1 row, got {chunk_rows}")
+    chunks = []
+    start, rows = 0, 0
+    for group, group_rows in enumerate(split.row_group_rows):
+        if group > start and rows + group_rows > chunk_rows:
+            chunks.append(range(start, group))
+            start, rows = group, 0
+        rows += group_rows
+    if start < len(split.row_group_rows):
+        chunks.append(range(start, len(split.row_group_rows)))
+    return chunks
+
+
 @dataclass
 class Batch:
     index: np.ndarray  # int32 (n,): row number in the split

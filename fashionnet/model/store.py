@@ -134,3 +134,16 @@ def store_model(
             folder / META_NAME, json.dumps(versioned, indent=2, sort_keys=True) + "\n"
         )
     return StoredModel(folder, params, dict(meta), learning_curve)
+
+
+def record_calibration(folder: Path, calibration: Mapping[str, Any]) -> None:
+    """Add the model's fitted temperature (`calibration.Calibration`) to its meta.json."""
+    meta = read_meta(folder / META_NAME)
+    versioned = {
+        formats.VERSION_FIELD: formats.CURRENT[formats.MODEL],
+        **meta,
+        "calibration": dict(calibration),
+    }
+    with integrity.sealing(folder / META_NAME):
+        text = json.dumps(versioned, indent=2, sort_keys=True)
+        atomic.write_text(folder / META_NAME, text + "\n")

@@ -21,6 +21,8 @@ OVERALL_COLUMNS = [
     "top2_accuracy",
     "log_loss",
     "ece",
+    "raw_log_loss",
+    "raw_ece",
     "model_id",
 ]
 

@@ -14,12 +14,22 @@ from typing import Any
 import numpy as np
 
 from fashionnet.core import atomic
+from fashionnet.report.data_card import (
+    DataReport,
+    card_sentences,
+    drift_rows,
+    duplicate_rows,
+    split_rows,
+)
 from fashionnet.report.html_page import figure, link, page, paragraph, png_data_uri, section, table
 from fashionnet.report.markdown import (
     METRICS_LEGEND,
+    blessing_lines,
+    headline_table,
     overall_rows,
     per_class_rows,
     source_rows,
+    temperature_phrase,
     weakest_rows,
 )
 from fashionnet.report.run_report import EVALUATION_SPLIT, RunReport
@@ -30,7 +40,16 @@ REPORT_HTML_NAME = "report.html"
 def model_paragraph(report: RunReport) -> str:
     key = report.manifest.get("model", {}).get("model_key")
     stored = f", stored in <code>models/{escape(key)}/</code>" if key else ""
-    return f"<p>Model <code>{escape(report.model_id)}</code>{stored}.</p>"
+    calibrated = escape(temperature_phrase(report.manifest))
+    return f"<p>Model <code>{escape(report.model_id)}</code>{calibrated}{stored}.</p>"
+
+
+def blessing_html(blessing: Mapping[str, Any] | None) -> str:
+    said, rows = blessing_lines(blessing)
+    if not said:
+        return ""
+    parts = [paragraph(" ".join(said).replace("`", ""))]
+    return section("Champion", *parts, table(("check", "result", "detail"), rows) if rows else "")
 
 
 def weakest_html(confusion: np.ndarray | None) -> str:
@@ -41,6 +60,20 @@ def weakest_html(confusion: np.ndarray | None) -> str:
         for name, said in weakest_rows(confusion)
     ]
     return section("Weakest test classes", "<ol>" + "".join(items) + "</ol>")
+
+
+def data_card_html(data: DataReport | None) -> str:
+    if data is None:
+        return ""
+    return section(
+        "Data card",
+        paragraph(" ".join(card_sentences(data, EVALUATION_SPLIT))),
+        table(*split_rows(data.validation)),
+        "<h3>Drift from train</h3>",
+        table(*drift_rows(data.validation)),
+        "<h3>Duplicates</h3>",
+        table(*duplicate_rows(data.validation)),
+    )
 
 
 def figures_html(figures: Mapping[str, str], sources: Mapping[str, str]) -> str:
@@ -73,11 +106,13 @@ def files_html(data_files: Sequence[str]) -> str:
 def render_report_html(report: RunReport, figure_sources: Mapping[str, str]) -> str:
     """report.html of `report`; `figure_sources` maps each of `report.figures` to its image URL."""
     body = [
-        table(*overall_rows(report.overall)),
+        table(*overall_rows(headline_table(report))),
         paragraph(METRICS_LEGEND),
         model_paragraph(report),
+        blessing_html(report.blessing),
         weakest_html(report.confusions.get(EVALUATION_SPLIT)),
         section("Per class", table(*per_class_rows(report.per_class))),
+        data_card_html(report.data),
         figures_html(report.figures, figure_sources),
         model_html(report.manifest),
         data_html(report.manifest, list(report.confusions)),

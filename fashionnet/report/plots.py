@@ -1,5 +1,5 @@
 """PNG figures of a run: confusion matrices, per-class accuracy, reliability diagram, learning
-curve, images.
+curve, images, and the data card's (class balance, image properties, class means, duplicates).
 
 Each `plot_*` function takes plain data and a path and writes one PNG atomically;
 `write_run_figures` draws every figure a `RunReport` has data for. The data behind a figure
@@ -12,6 +12,7 @@ so drawing is safe from any thread.
 
 import logging
 import math
+from collections.abc import Mapping
 from pathlib import Path
 
 import matplotlib
@@ -22,9 +23,10 @@ from matplotlib.ticker import MaxNLocator
 
 from fashionnet.core import atomic
 from fashionnet.data.catalog import CLASS_NAMES, IMAGE_SHAPE
+from fashionnet.data.statistics import PROPERTIES, CardTally
+from fashionnet.report.data_card import DataReport, PairGallery
 from fashionnet.report.metrics import Tally, accuracy_by_class, reliability_table
 from fashionnet.report.run_report import (
-    EVALUATION_SPLIT,
     MISCLASSIFIED_SHOWN,
     SAMPLES_PER_CLASS,
     RunReport,
@@ -93,25 +95,56 @@ def plot_per_class_accuracy(per_class: pd.DataFrame, overall: pd.DataFrame, path
     save_png(figure, path)
 
 
-def plot_reliability(tally: Tally, path: Path, *, title: str = "Reliability diagram") -> None:
-    """Accuracy against confidence per bin (`metrics.reliability_table`) with the diagonal of
-    perfect calibration above, the number of predictions per bin below; the ECE in the title."""
-    table = reliability_table(tally)
-    ece = tally.probability_metrics().ece
-    figure = Figure(figsize=(7, 7.5), layout="constrained")
-    accuracy_ax, count_ax = figure.subplots(
-        2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+# A bin with fewer images than this has an accuracy too uncertain to read (its 95% interval is
+# wider than about +-0.2): drawn hatched and pale, and labelled with its count.
+SPARSE_BIN = 30
+
+
+def plot_reliability(
+    tallies: Mapping[str, Tally], path: Path, *, title: str = "Reliability diagram"
+) -> None:
+    """One column per split (validation beside test): accuracy against confidence per bin
+    (`metrics.reliability_table`) with the diagonal of perfect calibration above, the number of
+    predictions per bin below; bins of fewer than SPARSE_BIN images are marked as such; the
+    calibrated and the raw ECE in each title."""
+    figure = Figure(figsize=(6.5 * len(tallies), 7.5), layout="constrained")
+    figure.suptitle(title)
+    axes = figure.subplots(
+        2, len(tallies), sharex=True, squeeze=False, gridspec_kw={"height_ratios": [3, 1]}
     )
+    for (split, tally), accuracy_ax, count_ax in zip(tallies.items(), *axes, strict=True):
+        _draw_reliability(tally, split, accuracy_ax, count_ax)
+    save_png(figure, path)
+
+
+def _draw_reliability(tally: Tally, split: str, accuracy_ax, count_ax) -> None:
+    table = reliability_table(tally)
+    metrics = tally.probability_metrics()
     width = table["bin_high"] - table["bin_low"]
     filled = table[table["samples"] > 0]  # an empty bin has no accuracy to show
-    accuracy_ax.bar(
-        filled["bin_low"],
-        filled["accuracy"],
-        width[filled.index],
-        align="edge",
-        edgecolor="black",
-        label="accuracy in the bin",
-    )
+    sparse = filled["samples"] < SPARSE_BIN
+    for rows, style in (
+        (filled[~sparse], {"label": "accuracy in the bin"}),
+        (filled[sparse], {"alpha": 0.35, "hatch": "//", "label": f"fewer than {SPARSE_BIN}"}),
+    ):
+        if len(rows):
+            accuracy_ax.bar(
+                rows["bin_low"],
+                rows["accuracy"],
+                width[rows.index],
+                align="edge",
+                edgecolor="black",
+                color="C0",
+                **style,
+            )
+    for row in filled[sparse].itertuples():
+        accuracy_ax.annotate(
+            f"n={row.samples}",
+            (row.bin_low + width[row.Index] / 2, row.accuracy),
+            ha="center",
+            va="bottom",
+            fontsize=7,
+        )
     accuracy_ax.plot(
         filled["confidence"],
         filled["accuracy"],
@@ -124,14 +157,13 @@ def plot_reliability(tally: Tally, path: Path, *, title: str = "Reliability diag
     accuracy_ax.set_xlim(0, 1)
     accuracy_ax.set_ylim(0, 1)
     accuracy_ax.set_ylabel("accuracy")
-    accuracy_ax.set_title(f"{title}: ECE {ece:.4f}")
+    accuracy_ax.set_title(f"{split}: ECE {metrics.ece:.4f} (raw {metrics.raw_ece:.4f})")
     accuracy_ax.legend(loc="upper left")
     count_ax.bar(table["bin_low"], table["samples"], width, align="edge", color="C2")
     count_ax.set_xlabel("confidence (probability of the predicted class)")
     count_ax.set_ylabel("images")
     for ax in (accuracy_ax, count_ax):
         ax.grid(alpha=0.3)
-    save_png(figure, path)
 
 
 def plot_learning_curve(curve: pd.DataFrame, path: Path) -> None:
@@ -212,6 +244,105 @@ def plot_samples(
     save_png(figure, path)
 
 
+def plot_class_balance(tallies: Mapping[str, CardTally], path: Path) -> None:
+    """Each class's share of each split, bars side by side."""
+    figure = Figure(figsize=(11, 5), layout="constrained")
+    ax = figure.add_subplot()
+    width = 0.8 / max(1, len(tallies))
+    positions = np.arange(len(CLASS_NAMES))
+    for offset, (split, tally) in enumerate(tallies.items()):
+        shift = (offset - (len(tallies) - 1) / 2) * width
+        label = f"{split} ({tally.images:,} images)"
+        ax.bar(positions + shift, tally.class_shares(), width, color=f"C{offset}", label=label)
+    ax.set_xticks(positions, CLASS_NAMES, rotation=30, ha="right")
+    ax.set_ylabel("share of the split's images")
+    ax.set_title("Class balance per split")
+    figure.legend(loc="outside lower center", ncols=len(tallies))
+    save_png(figure, path)
+
+
+def plot_properties(tallies: Mapping[str, CardTally], path: Path) -> None:
+    """Each image property's histogram (share of images per bin) in every split, train's
+    filled, the others' as outlines over it."""
+    names = list(PROPERTIES)
+    columns = 4
+    rows = math.ceil(len(names) / columns)
+    figure = Figure(figsize=(14, 3.4 * rows + 0.6))
+    figure.suptitle("Image properties per split (share of images per bin)")
+    # A fixed layout: the constrained one took most of the figure's drawing time.
+    figure.subplots_adjust(left=0.04, right=0.99, top=0.9, bottom=0.07, wspace=0.2, hspace=0.3)
+    axes = figure.subplots(rows, columns, squeeze=False).ravel()
+    for ax in axes[len(names) :]:
+        ax.set_axis_off()
+    for ax, name in zip(axes, names, strict=False):
+        edges = PROPERTIES[name].edges
+        for offset, (split, tally) in enumerate(tallies.items()):
+            shares = tally.histograms[name] / max(1, tally.images)
+            if offset == 0:
+                ax.stairs(shares, edges, fill=True, alpha=0.35, color="C0", label=split)
+            else:
+                ax.stairs(shares, edges, color=f"C{offset}", linewidth=1.5, label=split)
+        if PROPERTIES[name].discrete:  # a few rows of 28 hold them all: show those
+            counts = sum(tally.histograms[name] for tally in tallies.values())
+            held = np.flatnonzero(counts)
+            if len(held):
+                ax.set_xlim(edges[held[0]] - 2, edges[held[-1] + 1] + 2)
+        ax.set_title(name.replace("_", " "))
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    save_png(figure, path)
+
+
+def plot_class_means(tallies: Mapping[str, CardTally], path: Path) -> None:
+    """The mean image of each class (columns) in each split (rows), as one mosaic (one image
+    draws in a fraction of the time of a grid of 30 axes); a class without images is black."""
+    gap = 2
+    height, width = IMAGE_SHAPE
+    mosaic = np.ones((len(tallies) * (height + gap) - gap, len(CLASS_NAMES) * (width + gap) - gap))
+    for row, tally in enumerate(tallies.values()):
+        for label, mean in enumerate(tally.class_mean_images()):
+            top, left = row * (height + gap), label * (width + gap)
+            mosaic[top : top + height, left : left + width] = mean.reshape(IMAGE_SHAPE)
+    figure = Figure(figsize=(13, 1.3 * len(tallies) + 1.1), layout="constrained")
+    ax = figure.add_subplot()
+    ax.imshow(mosaic, cmap="gray", vmin=0.0, vmax=1.0)
+    ax.set_xticks(
+        np.arange(len(CLASS_NAMES)) * (width + gap) + width / 2,
+        CLASS_NAMES,
+        rotation=30,
+        ha="right",
+    )
+    ax.set_yticks(np.arange(len(tallies)) * (height + gap) + height / 2, list(tallies))
+    ax.tick_params(length=0)
+    ax.set_title("Mean image of each class, per split")
+    save_png(figure, path)
+
+
+def plot_duplicate_pairs(pairs: PairGallery, path: Path) -> None:
+    """Each duplicate pair side by side, with its kind, splits and rows."""
+    rows = math.ceil(len(pairs.captions) / 2)
+    figure = Figure(figsize=(2 * GRID_COLUMNS, 2.3 * rows + 0.6), layout="constrained")
+    figure.suptitle("Duplicate pairs across splits")
+    axes = figure.subplots(rows, 4, squeeze=False)
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    for number, caption in enumerate(pairs.captions):
+        left, right = axes[number // 2, 2 * (number % 2)], axes[number // 2, 2 * (number % 2) + 1]
+        _show_image(left, pairs.images_a[number])
+        _show_image(right, pairs.images_b[number])
+        left.set_title(caption, fontsize=8, loc="left")
+    save_png(figure, path)
+
+
+def write_data_figures(run_dir: Path, data: DataReport) -> None:
+    tallies = data.validation.tallies
+    plot_class_balance(tallies, run_dir / "class_balance.png")
+    plot_properties(tallies, run_dir / "properties.png")
+    plot_class_means(tallies, run_dir / "class_means.png")
+    if data.pairs is not None:
+        plot_duplicate_pairs(data.pairs, run_dir / "duplicate_pairs.png")
+
+
 def write_run_figures(run_dir: Path, report: RunReport) -> list[Path]:
     """Draw the figures of `report.figures` into `run_dir`; returns their paths."""
     run_dir = Path(run_dir)
@@ -219,9 +350,9 @@ def write_run_figures(run_dir: Path, report: RunReport) -> list[Path]:
         title = f"Confusion matrix ({split})"
         plot_confusion(confusion, run_dir / f"confusion_{split}.png", title=title)
     plot_per_class_accuracy(report.per_class, report.overall, run_dir / "per_class_accuracy.png")
-    if report.calibration is not None:
-        title = f"Reliability diagram ({EVALUATION_SPLIT})"
-        plot_reliability(report.calibration, run_dir / "calibration_test.png", title=title)
+    if report.calibration:
+        title = "Reliability diagram of the calibrated model"
+        plot_reliability(report.calibration, run_dir / "reliability.png", title=title)
     if report.learning_curve is not None:
         plot_learning_curve(report.learning_curve, run_dir / "learning_curve.png")
     if (wrong := report.misclassified) is not None:
@@ -229,4 +360,6 @@ def write_run_figures(run_dir: Path, report: RunReport) -> list[Path]:
         plot_misclassified(wrong.images, *columns, run_dir / "misclassified_test.png")
     if (samples := report.samples) is not None:
         plot_samples(samples.images, samples.labels, run_dir / "samples.png")
+    if report.data is not None:
+        write_data_figures(run_dir, report.data)
     return [run_dir / name for name in report.figures]

@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fashionnet.core import atomic, formats
+from fashionnet import champion
+from fashionnet.core import atomic, formats, interrupts
 from fashionnet.core.errors import FashionnetError
 from fashionnet.core.layout import Layout
 from fashionnet.core.runlock import run_lock
@@ -48,6 +49,10 @@ HISTORY_HEADER = ",".join(HISTORY_COLUMNS)
 NUMBER_COLUMNS = {formats.VERSION_FIELD: int, "samples": int, "accuracy": float}
 # Lines named one by one when rows are skipped; beyond these, only their count.
 NAMED_LINES = 5
+# runs/<JOURNAL>: the run being published, written before its folder takes its name. The next
+# run (under the run lock) finishes a run whose `latest` swap happened, and removes the folder
+# of one that never got that far: a kill at any point leaves the previous state or the new one.
+JOURNAL = ".publishing.json"
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -80,14 +85,21 @@ def write_run(runs_dir: Path, report: RunReport) -> Path:
             atomic.write_text(building / f"confusion_{split}.csv", csv_text(table, index=True))
         if report.learning_curve is not None:
             atomic.write_text(building / "learning_curve.csv", curve_csv(report.learning_curve))
+        for name, text in (report.data.files() if report.data is not None else {}).items():
+            atomic.write_text(building / name, text)
         atomic.write_text(building / MANIFEST_NAME, manifest_text(report.manifest))
         plots.write_run_figures(building, report)
         markdown.write_report_md(building, report)
         html.write_report_html(building, report)
         os.chmod(building, 0o755)  # mkdtemp makes it owner-only; a report is for everyone
+        atomic.write_text(runs_dir / JOURNAL, json.dumps({"run_id": report.run_id}) + "\n")
         os.rename(building, final)
+        atomic.fsync_dir(runs_dir)
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
+        if not final.exists():
+            with contextlib.suppress(FileNotFoundError):
+                (runs_dir / JOURNAL).unlink()
         raise
     log.info("wrote run folder %s", final)
     return final
@@ -114,14 +126,21 @@ def publish_latest(latest_link: Path, run_dir: Path) -> None:
 
 def publish_run(layout: Layout, run_dir: Path, report: RunReport) -> None:
     """Make a complete run folder the project's `reports/latest` and add it to the history, all
-    or nothing.
+    or nothing; its model becomes the champion when its blessing says so (`champion.promote`).
 
     The new history.csv is written beside the old one first; `latest` is swapped; only then does
     the new history take its name. A failure before the swap changes neither, so history.csv
     never has rows of a run that `latest` did not point at.
     """
-    with history_appended(layout.history_csv, report_rows(report)):
-        publish_latest(layout.latest_link, run_dir)
+    rows = report_rows(report)
+    interrupts.check()  # a stop asked for while the report was written: nothing is published
+    journal = {"run_id": report.run_id, "rows": csv_text(rows).split("\n", 1)[1]}
+    atomic.write_text(layout.runs_dir / JOURNAL, json.dumps(journal) + "\n")
+    with history_appended(layout.history_csv, journal["rows"]):
+        publish_latest(layout.latest_link, run_dir)  # the commit point
+        if report.blessing is not None:
+            champion.promote(layout, report.blessing)
+    _end_journal(layout)
     write_trend_of_history(layout)
 
 
@@ -157,6 +176,7 @@ def record_unchanged(layout: Layout, report: RunReport, previous: str) -> Path:
     """The short record of a run that repeats the run `previous`: history rows saying so, and a
     run folder holding its manifest.json alone (with "unchanged_since"), instead of a copy of
     the report; `reports/latest` stays on `previous`. Returns the record's folder."""
+    interrupts.check()  # a stop asked for meanwhile: nothing is recorded
     final = layout.runs_dir / report.run_id
     building = Path(
         tempfile.mkdtemp(prefix=f".{report.run_id}{atomic.TEMP_MARKER}", dir=layout.runs_dir)
@@ -181,6 +201,53 @@ def record_unchanged(layout: Layout, report: RunReport, previous: str) -> Path:
     return final
 
 
+def _end_journal(layout: Layout) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        (layout.runs_dir / JOURNAL).unlink()
+        atomic.fsync_dir(layout.runs_dir)
+
+
+def _points_at(latest_link: Path, run_dir: Path) -> bool:
+    """Whether `latest_link` is a link to `run_dir` (read, not followed: a loop is just no)."""
+    try:
+        target = os.readlink(latest_link)
+    except OSError:
+        return False
+    return os.path.normpath(latest_link.parent / target) == os.path.normpath(run_dir)
+
+
+def finish_interrupted_publishing(layout: Layout) -> None:
+    """Finish or undo the publishing a killed run left half done (its journal says which run):
+    once `latest` points at the run, its history rows are added if missing; before that, its
+    run folder is removed. Call it holding the run lock."""
+    journal_path = layout.runs_dir / JOURNAL
+    if not journal_path.is_file() or journal_path.is_symlink():
+        return
+    try:
+        journal = json.loads(journal_path.read_text(encoding="utf-8"))
+        run_id, rows = str(journal["run_id"]), journal.get("rows")
+    except (ValueError, TypeError, KeyError, UnicodeDecodeError):
+        log.warning("%s cannot be read; removed it", journal_path)
+        _end_journal(layout)
+        return
+    run_dir = layout.runs_dir / run_id
+    if "/" in run_id or run_id.startswith("."):
+        log.warning("%s names no run folder (%r); removed it", journal_path, run_id)
+    elif isinstance(rows, str) and _points_at(layout.latest_link, run_dir):
+        if run_id not in set(read_history(layout.history_csv)["run_id"]):
+            with history_appended(layout.history_csv, rows):
+                pass
+            log.info(
+                "added run %s to %s: it was interrupted after it was published",
+                run_id,
+                layout.history_csv,
+            )
+    elif run_dir.is_dir() and not run_dir.is_symlink():
+        shutil.rmtree(run_dir, ignore_errors=True)
+        log.info("removed %s: its run was interrupted before it was published", run_dir)
+    _end_journal(layout)
+
+
 def write_trend_of_history(layout: Layout) -> None:
     """Redraw reports/history.png and reports/index.html from history.csv.
 
@@ -200,8 +267,10 @@ def removed_unless_published(latest_link: Path, run_dir: Path) -> Iterator[None]
     try:
         yield
     except BaseException:
-        if latest_link.resolve() != run_dir.resolve():
+        if not _points_at(latest_link, run_dir):
             shutil.rmtree(run_dir, ignore_errors=True)
+            with contextlib.suppress(FileNotFoundError):
+                (run_dir.parent / JOURNAL).unlink()
             log.info("removed %s: the run failed before it was published", run_dir)
         raise
 
@@ -261,32 +330,46 @@ def history_rows(
 
 
 @contextlib.contextmanager
-def history_appended(history_csv: Path, rows: pd.DataFrame) -> Iterator[None]:
+def history_appended(history_csv: Path, rows: pd.DataFrame | str) -> Iterator[None]:
     """Add `rows` to history.csv (created with its header if absent) when the block succeeds.
 
     The whole file is written to a temporary before the block and renamed after it, so a crash
     never leaves half a row; callers hold the project's run lock, so no two runs append at once.
-    A history.csv that cannot be read whole (not UTF-8, another header, a bad row, a folder)
-    is moved aside with a warning naming both files, and a new one starts with `rows`: the
-    bookkeeping never stops a run. One a newer fashionnet wrote raises `formats.NewerFormat`.
+    Lines that cannot be read (another header, a row not UTF-8, short, out of range) cost those
+    lines alone: the file as it was is copied aside with a warning naming both files and the
+    bad line numbers, and the new one keeps every readable row. Something that is not a file
+    is moved aside and a new history starts with `rows`: the bookkeeping never stops a run.
+    One a newer fashionnet wrote raises `formats.NewerFormat`.
     """
     history_csv = Path(history_csv)
     history = read_history_file(history_csv)
-    kept = history.row_lines
-    if history.damage is not None:
+    if history.unreadable is not None:
         aside = atomic.move_aside(history_csv)
         log.warning(
             "%s cannot be read (%s); moved it to %s and started a new one with this run's rows",
             history_csv,
-            history.damage,
+            history.unreadable,
             aside,
         )
-        kept = []
-    new_rows = csv_text(rows).split("\n", 1)[1]
+    elif history.bad_lines:
+        # The file as it was, bad lines at their line numbers, is kept beside the new one,
+        # which keeps every row that reads: one bad line costs that line alone.
+        aside = atomic.copy_aside(history_csv, history.content)
+        log.warning(
+            "%s has lines that cannot be read (%s); kept its %d readable rows, and the file as "
+            "it was in %s",
+            history_csv,
+            history.damage,
+            len(history.row_lines),
+            aside,
+        )
+    kept = history.row_lines
+    # Text is rows as csv_text wrote them, without the header (from the publishing journal).
+    new_rows = rows if isinstance(rows, str) else csv_text(rows).split("\n", 1)[1]
     with atomic.atomic_path(history_csv) as staged:
         staged.write_text("".join([HISTORY_HEADER + "\n", *kept, new_rows]), encoding="utf-8")
         yield
-    log.info("appended %d rows to %s", len(rows), history_csv)
+    log.info("appended %d rows to %s", new_rows.count("\n"), history_csv)
 
 
 @dataclass(frozen=True)
@@ -297,6 +380,7 @@ class HistoryFile:
     row_lines: list[str]  # their text, each ending in a newline, to write back as they were
     unreadable: str | None = None  # why the file as a whole cannot be read (nothing is read)
     bad_lines: dict[int, str] = field(default_factory=dict)  # line number -> what is wrong
+    content: bytes = b""  # the file as read, to keep aside when it has bad lines
 
     @property
     def damage(self) -> str | None:
@@ -309,7 +393,8 @@ class HistoryFile:
 
 
 def read_history_file(history_csv: Path) -> HistoryFile:
-    """Read history.csv line by line, so one bad row costs that row alone.
+    """Read history.csv line by line, so one bad line costs that line alone (a bad header is
+    line 1: the rows under it are still read, by the current layout).
 
     Every row must carry the current history format version: one without it (missing, older,
     garbled) is a bad line. A row of a newer fashionnet raises `formats.NewerFormat`, whatever
@@ -322,14 +407,17 @@ def read_history_file(history_csv: Path) -> HistoryFile:
         return HistoryFile(empty, [])
     if not history_csv.is_file():
         return HistoryFile(empty, [], unreadable="it is not a file")
-    header, *lines = history_csv.read_bytes().split(b"\n")
+    content = history_csv.read_bytes()
+    header, *lines = content.split(b"\n")
     if not header and not any(lines):
         return HistoryFile(empty, [])
+    rows, row_lines, bad_lines = [], [], {}
     try:
         _check_header(history_csv, header, lines)
+        header_sound = True
     except ValueError as problem:
-        return HistoryFile(empty, [], unreadable=str(problem))
-    rows, row_lines, bad_lines = [], [], {}
+        bad_lines[1] = str(problem)
+        header_sound = False
     for number, line in enumerate(lines, start=2):
         if not line.strip():
             continue  # blank lines, and the end of the last row
@@ -337,10 +425,17 @@ def read_history_file(history_csv: Path) -> HistoryFile:
             text = _text(line)
             rows.append(_history_row(history_csv, text))
             row_lines.append(text + "\n")
+        except formats.NewerFormat:
+            # Under this header, or another that begins with the version's column (which
+            # _check_header has read), a newer row speaks for the file; under any other header
+            # its first field is not a version, and the line is only bad.
+            if header_sound:
+                raise
+            bad_lines[number] = "its first field is not a history format version"
         except (ValueError, csv.Error) as error:
             bad_lines[number] = str(error)
     table = pd.DataFrame(rows, columns=HISTORY_COLUMNS).astype(NUMBER_COLUMNS)
-    return HistoryFile(table, row_lines, bad_lines=bad_lines)
+    return HistoryFile(table, row_lines, bad_lines=bad_lines, content=content)
 
 
 def read_history(history_csv: Path) -> pd.DataFrame:
@@ -394,13 +489,18 @@ def _history_row(history_csv: Path, text: str) -> list:
             row[name] = kind(row[name])
         except ValueError:
             raise ValueError(f"{name} {row[name][:20]!r} is not a number") from None
+    if row["samples"] < 0:
+        raise ValueError(f"samples {row['samples']} is negative")
+    if not 0.0 <= row["accuracy"] <= 1.0:  # also inf and NaN, which compare false
+        raise ValueError(f"accuracy {row['accuracy']} is not between 0 and 1")
     return list(row.values())
 
 
 @dataclass(frozen=True)
 class Regression:
-    """A run's test accuracy fell more than `tolerance` below the previous run's on the same
-    data. The field names are the payload of the `fashionnet.accuracy.regressed` event."""
+    """A run's test accuracy fell more than `tolerance` below the champion's (the model blessed
+    before this run) on the same data. The field names are the payload of the
+    `fashionnet.accuracy.regressed` event; `previous_*` are the champion's last run on the data."""
 
     test_accuracy: float
     previous_test_accuracy: float
@@ -409,15 +509,22 @@ class Regression:
 
 
 def accuracy_regression(
-    history: pd.DataFrame, run_id: str, fingerprint: str, test_accuracy: float, tolerance: float
+    history: pd.DataFrame,
+    run_id: str,
+    fingerprint: str,
+    test_accuracy: float,
+    tolerance: float,
+    champion_model_id: str,
 ) -> Regression | None:
     """Compare a run with the last other run of `history` (history.csv's rows, in publishing
-    order) evaluated on the same data (`fingerprint`, the evaluation split's): a Regression if
-    `test_accuracy` is more than `tolerance` below that run's, else None (also with no such run).
-    """
+    order) of the champion's model on the same data (`fingerprint`, the evaluation split's): a
+    Regression if `test_accuracy` is more than `tolerance` below that run's, else None (also
+    with no such run). A regressed model never becomes the baseline: each run is held to the
+    champion, so two regressed runs in a row both alert."""
     earlier = history[
         (history["split"] == EVALUATION_SPLIT)
         & (history["data_fingerprint"] == fingerprint)
+        & (history["model_id"] == champion_model_id)
         & (history["run_id"] != run_id)
     ]
     if not fingerprint or earlier.empty:
@@ -434,9 +541,11 @@ def accuracy_regression(
 
 
 def regression_of(layout: Layout, report: RunReport, tolerance: float) -> Regression | None:
-    """`accuracy_regression` of a report against the project's history.csv."""
+    """`accuracy_regression` of a report against the champion its blessing was judged against
+    (none for the first model, or a run folder without a blessing)."""
     overall = report.overall.set_index("split")
-    if EVALUATION_SPLIT not in overall.index:
+    before = (report.blessing or {}).get("champion_before")
+    if EVALUATION_SPLIT not in overall.index or not before:
         return None
     fingerprint = report.manifest.get("data", {}).get("fingerprints", {}).get(EVALUATION_SPLIT, "")
     return accuracy_regression(
@@ -445,6 +554,7 @@ def regression_of(layout: Layout, report: RunReport, tolerance: float) -> Regres
         fingerprint,
         float(overall.loc[EVALUATION_SPLIT, "accuracy"]),
         tolerance,
+        before["model_id"],
     )
 
 

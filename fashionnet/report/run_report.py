@@ -22,15 +22,23 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fashionnet.champion import BLESSING_NAME, read_blessing
 from fashionnet.core import formats
 from fashionnet.core.errors import FashionnetError
 from fashionnet.core.layout import Layout
 from fashionnet.data.catalog import CLASS_NAMES
 from fashionnet.data.parquet import SplitFile, read_rows
+from fashionnet.data.validate import DataValidation
 from fashionnet.model.source import Model
 from fashionnet.model.train import read_learning_curve
 from fashionnet.predict import read_predictions
 from fashionnet.report.columns import CONFUSION_INDEX, OVERALL_COLUMNS, TEXT_COLUMNS
+from fashionnet.report.data_card import (
+    DATA_FIGURES,
+    DataReport,
+    build_data_report,
+    manifest_entry,
+)
 from fashionnet.report.metrics import ProbabilityMetrics, Tally, overall_table, per_class_table
 
 # The split the report's headline, weakest classes and image figures are about.
@@ -46,10 +54,11 @@ SPLIT_FIGURE = "confusion_{split}.png"
 FIGURES = {
     "per_class_accuracy.png": "Accuracy per class",
     SPLIT_FIGURE: "Confusion matrix ({split})",
-    "calibration_test.png": "Reliability diagram (test)",
+    "reliability.png": "Reliability diagram of the calibrated model (validation and test)",
     "learning_curve.png": "Learning curve",
     "misclassified_test.png": "Most confidently wrong test images",
     "samples.png": "Test images by class",
+    **DATA_FIGURES,
 }
 
 
@@ -99,7 +108,10 @@ class RunReport:
     samples: Gallery | None = None  # the first evaluation images of each class
     # split -> top-2 accuracy, log loss, ECE; a split without an entry has empty cells
     probability_metrics: dict[str, ProbabilityMetrics] = field(default_factory=dict)
-    calibration: Tally | None = None  # the evaluation split's tally: its reliability diagram
+    # split -> tally of the validation and evaluation splits: the reliability diagram
+    calibration: dict[str, Tally] | None = None
+    blessing: dict[str, Any] | None = None  # blessing.json (`champion.Blessing`), once judged
+    data: DataReport | None = None  # the data card: what the validate stage found
 
     @cached_property
     def overall(self) -> pd.DataFrame:
@@ -115,14 +127,16 @@ class RunReport:
     def figures(self) -> dict[str, str]:
         """The figures this report has data for: file name -> caption, in FIGURES order."""
         available = {"per_class_accuracy.png"}
-        if self.calibration is not None:
-            available.add("calibration_test.png")
+        if self.calibration:
+            available.add("reliability.png")
         if self.learning_curve is not None:
             available.add("learning_curve.png")
         if self.misclassified is not None:
             available.add("misclassified_test.png")
         if self.samples is not None:
             available.add("samples.png")
+        if self.data is not None:
+            available |= self.data.figures()
         figures = {}
         for name, caption in FIGURES.items():
             if name == SPLIT_FIGURE:
@@ -139,7 +153,10 @@ class RunReport:
         names += [f"confusion_{split}.csv" for split in self.confusions]
         if self.learning_curve is not None:
             names.append("learning_curve.csv")
-        return [*names, MANIFEST_NAME]
+        if self.data is not None:
+            names += list(self.data.files())
+        names.append(MANIFEST_NAME)
+        return [*names, BLESSING_NAME] if self.blessing is not None else names
 
     @classmethod
     def read(cls, run_dir: Path) -> "RunReport":
@@ -161,6 +178,7 @@ class RunReport:
             manifest=manifest,
             learning_curve=read_learning_curve(curve_path) if curve_path.is_file() else None,
             probability_metrics=stored_probability_metrics(overall),
+            blessing=read_blessing(run_dir),
         )
 
 
@@ -188,10 +206,12 @@ def build_report(
     layout: Layout,
     stage_seconds: Mapping[str, float],
     origin: RunOrigin | None = None,
+    validation: DataValidation | None = None,
 ) -> RunReport:
     """The report of a run whose predictions are written: the report stage's one input.
 
-    `tallies` are the predict stage's (`predict.predict_splits`), one per split."""
+    `tallies` are the predict stage's (`predict.predict_splits`), one per split; `validation`
+    the validate stage's (`validate.validate_cards`)."""
     manifest = build_manifest(
         run_id=run_id,
         started_at=started_at,
@@ -201,11 +221,21 @@ def build_report(
         stage_seconds=stage_seconds,
         origin=origin,
     )
-    misclassified = samples = None
+    misclassified = samples = data = None
+    evaluation = None
     if EVALUATION_SPLIT in splits:
         predictions = read_predictions(layout.predictions(EVALUATION_SPLIT))
         parquet_path = splits[EVALUATION_SPLIT].path
         misclassified, samples = galleries(predictions, lambda rows: read_rows(parquet_path, rows))
+        evaluation = (EVALUATION_SPLIT, predictions)
+    if validation is not None:
+        data = build_data_report(
+            validation,
+            evaluation,
+            model.model_id,
+            lambda split, rows: read_rows(splits[split].path, rows),
+        )
+        manifest["data"]["validation"] = manifest_entry(data)
     return RunReport(
         run_id=run_id,
         model_id=model.model_id,
@@ -217,8 +247,19 @@ def build_report(
         probability_metrics={
             split: tally.probability_metrics() for split, tally in tallies.items()
         },
-        calibration=tallies.get(EVALUATION_SPLIT),
+        calibration=reliability_tallies(tallies),
+        data=data,
     )
+
+
+# The splits the reliability diagram shows, side by side: the temperature is fitted on the first.
+RELIABILITY_SPLITS = ("validation", EVALUATION_SPLIT)
+
+
+def reliability_tallies(tallies: Mapping[str, Tally]) -> dict[str, Tally] | None:
+    """The tallies the reliability diagram shows (None when a run has neither split)."""
+    shown = {split: tallies[split] for split in RELIABILITY_SPLITS if split in tallies}
+    return shown or None
 
 
 def most_confident_errors(

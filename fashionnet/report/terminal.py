@@ -18,6 +18,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from fashionnet.champion import current_champion
+from fashionnet.core.layout import Layout
 from fashionnet.report.columns import csv_text
 from fashionnet.report.markdown import REPORT_NAME, overall_rows, per_class_rows
 from fashionnet.report.publish import read_history_file
@@ -194,15 +196,19 @@ def skipped_note(history_csv: Path, damage: str | None) -> str | None:
         return None
     return (
         f"Skipped what cannot be read in {history_csv} ({damage}); "
-        "the next `fashionnet run` moves the file aside and starts a new one."
+        "the next `fashionnet run` keeps its readable rows and copies the file aside."
     )
 
 
 def runs_rows(history: pd.DataFrame, runs_dir: Path) -> tuple[list[str], list[list[str]]]:
     """One row per run of `history` (history.csv's rows) as text: its id (first, as the tables
     too narrow for all columns repeat it), time, model id, accuracy per split, what started it
-    and the parameters it changed (from its manifest under `runs_dir`)."""
+    and the parameters it changed (from its manifest under `runs_dir`); the runs whose model is
+    the champion say so."""
     splits = list(history["split"].unique())
+    # runs_dir is <project>/reports/runs: the champion is the project's models/champion
+    champion_model = current_champion(Layout(runs_dir.parent.parent))
+    champion_id = champion_model.model_id if champion_model else None
     header = [
         "run id",
         "finished at",
@@ -217,7 +223,8 @@ def runs_rows(history: pd.DataFrame, runs_dir: Path) -> tuple[list[str], list[li
         cells = [f"{accuracy[split]:.2%}" if split in accuracy else "-" for split in splits]
         first = run.iloc[0]
         origin = [first["trigger"] or "-", overrides_text(overrides(runs_dir / str(run_id))) or "-"]
-        rows.append([str(run_id), first["finished_at"], first["model_id"], *cells, *origin])
+        model = first["model_id"] + (" (champion)" if first["model_id"] == champion_id else "")
+        rows.append([str(run_id), first["finished_at"], model, *cells, *origin])
     return header, rows
 
 

@@ -15,6 +15,7 @@ from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 
+from fashionnet import champion
 from fashionnet.core import atomic
 from fashionnet.core.layout import Layout
 from fashionnet.report.html import REPORT_HTML_NAME
@@ -94,6 +95,14 @@ def run_cell(layout: Layout, run_id: str) -> str:
     return link(quote(Path(os.path.relpath(report, layout.reports_dir)).as_posix()), run_id)
 
 
+def model_text(model_id: str, changed: bool, champion_model: "champion.Champion | None") -> str:
+    """A run's model id, said to be new since the run before, and to be the champion."""
+    notes = ["changed"] if changed else []
+    if champion_model is not None and model_id == champion_model.model_id:
+        notes.append("champion")
+    return f"{model_id} ({', '.join(notes)})" if notes else model_id
+
+
 def render_index(layout: Layout, runs: pd.DataFrame, splits: list[str], trend_src: str) -> str:
     """index.html: the trend picture, then every run of a `runs_table`, newest first."""
     header = [
@@ -103,11 +112,12 @@ def render_index(layout: Layout, runs: pd.DataFrame, splits: list[str], trend_sr
         "started by",
         *(f"{split} accuracy" for split in splits),
     ]
+    champion_model = champion.current_champion(layout)
     rows = [
         [
             run_cell(layout, run.run_id),
             f"{run.finished_at:%Y-%m-%d %H:%M:%S}",
-            f"{run.model_id} (changed)" if run.model_changed else run.model_id,
+            model_text(run.model_id, run.model_changed, champion_model),
             run.trigger,
             *("" if pd.isna(run[split]) else f"{run[split]:.2%}" for split in splits),
         ]
