@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import psutil
 import pytest
 from prefect_server import (
@@ -47,6 +46,7 @@ from synthetic import SMALL_TRAIN, small_run, write_synthetic_raw
 
 from fashionnet.core.layout import Layout
 from fashionnet.data.idx import read_images, write_idx
+from fashionnet.report.publish import read_history
 from fashionnet_flows.automations import (
     ALERT_KINDS,
     PING_BLOCK,
@@ -312,7 +312,7 @@ def test_manifest_and_history_name_the_flow_run_and_what_started_it(
     assert origin["deployment"] == DEPLOYMENT
     assert origin["trigger"] == "deployment-manual"
     assert ("epochs", override["epochs"]) in set(leaves(origin["overrides"]))
-    history = pd.read_csv(deployed.layout.history_csv)  # this run's rows, one per split
+    history = read_history(deployed.layout.history_csv)  # this run's rows, one per split
     assert set(history["run_id"]) == {deployed.layout.latest_link.resolve().name}
     assert set(history["flow_run_id"]) == {flow_run_id}
     assert set(history["trigger"]) == {"deployment-manual"}
