@@ -236,17 +236,22 @@ def pool_alert(block_id: UUID, pools: list[str]) -> Automation:
     )
 
 
+def run_event(event: str) -> EventTrigger:
+    """Each `event` the flow emits about one of its runs (resource `fashionnet.run.<id>`)."""
+    return EventTrigger(
+        expect={event},
+        match={"prefect.resource.id": "fashionnet.run.*"},
+        posture=Posture.Reactive,
+        threshold=1,
+        within=timedelta(0),
+    )
+
+
 def regression_alert(block_id: UUID) -> Automation:
     return Automation(
         name=REGRESSION_ALERT,
         description="POST both test accuracies when a run is worse than the previous one.",
-        trigger=EventTrigger(
-            expect={REGRESSION_EVENT},
-            match={"prefect.resource.id": "fashionnet.run.*"},
-            posture=Posture.Reactive,
-            threshold=1,
-            within=timedelta(0),
-        ),
+        trigger=run_event(REGRESSION_EVENT),
         actions=webhook_call(block_id, REGRESSION_PAYLOAD),
     )
 
@@ -255,13 +260,7 @@ def drift_alert(block_id: UUID) -> Automation:
     return Automation(
         name=DRIFT_ALERT,
         description="POST the drifted splits and statistics when a run's data drifted.",
-        trigger=EventTrigger(
-            expect={DRIFT_EVENT},
-            match={"prefect.resource.id": "fashionnet.run.*"},
-            posture=Posture.Reactive,
-            threshold=1,
-            within=timedelta(0),
-        ),
+        trigger=run_event(DRIFT_EVENT),
         actions=webhook_call(block_id, DRIFT_PAYLOAD),
     )
 
