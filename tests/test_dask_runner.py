@@ -15,7 +15,9 @@ from synthetic import small_run, write_synthetic_raw
 
 from fashionnet.core.layout import Layout
 
-CHUNKS = 6  # chunks of 200 rows: train 500 rows in 3, validation 100 in 1, test 250 in 2
+# Chunks of 200 rows (train 500 rows in 3, validation 100 in 1, test 250 in 2), counted by the
+# validate stage and predicted by the predict stage: both map theirs on the Dask workers.
+CHUNKS = 2 * 6
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +69,8 @@ def test_dask_runner_reports_equal_thread_runner_reports(
         by_threads = pd.read_parquet(Layout(tmp_path / "threads").predictions(split))
         pd.testing.assert_frame_equal(by_dask, by_threads)
 
-    # The chunks really ran on the workers, and no worker started a Prefect server of its own.
+    # The chunks (cards and predictions) really ran on the workers, and no worker started a
+    # Prefect server of its own.
     executed = client.run(lambda dask_worker: dask_worker.state.executed_count)
     assert sum(executed.values()) == CHUNKS
     worker_pids = client.run(os.getpid).values()
