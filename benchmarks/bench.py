@@ -16,6 +16,7 @@ Sections, in order (each stands alone, so `--only` can rerun it):
   against the same stage on threads.
 - predict: the predict stage against its floor (decoding the pixels plus the bare matrix
   products), against Keras on the same weights and against the pandas baseline.
+- score: `fashionnet score` on 10,000 PNG files against decoding them with Pillow alone.
 - run: the stages one by one, and a warm `fashionnet run` split into library and Prefect.
 - validate: the validate stage on the real data with no stored card, against the training of
   the default recipe; its peak memory at 1x and 10x the training images, each in a fresh
@@ -82,7 +83,14 @@ from fashionnet.model.store import CURVE_NAME, META_NAME, WEIGHTS_NAME
 from fashionnet.model.train import TrainConfig, train
 from fashionnet.model.weights import load_params
 from fashionnet.options import cli_args
-from fashionnet.pipeline import Context, fetch, predict_splits, run_pipeline, validate_data
+from fashionnet.pipeline import (
+    Context,
+    fetch,
+    map_in_threads,
+    predict_splits,
+    run_pipeline,
+    validate_data,
+)
 from fashionnet.predict import read_predictions
 from fashionnet.report.metrics import Tally, confusion_matrix
 
@@ -428,6 +436,65 @@ def bench_predict(bench: Bench) -> None:
     )
 
 
+SCORE_FILES = 10_000  # --quick: a tenth
+SCORE_UPSCALE = 3  # each test image written 3x larger, dark on light on a grey margin
+
+
+def write_score_files(folder: Path, images: np.ndarray) -> list[Path]:
+    """The images as small "photographs" (PNG): upscaled, negated, on a light-grey canvas, so
+    that scoring does the whole conversion (trim, resize, sharpen, pad, negate)."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    side = 28 * SCORE_UPSCALE
+    paths = []
+    for i, pixels in enumerate(images):
+        path = folder / f"{i:05d}.png"
+        if not path.is_file():
+            photo = Image.fromarray(255 - pixels).resize((side, side), Image.Resampling.BILINEAR)
+            canvas = Image.new("L", (side + 20, side + 20), 215)
+            canvas.paste(photo, (10, 10))
+            canvas.save(path)
+        paths.append(path)
+    return paths
+
+
+def bench_score(bench: Bench) -> None:
+    """`fashionnet score` on PNG files against its floor: decoding the same files with Pillow
+    alone. The ratio is what reading, converting, predicting and writing the batch add."""
+    from PIL import Image
+
+    from fashionnet.score.batch import score_batch, scoring_model
+
+    count = SCORE_FILES // 10 if bench.quick else SCORE_FILES
+    test = bench.prepared["test"]
+    pixels = np.rint(read_split(test.path).x[:count] * 255).astype(np.uint8).reshape(-1, 28, 28)
+    files = write_score_files(WORK / "score" / f"png-{count}", pixels)
+    model = scoring_model(bench.layout, str(bench.model.weights_path))
+    out = WORK / "score" / "batches"
+
+    def score() -> int:
+        shutil.rmtree(out, ignore_errors=True)
+        with threads.blas_threads_for_chunks(True):
+            result = score_batch([files[0].parent], model, out, map_chunks=map_in_threads)
+        return len(result.predictions)
+
+    def decode() -> None:
+        for path in files:
+            with Image.open(path) as image:
+                image.load()
+
+    assert score() == count  # warm-up: page cache, imports
+    score_s = median_time(score, bench.repeats)
+    floor_s = median_time(decode, bench.repeats)
+    figures = bench.figures
+    figures.add("score_files", count, "files", f"PNG files of {28 * SCORE_UPSCALE + 20} px a side")
+    figures.add("score_s", score_s, "s", "fashionnet score: files to batch folder, median")
+    figures.add("score_floor_s", floor_s, "s", "floor: decode the same files with Pillow alone")
+    figures.add("score_floor_ratio", score_s / floor_s, "x", "score over its floor (aim: 1.5)")
+    figures.add("score_files_per_s", count / score_s, "files/s", "scoring throughput")
+
+
 def bench_validate(bench: Bench) -> None:
     """The validate stage counted afresh on the real data, against the default recipe's
     training time; then alone in a fresh process at 1x and 10x the training images."""
@@ -559,6 +626,7 @@ SECTIONS: dict[str, Callable[[Bench], None]] = {
     "augment": bench_augment,
     "dask": bench_dask,
     "predict": bench_predict,
+    "score": bench_score,
     "run": bench_run,
     "validate": bench_validate,
 }

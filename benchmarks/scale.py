@@ -27,10 +27,10 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import CONFIG, RUN, run_context
+from fashionnet.core.integrity import sha256_file
 from fashionnet.core.layout import Layout
 from fashionnet.data import idx
 from fashionnet.data.catalog import SPLITS
-from fashionnet.data.fetch import sha256_file
 from fashionnet.model.store import META_NAME
 from fashionnet.pipeline import run_pipeline
 from fashionnet.report.run_report import StageTimer

@@ -189,8 +189,27 @@ class RunOptions(Options):
     regression_tolerance: float = Field(
         0.01,
         ge=0,
-        description="How far (as a fraction, 0.01 = one point) test accuracy may fall below the "
-        "previous run's on the same data before the run reports an accuracy regression.",
+        description="How far (as a fraction, 0.01 = one point) a model may fall below the "
+        "champion's accuracy: on the validation images for its blessing (where the drop must "
+        "also be significant on the paired test), on test before the run reports an accuracy "
+        "regression.",
+    )
+    champion_min_accuracy: float = Field(
+        0.8,
+        ge=0,
+        le=1,
+        description="Validation accuracy a model needs to be blessed as the champion.",
+    )
+    champion_min_class_accuracy: float = Field(
+        0.4,
+        ge=0,
+        le=1,
+        description="Validation accuracy every class needs for the model to be blessed.",
+    )
+    force_promote: bool = Field(
+        False,
+        description="Make this run's model the champion even if the gate does not bless it "
+        "(blessing.json says so).",
     )
 
     @model_validator(mode="after")

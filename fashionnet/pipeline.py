@@ -1,5 +1,5 @@
-"""The pipeline, written once: fetch -> prepare -> validate -> model -> predict -> report ->
-publish.
+"""The pipeline, written once: fetch -> prepare -> validate -> model -> calibrate -> predict
+-> report -> bless -> publish.
 
 `run_pipeline` calls the stages in order. How a stage is run and how the prediction chunks are
 mapped are its arguments: the Prefect flow (flows/pipeline.py) runs each stage as a task and
@@ -9,6 +9,7 @@ caller keep the defaults, a direct call and a thread pool. Every stage takes the
 stage needs.
 """
 
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from fashionnet import predict
+from fashionnet import champion, predict
 from fashionnet.core import atomic, threads
 from fashionnet.core.errors import machine_errors_named
 from fashionnet.core.layout import Layout
@@ -29,10 +30,10 @@ from fashionnet.data.keras_source import keras_raw_data
 from fashionnet.data.parquet import SplitFile
 from fashionnet.data.prepare import RawData, prepare_splits, raw_data_of_files
 from fashionnet.data.schema import load_schema
-from fashionnet.model.source import Model, obtain_model
+from fashionnet.model.source import Model, calibrated, obtain_model
 from fashionnet.model.train import TrainConfig
 from fashionnet.options import RunOptions
-from fashionnet.report import publish
+from fashionnet.report import html, markdown, publish
 from fashionnet.report.metrics import Tally
 from fashionnet.report.run_report import RunOrigin, RunReport, StageTimer, build_report
 
@@ -112,6 +113,12 @@ def obtain(context: Context, splits: dict[str, SplitFile]) -> Model:
     )
 
 
+def calibrate(context: Context, splits: dict[str, SplitFile], model: Model) -> Model:
+    """The model with its temperature, fitted on the validation split (or recorded in its
+    folder from an earlier fit on the same data)."""
+    return calibrated(model, splits.get("validation"), context.layout.models_dir)
+
+
 def plan_predictions(
     context: Context, splits: dict[str, SplitFile], model: Model
 ) -> predict.PredictionPlan:
@@ -131,8 +138,44 @@ def write_report(context: Context, report: RunReport) -> Path:
     return publish.write_run(context.layout.runs_dir, report)
 
 
+def bless(
+    context: Context,
+    splits: dict[str, SplitFile],
+    model: Model,
+    run_dir: Path,
+    report: RunReport,
+) -> RunReport:
+    """The gate: judge the run's model against the floors and the champion, write
+    `blessing.json` into the (not yet published) run folder, blessed or not, and render the
+    verdict into its report.md and report.html. Nothing is switched here: `publish_report`
+    does, so a run stopped before publishing leaves the champion as it was."""
+    options, layout = context.options, context.layout
+    blessing = champion.judge(
+        run_id=report.run_id,
+        model=model,
+        confusions=report.confusions,
+        validation=splits.get(champion.GATE_SPLIT),
+        candidate_predictions=layout.predictions(champion.GATE_SPLIT),
+        champion=champion.current_champion(layout),
+        champion_runs=champion.champion_runs(layout, publish.read_history(layout.history_csv)),
+        thresholds={
+            "min_accuracy": options.champion_min_accuracy,
+            "min_class_accuracy": options.champion_min_class_accuracy,
+            "tolerance": options.regression_tolerance,
+        },
+        force_promote=options.force_promote,
+    )
+    blessing.write(run_dir)
+    log.info("%s", blessing.reason)
+    report = dataclasses.replace(report, blessing=blessing.describe())
+    markdown.write_report_md(run_dir, report)
+    html.write_report_html(run_dir, report)
+    return report
+
+
 def publish_report(context: Context, run_dir: Path, report: RunReport) -> None:
-    """`reports/latest` and the history: the run becomes the project's last run."""
+    """`reports/latest` and the history: the run becomes the project's last run, and its model
+    the champion if the gate (or force_promote) said so."""
     publish.publish_run(context.layout, run_dir, report)
 
 
@@ -227,12 +270,14 @@ def run_pipeline(
         for folder in (layout.data_dir, layout.models_dir, layout.reports_dir):
             for stale in atomic.sweep_stale_temps(folder):
                 log.info("removed %s, left by an interrupted run", stale)
+        publish.finish_interrupted_publishing(layout)
         with timer("fetch_prepare"):
             data_origin, splits = fetch_and_prepare(context, run_stage)
         with timer("validate"):
             validation = validate_data(context, splits, run_stage, map_chunks)
         with timer("model"):
             model = run_stage(obtain, context, splits)
+            model = run_stage(calibrate, context, splits, model)
         with timer("predict"):
             tallies = predict_splits(context, splits, model, run_stage, map_chunks)
         with timer("report"):
@@ -250,6 +295,7 @@ def run_pipeline(
             )
             run_dir = run_stage(write_report, context, report)
             with publish.removed_unless_published(layout.latest_link, run_dir):
+                report = run_stage(bless, context, splits, model, run_dir, report)
                 if before_publish is not None:
                     before_publish(report, run_dir)
                 run_stage(publish_report, context, run_dir, report)

@@ -23,7 +23,7 @@ import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fashionnet.core import atomic, integrity, interrupts
+from fashionnet.core import atomic, formats, integrity, interrupts
 from fashionnet.core.errors import FashionnetError
 from fashionnet.core.layout import Layout
 from fashionnet.data.catalog import NUM_PIXELS
@@ -42,9 +42,10 @@ META_MODEL_ID = "fashionnet.model_id"
 META_DATA_FINGERPRINT = "fashionnet.data_fingerprint"
 
 # One row per image: its position in the split, its true class, the most and the second most
-# probable classes, the probability of the first (`confidence`) and the log of the probability
-# of the true class (`true_log_prob`, by log-sum-exp from the scores: finite even where the
-# probability underflows float32). Every figure of the report can be recomputed from these.
+# probable classes, the calibrated probability of the first (`confidence`) and the log of the
+# calibrated probability of the true class (`true_log_prob`, by log-sum-exp from the scores:
+# finite even where the probability underflows float32), then the same two before calibration
+# (temperature 1). Every figure of the report can be recomputed from these.
 PREDICTIONS_SCHEMA = pa.schema(
     [
         ("index", pa.int32()),
@@ -53,8 +54,20 @@ PREDICTIONS_SCHEMA = pa.schema(
         ("second", pa.uint8()),
         ("confidence", pa.float32()),
         ("true_log_prob", pa.float32()),
+        ("raw_confidence", pa.float32()),
+        ("raw_true_log_prob", pa.float32()),
     ]
 )
+# The columns a split's tally is made of (`Tally.of_predictions`), in its argument order.
+TALLY_COLUMNS = [
+    "label",
+    "predicted",
+    "second",
+    "confidence",
+    "true_log_prob",
+    "raw_confidence",
+    "raw_true_log_prob",
+]
 
 
 @dataclass
@@ -63,8 +76,10 @@ class ChunkPrediction:
     label: np.ndarray  # uint8 (n,)
     predicted: np.ndarray  # uint8 (n,), the most probable class
     second: np.ndarray  # uint8 (n,), the second most probable class
-    confidence: np.ndarray  # float32 (n,), the probability of the predicted class
-    true_log_prob: np.ndarray  # float32 (n,), log of the probability of the true class
+    confidence: np.ndarray  # float32 (n,), the calibrated probability of the predicted class
+    true_log_prob: np.ndarray  # float32 (n,), log of the calibrated probability of the true class
+    raw_confidence: np.ndarray  # float32 (n,), `confidence` at temperature 1
+    raw_true_log_prob: np.ndarray  # float32 (n,), `true_log_prob` at temperature 1
     tally: Tally  # the chunk's sums: confusion counts, top-2 hits, log loss, calibration bins
 
     def columns(self) -> list[np.ndarray]:
@@ -74,7 +89,7 @@ class ChunkPrediction:
 
 def top_two(probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The most and the second most probable class of each row (ties: the lower class first,
-    as argmax picks)."""
+    as argmax picks), from probabilities or from the scores they are the softmax of."""
     rows = np.arange(len(probabilities))
     first = probabilities.argmax(axis=1)
     others = probabilities.copy()
@@ -82,26 +97,32 @@ def top_two(probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return first.astype(np.uint8), others.argmax(axis=1).astype(np.uint8)
 
 
+def confidence_and_true_log_prob(
+    output: np.ndarray, labels: np.ndarray, temperature: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The probability of the most probable class and the log probability of the true class,
+    float32, from the scores divided by `temperature` (which changes no ranking)."""
+    scaled = output / np.float32(temperature)
+    confidence = softmax(scaled).max(axis=1).astype(np.float32)
+    true_log_prob = log_softmax(scaled)[np.arange(len(scaled)), labels].astype(np.float32)
+    return confidence, true_log_prob
+
+
 def predict_chunk(
-    params: Mapping[str, np.ndarray], parquet_path: Path, row_groups: range
+    params: Mapping[str, np.ndarray],
+    parquet_path: Path,
+    row_groups: range,
+    temperature: float = 1.0,
 ) -> ChunkPrediction:
-    """Read the row groups `row_groups` of a split and predict them in one call."""
+    """Read the row groups `row_groups` of a split and predict them in one call, the
+    probabilities calibrated by `temperature` (`model.calibration`) and also as they were."""
     batch = read_row_groups(parquet_path, row_groups)
     output = scores(params, batch.x)
-    probabilities = softmax(output)  # = two_layer_net.predict, without a second forward pass
-    predicted, second = top_two(probabilities)
-    confidence = probabilities.max(axis=1).astype(np.float32)
-    rows = np.arange(len(output))
-    true_log_prob = log_softmax(output)[rows, batch.label].astype(np.float32)
-    return ChunkPrediction(
-        index=batch.index,
-        label=batch.label,
-        predicted=predicted,
-        second=second,
-        confidence=confidence,
-        true_log_prob=true_log_prob,
-        tally=Tally.of_predictions(batch.label, predicted, second, confidence, true_log_prob),
-    )
+    predicted, second = top_two(output)  # the softmax and the temperature keep the order
+    raw = confidence_and_true_log_prob(output, batch.label, 1.0)
+    calibrated = confidence_and_true_log_prob(output, batch.label, temperature)
+    columns = (batch.label, predicted, second, *calibrated, *raw)
+    return ChunkPrediction(batch.index, *columns, tally=Tally.of_predictions(*columns))
 
 
 @dataclass(frozen=True)
@@ -113,6 +134,7 @@ class ChunkJob:
     parquet_path: Path
     row_groups: range
     rows: int
+    temperature: float = 1.0
 
 
 def chunk_bytes(rows: int, hidden: int) -> int:
@@ -151,9 +173,10 @@ def predict_chunk_job(job: ChunkJob) -> ChunkPrediction:
     params = load_params(job.weights_path)
     check_memory(job.weights_path, job.rows, params["b1"].size)
     with np.errstate(over="ignore", invalid="ignore"):  # overflow ends in NaN: refused below
-        prediction = predict_chunk(params, job.parquet_path, job.row_groups)
-    finite = (
-        np.isfinite(prediction.confidence).all() and np.isfinite(prediction.true_log_prob).all()
+        prediction = predict_chunk(params, job.parquet_path, job.row_groups, job.temperature)
+    finite = all(
+        np.isfinite(getattr(prediction, name)).all()
+        for name in ("confidence", "true_log_prob", "raw_confidence", "raw_true_log_prob")
     )
     if not finite:  # a NaN probability makes its row's max NaN, an infinite score its log NaN
         raise refusal(job.weights_path, "gives class probabilities that are not finite (overflow)")
@@ -161,9 +184,14 @@ def predict_chunk_job(job: ChunkJob) -> ChunkPrediction:
 
 
 def prediction_metadata(model_id: str, split: SplitFile) -> dict[str, str]:
-    """What a predictions file must record to be up to date: the model and the split's data (its
-    sources and, for a file cut by the split rule, the rule: another rule, other rows)."""
-    return {META_MODEL_ID: model_id, META_DATA_FINGERPRINT: split.fingerprint}
+    """What a predictions file must record to be up to date: its format version, the model and
+    the split's data (its sources and, for a file cut by the split rule, the rule: another rule,
+    other rows)."""
+    return {
+        formats.PARQUET_KEY: str(formats.CURRENT[formats.PREDICTIONS]),
+        META_MODEL_ID: model_id,
+        META_DATA_FINGERPRINT: split.fingerprint,
+    }
 
 
 @dataclass(frozen=True)
@@ -210,6 +238,7 @@ def plan_predictions(
                 split_file.path,
                 groups,
                 sum(split_file.row_group_rows[g] for g in groups),
+                model.temperature,
             )
             for groups in chunks
         ]
@@ -238,11 +267,10 @@ def total_tally(chunks: Sequence[ChunkPrediction]) -> Tally:
 def tally_of_file(path: Path) -> Tally:
     """The tally of a predictions file, a row group at a time (memory stays at one chunk)."""
     parquet = pq.ParquetFile(path)
-    names = ["label", "predicted", "second", "confidence", "true_log_prob"]
     groups = range(parquet.num_row_groups)
     return Tally.total(
-        Tally.of_predictions(*(group[name].to_numpy() for name in names))
-        for group in (parquet.read_row_group(g, columns=names) for g in groups)
+        Tally.of_predictions(*(group[name].to_numpy() for name in TALLY_COLUMNS))
+        for group in (parquet.read_row_group(g, columns=TALLY_COLUMNS) for g in groups)
     )
 
 
@@ -263,11 +291,19 @@ def write_predictions(
 
 def predictions_up_to_date(path: Path, metadata: Mapping[str, str], rows: int) -> bool:
     """Whether `path` is intact (`integrity.verified`: a damaged file is moved aside) and holds
-    `rows` predictions with our schema and exactly these metadata values."""
+    `rows` predictions with our schema and exactly these metadata values. A file of a newer
+    format stops the run (`formats.NewerFormat`); one without this format's version is made
+    again."""
     if not integrity.verified(path):
         return False
     file_metadata = pq.read_metadata(path)
     schema = file_metadata.schema.to_arrow_schema()
+    try:
+        version = (schema.metadata or {}).get(formats.PARQUET_KEY.encode())
+        formats.check(path, formats.PREDICTIONS, version)
+    except ValueError as problem:
+        log.warning("%s: %s; predicting again", path, problem)
+        return False
     if file_metadata.num_rows != rows or not schema.equals(PREDICTIONS_SCHEMA):
         log.warning(
             "%s does not hold %d predictions of the expected columns; rewriting", path, rows

@@ -16,14 +16,15 @@ The server evaluates them; nothing here runs while the pipeline runs.
 from datetime import timedelta
 from uuid import UUID
 
-# Emitted by the flow; its resource is `fashionnet.run.<run folder name>`.
-from fashionnet_flows.pipeline import DRIFT_EVENT, REGRESSION_EVENT
 from prefect.automations import Automation
 from prefect.blocks.webhook import Webhook
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import StateType
 from prefect.events.actions import CallWebhook, ChangeFlowRunState
 from prefect.events.schemas.automations import EventTrigger, Posture
+
+# Emitted by the flow; its resource is `fashionnet.run.<run folder name>`.
+from fashionnet_flows.pipeline import DRIFT_EVENT, REGRESSION_EVENT
 
 # Flow runs emit a heartbeat every PREFECT_FLOWS_HEARTBEAT_FREQUENCY seconds (prefect.yaml sets
 # 30); three missed ones mean the process is gone. Prefect's minimum frequency is 30 s.

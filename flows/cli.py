@@ -6,6 +6,7 @@ fashionnet runs               past runs from reports/history.csv
 fashionnet prune --keep N     delete the run folders beyond the N newest
 fashionnet card [SPLIT]       a split's data card (all splits by default)
 fashionnet schema infer OUT   write a data schema inferred from a training split
+fashionnet score INPUT...     score new images with the champion model (fashionnet_flows.score)
 
 `run`'s options are generated from the declarations in `fashionnet.options.RunOptions` and
 `fashionnet.model.train.TrainConfig`: their names, defaults, help and choices are written only
@@ -13,19 +14,20 @@ there.
 
 Ctrl-C (SIGINT) and SIGTERM ask the run to stop (`fashionnet.core.interrupts`): the loops stop at
 their next step, the command says `fashionnet: interrupted` and exits 130 or 143. Without
-PREFECT_API_URL the run gets a temporary Prefect server of its own, in its own session so that
-Ctrl-C at the terminal reaches this process alone; it is stopped however the run ends.
+PREFECT_API_URL the run gets a temporary Prefect server of its own
+(`fashionnet_flows.temporary_server`), in its own session so that Ctrl-C at the terminal reaches
+this process alone; it is stopped however the run ends, and ends with it even on SIGKILL.
 """
 
 import _thread
 import contextlib
-import functools
+import enum
 import inspect
+import os
 import signal
-import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -39,21 +41,15 @@ from fashionnet.core.paths import resolve_output, writable_folder
 from fashionnet.core.settings import SERVER_STARTUP_VARIABLE, apply_environment_defaults
 from fashionnet.model.train import TrainConfig
 from fashionnet.options import RunOptions, choices, cli_flag
+from fashionnet_flows.score import score
+from fashionnet_flows.temporary_server import ServerDidNotStart, TemporaryServer
 
-# Options renamed in this release, still accepted (with a warning) until the next one.
-DEPRECATED = {
-    "init": ("--init", "train|random: use --model-source train|random instead."),
-    "weights": ("--weights", "FILE: use --model-source file --weights-file FILE instead."),
-}
+API_URL_VARIABLE = "PREFECT_API_URL"
 
 
 def fail(message: str) -> None:
     typer.echo(f"fashionnet: error: {message}", err=True)
     raise typer.Exit(1)
-
-
-def warn(message: str) -> None:
-    typer.echo(f"fashionnet: warning: {message}", err=True)
 
 
 # After a stop request, the seconds the loops get to stop at a step of their own before the
@@ -111,61 +107,71 @@ def forcible() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def prefect_api() -> Iterator[None]:
+def prefect_api() -> Iterator[Callable[[], None]]:
     """PREFECT_API_URL when set; else a temporary Prefect server for this run alone.
 
-    It is Prefect's own temporary server (`SubprocessASGIServer`), started in a session of its
-    own so that Ctrl-C at the terminal does not kill it under the run, registered as the one
-    Prefect's clients use, and stopped, after the run's logs and events are sent, however the
-    run ends.
+    Yields `ready`, to call before the flow runs: the server starts while the caller imports the
+    flow (each takes seconds), and `ready` waits for it to answer. The server is this run's own
+    (`TemporaryServer`): its address is PREFECT_API_URL for every Prefect client of the process
+    and of the processes it starts, and it is stopped, after the run's logs and events are sent,
+    however the run ends.
     """
-    from unittest import mock
-
-    from prefect.events.worker import EventsWorker
-    from prefect.logging.handlers import APILogWorker
-    from prefect.server.api.server import SubprocessASGIServer
-    from prefect.settings import (
-        PREFECT_API_URL,
-        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
-        temporary_settings,
-    )
+    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS
 
     if PREFECT_API_URL.value():
         with forcible():
-            yield
+            yield lambda: None
         return
 
-    class OwnSessionServer(SubprocessASGIServer):
-        def _run_uvicorn_command(self) -> subprocess.Popen:
-            # Prefect starts the server with subprocess.Popen and no way to ask for a session.
-            in_own_session = functools.partial(subprocess.Popen, start_new_session=True)
-            with mock.patch.object(subprocess, "Popen", in_own_session):
-                return super()._run_uvicorn_command()
-
-    server = OwnSessionServer()  # port None: the instance Prefect's clients look up
     startup = PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()
+
+    def ready() -> None:
+        # Said here, once the flow's import has set up Prefect's logging.
+        logger.info(f"Starting temporary server on {server.address}")
+        try:
+            server.wait_until_ready(startup, check=interrupts.check)
+        except ServerDidNotStart as error:
+            raise FashionnetError(
+                f"the temporary Prefect server did not start within {startup} s ({error}): "
+                f"on a busy machine raise {SERVER_STARTUP_VARIABLE}, or start a server "
+                "with `make server` and set PREFECT_API_URL=http://127.0.0.1:4200/api"
+            ) from None
+
+    with forcible(), TemporaryServer() as server, api_url_everywhere(server.api_url):
+        from prefect.events.worker import EventsWorker
+        from prefect.logging import get_logger
+        from prefect.logging.handlers import APILogWorker
+
+        logger = get_logger()
+        try:
+            yield ready
+        finally:
+            _forcible.clear()
+            # Send what is queued while the server still listens (not at exit, when it is gone
+            # and every send would print a connection error).
+            APILogWorker.drain_all(timeout=5)
+            EventsWorker.drain_all(timeout=5)
+            logger.info(f"Stopping temporary server on {server.address}")
+
+
+@contextlib.contextmanager
+def api_url_everywhere(api_url: str) -> Iterator[None]:
+    """PREFECT_API_URL=`api_url` for the block, in os.environ, from which Prefect's settings are
+    read again: every thread and every child process (Dask's local workers) uses that server,
+    none starts a temporary one of its own."""
+    from prefect.context import refresh_global_settings_context
+
+    previous = os.environ.get(API_URL_VARIABLE)
+    os.environ[API_URL_VARIABLE] = api_url
+    refresh_global_settings_context()
     try:
-        with forcible():
-            try:
-                server.start(timeout=startup)
-            except Exception as error:  # noqa: BLE001 (any failure to start: one line)
-                what = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
-                raise FashionnetError(
-                    f"the temporary Prefect server did not start within {startup} s ({what}): "
-                    f"on a busy machine raise {SERVER_STARTUP_VARIABLE}, or start a server "
-                    "with `make server` and set PREFECT_API_URL=http://127.0.0.1:4200/api"
-                ) from None
-            with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
-                try:
-                    yield
-                finally:
-                    _forcible.clear()
-                    # Send what is queued while the server still listens (not at exit, when
-                    # it is gone and every send would print a connection error).
-                    APILogWorker.drain_all(timeout=5)
-                    EventsWorker.drain_all(timeout=5)
+        yield
     finally:
-        server.stop()
+        if previous is None:
+            del os.environ[API_URL_VARIABLE]
+        else:
+            os.environ[API_URL_VARIABLE] = previous
+        refresh_global_settings_context()
 
 
 def option_parameters(model: type[BaseModel]) -> list[inspect.Parameter]:
@@ -190,34 +196,9 @@ def option_parameters(model: type[BaseModel]) -> list[inspect.Parameter]:
     return parameters
 
 
-def deprecated_parameters() -> list[inspect.Parameter]:
-    return [
-        inspect.Parameter(
-            name,
-            inspect.Parameter.KEYWORD_ONLY,
-            default=None,
-            annotation=Annotated[str | None, typer.Option(flag, help=text, hidden=True)],
-        )
-        for name, (flag, text) in DEPRECATED.items()
-    ]
-
-
-def with_deprecated_options(values: dict[str, Any]) -> dict[str, Any]:
-    """`values` with the renamed options moved to their new names."""
-    init, weights = values.pop("init"), values.pop("weights")
-    if init is not None:
-        warn(f"--init is renamed --model-source; use --model-source {init}")
-        values["model_source"] = init
-    if weights is not None:
-        warn(f"--weights is renamed; use --model-source file --weights-file {weights}")
-        values.update(model_source="file", weights_file=weights)
-    return values
-
-
 def run(**values: Any) -> None:
     """Fetch, prepare, obtain the model (train, random or a file), predict in chunks and write
     the reports."""
-    values = with_deprecated_options(values)
     try:
         options = RunOptions(**{name: values[name] for name in RunOptions.model_fields})
         train = TrainConfig(**{name: values[name] for name in TrainConfig.model_fields})
@@ -243,11 +224,12 @@ def start_pipeline(options: RunOptions, train: TrainConfig) -> dict[str, Any]:
     # Checked before Prefect is imported: it makes its home in the project folder at import.
     writable_folder(project_dir, option="--project-dir")
     apply_environment_defaults(project_dir)
-    from fashionnet_flows.pipeline import fashionnet_pipeline  # imports Prefect: only when running
-
     # The flow resolves project_dir against the same working directory: passed as given, it is
     # an override in the run's manifest only when the user gave one.
-    with prefect_api():
+    with prefect_api() as ready:
+        from fashionnet_flows.pipeline import fashionnet_pipeline  # while the server starts
+
+        ready()
         return fashionnet_pipeline(options=options, train=train)
 
 
@@ -261,33 +243,66 @@ def run_command() -> Any:
         run(**values)
 
     command.__doc__ = run.__doc__
-    command.__signature__ = inspect.Signature(parameters + deprecated_parameters())
+    command.__signature__ = inspect.Signature(parameters)
     return command
+
+
+class OutputFormat(enum.StrEnum):
+    """How `fashionnet report` and `fashionnet runs` print."""
+
+    TABLE = "table"
+    CSV = "csv"
+    JSON = "json"
+
+
+FormatOption = Annotated[
+    OutputFormat,
+    typer.Option(
+        "--format",
+        help="table: for people, fitted to the terminal (80 columns when piped); csv or json: "
+        "for scripts, the values as the files hold them.",
+    ),
+]
 
 
 def report(
     run: Annotated[str, typer.Argument(help="Run id under reports/runs/.")] = "latest",
     project_dir: Annotated[Path, typer.Option(help="Folder holding reports/.")] = Path("."),
+    output_format: FormatOption = OutputFormat.TABLE,
 ) -> None:
-    """Print a run's headline figures and per-class table."""
-    from fashionnet.report.terminal import render_report
+    """Print a run's headline figures and per-class table (csv: overall.csv's rows, their
+    class_name empty, then per_class.csv's; json: both files' rows)."""
+    from fashionnet.report import terminal
 
     layout = Layout(project_dir.resolve())
     run_dir = layout.latest_link if run == "latest" else layout.runs_dir / run
     try:
-        render_report(run_dir)
+        if output_format == OutputFormat.TABLE:
+            terminal.render_report(run_dir)
+        else:
+            show = {OutputFormat.CSV: terminal.report_csv, OutputFormat.JSON: terminal.report_json}
+            typer.echo(show[output_format](run_dir), nl=False)
     except FashionnetError as exc:
         fail(str(exc))
 
 
 def runs(
     project_dir: Annotated[Path, typer.Option(help="Folder holding reports/.")] = Path("."),
+    output_format: FormatOption = OutputFormat.TABLE,
 ) -> None:
-    """List past runs from reports/history.csv with their accuracy."""
-    from fashionnet.report.terminal import render_runs
+    """List past runs from reports/history.csv with their accuracy (csv and json: its rows,
+    each with the parameters its run changed)."""
+    from fashionnet.report import terminal
 
+    history_csv = Layout(project_dir.resolve()).history_csv
     try:
-        render_runs(Layout(project_dir.resolve()).history_csv)
+        if output_format == OutputFormat.TABLE:
+            terminal.render_runs(history_csv)
+        else:
+            show = {OutputFormat.CSV: terminal.runs_csv, OutputFormat.JSON: terminal.runs_json}
+            typer.echo(show[output_format](history_csv), nl=False)
+            if skipped := terminal.skipped_history(history_csv):
+                typer.echo(skipped, err=True)  # stdout stays parseable
     except FashionnetError as exc:
         fail(str(exc))
 
@@ -362,6 +377,7 @@ def make_app() -> typer.Typer:
     app.command()(runs)
     app.command()(prune)
     app.command()(card)
+    app.command()(score)
     schema = typer.Typer(help="Data schemas: what every split must fit.", no_args_is_help=True)
     schema.command(name="infer")(infer_schema)
     app.add_typer(schema, name="schema")

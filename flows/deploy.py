@@ -159,9 +159,10 @@ def save_automations(url: str | None) -> list[str]:
 def deploy(extra_args: Sequence[str]) -> None:
     url = alert_url(dict(os.environ))  # a mistake in it stops the deploy before any change
 
-    from fashionnet_flows.pipeline import fashionnet_pipeline
     from prefect.client.orchestration import get_client
     from prefect.settings import get_current_settings
+
+    from fashionnet_flows.pipeline import fashionnet_pipeline
 
     if not get_current_settings().api.url:
         raise FashionnetError(

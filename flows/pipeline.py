@@ -14,8 +14,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from fashionnet_flows.artifacts import ChunkProgress, publish_run_artifacts
-from fashionnet_flows.logs import configure_run_logging
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
@@ -35,6 +33,8 @@ from fashionnet.pipeline import Context, run_pipeline
 from fashionnet.predict import predict_chunk_job
 from fashionnet.report import publish
 from fashionnet.report.run_report import RunOrigin
+from fashionnet_flows.artifacts import ChunkProgress, publish_run_artifacts
+from fashionnet_flows.logs import configure_run_logging
 
 
 @functools.cache

@@ -113,8 +113,9 @@ def main() -> None:
             "fashionnet serve: error: no Prefect server configured; start one with `make server` "
             "and use `make serve` (or set PREFECT_API_URL=http://127.0.0.1:4200/api)"
         )
-    from fashionnet_flows.pipeline import fashionnet_pipeline
     from prefect.client.orchestration import get_client
+
+    from fashionnet_flows.pipeline import fashionnet_pipeline
 
     scheduled = f"{fashionnet_pipeline.name}/{deployment['name']}"
     with get_client(sync_client=True) as client:

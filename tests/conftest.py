@@ -36,6 +36,29 @@ MODULE_MARKERS = {
 }
 
 
+# `make test` runs the suite in two pytest-xdist workers (--dist loadscope), each taking whole
+# groups: a module's tests stay together, so its module fixtures are made once, and so do the
+# modules named here: they share a costly session fixture, or run the deploy step in this
+# checkout (one at a time). (xdist's own loadgroup cannot regroup tests under pytest 9.)
+XDIST_GROUPS = {
+    "test_reliability_cli": "finished_project",
+    "test_damage_derived": "finished_project",
+    "test_damage_bookkeeping": "finished_project",
+    "test_flow": "real_default_run",
+    "test_train": "real_default_run",
+    "test_deployment": "deploy",
+    "test_operations": "deploy",
+}
+# Under xdist, groups with a test of these kinds go first, the slow kinds first (a server test
+# mostly waits, and the other worker works meanwhile); the quick tests fill in at the end.
+SLOW_FIRST = ("server", "prefect", "realdata")
+
+
+def xdist_group(nodeid: str) -> str:
+    module = Path(nodeid.split("::")[0]).stem
+    return XDIST_GROUPS.get(module, module)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         used = getattr(item, "fixturenames", ())
@@ -44,6 +67,32 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             markers.add(MODULE_MARKERS[item.path.stem])
         for marker in sorted(markers):
             item.add_marker(marker)
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        slow_groups_first(items)
+
+
+def slow_groups_first(items: list[pytest.Item]) -> None:
+    """Order the tests by their group's slowest kind (SLOW_FIRST), keeping the order within."""
+    rank: dict[str, int] = {}
+    for item in items:
+        group = xdist_group(item.nodeid)
+        kinds = [SLOW_FIRST.index(m.name) for m in item.iter_markers() if m.name in SLOW_FIRST]
+        rank[group] = min([rank.get(group, len(SLOW_FIRST)), *kinds])
+    items.sort(key=lambda item: rank[xdist_group(item.nodeid)])
+
+
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: without xdist, never called
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """--dist loadscope with a scope per group (XDIST_GROUPS) rather than per module."""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_group(nodeid)
+
+    return GroupScheduling(config, log)
 
 
 @pytest.fixture(scope="session")
@@ -60,6 +109,15 @@ def real_raw_dir() -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return folder
+
+
+@pytest.fixture(scope="session")
+def report_run_dir(tmp_path_factory) -> Path:
+    """The run folder of `report_fixtures.make_report()`, drawn once, for tests that only read
+    it (copy it before changing it)."""
+    from report_fixtures import make_run
+
+    return make_run(tmp_path_factory.mktemp("report-run"))
 
 
 @pytest.fixture(scope="session")
@@ -86,3 +144,16 @@ def finished_project(tmp_path_factory, cli_env):
     from cli_runs import make_baseline
 
     return make_baseline(tmp_path_factory.mktemp("finished"), cli_env)
+
+
+@pytest.fixture(scope="session")
+def real_default_run(prefect_harness, real_raw_dir, tmp_path_factory) -> tuple[Path, dict]:
+    """The project folder and summary of the pipeline with every default on the real data: one
+    training of the default recipe for the tests of the flow (test_flow.py) and of what that
+    recipe reaches (test_train.py)."""
+    from fashionnet.options import RunOptions
+    from fashionnet_flows.pipeline import fashionnet_pipeline
+
+    project = tmp_path_factory.mktemp("real-default")
+    options = RunOptions(raw_dir=str(real_raw_dir), project_dir=str(project))
+    return project, fashionnet_pipeline(options=options)

@@ -9,7 +9,7 @@ import pandas as pd
 
 from fashionnet.report import publish
 from fashionnet.report.metrics import Tally
-from fashionnet.report.run_report import EVALUATION_SPLIT, RunReport, galleries
+from fashionnet.report.run_report import RunReport, galleries, reliability_tallies
 
 LEARNING_CURVE_CSV = (
     "epoch,loss,minibatch_accuracy,validation_accuracy,learning_rate\n"
@@ -76,7 +76,7 @@ EVERY_FIGURE = {
     "per_class_accuracy.png": "Accuracy per class",
     "confusion_train.png": "Confusion matrix (train)",
     "confusion_test.png": "Confusion matrix (test)",
-    "calibration_test.png": "Reliability diagram (test)",
+    "reliability.png": "Reliability diagram of the calibrated model (validation and test)",
     "learning_curve.png": "Learning curve",
     "misclassified_test.png": "Most confidently wrong test images",
     "samples.png": "Test images by class",
@@ -108,7 +108,7 @@ def make_report(
         misclassified=misclassified,
         samples=samples,
         probability_metrics={split: t.probability_metrics() for split, t in tallies.items()},
-        calibration=tallies.get(EVALUATION_SPLIT),
+        calibration=reliability_tallies(tallies),
     )
 
 

@@ -5,19 +5,19 @@ import io
 import re
 
 import pytest
-from fashionnet_flows.artifacts import SUMMARY_FIGURE_WIDTH, SUMMARY_FIGURES, summary_markdown
 from PIL import Image
-from report_fixtures import make_report, make_run
+from report_fixtures import make_report
 
 from fashionnet.report.markdown import per_class_section, weakest_section
+from fashionnet_flows.artifacts import SUMMARY_FIGURE_WIDTH, SUMMARY_FIGURES, summary_markdown
 
 MD_TARGET = re.compile(r"\]\(([^)]+)\)")
 EMBEDDED = re.compile(r"!\[([^\]]*)\]\(data:image/png;base64,([^)]+)\)")
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    return make_run(tmp_path_factory.mktemp("run"))
+@pytest.fixture
+def run_dir(report_run_dir):
+    return report_run_dir
 
 
 def test_the_key_figures_are_inside_small_and_the_rest_named_by_path(run_dir):

@@ -21,7 +21,6 @@ from urllib.parse import unquote, urlparse
 import pandas as pd
 import pytest
 import requests
-from fashionnet_flows.artifacts import REPORT_KEY, SUMMARY_FIGURES
 from prefect_server import PREFECT, free_port, spawn, stop, wait_for
 from report_fixtures import make_report
 
@@ -30,6 +29,7 @@ from fashionnet.report import publish
 from fashionnet.report.columns import HISTORY_COLUMNS, csv_text
 from fashionnet.report.html import write_report_html
 from fashionnet.report.trend import write_trend
+from fashionnet_flows.artifacts import REPORT_KEY, SUMMARY_FIGURES
 
 pytestmark = pytest.mark.browser
 
@@ -111,7 +111,11 @@ def test_report_and_index_work_from_the_file_system(browser, tmp_path):
     run_dir = publish.write_run(layout.runs_dir, report)
     write_report_html(run_dir, report)
     published = report.overall.assign(
-        run_id=report.run_id, data_fingerprint="", flow_run_id="", trigger="schedule"
+        format_version=1,
+        run_id=report.run_id,
+        data_fingerprint="",
+        flow_run_id="",
+        trigger="schedule",
     )
     history = pd.concat(
         [

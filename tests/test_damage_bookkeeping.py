@@ -88,7 +88,7 @@ class Bookkeeping:
     damage: Callable[[Layout], None]
     moved: str | None  # what is moved aside (under reports/): history.csv, latest or nothing
     warning: str  # the warning up to "moved it to"; {path} is reports/<moved>
-    history_kept: bool  # whether the history's earlier rows stay in history.csv
+    history_kept: Callable[[int], int]  # how many of the history's N earlier rows stay
 
 
 def history_rows_of(layout: Layout) -> str:
@@ -108,40 +108,52 @@ BOOKKEEPING = [
         "history.csv is binary garbage",
         lambda layout: layout.history_csv.write_bytes(bytes(range(255, -1, -1)) * 40),
         "history.csv",
-        "{path} cannot be read (its header is not UTF-8 text)",
-        history_kept=False,
+        "{path} has lines that cannot be read (line 1: its header is not UTF-8 text",
+        history_kept=lambda rows: 0,
     ),
     Bookkeeping(
         "history.csv has another header",
         lambda layout: layout.history_csv.write_text("when,what\n" + history_rows_of(layout)),
         "history.csv",
-        "{path} cannot be read (its header 'when,what' is not 'finished_at,run_id,",
-        history_kept=False,
+        "{path} has lines that cannot be read (line 1: its header 'when,what' is not "
+        "'format_version,finished_at,",
+        history_kept=lambda rows: rows,  # the rows are still this layout's
     ),
     Bookkeeping(
         "history.csv has a malformed row",
         lambda layout: layout.history_csv.write_text(
-            layout.history_csv.read_text() + "2026-11-28T01:00:00+00:00,r9,test\n"
+            layout.history_csv.read_text() + "1,2026-11-28T01:00:00+00:00,r9,test\n"
         ),
         "history.csv",
-        "{path} cannot be read (line 5: 3 fields, expected 9)",
-        history_kept=False,
+        "{path} has lines that cannot be read (line 5: 4 fields, expected 10)",
+        history_kept=lambda rows: rows,
     ),
     Bookkeeping(
-        "history.csv of the previous release",
+        "history.csv without format versions",
         lambda layout: layout.history_csv.write_text(
-            HEADER.replace("data_fingerprint", "data_sha256") + history_rows_of(layout)
+            HEADER.removeprefix("format_version,")
+            + "".join(row.removeprefix("1,") for row in history_rows_of(layout).splitlines(True))
         ),
-        None,
-        "",
-        history_kept=True,
+        "history.csv",
+        "{path} has lines that cannot be read (line 1: its header 'finished_at,run_id,split,",
+        history_kept=lambda rows: 0,
+    ),
+    Bookkeeping(
+        "history.csv with a row of an older format version",
+        lambda layout: layout.history_csv.write_text(
+            HEADER + history_rows_of(layout).replace("1,", "0,", 1)
+        ),
+        "history.csv",
+        "{path} has lines that cannot be read (line 2: history format 0 is older than this "
+        "fashionnet's 1)",
+        history_kept=lambda rows: rows - 1,
     ),
     Bookkeeping(
         "reports/latest is a folder",
         latest_replaced_by_a_copy,
         "latest",
         "{path} is a folder, not a link to a run",
-        history_kept=True,
+        history_kept=lambda rows: rows,
     ),
 ]
 
@@ -187,9 +199,13 @@ def test_damaged_bookkeeping_is_moved_aside_and_the_run_publishes(
     reports_dir = outcome.project / "reports"
     history_rows = len(read_history(Layout(finished_project.project).history_csv))
     assert_published_like_the_undamaged_run(
-        outcome.result, outcome.project, finished_project, history_rows if case.history_kept else 0
+        outcome.result, outcome.project, finished_project, case.history_kept(history_rows)
     )
-    warnings = [line for line in outcome.result.stderr.splitlines() if "moved it to" in line]
+    warnings = [
+        line
+        for line in outcome.result.stderr.splitlines()
+        if "moved it to" in line or "the file as it was in" in line
+    ]
     if case.moved is None:
         assert warnings == [] and not list(reports_dir.glob("*.damaged-*"))
         return
@@ -197,7 +213,7 @@ def test_damaged_bookkeeping_is_moved_aside_and_the_run_publishes(
     assert contents(aside) == outcome.damaged, "the damaged file is kept as it was"
     [warning] = warnings
     assert case.warning.format(path=reports_dir / case.moved) in warning
-    assert f"moved it to {aside}" in warning
+    assert str(aside) in warning
     runs = {p.name for p in (reports_dir / "runs").iterdir()}
     earlier = Layout(finished_project.project).latest_link.resolve().name
     assert runs == {earlier, new_run_dir(outcome.result).name}, "one new run folder"
@@ -213,8 +229,38 @@ def test_fashionnet_runs_shows_what_it_can_read_and_names_what_it_skipped(bookke
         notes[name] = " ".join(runs.stdout.split()).replace(skipped, "SKIPPED ")  # may wrap
     malformed, garbage = notes.values()
     assert "test accuracy" in malformed, "the runs it could read are listed"
-    assert "SKIPPED history.csv (line 5: 3 fields, expected 9)" in malformed
-    assert garbage.startswith("SKIPPED history.csv (its header is not UTF-8 text)")
+    assert "SKIPPED history.csv (line 5: 4 fields, expected 10)" in malformed
+    assert garbage.startswith(
+        "SKIPPED history.csv (line 1: its header is not UTF-8 text; line 2: not UTF-8 text;"
+    )
+
+
+def test_a_history_of_a_newer_fashionnet_stops_the_run_in_one_line_and_stays(
+    finished_project, cli_env, tmp_path
+):
+    """Not damage: a newer fashionnet's file, neither misread nor replaced. The line names it
+    and what to do; moving it aside, as the line says, lets the run publish."""
+    project = copy_project(finished_project, tmp_path)
+    layout = Layout(project)
+    newer = HEADER.replace("\n", ",region\n") + "".join(
+        "2" + row.removeprefix("1")[:-1] + ",eu\n"
+        for row in history_rows_of(layout).splitlines(True)
+    )
+    layout.history_csv.write_text(newer)
+    before = snapshot(project)
+    args = ("--raw-dir", str(tmp_path / "raw"), "--project-dir", str(project), *SMALL)
+
+    result = run_fashionnet(*args, env=cli_env)
+
+    assert error_line(result) == (
+        f"{layout.history_csv}: written by a newer fashionnet (history format 2; this one reads "
+        "up to 1): upgrade fashionnet, or move the file aside"
+    )
+    assert snapshot(project) == before, "no history row, no run folder, latest as it was"
+    layout.history_csv.rename(layout.history_csv.with_name("history-newer.csv"))
+    assert_published_like_the_undamaged_run(
+        run_fashionnet(*args, env=cli_env), project, finished_project, history_rows=0
+    )
 
 
 # --- the machine refuses to write: one line, nothing written, then the fix -------------------

@@ -11,6 +11,7 @@ The library-level checks are in test_integrity.py, test_prepare.py, test_predict
 test_model_source.py and test_weights.py.
 """
 
+import json
 import os
 import re
 import subprocess
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from cli_runs import (
     SMALL,
@@ -32,7 +34,7 @@ from cli_runs import (
     summary,
 )
 
-from fashionnet.core.integrity import record_of, verified
+from fashionnet.core.integrity import record_of, seal, verified
 from fashionnet.core.layout import Layout
 from fashionnet.model.two_layer_net import TwoLayerNet
 
@@ -96,6 +98,37 @@ IN_PLACE = [
         PREDICTIONS_TRAIN,
         lambda path: record_of(path).unlink(),
         "has no checksum record (train.parquet.sha256); making it again",
+    ),
+]
+
+
+# Intact (sealed again), but without the format version this fashionnet writes: made again in
+# place, as a file of a format it does not read. {path} is the file, {folder} its folder.
+def without_format_version(path: Path) -> None:
+    if path.suffix == ".parquet":
+        table = pq.read_table(path)
+        metadata = dict(table.schema.metadata)
+        del metadata[b"fashionnet.format"]
+        pq.write_table(table.replace_schema_metadata(metadata), path, row_group_size=100)
+    else:
+        meta = json.loads(path.read_text())
+        del meta["format_version"]
+        path.write_text(json.dumps(meta))
+    seal(path)
+
+
+UNVERSIONED = [
+    Heal(
+        "Parquet without a format version",
+        PARQUET_TEST,
+        without_format_version,
+        "rebuilding {path} from the raw files: {path}: no split format version",
+    ),
+    Heal(
+        "meta.json without a format version",
+        "models/*/meta.json",
+        without_format_version,
+        "ignoring stored model {folder} and making it again: meta.json: no model format version",
     ),
 ]
 
@@ -214,7 +247,7 @@ def run_wide_on_a_large_machine(baseline: Baseline, root: Path, env: dict[str, s
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory, finished_project, cli_env) -> dict[str, Outcome]:
     root = tmp_path_factory.mktemp("damaged")
-    runs = {heal.name: (run_heal, heal) for heal in [*HEALS, *IN_PLACE]}
+    runs = {heal.name: (run_heal, heal) for heal in [*HEALS, *IN_PLACE, *UNVERSIONED]}
     runs["huge weights"] = (run_unusable, huge_weights, "huge-weights")
     runs["hidden size 0"] = (run_unusable, empty_hidden_layer, "hidden-size-0")
     runs["too wide for memory"] = (run_too_wide,)
@@ -262,6 +295,20 @@ def test_a_missing_or_unrecorded_file_is_named_and_made_again_in_place(heal, out
     assert f"{outcome.file} {heal.problem}" in outcome.result.stderr
     assert not list(outcome.file.parent.glob("*.damaged-*")), "nothing moved aside"
     assert verified(outcome.file)
+    published_like(outcome, undamaged)
+
+
+@pytest.mark.parametrize("heal", UNVERSIONED, ids=[heal.name for heal in UNVERSIONED])
+def test_a_file_without_its_format_version_is_named_and_made_again_in_place(
+    heal, outcomes, undamaged
+):
+    outcome = outcomes[heal.name]
+    assert outcome.result.returncode == 0, summary(outcome.result)
+    assert "Traceback" not in outcome.result.stdout + outcome.result.stderr
+    path = outcome.file
+    assert heal.problem.format(path=path, folder=path.parent) in outcome.result.stderr
+    assert not list(path.parent.glob("*.damaged-*")), "intact: replaced, not moved aside"
+    assert verified(path)
     published_like(outcome, undamaged)
 
 

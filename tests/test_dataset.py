@@ -7,6 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from fashionnet.core import formats
 from fashionnet.core.errors import FashionnetError
 from fashionnet.data import parquet
 from fashionnet.data.parquet import SCHEMA, open_split, read_row_groups, read_rows, read_split
@@ -109,8 +110,12 @@ def valid_columns(n):
     return [pa.array(np.arange(n, dtype=np.int32)), pa.array(np.zeros(n, np.uint8)), pixels]
 
 
-def metadata(rows):
-    return {"fashionnet.rows": str(rows), "fashionnet.sources": json.dumps(SOURCES)}
+def metadata(rows, version="1"):
+    return {
+        "fashionnet.format": version,
+        "fashionnet.rows": str(rows),
+        "fashionnet.sources": json.dumps(SOURCES),
+    }
 
 
 def expect_error(path, *words):
@@ -168,5 +173,43 @@ def test_wrong_row_count(tmp_path):
 
 def test_missing_metadata(tmp_path):
     path = tmp_path / "train.parquet"
-    write_parquet(path, valid_columns(3), SCHEMA, {})
-    expect_error(path, "metadata")
+    write_parquet(path, valid_columns(3), SCHEMA, {"fashionnet.format": "1"})
+    expect_error(path, "lacks fashionnet metadata")
+
+
+def test_a_split_records_its_format_version(split):
+    stored = pq.read_schema(split[0]).metadata[b"fashionnet.format"]
+    assert stored == str(formats.CURRENT[formats.SPLIT]).encode() == b"1"
+
+
+@pytest.mark.parametrize(
+    "version, problem",
+    [
+        (None, "no split format version"),
+        ("0", "split format 0 is older than this fashionnet's 1"),
+        ("one", "split format version 'one' is not a whole number"),
+    ],
+    ids=["missing", "older", "garbled"],
+)
+def test_a_split_without_the_current_format_version_is_to_be_prepared_again(
+    tmp_path, version, problem
+):
+    path = tmp_path / "train.parquet"
+    written = metadata(3, version)
+    if version is None:
+        del written["fashionnet.format"]
+    write_parquet(path, valid_columns(3), SCHEMA, written)
+    expect_error(path, f"{path}: {problem}; delete it and run prepare again")
+
+
+def test_a_split_of_a_newer_fashionnet_is_named_whatever_its_columns(tmp_path):
+    path = tmp_path / "train.parquet"
+    newer = pa.schema([pa.field("image", pa.binary())])
+    write_parquet(path, [pa.array([b"png"])], newer, {"fashionnet.format": "2"})
+    for read in (open_split, read_split):
+        with pytest.raises(formats.NewerFormat) as caught:
+            read(path)
+        assert str(caught.value) == (
+            f"{path}: written by a newer fashionnet (split format 2; this one reads up to 1): "
+            "upgrade fashionnet, or move the file aside"
+        )

@@ -14,7 +14,6 @@ from datetime import datetime
 
 import pandas as pd
 import pytest
-from fashionnet_flows.artifacts import PER_CLASS_KEY, PROGRESS_KEY, REPORT_KEY
 from prefect_server import (
     DEPLOYMENT,
     FASHIONNET,
@@ -42,6 +41,7 @@ from fashionnet.core.runlock import run_lock
 from fashionnet.model.train import TrainConfig
 from fashionnet.options import RunOptions, cli_args
 from fashionnet.report.publish import read_history
+from fashionnet_flows.artifacts import PER_CLASS_KEY, PROGRESS_KEY, REPORT_KEY
 
 # The deployment runs a small run on synthetic data; verifying the checksums makes that data
 # "corrupt" (not the canonical files), so a run with this option must fail cleanly.

@@ -13,9 +13,10 @@ import pytest
 from synthetic import write_synthetic_raw
 
 from fashionnet.core.errors import FashionnetError
+from fashionnet.core.integrity import sha256_file
 from fashionnet.data import fetch
 from fashionnet.data.catalog import SPLITS
-from fashionnet.data.fetch import find_raw_files, sha256_file
+from fashionnet.data.fetch import find_raw_files
 
 IMAGES = "train-images-idx3-ubyte.gz"
 
@@ -170,12 +171,6 @@ def files_in(folder: Path) -> list[str]:
 
 
 # --- tests -----------------------------------------------------------------------------------
-
-
-def test_sha256_file(tmp_path):
-    data = bytes(range(256)) * 9000  # more than one 1 MiB block
-    (tmp_path / "f").write_bytes(data)
-    assert sha256_file(tmp_path / "f") == hashlib.sha256(data).hexdigest()
 
 
 def test_download_from_first_mirror(origin, mirrors, cache):

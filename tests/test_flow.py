@@ -13,7 +13,6 @@ from synthetic import small_run, write_synthetic_raw
 from fashionnet.core.layout import Layout
 from fashionnet.data.catalog import CLASS_NAMES
 from fashionnet.model.optimizers import OPTIMIZERS, Momentum
-from fashionnet.options import RunOptions
 from fashionnet.report.columns import HISTORY_COLUMNS
 from fashionnet.report.terminal import render_runs
 
@@ -113,13 +112,10 @@ def test_a_newly_registered_optimizer_is_accepted_by_the_flow(
     assert summary["accuracy"]["test"] > 0.5
 
 
-def test_real_data_default_run(prefect_harness, real_raw_dir, tmp_path):
-    from fashionnet_flows.pipeline import fashionnet_pipeline
+def test_real_data_default_run(real_default_run):
+    project, summary = real_default_run
 
-    options = RunOptions(raw_dir=str(real_raw_dir), project_dir=str(tmp_path))
-    summary = fashionnet_pipeline(options=options)
-
-    run_dir = tmp_path / "reports" / "latest"
+    run_dir = project / "reports" / "latest"
     overall = pd.read_csv(run_dir / "overall.csv").set_index("split")
     assert overall.loc["test", "accuracy"] >= 0.88
     assert summary["accuracy"]["test"] == pytest.approx(overall.loc["test", "accuracy"], abs=1e-6)

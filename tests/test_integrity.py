@@ -1,6 +1,7 @@
 """integrity: a derived file is reused only while it matches its checksum record; damage is
 moved aside with a warning, and an interrupted write is never trusted."""
 
+import hashlib
 import logging
 import os
 import subprocess
@@ -8,8 +9,7 @@ import subprocess
 import pytest
 
 from fashionnet.core import atomic
-from fashionnet.core.integrity import record_of, seal, sealing, verified
-from fashionnet.data.fetch import sha256_file
+from fashionnet.core.integrity import record_of, seal, sealing, sha256_file, verified
 
 
 @pytest.fixture
@@ -22,6 +22,12 @@ def sealed(tmp_path):
 
 def asides(path):
     return sorted(p.name for p in path.parent.glob("*.damaged-*"))
+
+
+def test_sha256_file(tmp_path):
+    data = bytes(range(256)) * 9000  # more than one 1 MiB block
+    (tmp_path / "f").write_bytes(data)
+    assert sha256_file(tmp_path / "f") == hashlib.sha256(data).hexdigest()
 
 
 def test_the_record_is_sha256sum_format(sealed):

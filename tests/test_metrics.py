@@ -84,10 +84,11 @@ def test_overall_table_hand_values_and_exact_columns(hand_confusion):
 
 
 def test_overall_table_places_each_splits_probability_metrics(hand_confusion):
-    metrics = {"test": ProbabilityMetrics(top2_accuracy=0.9, log_loss=0.3, ece=0.02)}
+    metrics = {"test": ProbabilityMetrics(0.9, 0.3, 0.02, 0.35, 0.04)}
     table = overall_table({"train": hand_confusion, "test": hand_confusion}, "m", metrics)
-    assert table.loc[1, ["top2_accuracy", "log_loss", "ece"]].tolist() == [0.9, 0.3, 0.02]
-    assert table.loc[0, ["top2_accuracy", "log_loss", "ece"]].isna().all()
+    names = ["top2_accuracy", "log_loss", "ece", "raw_log_loss", "raw_ece"]
+    assert table.loc[1, names].tolist() == [0.9, 0.3, 0.02, 0.35, 0.04]
+    assert table.loc[0, names].isna().all()
 
 
 def test_per_class_table_hand_values(hand_confusion):
@@ -254,7 +255,26 @@ def test_tallies_add_up_to_the_tally_of_all_rows():
         np.testing.assert_array_equal(getattr(total, name), getattr(whole, name))
     np.testing.assert_allclose(total.bin_confidence_sums, whole.bin_confidence_sums, rtol=1e-12)
     assert Tally.total([]).samples == 0
-    assert Tally.total([]).probability_metrics() == (0.0, 0.0, 0.0)
+    assert Tally.total([]).probability_metrics() == (0.0,) * 5
+
+
+def test_a_tally_with_raw_probabilities_adds_them_up_and_reports_both():
+    rng = np.random.default_rng(2)
+    n = 200
+    labels, predicted, second = (rng.integers(0, 10, n) for _ in range(3))
+    confidence = rng.uniform(0.1, 1, n).astype(np.float32)
+    raw_confidence = np.minimum(confidence * 1.2, 1).astype(np.float32)
+    true_log_prob = np.log(rng.uniform(0.01, 1, n)).astype(np.float32)
+    rows = (labels, predicted, second, confidence, true_log_prob, raw_confidence, 2 * true_log_prob)
+    whole = Tally.of_predictions(*rows)
+    parts = [Tally.of_predictions(*(c[cut] for c in rows)) for cut in (slice(0, 50), slice(50, n))]
+    assert Tally.total(parts) == whole
+    assert whole.raw == Tally.of_predictions(
+        labels, predicted, second, raw_confidence, 2 * true_log_prob
+    )
+    metrics = whole.probability_metrics()
+    assert metrics.raw_log_loss == pytest.approx(2 * metrics.log_loss)
+    assert metrics.raw_ece == pytest.approx(whole.raw.ece()) and metrics.raw_ece != metrics.ece
 
 
 def test_reliability_table_is_the_diagrams_data():

@@ -7,13 +7,14 @@ from functools import partial
 import numpy as np
 import pytest
 
-from fashionnet.core import integrity
+from fashionnet.core import formats, integrity
 from fashionnet.core.errors import FashionnetError
 from fashionnet.core.layout import Layout
 from fashionnet.data.prepare import RawData, RawSplit, array_blocks, prepare_splits
 from fashionnet.data.split_rule import SplitRule
 from fashionnet.model import source as model_source
 from fashionnet.model.source import obtain_model, trained_key
+from fashionnet.model.store import load_stored
 from fashionnet.model.train import TrainConfig
 from fashionnet.model.weights import load_metadata, load_params, model_id, save_params
 
@@ -170,11 +171,76 @@ def test_an_intact_model_that_todays_checks_refuse_is_trained_again(
     first = obtain_model("train", TINY, splits, tmp_path)
     empty_hidden = {"W1": np.zeros((784, 0)), "b1": np.zeros(0), "W2": np.zeros((0, 10))}
     np.savez(first.weights_path, **empty_hidden, b2=np.zeros(10))
-    integrity.seal(first.weights_path)  # as if an older fashionnet had stored it
+    integrity.seal(first.weights_path)  # intact: its record matches
     with caplog.at_level(logging.WARNING, logger="fashionnet"):
         again = obtain_model("train", TINY, splits, tmp_path)
     assert count_training == [1, 1] and again.model_id == first.model_id
     assert "ignoring stored model" in caplog.text and "hidden layer of size 0" in caplog.text
+
+
+def rewrite_meta(folder, change) -> None:
+    """Change a stored model's meta.json and seal it again: intact, as written."""
+    path = folder / "meta.json"
+    meta = json.loads(path.read_text())
+    change(meta)
+    path.write_text(json.dumps(meta))
+    integrity.seal(path)
+
+
+def test_meta_json_carries_the_model_format_version_and_the_model_does_not(splits, tmp_path):
+    model = obtain_model("train", TINY, splits, tmp_path)
+    meta = json.loads((model.weights_path.parent / "meta.json").read_text())
+    assert meta["format_version"] == formats.CURRENT[formats.MODEL] == 1
+    assert "format_version" not in load_stored(tmp_path, model.model_key).meta
+    assert "format_version" not in load_metadata(model.weights_path)
+
+
+@pytest.mark.parametrize(
+    "version, problem",
+    [
+        (None, "no model format version"),
+        (0, "model format 0 is older than this fashionnet's 1"),
+        ("1.5", "model format version '1.5' is not a whole number"),
+    ],
+    ids=["missing", "older", "garbled"],
+)
+def test_a_model_folder_without_the_current_format_version_is_trained_again(
+    splits, tmp_path, count_training, caplog, version, problem
+):
+    first = obtain_model("train", TINY, splits, tmp_path)
+    folder = first.weights_path.parent
+
+    def set_version(meta):
+        meta.pop("format_version")
+        if version is not None:
+            meta["format_version"] = version
+
+    rewrite_meta(folder, set_version)
+    with caplog.at_level(logging.WARNING, logger="fashionnet"):
+        again = obtain_model("train", TINY, splits, tmp_path)
+    assert count_training == [1, 1] and again.model_id == first.model_id
+    assert f"ignoring stored model {folder} and making it again: meta.json: {problem}" in (
+        caplog.text
+    )
+    assert json.loads((folder / "meta.json").read_text())["format_version"] == 1
+    assert not list(folder.glob("*.damaged-*")), "intact: replaced, not moved aside"
+
+
+def test_a_model_folder_of_a_newer_fashionnet_stops_the_run_and_stays(
+    splits, tmp_path, count_training
+):
+    first = obtain_model("train", TINY, splits, tmp_path)
+    folder = first.weights_path.parent
+    rewrite_meta(folder, lambda meta: meta.update(format_version=2))
+    before = {path.name: path.read_bytes() for path in folder.iterdir()}
+    with pytest.raises(formats.NewerFormat) as caught:
+        obtain_model("train", TINY, splits, tmp_path)
+    assert str(caught.value) == (
+        f"{folder / 'meta.json'}: written by a newer fashionnet (model format 2; this one reads "
+        "up to 1): upgrade fashionnet, or move the file aside"
+    )
+    assert count_training == [1]
+    assert {path.name: path.read_bytes() for path in folder.iterdir()} == before
 
 
 def test_random_is_the_untrained_book_initialisation(splits, tmp_path, count_training):

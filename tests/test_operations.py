@@ -23,15 +23,6 @@ import numpy as np
 import pandas as pd
 import psutil
 import pytest
-from fashionnet_flows.automations import (
-    DRIFT_ALERT,
-    FAILURE_ALERT,
-    REGRESSION_ALERT,
-    WEBHOOK_BLOCK,
-    ZOMBIE_AUTOMATION,
-    ZOMBIE_MESSAGE,
-)
-from fashionnet_flows.deploy import ALERT_VARIABLE
 from prefect_server import (
     DEPLOYMENT,
     Server,
@@ -48,6 +39,15 @@ from synthetic import SMALL_TRAIN, small_run, write_synthetic_raw
 
 from fashionnet.core.layout import Layout
 from fashionnet.data.idx import read_images, write_idx
+from fashionnet_flows.automations import (
+    DRIFT_ALERT,
+    FAILURE_ALERT,
+    REGRESSION_ALERT,
+    WEBHOOK_BLOCK,
+    ZOMBIE_AUTOMATION,
+    ZOMBIE_MESSAGE,
+)
+from fashionnet_flows.deploy import ALERT_VARIABLE
 
 pytestmark = pytest.mark.server
 

@@ -7,9 +7,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from fashionnet_flows.deploy import ALERT_VARIABLE, alert_url, schedule_key
 
 from fashionnet.core.errors import FashionnetError
+from fashionnet_flows.deploy import ALERT_VARIABLE, alert_url, schedule_key
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

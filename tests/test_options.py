@@ -5,13 +5,13 @@ import math
 import re
 
 import pytest
-from fashionnet_flows import cli
 from typer.testing import CliRunner
 
 from fashionnet.core.errors import FashionnetError
 from fashionnet.model.optimizers import OPTIMIZERS, Momentum
 from fashionnet.model.train import BOOK_CONFIG, DEFAULT_CONFIG, TrainConfig
 from fashionnet.options import RunOptions, choices, cli_args
+from fashionnet_flows import cli
 
 
 @pytest.fixture
@@ -69,20 +69,6 @@ def test_a_bad_value_is_one_line_naming_the_option(started):
     result = invoke("--chunk-size", "0")
     assert result.exit_code == 1
     assert "invalid option chunk_size=0" in result.output
-
-
-@pytest.mark.parametrize(
-    ("old", "new"),
-    [
-        (["--init", "random"], {"model_source": "random"}),
-        (["--weights", "w.npz"], {"model_source": "file", "weights_file": "w.npz"}),
-    ],
-)
-def test_renamed_options_still_work_with_a_warning(started, old, new):
-    result = invoke(*old)
-    assert result.exit_code == 0, result.output
-    assert "fashionnet: warning:" in result.output and "is renamed" in result.output
-    assert started[0][0] == RunOptions(**new)
 
 
 @pytest.mark.parametrize(
@@ -144,8 +130,9 @@ def test_an_empty_raw_folder_name_is_refused(monkeypatch, option, variable, name
 @pytest.mark.prefect
 def test_the_flow_parameter_schema_describes_every_field():
     """What the deployment's form in the Prefect UI shows."""
-    from fashionnet_flows.pipeline import fashionnet_pipeline
     from prefect.utilities.callables import parameter_schema
+
+    from fashionnet_flows.pipeline import fashionnet_pipeline
 
     schema = parameter_schema(fashionnet_pipeline.fn).model_dump_for_openapi()
     assert set(schema["properties"]) == {"options", "train"}

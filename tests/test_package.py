@@ -32,3 +32,19 @@ def test_importing_fashionnet_imports_nothing_heavy():
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
     )
     assert done.stdout == "[]\n"
+
+
+def test_core_imports_no_later_stage():
+    """fashionnet.core is what every stage stands on: it imports none of them (beyond the seed
+    API that `import fashionnet` brings)."""
+    script = (
+        "import pkgutil, sys\nimport fashionnet.core\nbefore = set(sys.modules)\n"
+        "for module in pkgutil.iter_modules(fashionnet.core.__path__):\n"
+        "    __import__(f'fashionnet.core.{module.name}')\n"
+        "print(sorted(name for name in set(sys.modules) - before\n"
+        "    if name.startswith('fashionnet.') and not name.startswith('fashionnet.core')))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout == "[]\n"

@@ -103,19 +103,40 @@ def test_plot_reliability_draws_the_bins_the_diagonal_and_the_ece(tmp_path, draw
     tally = tally_of(make_predictions(200, 2))
     table = reliability_table(tally)
     path = tmp_path / "calibration.png"
-    plots.plot_reliability(tally, path, title="Reliability diagram (test)")
+    plots.plot_reliability({"test": tally}, path, title="Reliability diagram")
     assert_png(path, min_width=600, min_height=600)
     accuracy_ax, count_ax = drawn[0].axes
     filled = table[table["samples"] > 0]
+    # sparse bins last, drawn as their own (hatched) bars
+    order = list(filled.index[filled["samples"] >= plots.SPARSE_BIN])
+    order += list(filled.index[filled["samples"] < plots.SPARSE_BIN])
     heights = [bar.get_height() for bar in accuracy_ax.patches]
-    np.testing.assert_allclose(heights, filled["accuracy"])
-    np.testing.assert_allclose([bar.get_x() for bar in accuracy_ax.patches], filled["bin_low"])
+    np.testing.assert_allclose(heights, filled.loc[order, "accuracy"])
+    np.testing.assert_allclose(
+        [bar.get_x() for bar in accuracy_ax.patches], filled.loc[order, "bin_low"]
+    )
+    sparse_bars = [bar for bar in accuracy_ax.patches if bar.get_hatch()]
+    assert len(sparse_bars) == int((filled["samples"] < plots.SPARSE_BIN).sum()) > 0
+    assert {text.get_text() for text in accuracy_ax.texts} == {
+        f"n={n}" for n in filled["samples"] if n < plots.SPARSE_BIN
+    }
     points, diagonal = accuracy_ax.get_lines()
     np.testing.assert_allclose(points.get_xdata(), filled["confidence"])
     np.testing.assert_allclose(diagonal.get_xydata(), [[0, 0], [1, 1]])
     assert [bar.get_height() for bar in count_ax.patches] == table["samples"].tolist()
-    ece = tally.probability_metrics().ece
-    assert ece > 0 and accuracy_ax.get_title() == f"Reliability diagram (test): ECE {ece:.4f}"
+    metrics = tally.probability_metrics()
+    assert metrics.ece > 0
+    assert accuracy_ax.get_title() == f"test: ECE {metrics.ece:.4f} (raw {metrics.raw_ece:.4f})"
+
+
+def test_plot_reliability_puts_validation_beside_test(tmp_path, drawn):
+    tallies = {
+        "validation": tally_of(make_predictions(100, 5)),
+        "test": tally_of(make_predictions(200, 2)),
+    }
+    plots.plot_reliability(tallies, tmp_path / "r.png")
+    titles = [ax.get_title() for ax in drawn[0].axes if ax.get_title()]
+    assert [title.split(":")[0] for title in titles] == ["validation", "test"]
 
 
 def test_plot_misclassified_shows_the_most_confident_errors(tmp_path, drawn):
@@ -192,7 +213,7 @@ def test_write_run_figures_draws_a_confusion_matrix_for_every_split(tmp_path):
         "confusion_train.png",
         "confusion_validation.png",
         "confusion_test.png",
-        "calibration_test.png",
+        "reliability.png",
     ]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in written)
 

@@ -14,6 +14,7 @@ from threadpoolctl import threadpool_info
 from fashionnet import predict as predict_module
 from fashionnet.core import integrity
 from fashionnet.core.errors import FashionnetError
+from fashionnet.core.formats import NewerFormat
 from fashionnet.core.layout import Layout
 from fashionnet.core.threads import CONCURRENT_CHUNKS, blas_threads_for_chunks
 from fashionnet.data.catalog import SPLITS
@@ -49,11 +50,16 @@ SPLIT_SCHEMA = pa.schema(
     [("index", pa.int32()), ("label", pa.uint8()), ("pixels", pa.list_(pa.float32(), 784))],
     # the metadata fashionnet.data.parquet requires of a prepared split
     metadata={
+        "fashionnet.format": "1",
         "fashionnet.rows": str(sum(ROW_GROUP_ROWS)),
         "fashionnet.sources": '{"test-images": "11"}',
     },
 )
-METADATA = {"fashionnet.model_id": "m1", "fashionnet.data_fingerprint": "f1"}
+METADATA = {
+    "fashionnet.format": "1",
+    "fashionnet.model_id": "m1",
+    "fashionnet.data_fingerprint": "f1",
+}
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +174,35 @@ def test_predict_chunk_equals_direct_predict_on_its_rows(split_path, data, param
             "second",
             "confidence",
             "true_log_prob",
+            "raw_confidence",
+            "raw_true_log_prob",
         ]
+        # at temperature 1 the calibrated columns are the raw ones
+        np.testing.assert_array_equal(result.raw_confidence, result.confidence)
+        np.testing.assert_array_equal(result.raw_true_log_prob, result.true_log_prob)
+
+
+def test_a_temperature_softens_the_probabilities_and_keeps_the_predictions(
+    split_path, data, params
+):
+    x, labels = data
+    groups = range(len(ROW_GROUP_ROWS))
+    plain = predict_chunk(params, split_path, groups)
+    warm = predict_chunk(params, split_path, groups, temperature=2.0)
+    output = scores(params, x).astype(np.float64) / 2.0
+    expected = log_softmax(output)
+    np.testing.assert_array_equal(warm.predicted, plain.predicted)
+    np.testing.assert_array_equal(warm.second, plain.second)
+    np.testing.assert_allclose(warm.confidence, np.exp(expected.max(axis=1)), rtol=1e-5)
+    np.testing.assert_allclose(
+        warm.true_log_prob, expected[np.arange(len(x)), labels], rtol=1e-5, atol=1e-6
+    )
+    np.testing.assert_array_equal(warm.raw_confidence, plain.confidence)
+    assert (warm.confidence < plain.confidence).all()
+    assert warm.tally.raw == plain.tally.raw
+    assert (
+        warm.tally.probability_metrics().raw_log_loss == plain.tally.probability_metrics().log_loss
+    )
 
 
 def test_top_two_breaks_ties_like_argmax():
@@ -221,6 +255,8 @@ def test_predictions_round_trip_with_metadata(tmp_path, split_path, params):
         "uint8",
         "float32",
         "float32",
+        "float32",
+        "float32",
     ]
     assert tally_of_file(path) == total_tally(chunks)  # the file gives back the same sums
     for column in table.columns:
@@ -248,6 +284,29 @@ def test_predictions_up_to_date_compares_rows_schema_and_every_given_key(
             path,
         )
     assert not predictions_up_to_date(path, METADATA, rows)  # right metadata, wrong columns
+
+
+@pytest.mark.parametrize("version", [None, "0", "x"], ids=["none", "older", "garbled"])
+def test_predictions_without_this_format_version_are_made_again(
+    tmp_path, split_path, params, version, caplog
+):
+    path, chunk = tmp_path / "test.parquet", predict_chunk(params, split_path, range(0, 1))
+    metadata = {key: value for key, value in METADATA.items() if key != "fashionnet.format"}
+    if version is not None:
+        metadata["fashionnet.format"] = version
+    with integrity.sealing(path):
+        write_predictions(path, [chunk], metadata=metadata)
+    with caplog.at_level(logging.WARNING, logger="fashionnet.predict"):
+        assert not predictions_up_to_date(path, METADATA, len(chunk.index))
+    assert "predicting again" in caplog.text
+
+
+def test_predictions_of_a_newer_format_stop_the_run(tmp_path, split_path, params):
+    path, chunk = tmp_path / "test.parquet", predict_chunk(params, split_path, range(0, 1))
+    with integrity.sealing(path):
+        write_predictions(path, [chunk], metadata={**METADATA, "fashionnet.format": "2"})
+    with pytest.raises(NewerFormat, match="written by a newer fashionnet"):
+        predictions_up_to_date(path, METADATA, len(chunk.index))
 
 
 def test_damaged_predictions_are_moved_aside_and_not_up_to_date(tmp_path, split_path, params):

@@ -11,12 +11,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from fashionnet.core import integrity
+from fashionnet.core import formats, integrity
 from fashionnet.core.errors import FashionnetError
+from fashionnet.core.integrity import sha256_file
 from fashionnet.core.layout import Layout
 from fashionnet.data import idx, keras_source, prepare
 from fashionnet.data.catalog import SPLITS
-from fashionnet.data.fetch import sha256_file
 from fashionnet.data.idx import write_idx
 from fashionnet.data.parquet import read_split
 from fashionnet.data.prepare import (
@@ -226,15 +226,36 @@ def test_a_split_without_its_checksum_record_is_rewritten_in_place(raw, tmp_path
     assert sorted(os.listdir(out.parent)) == ["split.parquet", "split.parquet.sha256"]
 
 
-def test_an_intact_split_in_another_format_is_rebuilt(raw, tmp_path, caplog):
+@pytest.mark.parametrize(
+    "version, problem",
+    [(None, "no split format version"), (b"1", "has columns (index: int64)")],
+    ids=["without a format version", "current version, other columns"],
+)
+def test_an_intact_split_in_another_format_is_rebuilt(raw, tmp_path, caplog, version, problem):
     images_path, labels_path, _, _ = raw
     out = tmp_path / "split.parquet"
+    table = pa.table({"index": pa.array([0], pa.int64())})
+    if version is not None:
+        table = table.replace_schema_metadata({b"fashionnet.format": version})
     with integrity.sealing(out):  # intact, but not what this fashionnet writes
-        pq.write_table(pa.table({"index": pa.array([0], pa.int64())}), out)
+        pq.write_table(table, out)
     with caplog.at_level(logging.WARNING, logger="fashionnet"):
         assert not prepare_split(images_path, labels_path, out, sources=SOURCES).skipped
-    assert f"rebuilding {out} from the raw files: {out} has columns (index: int64)" in caplog.text
+    assert f"rebuilding {out} from the raw files: {out}" in caplog.text
+    assert problem in caplog.text
     assert pq.ParquetFile(out).metadata.num_rows == 25
+
+
+def test_a_split_of_a_newer_fashionnet_stops_prepare_and_stays(raw, tmp_path):
+    images_path, labels_path, _, _ = raw
+    out = tmp_path / "split.parquet"
+    table = pa.table({"image": [b"png"]}).replace_schema_metadata({b"fashionnet.format": b"2"})
+    with integrity.sealing(out):
+        pq.write_table(table, out)
+    before = out.read_bytes()
+    with pytest.raises(formats.NewerFormat, match=r"split format 2; this one reads up to 1"):
+        prepare_split(images_path, labels_path, out, sources=SOURCES)
+    assert out.read_bytes() == before and not list(tmp_path.glob("*.damaged-*"))
 
 
 RULE = SplitRule(validation_size=20, validation_seed=0)

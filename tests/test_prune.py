@@ -5,13 +5,13 @@ import threading
 import time
 
 import pytest
-from fashionnet_flows import cli
 from filelock import FileLock
 from typer.testing import CliRunner
 
 from fashionnet.core.errors import FashionnetError
 from fashionnet.core.layout import Layout
 from fashionnet.report import publish
+from fashionnet_flows import cli
 
 RUN_IDS = [f"2026112{day}T030000Z-aaaaaa" for day in range(1, 6)]  # oldest first
 HISTORY = "a history.csv that prune never touches\n"

@@ -4,9 +4,10 @@ import base64
 import dataclasses
 import html
 import re
+import shutil
 
 import pytest
-from report_fixtures import EVERY_FIGURE, MANIFEST, make_report, make_run
+from report_fixtures import EVERY_FIGURE, MANIFEST, make_report
 
 from fashionnet.report.html import render_report_html, write_report_html
 from fashionnet.report.markdown import METRICS_LEGEND, overall_rows, per_class_rows
@@ -18,8 +19,9 @@ CELL = re.compile(r"<td>(.*?)</td>")
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    run_dir = make_run(tmp_path_factory.mktemp("run"))
+def run_dir(report_run_dir, tmp_path_factory):
+    run_dir = shutil.copytree(report_run_dir, tmp_path_factory.mktemp("run") / "r1")
+    (run_dir / "report.html").unlink()
     write_report_html(run_dir, make_report())
     return run_dir
 

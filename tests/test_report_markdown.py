@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from report_fixtures import EVERY_FIGURE, MANIFEST, make_report, make_run
+from report_fixtures import EVERY_FIGURE, MANIFEST, make_report
 
 from fashionnet.report.markdown import METRICS_LEGEND, render_report_md
 from fashionnet.report.run_report import RunReport
@@ -17,9 +17,9 @@ def links(markdown: str) -> list[str]:
     return LINK.findall(markdown)
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    return make_run(tmp_path_factory.mktemp("run"))
+@pytest.fixture
+def run_dir(report_run_dir):
+    return report_run_dir
 
 
 def test_report_md_links_are_relative_and_every_target_is_in_the_run_folder(run_dir):
@@ -38,7 +38,7 @@ def test_every_figure_is_embedded_in_order_when_the_report_has_its_data():
         "per_class_accuracy.png",
         "confusion_train.png",
         "confusion_test.png",
-        "calibration_test.png",
+        "reliability.png",
     ]
     assert "learning_curve.csv" not in sparse
 

@@ -4,6 +4,7 @@ import io
 import json
 import os
 import shutil
+import signal
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pandas as pd
 import pytest
 from report_fixtures import LEARNING_CURVE_CSV
 
-from fashionnet.core import atomic
+from fashionnet.core import atomic, formats, interrupts
 from fashionnet.core.errors import FashionnetError
 from fashionnet.core.layout import Layout
 from fashionnet.data.catalog import CLASS_NAMES, RAW_FILES, SPLITS
@@ -109,8 +110,9 @@ def test_write_run_files_and_exact_schemas(tmp_path, confusions):
     assert list(per_class.columns) == PER_CLASS_COLUMNS
     assert len(per_class) == 20
     manifest_text = (run_dir / "manifest.json").read_text()
-    assert json.loads(manifest_text) == {"model_id": "m1", "seed": 0, "b": [1, 2]}
-    assert manifest_text == json.dumps(json.loads(manifest_text), sort_keys=True, indent=2) + "\n"
+    manifest = {"format_version": 1, "model_id": "m1", "seed": 0, "b": [1, 2]}
+    assert json.loads(manifest_text) == manifest
+    assert manifest_text == json.dumps(manifest, sort_keys=True, indent=2) + "\n"
 
 
 def test_confusion_csv_has_class_names_and_counts(tmp_path, confusions):
@@ -145,9 +147,89 @@ def test_a_report_read_back_has_the_written_tables(tmp_path, confusions):
     assert read_run_csv(run_dir, "overall.csv")["model_id"].tolist() == ["0123", "0123"]
 
 
-def test_readers_name_a_missing_file(tmp_path):
+def test_readers_name_a_missing_file(tmp_path, confusions):
     with pytest.raises(FashionnetError, match="overall.csv is missing"):
         RunReport.read(tmp_path)
+    run_dir = write(tmp_path, "r1", confusions)
+    (run_dir / "manifest.json").unlink()
+    with pytest.raises(FashionnetError) as caught:
+        RunReport.read(run_dir)
+    assert str(caught.value) == (
+        f"{run_dir / 'manifest.json'} is missing; run the pipeline to write a complete run folder"
+    )
+
+
+def test_a_report_reads_its_manifest_without_the_format_version(tmp_path, confusions):
+    run_dir = write(tmp_path, "r1", confusions, manifest={"run_id": "r1", "seed": 0})
+    assert RunReport.read(run_dir).manifest == {"run_id": "r1", "seed": 0}
+
+
+def rewrite_manifest(run_dir: Path, change) -> Path:
+    path = run_dir / "manifest.json"
+    manifest = json.loads(path.read_text())
+    change(manifest)
+    path.write_text(json.dumps(manifest))
+    return path
+
+
+@pytest.mark.parametrize(
+    "version, problem",
+    [
+        (None, "no manifest format version"),
+        (0, "manifest format 0 is older than this fashionnet's 1"),
+        ("v1", "manifest format version 'v1' is not a whole number"),
+    ],
+    ids=["missing", "older", "garbled"],
+)
+def test_a_manifest_without_the_current_format_version_is_named_in_one_line(
+    tmp_path, confusions, version, problem
+):
+    run_dir = write(tmp_path, "r1", confusions)
+
+    def set_version(manifest):
+        del manifest["format_version"]
+        if version is not None:
+            manifest["format_version"] = version
+
+    path = rewrite_manifest(run_dir, set_version)
+    with pytest.raises(FashionnetError) as caught:
+        RunReport.read(run_dir)
+    assert str(caught.value) == f"{path} cannot be read ({problem}); delete its run folder"
+
+
+@pytest.mark.parametrize(
+    "content, problem",
+    [("[1, 2]", "not a JSON object"), ("{", "Expecting property name")],
+    ids=["not an object", "not JSON"],
+)
+def test_a_manifest_that_is_not_json_is_named_in_one_line(tmp_path, confusions, content, problem):
+    run_dir = write(tmp_path, "r1", confusions)
+    (run_dir / "manifest.json").write_text(content)
+    with pytest.raises(FashionnetError, match=rf"manifest.json cannot be read \({problem}"):
+        RunReport.read(run_dir)
+
+
+def test_a_manifest_of_a_newer_fashionnet_is_named_as_such(tmp_path, confusions):
+    run_dir = write(tmp_path, "r1", confusions)
+    path = rewrite_manifest(run_dir, lambda manifest: manifest.update(format_version=3))
+    with pytest.raises(FashionnetError) as caught:
+        RunReport.read(run_dir)
+    assert str(caught.value) == (
+        f"{path}: written by a newer fashionnet (manifest format 3; this one reads up to 1): "
+        "upgrade fashionnet, or move the file aside"
+    )
+
+
+def test_an_overall_csv_of_other_columns_is_named_in_one_line(tmp_path, confusions):
+    run_dir = write(tmp_path, "r1", confusions)
+    overall = pd.read_csv(run_dir / "overall.csv").drop(columns=["log_loss", "ece"])
+    overall.to_csv(run_dir / "overall.csv", index=False)
+    with pytest.raises(FashionnetError) as caught:
+        RunReport.read(run_dir)
+    assert str(caught.value).startswith(
+        f"{run_dir / 'overall.csv'} does not have the columns of overall.csv (split, samples,"
+    )
+    assert str(caught.value).endswith("model_id); delete its run folder")
 
 
 def test_identical_inputs_give_byte_identical_csvs(tmp_path, confusions):
@@ -263,7 +345,8 @@ def test_append_history_writes_header_once_and_a_row_per_split(tmp_path, confusi
     append(history, "r2", "2026-11-28T02:00:00Z", overall)
     lines = history.read_text().splitlines()
     assert lines[0] == ",".join(HISTORY_COLUMNS)
-    assert sum(line.startswith("finished_at") for line in lines) == 1
+    assert sum(line.startswith("format_version") for line in lines) == 1
+    assert all(line.startswith("1,") for line in lines[1:]), "every row carries its version"
     table = publish.read_history(history)
     assert list(table.columns) == HISTORY_COLUMNS
     assert table["run_id"].tolist() == ["r1", "r1", "r2", "r2"]
@@ -271,23 +354,6 @@ def test_append_history_writes_header_once_and_a_row_per_split(tmp_path, confusi
     assert table["samples"].tolist() == overall["samples"].tolist() * 2
     assert table["accuracy"].round(6).tolist() == overall["accuracy"].round(6).tolist() * 2
     assert table["data_fingerprint"].tolist() == [FINGERPRINTS["train"], FINGERPRINTS["test"]] * 2
-
-
-def test_history_of_an_earlier_release_is_read_and_appended_under_the_current_header(
-    tmp_path, confusions
-):
-    history = tmp_path / "history.csv"
-    old_row = "2026-11-01T03:00:00+00:00,r0,test,10000,0.904500,5eed,0123456789abcdef\n"
-    history.write_text("finished_at,run_id,split,samples,accuracy,model_id,data_sha256\n" + old_row)
-    old = publish.read_history(history)
-    assert old["data_fingerprint"].tolist() == ["0123456789abcdef"]
-    assert old[["flow_run_id", "trigger"]].values.tolist() == [["", ""]]
-    append(history, "r1", "t", overall_table(confusions, "m"), trigger="cli")
-    lines = history.read_text().splitlines(keepends=True)
-    assert lines[0] == ",".join(HISTORY_COLUMNS) + "\n" and lines[1] == old_row[:-1] + ",,\n"
-    table = publish.read_history(history)
-    assert table["run_id"].tolist() == ["r0", "r1", "r1"]
-    assert table["trigger"].tolist() == ["", "cli", "cli"]
 
 
 def test_history_records_the_flow_run_and_its_trigger(tmp_path, confusions):
@@ -318,6 +384,7 @@ def test_split_fingerprint_combines_both_files_of_the_split():
 def test_read_history_before_first_run_is_empty_with_columns(tmp_path):
     table = publish.read_history(tmp_path / "history.csv")
     assert table.empty and list(table.columns) == HISTORY_COLUMNS
+    assert HISTORY_COLUMNS[0] == "format_version", "first, whatever a newer layout changes"
 
 
 def test_read_history_keeps_digit_only_ids_as_text(tmp_path, confusions):
@@ -328,40 +395,90 @@ def test_read_history_keeps_digit_only_ids_as_text(tmp_path, confusions):
 
 
 GOOD_ROW = (
-    "2026-11-01T03:00:00+00:00,r0,test,10000,0.904500,5eed,0123456789abcdef,"
+    "1,2026-11-01T03:00:00+00:00,r0,test,10000,0.904500,5eed,0123456789abcdef,"
     "0f1e2d3c-0000-4000-8000-000000000000,schedule\n"
 )
 HEADER = ",".join(HISTORY_COLUMNS) + "\n"
 DAMAGED_HISTORIES = {
-    "binary garbage": (bytes(range(255, -1, -1)) * 4, "its header is not UTF-8 text"),
-    "another header": (b"a,b\n1,2\n", "its header 'a,b' is not 'finished_at,run_id,"),
+    "binary garbage": (bytes(range(255, -1, -1)) * 4, "line 1: its header is not UTF-8 text"),
+    "another header": (
+        b"a,b\n1,2\n",
+        "line 1: its header 'a,b' is not 'format_version,finished_at,",
+    ),
+    "a header without the version": (
+        (HEADER.removeprefix("format_version,") + GOOD_ROW.removeprefix("1,")).encode(),
+        "line 1: its header 'finished_at,run_id,split,",
+    ),
     "a row with too many fields": (
-        (HEADER + GOOD_ROW + "x,r1,test,1,0.5,m,f,i,t,extra,extra\n").encode(),
-        "line 3: 11 fields, expected 9",
+        (HEADER + GOOD_ROW + "1,x,r1,test,1,0.5,m,f,i,t,extra,extra\n").encode(),
+        "line 3: 12 fields, expected 10",
+    ),
+    "a row without its format version": (
+        (HEADER + GOOD_ROW.removeprefix("1,")).encode(),
+        "line 2: history format version '2026-11-01T03:00:00+' is not a whole number",
+    ),
+    "a row with an empty format version": (
+        (HEADER + GOOD_ROW.replace("1,", ",", 1)).encode(),
+        "line 2: no history format version",
+    ),
+    "a row of an older format version": (
+        (HEADER + GOOD_ROW + GOOD_ROW.replace("1,", "0,", 1)).encode(),
+        "line 3: history format 0 is older than this fashionnet's 1",
+    ),
+    "another header beginning with the version, rows of this version": (
+        (HEADER.replace("trigger", "started_by") + GOOD_ROW).encode(),
+        "line 1: its header 'format_version,finished_at,",
     ),
     "a row whose accuracy is not a number": (
         (HEADER + GOOD_ROW.replace("0.904500", "high")).encode(),
         "line 2: accuracy 'high' is not a number",
     ),
     "a row that is not UTF-8": ((HEADER + GOOD_ROW).encode() + b"\xff\xfe\n", "line 3: not UTF-8"),
+    "a header with a NUL byte": (
+        (HEADER + GOOD_ROW).encode().replace(b"_", b"\0", 1),
+        "line 1: its header",
+    ),
+    "a row whose accuracy is infinite": (
+        (HEADER + GOOD_ROW + GOOD_ROW.replace("0.904500", "inf")).encode(),
+        "line 3: accuracy inf is not between 0 and 1",
+    ),
+    "a row whose accuracy is NaN": (
+        (HEADER + GOOD_ROW.replace("0.904500", "nan") + GOOD_ROW).encode(),
+        "line 2: accuracy nan is not between 0 and 1",
+    ),
+    "a row whose accuracy is above 1": (
+        (HEADER + GOOD_ROW.replace("0.904500", "1.5")).encode(),
+        "line 2: accuracy 1.5 is not between 0 and 1",
+    ),
+    "a row with negative samples": (
+        (HEADER + GOOD_ROW.replace("10000", "-3")).encode(),
+        "line 2: samples -3 is negative",
+    ),
+    "a truncated last line": ((HEADER + GOOD_ROW + GOOD_ROW[:40]).encode(), "line 3: 5 fields"),
+    "a line appended by hand": ((HEADER + GOOD_ROW + "a,b,c\n").encode(), "line 3: history"),
+    "one huge line": (
+        (HEADER + "x" * 1_000_000 + "\n" + GOOD_ROW).encode(),
+        "line 2: field larger",
+    ),
 }
 
 
 @pytest.mark.parametrize("damage", DAMAGED_HISTORIES, ids=list(DAMAGED_HISTORIES))
-def test_a_damaged_history_is_moved_aside_and_a_new_one_started(
+def test_a_damaged_history_keeps_every_readable_row_and_the_file_as_it_was_aside(
     tmp_path, confusions, caplog, damage
 ):
     history = tmp_path / "history.csv"
     content, problem = DAMAGED_HISTORIES[damage]
     history.write_bytes(content)
+    readable = content.count(GOOD_ROW.encode())
     append(history, "r1", "t", overall_table(confusions, "m"))
     [aside] = tmp_path.glob("history.csv.damaged-*")
-    assert aside.read_bytes() == content, "the damaged file is kept as it was"
-    assert publish.read_history(history)["run_id"].tolist() == ["r1", "r1"]
-    assert history.read_text().startswith(HEADER)
+    assert aside.read_bytes() == content, "the damaged file is kept as it was, line numbers too"
+    assert publish.read_history(history)["run_id"].tolist() == ["r0"] * readable + ["r1", "r1"]
+    assert history.read_text().startswith(HEADER + GOOD_ROW * readable)
     [warning] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert warning.startswith(f"{history} cannot be read ({problem}")
-    assert warning.endswith(f"moved it to {aside} and started a new one with this run's rows")
+    assert warning.startswith(f"{history} has lines that cannot be read ({problem}")
+    assert warning.endswith(f"kept its {readable} readable rows, and the file as it was in {aside}")
 
 
 def test_a_folder_in_place_of_the_history_is_moved_aside(tmp_path, confusions):
@@ -374,7 +491,7 @@ def test_a_folder_in_place_of_the_history_is_moved_aside(tmp_path, confusions):
 
 def test_read_history_file_reads_the_good_rows_and_names_the_bad_lines(tmp_path):
     history = tmp_path / "history.csv"
-    bad_rows = "only,three,fields\n" * 7
+    bad_rows = "1,three,fields\n" * 7
     history.write_text(HEADER + GOOD_ROW + bad_rows + "\n" + GOOD_ROW.replace("r0", "r9"))
     read = publish.read_history_file(history)
     assert read.table["run_id"].tolist() == ["r0", "r9"]
@@ -382,7 +499,8 @@ def test_read_history_file_reads_the_good_rows_and_names_the_bad_lines(tmp_path)
     assert read.row_lines == [GOOD_ROW, GOOD_ROW.replace("r0", "r9")]
     assert sorted(read.bad_lines) == list(range(3, 10)), "line numbers as an editor shows them"
     assert read.damage == (
-        "; ".join(f"line {n}: 3 fields, expected 9" for n in range(3, 8)) + "; and 2 more bad lines"
+        "; ".join(f"line {n}: 3 fields, expected 10" for n in range(3, 8))
+        + "; and 2 more bad lines"
     )
 
 
@@ -393,6 +511,42 @@ def test_a_sound_history_has_no_damage_even_with_windows_line_ends(tmp_path, con
     append(history, "r1", "t", overall_table(confusions, "m"))
     assert history.read_text().splitlines(keepends=True)[:2] == [HEADER, GOOD_ROW]
     assert not list(tmp_path.glob("*.damaged-*"))
+
+
+NEWER_ROW = GOOD_ROW.replace("1,", "2,", 1).replace("r0", "r5")
+NEWER_HISTORIES = {
+    "a newer row under this header": HEADER + GOOD_ROW + NEWER_ROW,
+    "a newer row alone": HEADER + NEWER_ROW,
+    "a newer header and rows": HEADER.replace("\n", ",region\n") + NEWER_ROW[:-1] + ",eu\n",
+    "a newer header, a damaged row first": (
+        HEADER.replace("trigger", "started_by") + "garbage\n" + GOOD_ROW + NEWER_ROW
+    ),
+}
+
+
+@pytest.mark.parametrize("content", NEWER_HISTORIES.values(), ids=list(NEWER_HISTORIES))
+def test_a_history_of_a_newer_fashionnet_stops_readers_and_writers_and_stays(
+    tmp_path, confusions, content
+):
+    history = tmp_path / "history.csv"
+    history.write_text(content)
+    newer = (
+        f"{history}: written by a newer fashionnet (history format 2; this one reads up to 1): "
+        "upgrade fashionnet, or move the file aside"
+    )
+    with pytest.raises(formats.NewerFormat) as caught:
+        publish.read_history_file(history)
+    assert str(caught.value) == newer
+    with pytest.raises(formats.NewerFormat):
+        append(history, "r1", "t", overall_table(confusions, "m"))
+    assert history.read_text() == content and not list(tmp_path.glob("*.damaged-*"))
+
+
+def test_a_newer_looking_row_under_a_header_without_the_version_is_damage(tmp_path):
+    """Only a header that begins with the version's column speaks for the rows' first field."""
+    history = tmp_path / "history.csv"
+    history.write_text("when,what\n2,later\n")
+    assert publish.read_history_file(history).damage.startswith("line 1: its header 'when,what'")
 
 
 def publish_setup(tmp_path: Path, confusions) -> tuple[Layout, Path, Path, RunReport]:
@@ -427,7 +581,9 @@ def test_a_failed_swap_changes_neither_latest_nor_the_history(tmp_path, confusio
     layout, first, second, report = publish_setup(tmp_path, confusions)
     history_before = layout.history_csv.read_bytes()
     listing_before = sorted(  # everything but the new run folder r2
-        p.name for p in layout.reports_dir.rglob("*") if second not in (p, *p.parents)
+        p.name
+        for p in layout.reports_dir.rglob("*")
+        if second not in (p, *p.parents) and p.name != publish.JOURNAL  # r2's, removed with it
     )
 
     def full_disk(link, target):
@@ -505,3 +661,65 @@ def test_the_manifest_and_history_record_the_run_origin(tmp_path, confusions):
     assert history[["flow_run_id", "trigger"]].drop_duplicates().values.tolist() == [["f1", "cli"]]
     with pytest.raises(ValueError, match="trigger 'cron' is not one of schedule"):
         RunOrigin(trigger="cron")
+
+
+def test_a_run_killed_after_the_swap_is_added_to_the_history_by_the_next_run(
+    tmp_path, confusions, monkeypatch
+):
+    """The `latest` swap is the commit point: a run killed right after it is finished from its
+    journal, once, and `latest` stays on it."""
+    layout, first, second, report = publish_setup(tmp_path, confusions)
+    real_swap = atomic.replace_symlink
+
+    def swap_then_killed(link, target):
+        real_swap(link, target)
+        raise SystemExit("killed")  # nothing after the swap runs, as after SIGKILL
+
+    monkeypatch.setattr(atomic, "replace_symlink", swap_then_killed)
+    with pytest.raises(SystemExit):
+        publish.publish_run(layout, second, report)
+    assert publish.read_history(layout.history_csv)["run_id"].tolist() == ["r1"] * 2
+    monkeypatch.setattr(atomic, "replace_symlink", real_swap)
+    publish.finish_interrupted_publishing(layout)
+    publish.finish_interrupted_publishing(layout)
+    assert publish.read_history(layout.history_csv)["run_id"].tolist() == ["r1"] * 2 + ["r2"] * 2
+    assert layout.latest_link.resolve() == second and second.is_dir()
+    assert not (layout.runs_dir / publish.JOURNAL).exists()
+
+
+def test_a_run_killed_before_the_swap_leaves_no_run_folder_after_the_next_run(tmp_path, confusions):
+    """Killed between the run folder's rename and publishing: the next run removes the folder;
+    `latest` and the history stay the previous run's."""
+    layout, first, second, report = publish_setup(tmp_path, confusions)
+    history_before = layout.history_csv.read_bytes()
+    assert (layout.runs_dir / publish.JOURNAL).is_file(), "write_run names the run first"
+    publish.finish_interrupted_publishing(layout)
+    assert not second.exists() and first.is_dir()
+    assert layout.latest_link.resolve() == first
+    assert layout.history_csv.read_bytes() == history_before
+    assert not (layout.runs_dir / publish.JOURNAL).exists()
+
+
+def test_a_stop_asked_for_while_the_report_is_written_publishes_nothing(tmp_path, confusions):
+    layout, first, second, report = publish_setup(tmp_path, confusions)
+    history_before = layout.history_csv.read_bytes()
+    interrupts.request_stop(signal.SIGTERM)
+    try:
+        with pytest.raises(interrupts.Interrupted) as caught:
+            publish.publish_run(layout, second, report)
+    finally:
+        interrupts.reset()
+    assert caught.value.exit_code == 143
+    assert layout.latest_link.resolve() == first
+    assert layout.history_csv.read_bytes() == history_before
+
+
+def test_a_failed_publish_under_a_looping_latest_keeps_its_error_and_removes_the_run(
+    tmp_path, confusions
+):
+    layout, first, second, report = publish_setup(tmp_path, confusions)
+    layout.latest_link.unlink()
+    layout.latest_link.symlink_to("latest")  # a loop
+    with pytest.raises(OSError), publish.removed_unless_published(layout.latest_link, second):
+        raise OSError(28, "No space left on device")
+    assert not second.exists()

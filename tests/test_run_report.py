@@ -10,7 +10,7 @@ from report_fixtures import EVERY_FIGURE, make_images, make_predictions, make_re
 from fashionnet.core.layout import Layout
 from fashionnet.data.parquet import SplitFile, open_split
 from fashionnet.data.prepare import write_split
-from fashionnet.model.source import obtain_model
+from fashionnet.model.source import calibrated, obtain_model
 from fashionnet.model.train import TrainConfig
 from fashionnet.model.two_layer_net import TwoLayerNet
 from fashionnet.model.weights import save_params
@@ -136,23 +136,24 @@ def test_manifest_records_sources_fingerprints_model_and_packages():
 
 
 def recomputed_from_predictions(path) -> dict[str, float]:
-    """top2_accuracy, log_loss and ece from a predictions Parquet alone, by their definitions,
-    row by row in float64: nothing from fashionnet.report.metrics."""
+    """top2_accuracy, log_loss and ece, calibrated and raw, from a predictions Parquet alone, by
+    their definitions, row by row in float64: nothing from fashionnet.report.metrics."""
     frame = pq.read_table(path).to_pandas()
     label, predicted, second = (frame[name].to_numpy() for name in ("label", "predicted", "second"))
-    confidence = frame["confidence"].to_numpy().astype(np.float64)
     right = label == predicted
-    ece = 0.0
-    for b in range(15):  # 15 equal-width bins over [0, 1]; 1.0 belongs to the last
-        in_bin = (confidence >= b / 15) & ((confidence < (b + 1) / 15) | (b == 14))
-        if in_bin.any():
-            gap = abs(right[in_bin].mean() - confidence[in_bin].mean())
-            ece += in_bin.mean() * gap
-    return {
-        "top2_accuracy": float(np.mean(right | (label == second))),
-        "log_loss": float(-np.mean(frame["true_log_prob"].to_numpy().astype(np.float64))),
-        "ece": ece,
-    }
+    recomputed = {"top2_accuracy": float(np.mean(right | (label == second)))}
+    for prefix in ("", "raw_"):
+        confidence = frame[prefix + "confidence"].to_numpy().astype(np.float64)
+        ece = 0.0
+        for b in range(15):  # 15 equal-width bins over [0, 1]; 1.0 belongs to the last
+            in_bin = (confidence >= b / 15) & ((confidence < (b + 1) / 15) | (b == 14))
+            if in_bin.any():
+                gap = abs(right[in_bin].mean() - confidence[in_bin].mean())
+                ece += in_bin.mean() * gap
+        log_prob = frame[prefix + "true_log_prob"].to_numpy().astype(np.float64)
+        recomputed[prefix + "log_loss"] = float(-np.mean(log_prob))
+        recomputed[prefix + "ece"] = ece
+    return recomputed
 
 
 def test_overall_csv_is_recomputed_from_the_predictions_files_alone(tmp_path):
@@ -169,6 +170,8 @@ def test_overall_csv_is_recomputed_from_the_predictions_files_alone(tmp_path):
     weights = tmp_path / "weights.npz"  # He weights: confidences spread over many bins
     save_params(weights, TwoLayerNet(784, 32, 10, weight_init="he", seed=0).params)
     model = obtain_model("file", TrainConfig(), splits, layout.models_dir, weights)
+    model = calibrated(model, splits["validation"], layout.models_dir)
+    assert model.temperature != 1.0 and model.model_id != model.calibration.weights_id
     context = Context(layout, RunOptions(chunk_size=80), TrainConfig())
     tallies = predict_splits(context, splits, model)
     report = build_report(
@@ -190,5 +193,7 @@ def test_overall_csv_is_recomputed_from_the_predictions_files_alone(tmp_path):
         recomputed = recomputed_from_predictions(predictions)
         for column, value in recomputed.items():
             assert overall.loc[split, column] == pytest.approx(value, abs=1e-6), (split, column)
-        assert overall.loc[split, "ece"] > 0.01  # a case where the ECE says something
-    assert "calibration_test.png" in report.figures and (run_dir / "calibration_test.png").is_file()
+        assert overall.loc[split, "raw_ece"] > 0.01  # a case where the ECE says something
+    # fitted on validation: calibration lowers its log loss
+    assert overall.loc["validation", "log_loss"] < overall.loc["validation", "raw_log_loss"]
+    assert "reliability.png" in report.figures and (run_dir / "reliability.png").is_file()

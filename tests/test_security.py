@@ -138,9 +138,8 @@ def listening_sockets() -> set[tuple[str, int]]:
 
 @pytest.mark.prefect
 def test_the_local_dask_cluster_listens_on_localhost_only():
-    from fashionnet_flows.pipeline import make_task_runner
-
     from fashionnet.options import RunOptions
+    from fashionnet_flows.pipeline import make_task_runner
 
     before = listening_sockets()
     with make_task_runner(RunOptions(task_runner="dask")) as runner:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from fashionnet_flows.serve import PREFECT_YAML, SERVED_SUFFIX, read_deployment
 
 from fashionnet.core.errors import FashionnetError
+from fashionnet_flows.serve import PREFECT_YAML, SERVED_SUFFIX, read_deployment
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SPEC = yaml.safe_load(PREFECT_YAML.read_text())["deployments"][0]

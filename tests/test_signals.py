@@ -1,6 +1,6 @@
 """Ctrl-C and SIGTERM on `fashionnet run`: one line, the shell's exit code, within 10 s, and
 nothing left behind: no process (the temporary Prefect server included), no file but hidden
-temporaries.
+temporaries. SIGKILL, which no code of the run sees: its temporary server ends all the same.
 
 Each run starts its own temporary Prefect server, as a user's `fashionnet run` does (no
 PREFECT_API_URL): that server is what a Ctrl-C at the terminal used to kill under the run.
@@ -52,6 +52,27 @@ def descendants(pid: int) -> list[psutil.Process]:
     return psutil.Process(pid).children(recursive=True)
 
 
+def temporary_servers(processes: list[psutil.Process]) -> list[psutil.Process]:
+    return [p for p in processes if "fashionnet_flows.temporary_server" in " ".join(p.cmdline())]
+
+
+def training_run(tmp_path: Path) -> tuple[LiveRun, Path]:
+    """`fashionnet run` with a temporary server of its own, once it is training."""
+    raw, project = tmp_path / "raw", tmp_path / "project"
+    write_synthetic_raw(raw, n_train=600, n_test=100, seed=1)
+    run = LiveRun(
+        "--raw-dir",
+        str(raw),
+        "--project-dir",
+        str(project),
+        *LONG_TRAINING,
+        env=own_server_env(tmp_path / "prefect-home"),
+        cwd=tmp_path,
+    )
+    run.wait_for_line(r"epoch \d+/", timeout=180)
+    return run, project
+
+
 def alive(process: psutil.Process) -> bool:
     try:
         return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
@@ -67,21 +88,10 @@ def alive(process: psutil.Process) -> bool:
 def test_a_signal_during_training_stops_the_run_cleanly(
     tmp_path, signal_number, to_group, exit_code
 ):
-    raw, project = tmp_path / "raw", tmp_path / "project"
-    write_synthetic_raw(raw, n_train=600, n_test=100, seed=1)
-    run = LiveRun(
-        "--raw-dir",
-        str(raw),
-        "--project-dir",
-        str(project),
-        *LONG_TRAINING,
-        env=own_server_env(tmp_path / "prefect-home"),
-        cwd=tmp_path,
-    )
+    run, project = training_run(tmp_path)
     try:
-        run.wait_for_line(r"epoch \d+/", timeout=180)
         started = descendants(run.process.pid)
-        assert any("uvicorn" in " ".join(p.cmdline()) for p in started), "a temporary server"
+        assert temporary_servers(started), "a temporary server"
         before = snapshot(project)
         signalled = time.monotonic()
         # Ctrl-C at a terminal signals the whole foreground process group; a supervisor's
@@ -107,3 +117,23 @@ def test_a_signal_during_training_stops_the_run_cleanly(
     assert all(after[name] == before[name] for name in before if name in after)
     assert not (project / "reports" / "latest").exists()
     assert all(TEMP_MARKER in path.name for path in leftovers(project))
+
+
+def test_the_temporary_server_ends_when_the_run_is_killed(tmp_path):
+    """SIGKILL to the run alone (not its process group): the server, in a session of its own,
+    is sent SIGTERM by the kernel when its parent is gone."""
+    run, _ = training_run(tmp_path)
+    try:
+        [server] = temporary_servers(descendants(run.process.pid))
+        run.process.kill()
+        run.finish(timeout=30)
+        deadline = time.monotonic() + STOP_SECONDS
+        while alive(server) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        outlived = alive(server)
+    finally:
+        if run.process.poll() is None:
+            run.kill()
+    if outlived:
+        server.kill()
+    assert not outlived, "the temporary server outlived the killed run"

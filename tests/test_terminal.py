@@ -1,24 +1,33 @@
+import csv
 import io
+import json
 
+import pandas as pd
 import pytest
 from report_fixtures import make_report, make_run
 from rich.console import Console
 from test_reports import GOOD_ROW, HEADER, append
+from typer.testing import CliRunner
 
 from fashionnet.core.errors import FashionnetError
+from fashionnet.core.layout import Layout
 from fashionnet.data.catalog import CLASS_NAMES
 from fashionnet.report import publish
-from fashionnet.report.run_report import read_run_csv
-from fashionnet.report.terminal import render_report, render_runs
+from fashionnet.report.columns import HISTORY_COLUMNS, TEXT_COLUMNS
+from fashionnet.report.markdown import overall_rows, per_class_rows
+from fashionnet.report.publish import read_history
+from fashionnet.report.run_report import RunReport, read_run_csv
+from fashionnet.report.terminal import render_report, render_runs, runs_rows
+from fashionnet_flows import cli
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    return make_run(tmp_path_factory.mktemp("run"))
+@pytest.fixture
+def run_dir(report_run_dir):
+    return report_run_dir
 
 
-def recording_console() -> Console:
-    return Console(record=True, width=160, file=io.StringIO(), color_system=None)
+def recording_console(width: int = 160) -> Console:
+    return Console(record=True, width=width, file=io.StringIO(), color_system=None)
 
 
 def row_cells(text: str, first_cell: str) -> list[str]:
@@ -80,9 +89,9 @@ def test_render_runs_lists_each_run_with_accuracy_per_split(tmp_path):
     console = recording_console()
     render_runs(history, console)
     text = console.export_text()
-    first = row_cells(text, "2026-11-28T01:00:00+00:00")
-    second = row_cells(text, "2026-11-28T02:00:00+00:00")
-    assert first[1:3] == ["run-a", "5eed5eed"] and second[1] == "run-b"
+    first, second = row_cells(text, "run-a"), row_cells(text, "run-b")
+    assert first[1:3] == ["2026-11-28T01:00:00+00:00", "5eed5eed"]
+    assert second[1] == "2026-11-28T02:00:00+00:00"
     accuracy = dict(zip(overall["split"], overall["accuracy"], strict=True))
     assert float(first[3].rstrip("%")) == pytest.approx(100 * accuracy["train"], abs=0.005)
     assert float(first[4].rstrip("%")) == pytest.approx(100 * accuracy["test"], abs=0.005)
@@ -99,15 +108,15 @@ def test_render_runs_before_any_run(tmp_path):
 def test_render_runs_shows_the_rows_it_can_read_and_names_the_lines_it_skipped(tmp_path):
     history = tmp_path / "history.csv"
     markup = GOOD_ROW.replace("T03:", "T04:").replace("r0", "[/bold]")  # text, not markup
-    history.write_text(HEADER + GOOD_ROW + "x,r1,test,1,0.5,m,f,extra\n" + markup)
+    history.write_text(HEADER + GOOD_ROW + "1,x,r1,test,1,0.5,m,f,extra\n" + markup)
     console = recording_console()
     render_runs(history, console)
     table = console.export_text()
     text = " ".join(table.split())  # the note may wrap
-    assert row_cells(table, "2026-11-01T03:00:00+00:00")[1] == "r0"
-    assert row_cells(table, "2026-11-01T04:00:00+00:00")[1] == "[/bold]"
-    assert f"Skipped what cannot be read in {history} (line 3: 8 fields, expected 9)" in text
-    assert "the next `fashionnet run` moves the file aside and starts a new one" in text
+    assert row_cells(table, "r0")[1] == "2026-11-01T03:00:00+00:00"
+    assert row_cells(table, "[/bold]")[1] == "2026-11-01T04:00:00+00:00"
+    assert f"Skipped what cannot be read in {history} (line 3: 9 fields, expected 10)" in text
+    assert "the next `fashionnet run` keeps its readable rows and copies the file aside" in text
 
 
 def test_render_runs_of_a_file_that_is_not_a_history_says_so_in_one_note(tmp_path):
@@ -116,5 +125,195 @@ def test_render_runs_of_a_file_that_is_not_a_history_says_so_in_one_note(tmp_pat
     console = recording_console()
     render_runs(history, console)
     text = " ".join(console.export_text().split())
-    assert text.startswith(f"Skipped what cannot be read in {history} (its header is not UTF-8")
+    assert text.startswith(
+        f"Skipped what cannot be read in {history} (line 1: its header is not UTF-8"
+    )
     assert "No runs yet" not in text and "Runs" not in text
+
+
+# --- every figure and id whole, however narrow the terminal, and piped ----------------------
+
+NARROW = 80  # a default terminal, and the width rich takes when nothing tells it one
+
+
+def cells_by_row(text: str) -> dict[str, list[str]]:
+    """Each table row's cells after the first, by its first cell, over all the tables of `text`
+    (a table too wide is shown as several, each with the first column again). A line whose first
+    cell is empty continues the row above: its cells are joined to that row's."""
+    found: dict[str, list[str]] = {}
+    row: list[str] = []
+    start = 0
+    for line in text.splitlines():
+        if "│" not in line:
+            continue
+        first, *cells = (cell.strip() for cell in line.strip().strip("│").split("│"))
+        if first:
+            row = found.setdefault(first, [])
+            start = len(row)
+            row += cells
+        else:
+            for offset, cell in enumerate(cells):
+                row[start + offset] = f"{row[start + offset]} {cell}".strip()
+    return found
+
+
+def assert_nothing_cut(text: str, width: int = NARROW) -> None:
+    assert "…" not in text, text
+    assert max(len(line.rstrip()) for line in text.splitlines()) <= width, text
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """A project whose reports/runs holds one run of three splits, reports/latest points at."""
+    root = tmp_path_factory.mktemp("project")
+    run = make_run(root / "reports", splits=("train", "validation", "test"))
+    publish.publish_latest(Layout(root).latest_link, run)
+    return root
+
+
+def report_at_80_columns(project) -> str:
+    console = recording_console(NARROW)
+    render_report(Layout(project).latest_link, console)
+    return console.export_text()
+
+
+def report_piped(project) -> str:
+    """`fashionnet report` writing to a pipe, COLUMNS unset: rich takes 80 columns."""
+    result = CliRunner().invoke(
+        cli.make_app(), ["report", "--project-dir", str(project)], env={"COLUMNS": None}
+    )
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+@pytest.mark.parametrize("show", [report_at_80_columns, report_piped], ids=["80", "piped"])
+def test_the_report_shows_every_figure_whole_at_80_columns_and_piped(project, show):
+    text = show(project)
+    assert_nothing_cut(text)
+    found = cells_by_row(text)
+    report = RunReport.read(Layout(project).latest_link)
+    for _, rows in (overall_rows(report.overall), per_class_rows(report.per_class)):
+        for row in rows:
+            assert found[row[0]] == row[1:], text
+    for row in read_run_csv(Layout(project).latest_link, "overall.csv").itertuples():
+        shown = found[row.split]
+        assert f"{row.accuracy:.2%}" in shown and f"{row.log_loss:.4f}" in shown, text
+
+
+def test_runs_show_every_id_and_figure_whole_at_80_columns(tmp_path):
+    history, runs_dir = tmp_path / "history.csv", tmp_path / "runs"
+    overall = make_report(splits=("train", "validation", "test")).overall
+    overrides = {"hidden_size": 256, "learning_rate": 0.0005, "regression_tolerance": 0.02}
+    for hour, trigger in enumerate(["deployment-manual", "schedule", "cli"], start=1):
+        run_id = f"20261128T{hour:02d}0000Z-{hour:06x}"
+        finished_at = f"2026-11-28T{hour:02d}:00:09+00:00"
+        append(history, run_id, finished_at, overall, trigger=trigger)
+        (runs_dir / run_id).mkdir(parents=True)
+        manifest = {"prefect": {"overrides": overrides}}
+        (runs_dir / run_id / "manifest.json").write_text(json.dumps(manifest))
+    console = recording_console(NARROW)
+    render_runs(history, console)
+    text = console.export_text()
+
+    assert_nothing_cut(text)
+    found = cells_by_row(text)
+    _, rows = runs_rows(read_history(history), runs_dir)
+    assert len(rows) == 3
+    for row in rows:
+        assert found[row[0]] == row[1:], text
+        assert row[-1] == "hidden_size=256 learning_rate=0.0005 regression_tolerance=0.02"
+
+
+def test_a_wide_terminal_shows_each_table_once_and_whole(project):
+    console = recording_console(200)
+    render_report(Layout(project).latest_link, console)
+    text = console.export_text()
+    assert "(continued)" not in text
+    assert_nothing_cut(text, 200)
+
+
+# --- csv and json: for scripts, the values as the files hold them ----------------------------
+
+
+def invoke(*args: str):
+    result = CliRunner().invoke(cli.make_app(), list(args))
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def file_rows(path) -> list[dict[str, str]]:
+    with open(path, newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def test_report_csv_is_overall_csv_then_per_class_csv_cell_for_cell(project):
+    output = invoke("report", "--project-dir", str(project), "--format", "csv").stdout
+    rows = list(csv.DictReader(io.StringIO(output)))
+    run_dir = Layout(project).latest_link
+    overall, per_class = file_rows(run_dir / "overall.csv"), file_rows(run_dir / "per_class.csv")
+    assert len(rows) == len(overall) + len(per_class)
+    for row, expected in zip(rows, overall + per_class, strict=True):
+        assert {name: row[name] for name in expected} == expected  # the same text: unrounded
+    assert [row["class_name"] for row in rows[: len(overall)]] == [""] * len(overall)
+
+
+def test_report_json_parses_and_equals_the_files(project):
+    output = invoke("report", "--project-dir", str(project), "--format", "json").stdout
+    document = json.loads(output)
+    run_dir = Layout(project).latest_link
+    assert document["run_id"] == run_dir.resolve().name
+    for name in ("overall", "per_class"):
+        expected = read_run_csv(run_dir, f"{name}.csv")
+        pd.testing.assert_frame_equal(pd.DataFrame(document[name]), expected)
+
+
+@pytest.fixture
+def history_project(tmp_path):
+    """reports/history.csv with two runs, the second's folder pruned."""
+    layout = Layout(tmp_path)
+    overall = make_report().overall
+    append(layout.history_csv, "run-a", "2026-11-28T01:00:00+00:00", overall)
+    append(layout.history_csv, "run-b", "2026-11-28T02:00:00+00:00", overall, trigger="cli")
+    (layout.runs_dir / "run-a").mkdir(parents=True)
+    manifest = {"prefect": {"overrides": {"epochs": 3, "optimizer": "sgd"}}}
+    (layout.runs_dir / "run-a" / "manifest.json").write_text(json.dumps(manifest))
+    return tmp_path
+
+
+def test_runs_csv_is_history_csv_cell_for_cell_with_the_overrides(history_project):
+    output = invoke("runs", "--project-dir", str(history_project), "--format", "csv").stdout
+    rows = list(csv.DictReader(io.StringIO(output)))
+    expected = file_rows(Layout(history_project).history_csv)
+    assert [{name: row[name] for name in HISTORY_COLUMNS} for row in rows] == expected
+    overrides = {row["run_id"]: row["overrides"] for row in rows}
+    assert overrides == {"run-a": "epochs=3 optimizer=sgd", "run-b": ""}
+
+
+def test_runs_json_parses_and_equals_history_csv(history_project):
+    output = invoke("runs", "--project-dir", str(history_project), "--format", "json").stdout
+    records = json.loads(output)
+    text_columns = dict.fromkeys(TEXT_COLUMNS, str)
+    history = pd.read_csv(Layout(history_project).history_csv, dtype=text_columns)
+    pd.testing.assert_frame_equal(pd.DataFrame(records)[HISTORY_COLUMNS], history)
+    overrides = {record["run_id"]: record["overrides"] for record in records}
+    assert overrides == {"run-a": {"epochs": 3, "optimizer": "sgd"}, "run-b": {}}
+
+
+@pytest.mark.parametrize(
+    ("output_format", "parse"),
+    [("csv", lambda text: list(csv.DictReader(io.StringIO(text)))), ("json", json.loads)],
+    ids=["csv", "json"],
+)
+def test_runs_for_scripts_name_what_they_skipped_on_stderr_alone(tmp_path, output_format, parse):
+    history = Layout(tmp_path).history_csv
+    history.parent.mkdir()
+    history.write_text(HEADER + GOOD_ROW + "1,x,r1,test,1,0.5,m,f,extra\n")
+    result = invoke("runs", "--project-dir", str(tmp_path), "--format", output_format)
+    assert [row["run_id"] for row in parse(result.stdout)] == ["r0"]
+    assert "(line 3: 9 fields, expected 10)" in result.stderr
+    assert result.stderr.startswith(f"Skipped what cannot be read in {history}")
+
+
+def test_an_unknown_format_is_refused():
+    result = CliRunner().invoke(cli.make_app(), ["runs", "--format", "xml"])
+    assert result.exit_code == 2 and "xml" in result.output

@@ -53,6 +53,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        fsync_dir(path.parent)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
@@ -79,6 +80,28 @@ def replace_symlink(link: str | os.PathLike, target: str | os.PathLike) -> None:
     except OSError:
         tmp.unlink()
         raise
+    fsync_dir(link.parent)
+
+
+def fsync_dir(folder: str | os.PathLike) -> None:
+    """Make the renames in `folder` durable: without it, their order is not kept through a power
+    loss, and a later step could survive while the rename it follows does not."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def aside_name(path: Path) -> Path:
+    """A free name `<name>.damaged-<UTC time>` beside `path`, for a damaged copy of it."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    aside = path.with_name(f"{path.name}{DAMAGED_MARKER}{stamp}")
+    for attempt in itertools.count(1):
+        if not aside.exists() and not aside.is_symlink():
+            break
+        aside = path.with_name(f"{path.name}{DAMAGED_MARKER}{stamp}-{attempt}")
+    return aside
 
 
 def move_aside(path: str | os.PathLike) -> Path:
@@ -86,11 +109,16 @@ def move_aside(path: str | os.PathLike) -> Path:
     so the stage that made it can make it again while the damaged copy stays for a person to
     look at (`make clean` removes it). Returns the new name, for the warning that says so."""
     path = Path(path)
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    aside = path.with_name(f"{path.name}{DAMAGED_MARKER}{stamp}")
-    for attempt in itertools.count(1):
-        if not aside.exists() and not aside.is_symlink():
-            break
-        aside = path.with_name(f"{path.name}{DAMAGED_MARKER}{stamp}-{attempt}")
+    aside = aside_name(path)
     os.rename(path, aside)
+    fsync_dir(path.parent)
+    return aside
+
+
+def copy_aside(path: str | os.PathLike, content: bytes) -> Path:
+    """Keep `content`, what the file at `path` held, as `<name>.damaged-<UTC time>` beside it,
+    while `path` itself stays until it is replaced whole (so a crash between the two loses
+    nothing). Returns the copy's name."""
+    aside = aside_name(Path(path))
+    write_bytes(aside, content)
     return aside

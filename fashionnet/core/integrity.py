@@ -11,17 +11,28 @@ trusted with the wrong content.
 """
 
 import contextlib
+import hashlib
 import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 from fashionnet.core import atomic
-from fashionnet.data.fetch import sha256_file
 
 log = logging.getLogger(__name__)
 
 RECORD_SUFFIX = ".sha256"
+_BLOCK = 1 << 20
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks: the one checksum of every file fashionnet
+    checks (raw downloads, checksum records)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def record_of(path: Path) -> Path:
@@ -73,7 +84,7 @@ def verified(path: Path, *, required: bool = False) -> bool:
 
     When it is not: a missing file is simply not there (a record left behind is replaced when
     the file is written again), but is named if it is `required` (e.g. a companion of a model's
-    meta.json); a file without a record (an interrupted write, or an older fashionnet) gets a
+    meta.json); a file without a record (what an interrupted write leaves) gets a
     warning and is left to be replaced; anything else is damage, moved aside (`set_aside`).
     """
     if not os.path.lexists(path):

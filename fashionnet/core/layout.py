@@ -35,6 +35,11 @@ class Layout:
         return self.root / "models"
 
     @property
+    def champion_link(self) -> Path:
+        """The blessed model's folder (a link to models/<model key>)."""
+        return self.models_dir / "champion"
+
+    @property
     def reports_dir(self) -> Path:
         return self.root / "reports"
 

@@ -2,7 +2,7 @@
 
 Every file a run writes lives under its project folder (see `Layout`), so the one output path a
 user passes is the project folder itself (`--project-dir`, the flow's `project_dir`). Paths that
-are only read (`--raw-dir`, `--weights`) may point anywhere and are never written to.
+are only read (`--raw-dir`, `--weights-file`) may point anywhere and are never written to.
 
 A relative output path must stay inside the folder it is relative to: one that `..` or a
 symlink leads out of is refused, so a parameter typed into a schedule or the Prefect UI cannot

@@ -14,7 +14,6 @@ download never sits under the final name, and one left by a killed run is swept 
 temporary. The downloader adds the timeout, the size cap and the detection of bodies cut short.
 """
 
-import hashlib
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -27,21 +26,13 @@ import urllib3
 from fashionnet.core import interrupts
 from fashionnet.core.atomic import atomic_path
 from fashionnet.core.errors import FashionnetError
+from fashionnet.core.integrity import sha256_file
 from fashionnet.data.catalog import MIRRORS, RAW_FILES, RawFile
 
 logger = logging.getLogger(__name__)
 
 _BLOCK = 1 << 20
 NOT_RESOLVED = "host name not resolved (offline?)"
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(_BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class DownloadError(FashionnetError):

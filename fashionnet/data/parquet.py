@@ -2,10 +2,10 @@
 
 The format, written by `fashionnet.data.prepare`: one row per image with `index` int32 (its row
 number in the file), `label` uint8 and `pixels` fixed_size_list<float32, 784> (image/255, row-major
-28x28), plus key-value metadata recording the raw sources (name -> sha256), the row count and,
-for the train and validation splits, the split rule that divided the raw training images
-(`validation.SplitRule`). Row groups are the unit of reading, so a consumer can work through a
-split a few thousand rows at a time.
+28x28), plus key-value metadata recording the format version (`formats.PARQUET_KEY`), the raw
+sources (name -> sha256), the row count and, for the train and validation splits, the split rule
+that divided the raw training images (`validation.SplitRule`). Row groups are the unit of
+reading, so a consumer can work through a split a few thousand rows at a time.
 """
 
 import hashlib
@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from fashionnet.core import formats
 from fashionnet.core.errors import FashionnetError
 from fashionnet.data.catalog import NUM_PIXELS
 
@@ -29,11 +30,9 @@ SCHEMA = pa.schema(
         pa.field("pixels", pa.list_(pa.float32(), NUM_PIXELS), nullable=False),
     ]
 )
-FORMAT_VERSION = "1"
 META_SOURCES = "fashionnet.sources"
 META_ROWS = "fashionnet.rows"
 META_ROW_GROUP_SIZE = "fashionnet.row_group_size"
-META_FORMAT = "fashionnet.format"
 META_SPLIT_RULE = "fashionnet.split_rule"
 READ_BATCH_ROWS = 2_000  # rows decoded at a time by read_row_groups
 FINGERPRINT_CHARS = 16
@@ -127,12 +126,20 @@ def _open(path: Path) -> tuple[pq.ParquetFile, SplitFile]:
             f"{path} is not a readable Parquet file ({error}); {_REPREPARE}"
         ) from None
     schema = parquet.schema_arrow
+    metadata = {
+        key.decode(errors="replace"): value.decode(errors="replace")
+        for key, value in (schema.metadata or {}).items()
+    }
+    # First, so that a newer fashionnet's file is named as such whatever else it changed.
+    try:
+        formats.check(path, formats.SPLIT, metadata.get(formats.PARQUET_KEY))
+    except ValueError as problem:
+        raise FashionnetError(f"{path}: {problem}; {_REPREPARE}") from None
     if [(f.name, f.type) for f in schema] != [(f.name, f.type) for f in SCHEMA]:
         raise FashionnetError(
             f"{path} has columns ({_describe(schema)}), "
             f"expected ({_describe(SCHEMA)}); {_REPREPARE}"
         )
-    metadata = {key.decode(): value.decode() for key, value in (schema.metadata or {}).items()}
     try:
         rows = int(metadata[META_ROWS])
         sources = json.loads(metadata[META_SOURCES])

@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fashionnet.core import integrity
+from fashionnet.core import formats, integrity
 from fashionnet.core.atomic import atomic_path
 from fashionnet.core.errors import FashionnetError
 from fashionnet.core.layout import Layout
@@ -118,7 +118,7 @@ def _metadata_schema(output: Output, rows: int, sources: Mapping[str, str], row_
         parquet.META_SOURCES: json.dumps(dict(sources), sort_keys=True),
         parquet.META_ROWS: str(rows),
         parquet.META_ROW_GROUP_SIZE: str(row_group_size),
-        parquet.META_FORMAT: parquet.FORMAT_VERSION,
+        formats.PARQUET_KEY: str(formats.CURRENT[formats.SPLIT]),
     }
     if output.split_rule is not None:
         metadata[parquet.META_SPLIT_RULE] = json.dumps(dict(output.split_rule), sort_keys=True)
@@ -200,8 +200,10 @@ def _current_split(
         return None
     try:
         split = parquet.open_split(out_path)
+    except formats.NewerFormat:
+        raise  # a newer fashionnet's file: not this one's to replace
     except FashionnetError as error:
-        # Intact but not in today's format (an older fashionnet wrote it): rebuild it.
+        # Intact but not in today's format (no format version, say): rebuild it.
         logger.warning("rebuilding %s from the raw files: %s", out_path, error)
         return None
     current = (

@@ -5,8 +5,12 @@
   (`model_store`). The test split is never read here: the predict stage scores it once;
 - `random`: the untrained initialisation (the book's 0.01 * N(0, 1)), the ~10% baseline;
 - `file`: a weights file the user gives (`weights.load_params` checks it).
+
+Whatever its source, a model is then calibrated (`calibrated`): its temperature is fitted on the
+validation split (`calibration`), recorded in its folder's meta.json and found there again.
 """
 
+import dataclasses
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,7 +20,16 @@ from typing import Any
 import pandas as pd
 
 from fashionnet.data.parquet import SplitFile
-from fashionnet.model.store import StoredModel, load_stored, model_key, store_model
+from fashionnet.model.calibration import Calibration, calibrate
+from fashionnet.model.store import (
+    META_NAME,
+    StoredModel,
+    load_stored,
+    model_key,
+    read_meta,
+    record_calibration,
+    store_model,
+)
 from fashionnet.model.train import TrainConfig, TrainResult, curve_table, train
 from fashionnet.model.two_layer_net import TwoLayerNet
 from fashionnet.model.weights import load_params, model_id
@@ -31,11 +44,17 @@ class Model:
 
     source: ModelSource
     weights_path: Path
-    model_id: str  # digest of the weights
+    model_id: str  # digest of the weights, then (calibrated) of the weights and temperature
     model_key: str | None  # its folder under models/; None for a user's weights file
     origin: str  # where it came from, for people
     hyperparameters: dict[str, Any]
     learning_curve: pd.DataFrame | None = None
+    calibration: Calibration | None = None  # None: not calibrated, temperature 1
+
+    @property
+    def temperature(self) -> float:
+        """What the scores are divided by before the softmax."""
+        return self.calibration.temperature if self.calibration else 1.0
 
     def describe(self) -> dict[str, Any]:
         """The model as the manifest records it."""
@@ -45,6 +64,8 @@ class Model:
             "source": self.source,
             "origin": self.origin,
             "hyperparameters": self.hyperparameters,
+            "temperature": self.temperature,
+            "calibration": self.calibration.describe() if self.calibration else None,
         }
 
 
@@ -143,3 +164,40 @@ def _trained(config: TrainConfig, splits: Mapping[str, SplitFile], models_dir: P
     stored = store_trained(models_dir, config, sources, split_rule, result)
     log.info("trained in %.1f s, saved to %s", result.seconds, stored.folder)
     return stored
+
+
+def recorded_calibration(folder: Path) -> Calibration | None:
+    """The calibration a model folder's meta.json records, if any (none from a meta.json that
+    cannot be read: the model is made again, and calibrated again, by the next run)."""
+    try:
+        recorded = read_meta(folder / META_NAME).get("calibration")
+    except (OSError, ValueError):
+        return None
+    return Calibration.of(recorded) if recorded else None
+
+
+def calibrated(model: Model, validation: SplitFile | None, models_dir: Path) -> Model:
+    """`model` with its temperature fitted on `validation` (the one its folder records when it
+    was fitted on the same weights and validation data); unchanged without a validation split.
+    """
+    if validation is None:
+        return model
+    folder = models_dir / model.model_key if model.model_key else None
+    weights_id = model.calibration.weights_id if model.calibration else model.model_id
+    found = recorded_calibration(folder) if folder else None
+    if not (
+        found
+        and found.weights_id == weights_id
+        and found.validation_fingerprint == validation.fingerprint
+    ):
+        found = calibrate(load_params(model.weights_path), weights_id, validation)
+        log.info(
+            "temperature %.4f fitted on %d validation images: log loss %.4f -> %.4f",
+            found.temperature,
+            found.validation_images,
+            found.raw_validation_log_loss,
+            found.validation_log_loss,
+        )
+        if folder:
+            record_calibration(folder, found.describe())
+    return dataclasses.replace(model, model_id=found.model_id, calibration=found)

@@ -5,7 +5,9 @@ model, `learning_curve.csv`. The model key is a digest of what made the model (i
 recipe and the source checksums of the data): the same recipe on the same data finds its
 folder again. The model id is a digest of the weights themselves (`weights.model_id`); both
 appear in every report. Each file has its checksum record (`integrity`), checked before a
-stored model is used again: a damaged model is made again.
+stored model is used again: a damaged model is made again. meta.json carries the model folder's
+format version (`formats.MODEL`): a model folder of a newer fashionnet stops the run, one without
+the current version is made again.
 """
 
 import hashlib
@@ -18,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from fashionnet.core import atomic, integrity
+from fashionnet.core import atomic, formats, integrity
 from fashionnet.core.errors import FashionnetError
 from fashionnet.model.train import read_learning_curve, write_learning_curve
 from fashionnet.model.two_layer_net import Params
@@ -67,7 +69,13 @@ def load_stored(models_dir: Path, key: str) -> StoredModel | None:
     meta_path = folder / META_NAME
     if not integrity.verified(meta_path):
         return None
-    meta = json.loads(meta_path.read_text())
+    try:
+        meta = read_meta(meta_path)
+    except ValueError as problem:  # intact, but not this fashionnet's format
+        log.warning(
+            "ignoring stored model %s and making it again: %s: %s", folder, META_NAME, problem
+        )
+        return None
     companions = (WEIGHTS_NAME, CURVE_NAME) if meta["trained"] else (WEIGHTS_NAME,)
     # Each one checked (no short cut), so that every damaged one is moved aside and named.
     if not all([integrity.verified(folder / name, required=True) for name in companions]):
@@ -82,6 +90,16 @@ def load_stored(models_dir: Path, key: str) -> StoredModel | None:
         log.warning("stored model %s does not match its %s; making it again", folder, META_NAME)
         return None
     return StoredModel(folder, params, meta, curve)
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    """A model folder's meta.json, without its format version (checked first: `formats.check`);
+    ValueError says what is wrong with it."""
+    meta = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(meta, dict):
+        raise ValueError("not a JSON object")
+    formats.check(path, formats.MODEL, meta.pop(formats.VERSION_FIELD, None))
+    return meta
 
 
 def store_model(
@@ -110,6 +128,22 @@ def store_model(
         # As the file holds it (6 decimals): a rerun that finds this model must report, and
         # draw, exactly the curve this run does.
         learning_curve = read_learning_curve(folder / CURVE_NAME)
+    versioned = {formats.VERSION_FIELD: formats.CURRENT[formats.MODEL], **meta}
     with integrity.sealing(folder / META_NAME):
-        atomic.write_text(folder / META_NAME, json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        atomic.write_text(
+            folder / META_NAME, json.dumps(versioned, indent=2, sort_keys=True) + "\n"
+        )
     return StoredModel(folder, params, dict(meta), learning_curve)
+
+
+def record_calibration(folder: Path, calibration: Mapping[str, Any]) -> None:
+    """Add the model's fitted temperature (`calibration.Calibration`) to its meta.json."""
+    meta = read_meta(folder / META_NAME)
+    versioned = {
+        formats.VERSION_FIELD: formats.CURRENT[formats.MODEL],
+        **meta,
+        "calibration": dict(calibration),
+    }
+    with integrity.sealing(folder / META_NAME):
+        text = json.dumps(versioned, indent=2, sort_keys=True)
+        atomic.write_text(folder / META_NAME, text + "\n")

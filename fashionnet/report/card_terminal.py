@@ -6,7 +6,7 @@ from rich.console import Console
 from fashionnet.data.catalog import CLASS_NAMES, NUM_CLASSES
 from fashionnet.data.statistics import PROPERTIES, QUANTILES, CardTally
 from fashionnet.data.validate import SplitCard
-from fashionnet.report.terminal import text_table
+from fashionnet.report.terminal import fitted_tables
 
 
 def class_rows(tally: CardTally) -> list[list[str]]:
@@ -51,18 +51,17 @@ def property_rows(tally: CardTally) -> tuple[list[str], list[list[str]]]:
 def render_card(split: str, card: SplitCard, console: Console | None = None) -> None:
     """Print a split's card."""
     console = console or Console()
-    tally = card.tally
+    tally, width = card.tally, console.width
     console.print(f"[bold]Data card of {split}[/bold]: {tally.images:,} images")
-    console.print(text_table("Classes", ["label", "images", "share"], class_rows(tally)))
-    console.print(text_table("Image properties", *property_rows(tally)))
+    console.print(*fitted_tables("Classes", ["label", "images", "share"], class_rows(tally), width))
+    console.print(*fitted_tables("Image properties", *property_rows(tally), width))
     problems = [
         ("values not finite", tally.non_finite),
         ("values outside [0, 1]", tally.out_of_range),
         ("values that are not a byte / 255", tally.off_grid),
     ]
-    console.print(
-        text_table("Pixel values", ["check", "count"], [[n, f"{c:,}"] for n, c in problems])
-    )
+    rows = [[name, f"{count:,}"] for name, count in problems]
+    console.print(*fitted_tables("Pixel values", ["check", "count"], rows, width))
     exact = card.keys.exact
     copies = len(exact) - len(set(exact.tolist()))
     console.print(f"Images that repeat an earlier image of the split byte for byte: {copies:,}")

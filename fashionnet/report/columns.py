@@ -8,6 +8,8 @@ import io
 
 import pandas as pd
 
+from fashionnet.core import formats
+
 # overall.csv: one row per split.
 OVERALL_COLUMNS = [
     "split",
@@ -19,6 +21,8 @@ OVERALL_COLUMNS = [
     "top2_accuracy",
     "log_loss",
     "ece",
+    "raw_log_loss",
+    "raw_ece",
     "model_id",
 ]
 
@@ -44,8 +48,11 @@ CONFUSION_INDEX = "true_class"
 # over the epoch's minibatches; validation_accuracy is measured on the held-out validation split.
 CURVE_COLUMNS = ["epoch", "loss", "minibatch_accuracy", "validation_accuracy", "learning_rate"]
 
-# reports/history.csv: one row per published run and split.
+# reports/history.csv: one row per published run and split. Its format version comes first, in
+# the header and on every row (`formats`): whatever a newer fashionnet changes after it, an
+# older one still reads the version and stops rather than misread the file.
 HISTORY_COLUMNS = [
+    formats.VERSION_FIELD,
     "finished_at",
     "run_id",
     "split",
@@ -56,12 +63,6 @@ HISTORY_COLUMNS = [
     "flow_run_id",
     "trigger",
 ]
-# Earlier releases named the split fingerprint `data_sha256`; such files are read and appended
-# to under the current header.
-LEGACY_HISTORY_COLUMNS = {"data_sha256": "data_fingerprint"}
-# Columns added at the end since the first release: an older file lacks them, and its rows
-# are read (and written back) with these cells empty.
-ADDED_HISTORY_COLUMNS = ["flow_run_id", "trigger"]
 
 # Columns read as text even when a value is all digits (hex ids, fingerprints, times).
 TEXT_COLUMNS = [

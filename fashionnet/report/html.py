@@ -24,10 +24,12 @@ from fashionnet.report.data_card import (
 from fashionnet.report.html_page import figure, link, page, paragraph, png_data_uri, section, table
 from fashionnet.report.markdown import (
     METRICS_LEGEND,
+    blessing_lines,
     headline_table,
     overall_rows,
     per_class_rows,
     source_rows,
+    temperature_phrase,
     weakest_rows,
 )
 from fashionnet.report.run_report import EVALUATION_SPLIT, RunReport
@@ -38,7 +40,16 @@ REPORT_HTML_NAME = "report.html"
 def model_paragraph(report: RunReport) -> str:
     key = report.manifest.get("model", {}).get("model_key")
     stored = f", stored in <code>models/{escape(key)}/</code>" if key else ""
-    return f"<p>Model <code>{escape(report.model_id)}</code>{stored}.</p>"
+    calibrated = escape(temperature_phrase(report.manifest))
+    return f"<p>Model <code>{escape(report.model_id)}</code>{calibrated}{stored}.</p>"
+
+
+def blessing_html(blessing: Mapping[str, Any] | None) -> str:
+    said, rows = blessing_lines(blessing)
+    if not said:
+        return ""
+    parts = [paragraph(" ".join(said).replace("`", ""))]
+    return section("Champion", *parts, table(("check", "result", "detail"), rows) if rows else "")
 
 
 def weakest_html(confusion: np.ndarray | None) -> str:
@@ -98,6 +109,7 @@ def render_report_html(report: RunReport, figure_sources: Mapping[str, str]) -> 
         table(*overall_rows(headline_table(report))),
         paragraph(METRICS_LEGEND),
         model_paragraph(report),
+        blessing_html(report.blessing),
         weakest_html(report.confusions.get(EVALUATION_SPLIT)),
         section("Per class", table(*per_class_rows(report.per_class))),
         data_card_html(report.data),

@@ -43,7 +43,8 @@ METRICS_LEGEND = (
     "interval. Top-2 accuracy counts an image right when its class is one of the two most "
     "probable. Log loss is the mean of -ln p(true class). ECE, the expected calibration error, "
     "is the mean gap between accuracy and confidence over 15 confidence bins, weighted by their "
-    "images (0 is perfectly calibrated)."
+    "images (0 is perfectly calibrated). Probabilities are calibrated by one temperature fitted "
+    "on the validation split's log loss; the raw log loss and ECE are the network's own."
 )
 
 
@@ -67,6 +68,8 @@ def overall_rows(overall: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
         "top-2 accuracy",
         "log loss",
         "ECE",
+        "raw log loss",
+        "raw ECE",
     ]
     rows = [
         [
@@ -78,17 +81,32 @@ def overall_rows(overall: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
             number(row.top2_accuracy, ".2%"),
             number(row.log_loss, ".4f"),
             number(row.ece, ".4f"),
+            number(row.raw_log_loss, ".4f"),
+            number(row.raw_ece, ".4f"),
         ]
         for row in overall.itertuples()
     ]
     return header, rows
 
 
+def temperature_phrase(manifest: Mapping[str, Any]) -> str:
+    """What the model's calibration is, in a few words ("" for a run folder from before it)."""
+    calibration = manifest.get("model", {}).get("calibration")
+    if not calibration:
+        return ""
+    return (
+        f" at temperature {calibration['temperature']:.4f} (fitted on "
+        f"{calibration['validation_images']:,} validation images: their log loss "
+        f"{calibration['raw_validation_log_loss']:.4f} -> {calibration['validation_log_loss']:.4f})"
+    )
+
+
 def model_line(report: RunReport) -> str:
-    """The model id (a digest of its weights) and, if stored, its model key (its folder)."""
+    """The model id (a digest of its weights and temperature), its temperature and, if stored,
+    its model key (its folder)."""
     key = report.manifest.get("model", {}).get("model_key")
     stored = f", stored in `models/{key}/`" if key else ""
-    return f"Model `{report.model_id}`{stored}."
+    return f"Model `{report.model_id}`{temperature_phrase(report.manifest)}{stored}."
 
 
 def headline_table(report: RunReport) -> pd.DataFrame:
@@ -212,12 +230,45 @@ def files_section(data_files: Sequence[str]) -> str:
     return "## Files\n\n" + ", ".join(f"[{name}]({name})" for name in data_files)
 
 
+def blessing_lines(blessing: Mapping[str, Any] | None) -> tuple[list[str], list[list[str]]]:
+    """The gate's verdict as sentences, and its checks as rows (check, result, detail)."""
+    if blessing is None:
+        return [], []
+    before = blessing.get("champion_before")
+    if blessing["promoted"]:
+        outcome = "This run's model becomes the champion (`models/champion`)."
+    elif before:
+        outcome = f"The champion stays model `{before['model_id']}`."
+    else:
+        outcome = "There is no champion yet."
+    said = [blessing["reason"][:1].upper() + blessing["reason"][1:] + ".", outcome]
+    if before:
+        runs = ", ".join(f"`{run}`" for run in before.get("runs", [])) or "none in history.csv"
+        said.append(
+            f"The champion before this run: model `{before['model_id']}`, from runs {runs}."
+        )
+    rows = [
+        [check["name"], "pass" if check["passed"] else "FAIL", check["detail"]]
+        for check in blessing["checks"]
+    ]
+    return said, rows
+
+
+def blessing_section(blessing: Mapping[str, Any] | None) -> str:
+    said, rows = blessing_lines(blessing)
+    if not said:
+        return ""
+    table = markdown_table(("check", "result", "detail"), rows) if rows else ""
+    return "\n\n".join(part for part in ["## Champion", " ".join(said), table] if part)
+
+
 def render_report_md(report: RunReport, *, run_dir: Path | None = None) -> str:
     """report.md of `report`: figures embedded by relative path, or, given `run_dir`, listed
     as files there (for viewers that cannot open the run folder)."""
     sections = [
         f"# fashionnet run {report.run_id}",
         headline_section(report),
+        blessing_section(report.blessing),
         weakest_section(report.confusions.get(EVALUATION_SPLIT)),
         per_class_section(report.per_class),
         data_card_section(report.data),

@@ -94,7 +94,9 @@ class Tally:
     """The additive sums of some predictions (a chunk, or a whole split): tallies add with `+`.
 
     `bin_*` are per confidence bin (`confidence_bins`): how many predictions fell in it, the
-    sum of their confidences (top probabilities) and how many of them were right.
+    sum of their confidences (top probabilities) and how many of them were right. The
+    probabilities are calibrated (`model.calibration`); `raw` is the tally of the same
+    predictions with the probabilities as the network gave them, when they were given.
     """
 
     confusion: np.ndarray  # int64 (classes, classes), rows true class, columns predicted
@@ -103,6 +105,7 @@ class Tally:
     bin_counts: np.ndarray  # int64 (CALIBRATION_BINS,)
     bin_confidence_sums: np.ndarray  # float64 (CALIBRATION_BINS,)
     bin_correct: np.ndarray  # int64 (CALIBRATION_BINS,)
+    raw: "Tally | None" = None  # the same before calibration
 
     @classmethod
     def of_predictions(
@@ -112,12 +115,27 @@ class Tally:
         second: np.ndarray,
         confidence: np.ndarray,
         true_log_prob: np.ndarray,
+        raw_confidence: np.ndarray | None = None,
+        raw_true_log_prob: np.ndarray | None = None,
         num_classes: int = NUM_CLASSES,
     ) -> "Tally":
-        """The tally of predictions given row by row, as the predictions file stores them."""
+        """The tally of predictions given row by row, as the predictions file stores them
+        (with `raw`, given the probabilities before calibration)."""
         labels = np.asarray(labels)
         right = labels == np.asarray(predicted)
         bins = confidence_bins(confidence)
+        raw = None
+        if raw_confidence is not None and raw_true_log_prob is not None:
+            raw = cls.of_predictions(
+                labels,
+                predicted,
+                second,
+                raw_confidence,
+                raw_true_log_prob,
+                None,
+                None,
+                num_classes,
+            )
         return cls(
             confusion=confusion_matrix(labels, predicted, num_classes),
             top2_correct=int(np.count_nonzero(right | (labels == np.asarray(second)))),
@@ -129,18 +147,23 @@ class Tally:
             bin_correct=np.bincount(bins, weights=right, minlength=CALIBRATION_BINS).astype(
                 np.int64
             ),
+            raw=raw,
         )
 
     @classmethod
     def total(cls, tallies: Iterable["Tally"], num_classes: int = NUM_CLASSES) -> "Tally":
         """The sum of `tallies`; of none, the empty tally."""
+        tallies = list(tallies)
         empty = np.zeros(0, dtype=np.int64)
-        total = cls.of_predictions(empty, empty, empty, empty, empty, num_classes)
+        with_raw = bool(tallies) and all(tally.raw is not None for tally in tallies)
+        raw = (empty, empty) if with_raw else (None, None)
+        total = cls.of_predictions(empty, empty, empty, empty, empty, *raw, num_classes)
         for tally in tallies:
             total += tally
         return total
 
     def __add__(self, other: "Tally") -> "Tally":
+        both_raw = self.raw is not None and other.raw is not None
         return Tally(
             confusion=self.confusion + other.confusion,
             top2_correct=self.top2_correct + other.top2_correct,
@@ -148,27 +171,39 @@ class Tally:
             bin_counts=self.bin_counts + other.bin_counts,
             bin_confidence_sums=self.bin_confidence_sums + other.bin_confidence_sums,
             bin_correct=self.bin_correct + other.bin_correct,
+            raw=self.raw + other.raw if both_raw else None,
         )
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Tally):
             return NotImplemented
-        return all(
-            np.array_equal(getattr(self, name), getattr(other, name))
-            for name in self.__dataclass_fields__
+        arrays = [name for name in self.__dataclass_fields__ if name != "raw"]
+        return self.raw == other.raw and all(
+            np.array_equal(getattr(self, name), getattr(other, name)) for name in arrays
         )
 
     @property
     def samples(self) -> int:
         return int(self.confusion.sum())
 
+    def log_loss(self) -> float:
+        return float(safe_ratio(self.log_loss_sum, self.samples))
+
+    def ece(self) -> float:
+        return expected_calibration_error(
+            self.bin_counts, self.bin_confidence_sums, self.bin_correct
+        )
+
     def probability_metrics(self) -> "ProbabilityMetrics":
+        """The calibrated figures, and the log loss and ECE before calibration (the same as
+        calibrated for a tally without `raw`: a model at temperature 1)."""
+        raw = self.raw or self
         return ProbabilityMetrics(
             top2_accuracy=float(safe_ratio(self.top2_correct, self.samples)),
-            log_loss=float(safe_ratio(self.log_loss_sum, self.samples)),
-            ece=expected_calibration_error(
-                self.bin_counts, self.bin_confidence_sums, self.bin_correct
-            ),
+            log_loss=self.log_loss(),
+            ece=self.ece(),
+            raw_log_loss=raw.log_loss(),
+            raw_ece=raw.ece(),
         )
 
 
@@ -205,6 +240,8 @@ class ProbabilityMetrics(NamedTuple):
     top2_accuracy: float
     log_loss: float  # mean -log p(true class), from the scores by log-sum-exp, never clipped
     ece: float  # expected calibration error over CALIBRATION_BINS bins
+    raw_log_loss: float  # log_loss before calibration (temperature 1)
+    raw_ece: float  # ece before calibration
 
 
 def overall_table(
@@ -213,10 +250,10 @@ def overall_table(
     probability_metrics: Mapping[str, ProbabilityMetrics] | None = None,
 ) -> pd.DataFrame:
     """One row per split (in the given order): samples, correct, accuracy and its Wilson 95%
-    interval, then top-2 accuracy, log loss and ECE (empty where `probability_metrics` has no
-    entry for the split), and the model id."""
+    interval, then top-2 accuracy, log loss and ECE, calibrated and raw (empty where
+    `probability_metrics` has no entry for the split), and the model id."""
     probability_metrics = probability_metrics or {}
-    missing = ProbabilityMetrics(math.nan, math.nan, math.nan)
+    missing = ProbabilityMetrics(*[math.nan] * len(ProbabilityMetrics._fields))
     rows = []
     for split, confusion in confusions.items():
         samples = int(confusion.sum())

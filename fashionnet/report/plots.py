@@ -27,7 +27,6 @@ from fashionnet.data.statistics import PROPERTIES, CardTally
 from fashionnet.report.data_card import DataReport, PairGallery
 from fashionnet.report.metrics import Tally, accuracy_by_class, reliability_table
 from fashionnet.report.run_report import (
-    EVALUATION_SPLIT,
     MISCLASSIFIED_SHOWN,
     SAMPLES_PER_CLASS,
     RunReport,
@@ -96,25 +95,56 @@ def plot_per_class_accuracy(per_class: pd.DataFrame, overall: pd.DataFrame, path
     save_png(figure, path)
 
 
-def plot_reliability(tally: Tally, path: Path, *, title: str = "Reliability diagram") -> None:
-    """Accuracy against confidence per bin (`metrics.reliability_table`) with the diagonal of
-    perfect calibration above, the number of predictions per bin below; the ECE in the title."""
-    table = reliability_table(tally)
-    ece = tally.probability_metrics().ece
-    figure = Figure(figsize=(7, 7.5), layout="constrained")
-    accuracy_ax, count_ax = figure.subplots(
-        2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+# A bin with fewer images than this has an accuracy too uncertain to read (its 95% interval is
+# wider than about +-0.2): drawn hatched and pale, and labelled with its count.
+SPARSE_BIN = 30
+
+
+def plot_reliability(
+    tallies: Mapping[str, Tally], path: Path, *, title: str = "Reliability diagram"
+) -> None:
+    """One column per split (validation beside test): accuracy against confidence per bin
+    (`metrics.reliability_table`) with the diagonal of perfect calibration above, the number of
+    predictions per bin below; bins of fewer than SPARSE_BIN images are marked as such; the
+    calibrated and the raw ECE in each title."""
+    figure = Figure(figsize=(6.5 * len(tallies), 7.5), layout="constrained")
+    figure.suptitle(title)
+    axes = figure.subplots(
+        2, len(tallies), sharex=True, squeeze=False, gridspec_kw={"height_ratios": [3, 1]}
     )
+    for (split, tally), accuracy_ax, count_ax in zip(tallies.items(), *axes, strict=True):
+        _draw_reliability(tally, split, accuracy_ax, count_ax)
+    save_png(figure, path)
+
+
+def _draw_reliability(tally: Tally, split: str, accuracy_ax, count_ax) -> None:
+    table = reliability_table(tally)
+    metrics = tally.probability_metrics()
     width = table["bin_high"] - table["bin_low"]
     filled = table[table["samples"] > 0]  # an empty bin has no accuracy to show
-    accuracy_ax.bar(
-        filled["bin_low"],
-        filled["accuracy"],
-        width[filled.index],
-        align="edge",
-        edgecolor="black",
-        label="accuracy in the bin",
-    )
+    sparse = filled["samples"] < SPARSE_BIN
+    for rows, style in (
+        (filled[~sparse], {"label": "accuracy in the bin"}),
+        (filled[sparse], {"alpha": 0.35, "hatch": "//", "label": f"fewer than {SPARSE_BIN}"}),
+    ):
+        if len(rows):
+            accuracy_ax.bar(
+                rows["bin_low"],
+                rows["accuracy"],
+                width[rows.index],
+                align="edge",
+                edgecolor="black",
+                color="C0",
+                **style,
+            )
+    for row in filled[sparse].itertuples():
+        accuracy_ax.annotate(
+            f"n={row.samples}",
+            (row.bin_low + width[row.Index] / 2, row.accuracy),
+            ha="center",
+            va="bottom",
+            fontsize=7,
+        )
     accuracy_ax.plot(
         filled["confidence"],
         filled["accuracy"],
@@ -127,14 +157,13 @@ def plot_reliability(tally: Tally, path: Path, *, title: str = "Reliability diag
     accuracy_ax.set_xlim(0, 1)
     accuracy_ax.set_ylim(0, 1)
     accuracy_ax.set_ylabel("accuracy")
-    accuracy_ax.set_title(f"{title}: ECE {ece:.4f}")
+    accuracy_ax.set_title(f"{split}: ECE {metrics.ece:.4f} (raw {metrics.raw_ece:.4f})")
     accuracy_ax.legend(loc="upper left")
     count_ax.bar(table["bin_low"], table["samples"], width, align="edge", color="C2")
     count_ax.set_xlabel("confidence (probability of the predicted class)")
     count_ax.set_ylabel("images")
     for ax in (accuracy_ax, count_ax):
         ax.grid(alpha=0.3)
-    save_png(figure, path)
 
 
 def plot_learning_curve(curve: pd.DataFrame, path: Path) -> None:
@@ -321,9 +350,9 @@ def write_run_figures(run_dir: Path, report: RunReport) -> list[Path]:
         title = f"Confusion matrix ({split})"
         plot_confusion(confusion, run_dir / f"confusion_{split}.png", title=title)
     plot_per_class_accuracy(report.per_class, report.overall, run_dir / "per_class_accuracy.png")
-    if report.calibration is not None:
-        title = f"Reliability diagram ({EVALUATION_SPLIT})"
-        plot_reliability(report.calibration, run_dir / "calibration_test.png", title=title)
+    if report.calibration:
+        title = "Reliability diagram of the calibrated model"
+        plot_reliability(report.calibration, run_dir / "reliability.png", title=title)
     if report.learning_curve is not None:
         plot_learning_curve(report.learning_curve, run_dir / "learning_curve.png")
     if (wrong := report.misclassified) is not None:

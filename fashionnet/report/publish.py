@@ -8,8 +8,11 @@ into place in one step, so a run folder either exists whole or not at all;
 `schema.csv_text`: identical inputs give byte-identical files.
 
 Publishing is all or nothing (`publish_run`), and the bookkeeping never blocks a run: a
-history.csv that cannot be read whole, or a `latest` that is not a link, is moved aside
-(`fashionnet.core.atomic.move_aside`) with a warning naming both files, and made anew.
+history.csv that cannot be read whole (a row without the current format version is a bad row
+like any other), or a `latest` that is not a link, is moved aside
+(`fashionnet.core.atomic.move_aside`) with a warning naming both files, and made anew. Only a
+history.csv a newer fashionnet wrote stops the run (`formats.NewerFormat`): it is not this one's
+to replace. manifest.json carries its format version too (read back by `RunReport.read`).
 """
 
 import contextlib
@@ -20,7 +23,6 @@ import os
 import secrets
 import shutil
 import tempfile
-import textwrap
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,28 +31,27 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fashionnet.core import atomic
+from fashionnet import champion
+from fashionnet.core import atomic, formats, interrupts
 from fashionnet.core.errors import FashionnetError
 from fashionnet.core.layout import Layout
 from fashionnet.core.runlock import run_lock
 from fashionnet.data.catalog import CLASS_NAMES
 from fashionnet.model.train import curve_csv
 from fashionnet.report import html, markdown, plots, trend
-from fashionnet.report.columns import (
-    ADDED_HISTORY_COLUMNS,
-    CONFUSION_INDEX,
-    HISTORY_COLUMNS,
-    LEGACY_HISTORY_COLUMNS,
-    csv_text,
-)
-from fashionnet.report.run_report import EVALUATION_SPLIT, RunReport
+from fashionnet.report.columns import CONFUSION_INDEX, HISTORY_COLUMNS, csv_text
+from fashionnet.report.run_report import EVALUATION_SPLIT, MANIFEST_NAME, RunReport
 
 log = logging.getLogger(__name__)
 
 HISTORY_HEADER = ",".join(HISTORY_COLUMNS)
-NUMBER_COLUMNS = {"samples": int, "accuracy": float}
+NUMBER_COLUMNS = {formats.VERSION_FIELD: int, "samples": int, "accuracy": float}
 # Lines named one by one when rows are skipped; beyond these, only their count.
 NAMED_LINES = 5
+# runs/<JOURNAL>: the run being published, written before its folder takes its name. The next
+# run (under the run lock) finishes a run whose `latest` swap happened, and removes the folder
+# of one that never got that far: a kill at any point leaves the previous state or the new one.
+JOURNAL = ".publishing.json"
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -85,15 +86,21 @@ def write_run(runs_dir: Path, report: RunReport) -> Path:
             atomic.write_text(building / "learning_curve.csv", curve_csv(report.learning_curve))
         for name, text in (report.data.files() if report.data is not None else {}).items():
             atomic.write_text(building / name, text)
-        manifest_text = json.dumps(report.manifest, sort_keys=True, indent=2) + "\n"
-        atomic.write_text(building / "manifest.json", manifest_text)
+        manifest = {formats.VERSION_FIELD: formats.CURRENT[formats.MANIFEST], **report.manifest}
+        manifest_text = json.dumps(manifest, sort_keys=True, indent=2) + "\n"
+        atomic.write_text(building / MANIFEST_NAME, manifest_text)
         plots.write_run_figures(building, report)
         markdown.write_report_md(building, report)
         html.write_report_html(building, report)
         os.chmod(building, 0o755)  # mkdtemp makes it owner-only; a report is for everyone
+        atomic.write_text(runs_dir / JOURNAL, json.dumps({"run_id": report.run_id}) + "\n")
         os.rename(building, final)
+        atomic.fsync_dir(runs_dir)
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
+        if not final.exists():
+            with contextlib.suppress(FileNotFoundError):
+                (runs_dir / JOURNAL).unlink()
         raise
     log.info("wrote run folder %s", final)
     return final
@@ -115,7 +122,7 @@ def publish_latest(latest_link: Path, run_dir: Path) -> None:
 
 def publish_run(layout: Layout, run_dir: Path, report: RunReport) -> None:
     """Make a complete run folder the project's `reports/latest` and add it to the history, all
-    or nothing.
+    or nothing; its model becomes the champion when its blessing says so (`champion.promote`).
 
     The new history.csv is written beside the old one first; `latest` is swapped; only then does
     the new history take its name. A failure before the swap changes neither, so history.csv
@@ -132,9 +139,62 @@ def publish_run(layout: Layout, run_dir: Path, report: RunReport) -> None:
         flow_run_id=origin.get("flow_run_id") or "",
         trigger=origin.get("trigger") or "",
     )
-    with history_appended(layout.history_csv, rows):
-        publish_latest(layout.latest_link, run_dir)
+    interrupts.check()  # a stop asked for while the report was written: nothing is published
+    journal = {"run_id": report.run_id, "rows": csv_text(rows).split("\n", 1)[1]}
+    atomic.write_text(layout.runs_dir / JOURNAL, json.dumps(journal) + "\n")
+    with history_appended(layout.history_csv, journal["rows"]):
+        publish_latest(layout.latest_link, run_dir)  # the commit point
+        if report.blessing is not None:
+            champion.promote(layout, report.blessing)
+    _end_journal(layout)
     write_trend_of_history(layout)
+
+
+def _end_journal(layout: Layout) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        (layout.runs_dir / JOURNAL).unlink()
+        atomic.fsync_dir(layout.runs_dir)
+
+
+def _points_at(latest_link: Path, run_dir: Path) -> bool:
+    """Whether `latest_link` is a link to `run_dir` (read, not followed: a loop is just no)."""
+    try:
+        target = os.readlink(latest_link)
+    except OSError:
+        return False
+    return os.path.normpath(latest_link.parent / target) == os.path.normpath(run_dir)
+
+
+def finish_interrupted_publishing(layout: Layout) -> None:
+    """Finish or undo the publishing a killed run left half done (its journal says which run):
+    once `latest` points at the run, its history rows are added if missing; before that, its
+    run folder is removed. Call it holding the run lock."""
+    journal_path = layout.runs_dir / JOURNAL
+    if not journal_path.is_file() or journal_path.is_symlink():
+        return
+    try:
+        journal = json.loads(journal_path.read_text(encoding="utf-8"))
+        run_id, rows = str(journal["run_id"]), journal.get("rows")
+    except (ValueError, TypeError, KeyError, UnicodeDecodeError):
+        log.warning("%s cannot be read; removed it", journal_path)
+        _end_journal(layout)
+        return
+    run_dir = layout.runs_dir / run_id
+    if "/" in run_id or run_id.startswith("."):
+        log.warning("%s names no run folder (%r); removed it", journal_path, run_id)
+    elif isinstance(rows, str) and _points_at(layout.latest_link, run_dir):
+        if run_id not in set(read_history(layout.history_csv)["run_id"]):
+            with history_appended(layout.history_csv, rows):
+                pass
+            log.info(
+                "added run %s to %s: it was interrupted after it was published",
+                run_id,
+                layout.history_csv,
+            )
+    elif run_dir.is_dir() and not run_dir.is_symlink():
+        shutil.rmtree(run_dir, ignore_errors=True)
+        log.info("removed %s: its run was interrupted before it was published", run_dir)
+    _end_journal(layout)
 
 
 def write_trend_of_history(layout: Layout) -> None:
@@ -156,8 +216,10 @@ def removed_unless_published(latest_link: Path, run_dir: Path) -> Iterator[None]
     try:
         yield
     except BaseException:
-        if latest_link.resolve() != run_dir.resolve():
+        if not _points_at(latest_link, run_dir):
             shutil.rmtree(run_dir, ignore_errors=True)
+            with contextlib.suppress(FileNotFoundError):
+                (run_dir.parent / JOURNAL).unlink()
             log.info("removed %s: the run failed before it was published", run_dir)
         raise
 
@@ -178,6 +240,7 @@ def history_rows(
     """
     return pd.DataFrame(
         {
+            formats.VERSION_FIELD: formats.CURRENT[formats.HISTORY],
             "finished_at": finished_at,
             "run_id": run_id,
             "split": overall["split"],
@@ -193,32 +256,46 @@ def history_rows(
 
 
 @contextlib.contextmanager
-def history_appended(history_csv: Path, rows: pd.DataFrame) -> Iterator[None]:
+def history_appended(history_csv: Path, rows: pd.DataFrame | str) -> Iterator[None]:
     """Add `rows` to history.csv (created with its header if absent) when the block succeeds.
 
     The whole file is written to a temporary before the block and renamed after it, so a crash
     never leaves half a row; callers hold the project's run lock, so no two runs append at once.
-    A history.csv that cannot be read whole (not UTF-8, another header, a bad row, a folder)
-    is moved aside with a warning naming both files, and a new one starts with `rows`: the
-    bookkeeping never stops a run.
+    Lines that cannot be read (another header, a row not UTF-8, short, out of range) cost those
+    lines alone: the file as it was is copied aside with a warning naming both files and the
+    bad line numbers, and the new one keeps every readable row. Something that is not a file
+    is moved aside and a new history starts with `rows`: the bookkeeping never stops a run.
+    One a newer fashionnet wrote raises `formats.NewerFormat`.
     """
     history_csv = Path(history_csv)
     history = read_history_file(history_csv)
-    kept = history.row_lines
-    if history.damage is not None:
+    if history.unreadable is not None:
         aside = atomic.move_aside(history_csv)
         log.warning(
             "%s cannot be read (%s); moved it to %s and started a new one with this run's rows",
             history_csv,
-            history.damage,
+            history.unreadable,
             aside,
         )
-        kept = []
-    new_rows = csv_text(rows).split("\n", 1)[1]
+    elif history.bad_lines:
+        # The file as it was, bad lines at their line numbers, is kept beside the new one,
+        # which keeps every row that reads: one bad line costs that line alone.
+        aside = atomic.copy_aside(history_csv, history.content)
+        log.warning(
+            "%s has lines that cannot be read (%s); kept its %d readable rows, and the file as "
+            "it was in %s",
+            history_csv,
+            history.damage,
+            len(history.row_lines),
+            aside,
+        )
+    kept = history.row_lines
+    # Text is rows as csv_text wrote them, without the header (from the publishing journal).
+    new_rows = rows if isinstance(rows, str) else csv_text(rows).split("\n", 1)[1]
     with atomic.atomic_path(history_csv) as staged:
         staged.write_text("".join([HISTORY_HEADER + "\n", *kept, new_rows]), encoding="utf-8")
         yield
-    log.info("appended %d rows to %s", len(rows), history_csv)
+    log.info("appended %d rows to %s", new_rows.count("\n"), history_csv)
 
 
 @dataclass(frozen=True)
@@ -229,6 +306,7 @@ class HistoryFile:
     row_lines: list[str]  # their text, each ending in a newline, to write back as they were
     unreadable: str | None = None  # why the file as a whole cannot be read (nothing is read)
     bad_lines: dict[int, str] = field(default_factory=dict)  # line number -> what is wrong
+    content: bytes = b""  # the file as read, to keep aside when it has bad lines
 
     @property
     def damage(self) -> str | None:
@@ -241,11 +319,13 @@ class HistoryFile:
 
 
 def read_history_file(history_csv: Path) -> HistoryFile:
-    """Read history.csv line by line, so one bad row costs that row alone.
+    """Read history.csv line by line, so one bad line costs that line alone (a bad header is
+    line 1: the rows under it are still read, by the current layout).
 
-    An earlier release's header (LEGACY_HISTORY_COLUMNS, or without the ADDED_HISTORY_COLUMNS)
-    is read as the current one, the added cells empty. A missing or empty file is an empty
-    history.
+    Every row must carry the current history format version: one without it (missing, older,
+    garbled) is a bad line. A row of a newer fashionnet raises `formats.NewerFormat`, whatever
+    header it came with, as long as the header begins with the version's column. A missing or
+    empty file is an empty history.
     """
     history_csv = Path(history_csv)
     empty = pd.DataFrame(columns=HISTORY_COLUMNS)
@@ -253,27 +333,35 @@ def read_history_file(history_csv: Path) -> HistoryFile:
         return HistoryFile(empty, [])
     if not history_csv.is_file():
         return HistoryFile(empty, [], unreadable="it is not a file")
-    header, *lines = history_csv.read_bytes().split(b"\n")
+    content = history_csv.read_bytes()
+    header, *lines = content.split(b"\n")
     if not header and not any(lines):
         return HistoryFile(empty, [])
-    try:
-        width = _header_width(header)
-    except ValueError as problem:
-        return HistoryFile(empty, [], unreadable=str(problem))
     rows, row_lines, bad_lines = [], [], {}
+    try:
+        _check_header(history_csv, header, lines)
+        header_sound = True
+    except ValueError as problem:
+        bad_lines[1] = str(problem)
+        header_sound = False
     for number, line in enumerate(lines, start=2):
         if not line.strip():
             continue  # blank lines, and the end of the last row
         try:
             text = _text(line)
-            values = _history_row(text, width)
-            rows.append(values)
-            # Written back under the current header: an older row gains its empty cells.
-            row_lines.append(text + "," * (len(HISTORY_COLUMNS) - width) + "\n")
+            rows.append(_history_row(history_csv, text))
+            row_lines.append(text + "\n")
+        except formats.NewerFormat:
+            # Under this header, or another that begins with the version's column (which
+            # _check_header has read), a newer row speaks for the file; under any other header
+            # its first field is not a version, and the line is only bad.
+            if header_sound:
+                raise
+            bad_lines[number] = "its first field is not a history format version"
         except (ValueError, csv.Error) as error:
             bad_lines[number] = str(error)
     table = pd.DataFrame(rows, columns=HISTORY_COLUMNS).astype(NUMBER_COLUMNS)
-    return HistoryFile(table, row_lines, bad_lines=bad_lines)
+    return HistoryFile(table, row_lines, bad_lines=bad_lines, content=content)
 
 
 def read_history(history_csv: Path) -> pd.DataFrame:
@@ -289,40 +377,56 @@ def _text(line: bytes) -> str:
         raise ValueError("not UTF-8 text") from None
 
 
-def _header_width(header: bytes) -> int:
-    """How many columns the file's rows have: all of HISTORY_COLUMNS, or fewer in a file of a
-    release before ADDED_HISTORY_COLUMNS; ValueError says what is wrong with the header."""
+def _fields(text: str) -> list[str]:
+    """The fields of one CSV line, at least one (csv.Error when it cannot be split)."""
+    return next(csv.reader([text]), None) or [""]
+
+
+def _check_header(history_csv: Path, header: bytes, lines: list[bytes]) -> None:
+    """Return when the header is HISTORY_HEADER; ValueError says what is wrong with it.
+
+    Another header that begins with the version's column is a newer fashionnet's when one of
+    its rows says so: NewerFormat, rather than damage to move aside.
+    """
     try:
         text = _text(header)
     except ValueError as error:
         raise ValueError(f"its header is {error}") from None
-    columns = [LEGACY_HISTORY_COLUMNS.get(name, name) for name in text.split(",")]
-    older = HISTORY_COLUMNS[: len(HISTORY_COLUMNS) - len(ADDED_HISTORY_COLUMNS)]
-    if columns not in (HISTORY_COLUMNS, older):
-        raise ValueError(f"its header {textwrap.shorten(text, 60)!r} is not {HISTORY_HEADER!r}")
-    return len(columns)
+    if text == HISTORY_HEADER:
+        return
+    if text.split(",", 1)[0] == formats.VERSION_FIELD:
+        for line in lines:
+            with contextlib.suppress(ValueError, csv.Error):
+                formats.check(history_csv, formats.HISTORY, _fields(_text(line))[0])
+    shown = text if len(text) <= 60 else text[:57] + "..."
+    raise ValueError(f"its header {shown!r} is not {HISTORY_HEADER!r}")
 
 
-def _history_row(text: str, width: int) -> list:
-    """One row's values (a row of `width` fields, padded with empty cells to HISTORY_COLUMNS);
-    ValueError (or csv.Error) says what is wrong with the line."""
-    values = next(csv.reader([text]))
-    if len(values) != width:
-        raise ValueError(f"{len(values)} fields, expected {width}")
-    values += [""] * (len(HISTORY_COLUMNS) - width)
+def _history_row(history_csv: Path, text: str) -> list:
+    """One row's values; ValueError (or csv.Error) says what is wrong with the line, and
+    NewerFormat is raised for a row of a newer fashionnet (its version is checked first)."""
+    values = _fields(text)
+    formats.check(history_csv, formats.HISTORY, values[0])
+    if len(values) != len(HISTORY_COLUMNS):
+        raise ValueError(f"{len(values)} fields, expected {len(HISTORY_COLUMNS)}")
     row = dict(zip(HISTORY_COLUMNS, values, strict=True))
     for name, kind in NUMBER_COLUMNS.items():
         try:
             row[name] = kind(row[name])
         except ValueError:
             raise ValueError(f"{name} {row[name][:20]!r} is not a number") from None
+    if row["samples"] < 0:
+        raise ValueError(f"samples {row['samples']} is negative")
+    if not 0.0 <= row["accuracy"] <= 1.0:  # also inf and NaN, which compare false
+        raise ValueError(f"accuracy {row['accuracy']} is not between 0 and 1")
     return list(row.values())
 
 
 @dataclass(frozen=True)
 class Regression:
-    """A run's test accuracy fell more than `tolerance` below the previous run's on the same
-    data. The field names are the payload of the `fashionnet.accuracy.regressed` event."""
+    """A run's test accuracy fell more than `tolerance` below the champion's (the model blessed
+    before this run) on the same data. The field names are the payload of the
+    `fashionnet.accuracy.regressed` event; `previous_*` are the champion's last run on the data."""
 
     test_accuracy: float
     previous_test_accuracy: float
@@ -331,15 +435,22 @@ class Regression:
 
 
 def accuracy_regression(
-    history: pd.DataFrame, run_id: str, fingerprint: str, test_accuracy: float, tolerance: float
+    history: pd.DataFrame,
+    run_id: str,
+    fingerprint: str,
+    test_accuracy: float,
+    tolerance: float,
+    champion_model_id: str,
 ) -> Regression | None:
     """Compare a run with the last other run of `history` (history.csv's rows, in publishing
-    order) evaluated on the same data (`fingerprint`, the evaluation split's): a Regression if
-    `test_accuracy` is more than `tolerance` below that run's, else None (also with no such run).
-    """
+    order) of the champion's model on the same data (`fingerprint`, the evaluation split's): a
+    Regression if `test_accuracy` is more than `tolerance` below that run's, else None (also
+    with no such run). A regressed model never becomes the baseline: each run is held to the
+    champion, so two regressed runs in a row both alert."""
     earlier = history[
         (history["split"] == EVALUATION_SPLIT)
         & (history["data_fingerprint"] == fingerprint)
+        & (history["model_id"] == champion_model_id)
         & (history["run_id"] != run_id)
     ]
     if not fingerprint or earlier.empty:
@@ -356,9 +467,11 @@ def accuracy_regression(
 
 
 def regression_of(layout: Layout, report: RunReport, tolerance: float) -> Regression | None:
-    """`accuracy_regression` of a report against the project's history.csv."""
+    """`accuracy_regression` of a report against the champion its blessing was judged against
+    (none for the first model, or a run folder without a blessing)."""
     overall = report.overall.set_index("split")
-    if EVALUATION_SPLIT not in overall.index:
+    before = (report.blessing or {}).get("champion_before")
+    if EVALUATION_SPLIT not in overall.index or not before:
         return None
     fingerprint = report.manifest.get("data", {}).get("fingerprints", {}).get(EVALUATION_SPLIT, "")
     return accuracy_regression(
@@ -367,6 +480,7 @@ def regression_of(layout: Layout, report: RunReport, tolerance: float) -> Regres
         fingerprint,
         float(overall.loc[EVALUATION_SPLIT, "accuracy"]),
         tolerance,
+        before["model_id"],
     )
 
 

@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fashionnet.champion import BLESSING_NAME, read_blessing
+from fashionnet.core import formats
 from fashionnet.core.errors import FashionnetError
 from fashionnet.core.layout import Layout
 from fashionnet.data.catalog import CLASS_NAMES
@@ -30,7 +32,7 @@ from fashionnet.data.validate import DataValidation
 from fashionnet.model.source import Model
 from fashionnet.model.train import read_learning_curve
 from fashionnet.predict import read_predictions
-from fashionnet.report.columns import CONFUSION_INDEX, TEXT_COLUMNS
+from fashionnet.report.columns import CONFUSION_INDEX, OVERALL_COLUMNS, TEXT_COLUMNS
 from fashionnet.report.data_card import (
     DATA_FIGURES,
     DataReport,
@@ -44,6 +46,7 @@ EVALUATION_SPLIT = "test"
 MISCLASSIFIED_SHOWN = 25
 SAMPLES_PER_CLASS = 5
 VERSIONED_PACKAGES = ("numpy", "pandas", "pyarrow", "prefect", "fashionnet")
+MANIFEST_NAME = "manifest.json"
 
 # Figures a run folder may hold, in the order report.md shows them, with their captions;
 # SPLIT_FIGURE stands for one figure per split, in the report's split order.
@@ -51,7 +54,7 @@ SPLIT_FIGURE = "confusion_{split}.png"
 FIGURES = {
     "per_class_accuracy.png": "Accuracy per class",
     SPLIT_FIGURE: "Confusion matrix ({split})",
-    "calibration_test.png": "Reliability diagram (test)",
+    "reliability.png": "Reliability diagram of the calibrated model (validation and test)",
     "learning_curve.png": "Learning curve",
     "misclassified_test.png": "Most confidently wrong test images",
     "samples.png": "Test images by class",
@@ -104,7 +107,9 @@ class RunReport:
     samples: Gallery | None = None  # the first evaluation images of each class
     # split -> top-2 accuracy, log loss, ECE; a split without an entry has empty cells
     probability_metrics: dict[str, ProbabilityMetrics] = field(default_factory=dict)
-    calibration: Tally | None = None  # the evaluation split's tally: its reliability diagram
+    # split -> tally of the validation and evaluation splits: the reliability diagram
+    calibration: dict[str, Tally] | None = None
+    blessing: dict[str, Any] | None = None  # blessing.json (`champion.Blessing`), once judged
     data: DataReport | None = None  # the data card: what the validate stage found
 
     @cached_property
@@ -121,8 +126,8 @@ class RunReport:
     def figures(self) -> dict[str, str]:
         """The figures this report has data for: file name -> caption, in FIGURES order."""
         available = {"per_class_accuracy.png"}
-        if self.calibration is not None:
-            available.add("calibration_test.png")
+        if self.calibration:
+            available.add("reliability.png")
         if self.learning_curve is not None:
             available.add("learning_curve.png")
         if self.misclassified is not None:
@@ -149,7 +154,8 @@ class RunReport:
             names.append("learning_curve.csv")
         if self.data is not None:
             names += list(self.data.files())
-        return [*names, "manifest.json"]
+        names.append(MANIFEST_NAME)
+        return [*names, BLESSING_NAME] if self.blessing is not None else names
 
     @classmethod
     def read(cls, run_dir: Path) -> "RunReport":
@@ -157,11 +163,12 @@ class RunReport:
         diagram (their data are in the PNGs and the predictions files only)."""
         run_dir = Path(run_dir)
         overall = read_run_csv(run_dir, "overall.csv")
-        manifest_path = run_dir / "manifest.json"
-        try:
-            manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
-        except (OSError, ValueError) as error:
-            raise FashionnetError(f"{manifest_path} cannot be read ({error})") from None
+        if list(overall.columns) != OVERALL_COLUMNS:
+            raise FashionnetError(
+                f"{run_dir / 'overall.csv'} does not have the columns of overall.csv "
+                f"({', '.join(OVERALL_COLUMNS)}); delete its run folder"
+            )
+        manifest = read_manifest(run_dir / MANIFEST_NAME)
         curve_path = run_dir / "learning_curve.csv"
         return cls(
             run_id=manifest.get("run_id", run_dir.resolve().name),
@@ -170,6 +177,7 @@ class RunReport:
             manifest=manifest,
             learning_curve=read_learning_curve(curve_path) if curve_path.is_file() else None,
             probability_metrics=stored_probability_metrics(overall),
+            blessing=read_blessing(run_dir),
         )
 
 
@@ -238,9 +246,19 @@ def build_report(
         probability_metrics={
             split: tally.probability_metrics() for split, tally in tallies.items()
         },
-        calibration=tallies.get(EVALUATION_SPLIT),
+        calibration=reliability_tallies(tallies),
         data=data,
     )
+
+
+# The splits the reliability diagram shows, side by side: the temperature is fitted on the first.
+RELIABILITY_SPLITS = ("validation", EVALUATION_SPLIT)
+
+
+def reliability_tallies(tallies: Mapping[str, Tally]) -> dict[str, Tally] | None:
+    """The tallies the reliability diagram shows (None when a run has neither split)."""
+    shown = {split: tallies[split] for split in RELIABILITY_SPLITS if split in tallies}
+    return shown or None
 
 
 def most_confident_errors(
@@ -324,6 +342,28 @@ def build_manifest(
     }
 
 
+def read_manifest(path: Path) -> dict[str, Any]:
+    """A run's manifest.json, without its format version (checked first: `formats.check`).
+
+    A manifest that is missing, cannot be read or is not in the current format is named in one
+    line; one of a newer fashionnet raises `formats.NewerFormat`. Nothing is moved aside, as
+    nothing writes a run folder again, and a run never reads an earlier run's manifest: a
+    damaged one stops `fashionnet report` on that folder, never a run.
+    """
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(manifest, dict):
+            raise ValueError("not a JSON object")
+        formats.check(path, formats.MANIFEST, manifest.pop(formats.VERSION_FIELD, None))
+    except FileNotFoundError:
+        raise FashionnetError(
+            f"{path} is missing; run the pipeline to write a complete run folder"
+        ) from None
+    except (OSError, ValueError) as error:
+        raise FashionnetError(f"{path} cannot be read ({error}); delete its run folder") from None
+    return manifest
+
+
 def read_run_csv(run_dir: Path, name: str) -> pd.DataFrame:
     """One CSV of a run folder, with its text columns kept as text."""
     path = Path(run_dir) / name
@@ -334,11 +374,9 @@ def read_run_csv(run_dir: Path, name: str) -> pd.DataFrame:
 
 
 def stored_probability_metrics(overall: pd.DataFrame) -> dict[str, ProbabilityMetrics]:
-    """The probability metrics an overall.csv holds, by split (none from a file of a release
-    before them, or for a split whose cells are empty)."""
+    """The probability metrics an overall.csv holds, by split (none for a split whose cells are
+    empty: a report made without them)."""
     names = list(ProbabilityMetrics._fields)
-    if not set(names) <= set(overall.columns):
-        return {}
     return {
         row.split: ProbabilityMetrics(*(float(getattr(row, name)) for name in names))
         for row in overall.itertuples()

@@ -15,6 +15,7 @@ from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 
+from fashionnet import champion
 from fashionnet.core import atomic
 from fashionnet.core.layout import Layout
 from fashionnet.report.html import REPORT_HTML_NAME
@@ -29,7 +30,7 @@ TREND_CAPTION = (
     "the run before."
 )
 # history.csv's triggers of a run started by hand (fashionnet.report.run_report.TRIGGERS); a run
-# recorded before history.csv had a trigger column has none and is drawn as scheduled.
+# published outside a flow run (the benchmark's) has none and is drawn filled.
 BY_HAND = ("deployment-manual", "cli")
 
 
@@ -87,11 +88,19 @@ def plot_history(runs: pd.DataFrame, splits: list[str], path: Path) -> None:
 
 def run_cell(layout: Layout, run_id: str) -> str:
     """The run id, linked to its report.html relative to index.html when that file exists
-    (runs published before report.html existed, or deleted since, have none)."""
+    (a run folder pruned or deleted since has none)."""
     report = layout.runs_dir / run_id / REPORT_HTML_NAME
     if not report.is_file():
         return run_id
     return link(quote(Path(os.path.relpath(report, layout.reports_dir)).as_posix()), run_id)
+
+
+def model_text(model_id: str, changed: bool, champion_model: "champion.Champion | None") -> str:
+    """A run's model id, said to be new since the run before, and to be the champion."""
+    notes = ["changed"] if changed else []
+    if champion_model is not None and model_id == champion_model.model_id:
+        notes.append("champion")
+    return f"{model_id} ({', '.join(notes)})" if notes else model_id
 
 
 def render_index(layout: Layout, runs: pd.DataFrame, splits: list[str], trend_src: str) -> str:
@@ -103,11 +112,12 @@ def render_index(layout: Layout, runs: pd.DataFrame, splits: list[str], trend_sr
         "started by",
         *(f"{split} accuracy" for split in splits),
     ]
+    champion_model = champion.current_champion(layout)
     rows = [
         [
             run_cell(layout, run.run_id),
             f"{run.finished_at:%Y-%m-%d %H:%M:%S}",
-            f"{run.model_id} (changed)" if run.model_changed else run.model_id,
+            model_text(run.model_id, run.model_changed, champion_model),
             run.trigger,
             *("" if pd.isna(run[split]) else f"{run[split]:.2%}" for split in splits),
         ]

@@ -1,0 +1,1 @@
+"""Scoring new images with the champion model: `fashionnet score` and the inbox flow."""

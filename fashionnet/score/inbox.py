@@ -1,0 +1,149 @@
+"""The inbox: files dropped into a folder are scored once each, without a person.
+
+`poll_inbox` takes the files of the inbox (`FASHIONNET_INBOX`, default data/inbox) that have
+stopped changing (unmodified for `settle_seconds`), scores the ones whose sha256 the ledger does
+not know as one batch, and moves each to `done/<batch id>/`, or, unreadable, to `failed/` beside
+a `<name>.reason.txt`. Files that arrive meanwhile wait for the next poll.
+
+Exactly once, whatever is killed where: the batch folder is built under `.staging/`; the ledger
+(`.ledger.json`, sha256 -> batch, status and reason, written atomically) is the commit point;
+only then is the batch folder moved to scores/ and are the files moved out of the inbox. A poll
+first finishes what a killed one committed (its staged folder and its files) and discards what it
+did not (the files are scored again, into a new batch).
+"""
+
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fashionnet.core import atomic
+from fashionnet.core.layout import Layout
+from fashionnet.score.batch import SCORES_DIR, Mapper, ScoringModel, new_batch_id, score_batch
+from fashionnet.score.inputs import file_sha256, printable
+
+log = logging.getLogger(__name__)
+
+INBOX_VARIABLE = "FASHIONNET_INBOX"
+LEDGER_NAME = ".ledger.json"
+STAGING_NAME = ".staging"
+KEPT = {"done", "failed", LEDGER_NAME, STAGING_NAME}
+
+
+def inbox_dir(layout: Layout) -> Path:
+    """FASHIONNET_INBOX, else data/inbox of the project."""
+    named = os.environ.get(INBOX_VARIABLE, "").strip()
+    return Path(named) if named else layout.data_dir / "inbox"
+
+
+def read_ledger(inbox: Path) -> dict[str, dict[str, Any]]:
+    path = inbox / LEDGER_NAME
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def write_ledger(inbox: Path, ledger: dict[str, dict[str, Any]]) -> None:
+    atomic.write_text(inbox / LEDGER_NAME, json.dumps(ledger, indent=1, sort_keys=True) + "\n")
+
+
+def stable_files(inbox: Path, settle_seconds: float, now: float | None = None) -> list[Path]:
+    """The inbox's files (its top level) unmodified for `settle_seconds`, in name order."""
+    now = time.time() if now is None else now
+    return sorted(
+        path
+        for path in inbox.iterdir()
+        if path.is_file()
+        and path.name not in KEPT
+        and not path.name.startswith(".")
+        and now - path.stat().st_mtime >= settle_seconds
+    )
+
+
+def move_out(inbox: Path, path: Path, entry: dict[str, Any]) -> None:
+    """Move a ledgered file to done/<batch>/ or failed/ (with its reason); never overwrite."""
+    target_dir = (
+        inbox / "done" / entry["batch"] if entry["status"] == "scored" else inbox / "failed"
+    )
+    target_dir.mkdir(parents=True, exist_ok=True)
+    target = target_dir / path.name
+    if os.path.lexists(target):
+        target = target_dir / f"{path.stem}-{entry['sha256'][:8]}{path.suffix}"
+    os.rename(path, target)
+    if entry["status"] == "failed":
+        atomic.write_text(target.with_name(target.name + ".reason.txt"), entry["reason"] + "\n")
+
+
+@dataclass(frozen=True)
+class PollResult:
+    batch_id: str | None
+    scored: int  # files scored by this poll
+    failed: int  # files this poll found unreadable
+    finished: int  # files of an earlier, interrupted poll moved out
+
+
+def poll_inbox(
+    layout: Layout,
+    model: Callable[[], ScoringModel],
+    *,
+    map_chunks: Mapper,
+    settle_seconds: float = 10.0,
+    chunk_size: int = 1000,
+    inbox: Path | None = None,
+    after_commit: Callable[[], None] | None = None,
+) -> PollResult:
+    """One pass over the inbox (hold a lock around it: one poll at a time). `model()` gives the
+    model to score with, asked only when there is something new (an empty inbox needs no
+    champion); `after_commit` is called between the ledger write and the moves (tests stop
+    there)."""
+    inbox = inbox or inbox_dir(layout)
+    inbox.mkdir(parents=True, exist_ok=True)
+    scores_dir = layout.root / SCORES_DIR
+    ledger = read_ledger(inbox)
+    staging = inbox / STAGING_NAME
+    committed = {entry["batch"] for entry in ledger.values()}
+    if staging.is_dir():  # what a killed poll left: finish the committed, drop the rest
+        for folder in staging.iterdir():
+            if folder.name in committed:
+                scores_dir.mkdir(parents=True, exist_ok=True)
+                os.rename(folder, scores_dir / folder.name)
+            else:
+                shutil.rmtree(folder, ignore_errors=True)
+    files = stable_files(inbox, settle_seconds)
+    hashes = {path: file_sha256(path) for path in files}
+    finished = 0
+    for path, sha in hashes.items():
+        if sha in ledger:  # scored before (or the same content again): move it out, once
+            move_out(inbox, path, ledger[sha])
+            finished += 1
+    new = [path for path, sha in hashes.items() if sha not in ledger]
+    if not new:
+        return PollResult(None, 0, 0, finished)
+    batch_id = new_batch_id()
+    result = score_batch(
+        new, model(), staging, map_chunks=map_chunks, batch_id=batch_id, chunk_size=chunk_size
+    )
+    reasons = {row.input: row.reason for row in result.failures.itertuples()}
+    for path in new:
+        name = printable(path)
+        failed = name in reasons
+        ledger[hashes[path]] = {
+            "batch": batch_id,
+            "name": name,
+            "sha256": hashes[path],
+            "status": "failed" if failed else "scored",
+            "reason": reasons.get(name, ""),
+        }
+    write_ledger(inbox, ledger)  # the commit point
+    if after_commit is not None:
+        after_commit()
+    scores_dir.mkdir(parents=True, exist_ok=True)
+    os.rename(result.folder, scores_dir / batch_id)
+    for path in new:
+        move_out(inbox, path, ledger[hashes[path]])
+    failed = sum(1 for path in new if printable(path) in reasons)
+    log.info("inbox: batch %s scored %d files, %d failed", batch_id, len(new) - failed, failed)
+    return PollResult(batch_id, len(new) - failed, failed, finished)

@@ -1,0 +1,154 @@
+"""A temporary Prefect server that one `fashionnet run` owns: started for it, stopped with it.
+
+The run binds a free port on 127.0.0.1 and hands the listening socket to a child process that
+serves Prefect's API on it (the app Prefect's own temporary server runs: no UI, the services of
+an ephemeral server). Holding the socket from the start, no other program can take the port
+between the choice and the serving. The child runs in a session of its own, so Ctrl-C at the
+terminal reaches the run alone and the server lives until the run has sent its last logs; and it
+is asked to stop (SIGTERM) when the run's process ends, even killed with SIGKILL.
+
+    python -m fashionnet_flows.temporary_server FD RUN_PID   the child: serve on socket FD
+
+Standard library only on the run's side: the server starts while the run imports Prefect.
+"""
+
+import ctypes
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Self
+
+# What Prefect's own temporary server runs with: no UI, only an ephemeral server's services.
+SERVER_ENVIRONMENT = {
+    "PREFECT_UI_ENABLED": "0",
+    "PREFECT__SERVER_EPHEMERAL": "1",
+    "PREFECT__SERVER_FINAL": "1",
+}
+PREFECT_APP = "prefect.server.api.server:create_app"
+# How long the server gets to stop by itself before it is killed.
+STOP_SECONDS = 5.0
+# How often the wait for the server looks at the run's stop requests.
+POLL_SECONDS = 0.1
+# Linux's prctl option: the signal this process gets when the thread that started it ends.
+PR_SET_PDEATHSIG = 1
+
+
+class ServerDidNotStart(Exception):
+    """The server did not answer in time, or ended before it answered (the reason: the text)."""
+
+
+class TemporaryServer:
+    """The server process, started at construction and stopped at the end of a `with` block;
+    `api_url` is its API's address."""
+
+    def __init__(self) -> None:
+        # Port 0: the kernel picks a free one. Listening already, so the health request made
+        # while the server starts waits in the queue instead of being refused.
+        with socket.create_server(("127.0.0.1", 0)) as listener:
+            # Each accepted connection inherits it: no Nagle delay on the API's small replies.
+            listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.port = listener.getsockname()[1]
+            fd = listener.fileno()
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", __name__, str(fd), str(os.getpid())],
+                pass_fds=[fd],
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **SERVER_ENVIRONMENT},
+                start_new_session=True,  # out of the terminal's process group: Ctrl-C misses it
+            )
+        # Closed here, the socket is the child's alone: if it ends, a waiting request ends too.
+        self.address = f"http://127.0.0.1:{self.port}"
+        self.api_url = f"{self.address}/api"
+
+    def wait_until_ready(self, timeout: float, check: Callable[[], None]) -> None:
+        """Return once GET /api/health answers 200; raise `ServerDidNotStart` when the server
+        ends first or `timeout` seconds pass. `check` is called every POLL_SECONDS (it may
+        raise to stop waiting)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self._health(deadline, check)
+            if status == 200:
+                return
+            if self.process.poll() is not None:
+                raise ServerDidNotStart(f"it ended with exit code {self.process.returncode}")
+            if time.monotonic() >= deadline:
+                raise ServerDidNotStart(f"no answer from {self.api_url}/health")
+            time.sleep(POLL_SECONDS)
+
+    def _health(self, deadline: float, check: Callable[[], None]) -> int | None:
+        """The status of one GET /api/health, or None when none came before the deadline."""
+        request = f"GET /api/health HTTP/1.0\r\nHost: 127.0.0.1:{self.port}\r\n\r\n"
+        try:
+            sock = socket.create_connection(("127.0.0.1", self.port), timeout=POLL_SECONDS)
+        except OSError:  # refused: the server has ended
+            return None
+        with sock:
+            sock.sendall(request.encode("ascii"))
+            reply = b""
+            while time.monotonic() < deadline:
+                check()
+                readable, _, _ = select.select([sock], [], [], POLL_SECONDS)
+                if not readable:
+                    continue
+                try:
+                    chunk = sock.recv(4096)
+                except ConnectionError:
+                    return None
+                if not chunk:  # HTTP/1.0: the server closes after its reply
+                    status_line = reply.split(b"\r\n", 1)[0].split()
+                    return int(status_line[1]) if len(status_line) > 1 else None
+                reply += chunk
+        return None
+
+    def stop(self) -> None:
+        """Ask the server to stop; kill it after STOP_SECONDS."""
+        if self.process.poll() is None:
+            self.process.terminate()
+        try:
+            self.process.wait(STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def end_with_parent(parent_pid: int) -> bool:
+    """Get SIGTERM when the run ends, however it ends; False if it has ended already.
+
+    Linux sends the signal when the thread that started this process ends: the run starts it
+    from its main thread, which ends with the run.
+    """
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    return os.getppid() == parent_pid
+
+
+def serve(fd: int) -> int:
+    """Serve Prefect's API on the listening socket `fd` until SIGTERM; uvicorn's exit code."""
+    import uvicorn
+
+    config = uvicorn.Config(PREFECT_APP, factory=True, lifespan="on", log_level="error")
+    server = uvicorn.Server(config)
+    server.run(sockets=[socket.socket(fileno=fd)])
+    return 0 if server.started else 3  # 3: uvicorn's code for a server that did not start
+
+
+def main() -> None:
+    fd, parent_pid = map(int, sys.argv[1:3])
+    if not end_with_parent(parent_pid):
+        return
+    sys.exit(serve(fd))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""The inbox: files dropped while a poll runs, a poll killed with SIGKILL midway and started
+again: every file scored exactly once, none lost; unreadable files go to failed/ with a reason."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from fashionnet.core.layout import Layout
+from fashionnet.model.two_layer_net import TwoLayerNet
+from fashionnet.model.weights import save_params
+from fashionnet.pipeline import map_in_threads
+from fashionnet.score.batch import SCORES_DIR, scoring_model
+from fashionnet.score.inbox import LEDGER_NAME, poll_inbox, stable_files
+
+# One poll in its own process, each chunk slowed down so that it can be killed midway.
+POLL = """
+import sys, time
+from pathlib import Path
+from fashionnet.core.layout import Layout
+from fashionnet.pipeline import map_in_threads
+from fashionnet.score.batch import scoring_model
+from fashionnet.score.inbox import poll_inbox
+
+def slow(step, jobs):
+    time.sleep(0.3)
+    return map_in_threads(step, jobs)
+
+project, inbox, weights = map(Path, sys.argv[1:4])
+layout = Layout(project)
+poll_inbox(layout, lambda: scoring_model(layout, str(weights)), map_chunks=slow, settle_seconds=0,
+           chunk_size=2, inbox=inbox)
+"""
+
+
+def drop(inbox: Path, names: range) -> None:
+    rng = np.random.default_rng(names.start)
+    for i in names:
+        pixels = np.full((40, 30), 230, np.uint8)
+        pixels[5:35, 5:25] = rng.integers(0, 90, (30, 20))
+        Image.fromarray(pixels).save(inbox / f"photo{i:03d}.png")
+
+
+def scored_counts(project: Path) -> pd.Series:
+    """How many times each sha256 appears across every batch's predictions and failures."""
+    frames = []
+    for folder in (project / SCORES_DIR).iterdir():
+        frames.append(pd.read_csv(folder / "predictions.csv")["sha256"])
+        frames.append(pd.read_csv(folder / "failed.csv")["sha256"])
+    return pd.concat(frames).value_counts()
+
+
+def test_killed_polls_and_late_files_score_every_file_exactly_once(tmp_path):
+    project, inbox = tmp_path / "project", tmp_path / "inbox"
+    inbox.mkdir()
+    weights = tmp_path / "weights.npz"
+    save_params(weights, TwoLayerNet(784, 16, 10, weight_init="he", seed=0).params)
+    drop(inbox, range(0, 24))
+    (inbox / "broken.png").write_text("not a picture")
+    originals = {p.name: p.read_bytes() for p in inbox.iterdir()}
+    command = [sys.executable, "-c", POLL, str(project), str(inbox), str(weights)]
+    staging = inbox / ".staging"
+    layout = Layout(project)
+
+    def model():
+        return scoring_model(layout, str(weights))
+
+    for late in (range(24, 27), range(27, 30)):
+        left = set(staging.iterdir()) if staging.is_dir() else set()  # by the poll killed before
+        process = subprocess.Popen(command)
+        deadline = time.monotonic() + 60
+        while not (staging.is_dir() and set(staging.iterdir()) - left):  # this poll is scoring
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.05)
+        drop(inbox, late)  # dropped while a poll is running
+        originals.update(
+            {f"photo{i:03d}.png": (inbox / f"photo{i:03d}.png").read_bytes() for i in late}
+        )
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        assert not (project / SCORES_DIR).exists(), "killed midway: nothing committed"
+
+    def killed_after_commit():
+        raise KeyboardInterrupt  # the ledger is written; nothing is moved yet
+
+    with pytest.raises(KeyboardInterrupt):
+        poll_inbox(
+            layout,
+            model,
+            map_chunks=map_in_threads,
+            settle_seconds=0,
+            inbox=inbox,
+            after_commit=killed_after_commit,
+        )
+    for _ in range(2):  # finishes the committed batch, then finds nothing left
+        poll_inbox(layout, model, map_chunks=map_in_threads, settle_seconds=0, inbox=inbox)
+
+    assert stable_files(inbox, 0) == [], "every file moved out of the inbox"
+    counts = scored_counts(project)
+    assert len(counts) == len(originals) and (counts == 1).all(), counts[counts != 1]
+    moved = {
+        p.name: p.read_bytes()
+        for p in inbox.rglob("*")
+        if p.is_file() and p.parent != inbox and not p.name.endswith(".reason.txt")
+    }
+    assert moved == originals, "none lost, none changed"
+    assert (inbox / "failed" / "broken.png.reason.txt").read_text().startswith("not an image")
+    assert (inbox / LEDGER_NAME).is_file()
+    done = list((inbox / "done").iterdir())
+    assert {folder.name for folder in done} <= {p.name for p in (project / SCORES_DIR).iterdir()}
