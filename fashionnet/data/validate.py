@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fashionnet.core import atomic, integrity, interrupts
+from fashionnet.core import atomic, formats, integrity, interrupts
 from fashionnet.core.errors import FashionnetError
 from fashionnet.core.layout import Layout
 from fashionnet.data import idx, parquet
@@ -44,8 +44,7 @@ from fashionnet.report.columns import csv_text
 log = logging.getLogger(__name__)
 
 REFERENCE_SPLIT = "train"  # what drift is measured against
-CARD_FORMAT = "1"
-META = "meta"  # the card file's array holding what it was made from, as JSON
+META = "meta"  # the card file's array holding its format version and what it was made from
 TALLY_PREFIX, KEYS_PREFIX = "tally.", "keys."
 CSV_NAMES = ("card.csv", "drift.csv", "duplicates.csv", "duplicate_counts.csv", "anomalies.csv")
 NAMED_ANOMALIES = 3  # anomalies described in the error line; anomalies.csv has them all
@@ -114,9 +113,10 @@ def combined(parts: Sequence[SplitCard], aligned: bool) -> SplitCard:
 
 
 def card_metadata(split: SplitFile, aligned: bool) -> dict[str, Any]:
-    """What a stored card must record to be current: the split's data and how it was keyed."""
+    """What a stored card must record to be current: its format version, the split's data and
+    how it was keyed."""
     return {
-        "format": CARD_FORMAT,
+        formats.VERSION_FIELD: formats.CURRENT[formats.CARD],
         "fingerprint": split.fingerprint,
         "rows": split.num_rows,
         "aligned": aligned,
@@ -136,12 +136,15 @@ def write_card(path: Path, card: SplitCard, metadata: Mapping[str, Any]) -> None
 
 def read_card(path: Path, metadata: Mapping[str, Any]) -> SplitCard | None:
     """The card stored at `path` if it is intact (`integrity.verified`: damage is moved aside)
-    and was made from this data; None otherwise."""
+    and was made from this data; None otherwise. A card of a newer format stops the run
+    (`formats.NewerFormat`); one without this format's version is counted again."""
     if not integrity.verified(path):
         return None
     try:
         with np.load(path, allow_pickle=False) as stored:
-            if json.loads(str(stored[META])) != dict(metadata):
+            recorded = json.loads(str(stored[META]))
+            formats.check(path, formats.CARD, recorded.get(formats.VERSION_FIELD))
+            if recorded != dict(metadata):
                 return None
             arrays = {name: stored[name] for name in stored.files}
         tally_arrays = {
@@ -152,7 +155,7 @@ def read_card(path: Path, metadata: Mapping[str, Any]) -> SplitCard | None:
         return SplitCard(
             CardTally.from_arrays(tally_arrays), ImageKeys.from_arrays(arrays, KEYS_PREFIX)
         )
-    except (OSError, ValueError, KeyError) as error:
+    except (OSError, ValueError, KeyError, AttributeError) as error:
         log.warning("%s cannot be read (%s); counting the split again", path, error)
         return None
 
