@@ -44,6 +44,7 @@ XDIST_GROUPS = {
     "test_reliability_cli": "finished_project",
     "test_damage_derived": "finished_project",
     "test_damage_bookkeeping": "finished_project",
+    "test_validate_cli": "finished_project",
     "test_flow": "real_default_run",
     "test_train": "real_default_run",
     "test_deployment": "deploy",
