@@ -56,8 +56,9 @@ clean:  ## remove generated data, models, reports and caches (keeps .venv)
 # Scheduled runs (prefect.yaml): a Prefect server on this machine, then either `deploy` + `worker`
 # or `serve`. Each talks to the server at SERVER_URL, whatever PREFECT_API_URL says elsewhere.
 # The long-running ones (server, worker, serve) are one command each, which bash and
-# fashionnet.core.settings both exec: make's own child is the Prefect process, so Ctrl-C reaches it and
-# a SIGTERM sent to make is passed on to it by make (see docs/OPERATIONS.md).
+# fashionnet.core.settings both exec: make's own child is the long-running process, so Ctrl-C
+# reaches it and a SIGTERM sent to make is passed on to it by make (see docs/OPERATIONS.md).
+# The worker's is flows/worker.py, which runs Prefect's worker and stops it on one signal.
 PREFECT_PORT ?= 4200
 SERVER_URL := http://127.0.0.1:$(PREFECT_PORT)
 # The work_pool name in prefect.yaml.
@@ -73,17 +74,17 @@ server: setup  ## start a Prefect server and its UI on 127.0.0.1 (PREFECT_PORT, 
 	@echo "Then, in other terminals: make deploy, make worker (or make serve). Stop: Ctrl-C."
 	$(WITH_SETTINGS) $(BIN)/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT)
 
-deploy: setup  ## deploy prefect.yaml (daily at 03:00 UTC), keeping pauses; alerts: FASHIONNET_ALERT_WEBHOOK=<url>
+deploy: setup  ## deploy prefect.yaml (daily at 03:00 UTC), keeping pauses and alerts; FASHIONNET_ALERT_WEBHOOK=<url>, ALERTS=off (docs/OPERATIONS.md)
 	@$(require_server)
-	$(BIN)/python -m fashionnet_flows.deploy
+	$(if $(ALERTS),FASHIONNET_ALERTS=$(ALERTS) )$(BIN)/python -m fashionnet_flows.deploy
 	@echo "Deployed: $(SERVER_URL)/deployments. Runs need a worker: make worker."
 	@echo "Run it now: PREFECT_API_URL=$(SERVER_URL)/api $(BIN)/prefect deployment run fashionnet/daily --watch"
 	@echo "Pause the schedule: on the deployment's page in the UI, or prefect deployment schedule pause (docs/OPERATIONS.md)."
 
 worker: setup  ## start a worker that runs the deployment's flow runs (uses FASHIONNET_RAW_DIR)
 	@$(require_server)
-	@echo "Worker on pool $(WORK_POOL); its runs: $(SERVER_URL)/runs   Stop: Ctrl-C."
-	$(WITH_SETTINGS) $(BIN)/prefect worker start --pool $(WORK_POOL)
+	@echo "Worker on pool $(WORK_POOL); its runs: $(SERVER_URL)/runs   Stop: Ctrl-C (runs in progress end Cancelled)."
+	$(WITH_SETTINGS) $(BIN)/python -m fashionnet_flows.worker --pool $(WORK_POOL)
 
 serve: setup  ## deploy and run prefect.yaml's schedule from this one process, without a worker
 	@$(require_server)

@@ -179,6 +179,12 @@ def publish_report(context: Context, run_dir: Path, report: RunReport) -> None:
     publish.publish_run(context.layout, run_dir, report)
 
 
+def record_unchanged(context: Context, report: RunReport, previous: str) -> Path:
+    """A run that repeats the run `previous` (same data, model and code): a short record in the
+    history and a manifest, no copy of the report."""
+    return publish.record_unchanged(context.layout, report, previous)
+
+
 def call(stage: Callable[..., Result], *args: Any) -> Result:
     """The plain way to run a stage: call it."""
     return stage(*args)
@@ -293,11 +299,18 @@ def run_pipeline(
                 origin=origin,
                 validation=validation,
             )
-            run_dir = run_stage(write_report, context, report)
-            with publish.removed_unless_published(layout.latest_link, run_dir):
-                report = run_stage(bless, context, splits, model, run_dir, report)
+            previous = publish.unchanged_since(layout, report)
+            if previous is not None:  # the model was judged when the run it repeats published
                 if before_publish is not None:
-                    before_publish(report, run_dir)
-                run_stage(publish_report, context, run_dir, report)
-            regression = publish.regression_of(layout, report, options.regression_tolerance)
+                    before_publish(report, layout.runs_dir / previous)
+                run_dir = run_stage(record_unchanged, context, report, previous)
+                regression = None
+            else:
+                run_dir = run_stage(write_report, context, report)
+                with publish.removed_unless_published(layout.latest_link, run_dir):
+                    report = run_stage(bless, context, splits, model, run_dir, report)
+                    if before_publish is not None:
+                        before_publish(report, run_dir)
+                    run_stage(publish_report, context, run_dir, report)
+                regression = publish.regression_of(layout, report, options.regression_tolerance)
     return Outcome(run_dir, report, model, regression, dict(timer.seconds), validation)

@@ -11,8 +11,13 @@ the automations that watch the runs (flows/automations.py).
    start again;
 3. runs `prefect deploy --all` (extra arguments, e.g. `--params '{...}'`, are passed on);
 4. pauses again what was paused (a deployment new to the server keeps prefect.yaml's state);
-5. saves the zombie-run automation, and with FASHIONNET_ALERT_WEBHOOK=<url> the webhook block and
-   the three alert automations (without it, removes the alert automations and says so).
+   The deployment's version is the git commit of this checkout (`-dirty` with local changes);
+5. saves the zombie-run automation and the alerts (flows/automations.py), then says which
+   alerts are active. Alerts stay on the server from one deploy to the next until removed on
+   purpose: FASHIONNET_ALERT_WEBHOOK=<url> sets where they are POSTed (and switches them on),
+   FASHIONNET_ALERTS=off (`make deploy ALERTS=off`) removes them all, FASHIONNET_ALERT_STOPS=on|off
+   adds or removes the alert on runs stopped on request, FASHIONNET_SUCCESS_PING=<url>|off the
+   ping after each completed run. Unset, each keeps what the server has.
 Every step is idempotent: deploying twice leaves one of each.
 """
 
@@ -20,6 +25,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -33,6 +39,9 @@ PROJECT_DIR = Path(__file__).resolve().parents[1]
 PREFECT_YAML = PROJECT_DIR / "prefect.yaml"
 PREFECT = Path(sys.executable).with_name("prefect")
 ALERT_VARIABLE = "FASHIONNET_ALERT_WEBHOOK"
+ALERTS_VARIABLE = "FASHIONNET_ALERTS"
+STOPS_VARIABLE = "FASHIONNET_ALERT_STOPS"
+PING_VARIABLE = "FASHIONNET_SUCCESS_PING"
 
 # Per deployment name: (deployment paused?, {schedule key: active?}).
 PauseState = dict[str, tuple[bool, dict[str, bool]]]
@@ -52,20 +61,6 @@ def work_pools(spec: dict[str, Any]) -> set[str]:
         for deployment in spec.get("deployments") or []
         if (deployment.get("work_pool") or {}).get("name")
     }
-
-
-def alert_url(environ: dict[str, str]) -> str | None:
-    """The webhook URL of FASHIONNET_ALERT_WEBHOOK, None when unset or empty."""
-    url = environ.get(ALERT_VARIABLE, "").strip()
-    if not url:
-        return None
-    parts = urlsplit(url)
-    if parts.scheme not in {"http", "https"} or not parts.netloc:
-        raise FashionnetError(
-            f"{ALERT_VARIABLE}={url!r} is not an http(s) URL; give the full address the "
-            "alerts are POSTed to, e.g. https://hooks.example.com/..."
-        )
-    return url
 
 
 def schedule_key(schedule: Any) -> str:
@@ -123,46 +118,134 @@ def ensure_work_pools(spec: dict[str, Any]) -> None:
             raise FashionnetError(f"could not create the work pool {pool!r} (see above)")
 
 
-def save_automations(url: str | None) -> list[str]:
-    from fashionnet_flows import automations
+@dataclass(frozen=True)
+class AlertRequest:
+    """What `make deploy` was asked to change about the alerts; None: keep what the server has."""
+
+    webhook: str | None = None  # FASHIONNET_ALERT_WEBHOOK: where alerts are POSTed
+    alerts: bool | None = None  # FASHIONNET_ALERTS (make deploy ALERTS=on|off)
+    stops: bool | None = None  # FASHIONNET_ALERT_STOPS: alert on runs stopped on request too
+    ping: str | None = None  # FASHIONNET_SUCCESS_PING: a URL, or "off"
+
+
+def on_off(environ: dict[str, str], name: str) -> bool | None:
+    value = environ.get(name, "").strip().lower()
+    if not value:
+        return None
+    if value not in {"on", "off"}:
+        raise FashionnetError(f"{name}={value!r}: say on or off (or leave it unset to keep it)")
+    return value == "on"
+
+
+def http_url(environ: dict[str, str], name: str) -> str | None:
+    """The http(s) URL in the variable `name`, None when unset or empty."""
+    url = environ.get(name, "").strip()
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.netloc:
+        raise FashionnetError(
+            f"{name}={url!r} is not an http(s) URL; give the full address, "
+            "e.g. https://hooks.example.com/..."
+        )
+    return url
+
+
+def alert_request(environ: dict[str, str]) -> AlertRequest:
+    """The alert settings of the environment (a mistake in one stops the deploy before any
+    change)."""
+    ping = environ.get(PING_VARIABLE, "").strip()
+    return AlertRequest(
+        webhook=http_url(environ, ALERT_VARIABLE),
+        alerts=on_off(environ, ALERTS_VARIABLE),
+        stops=on_off(environ, STOPS_VARIABLE),
+        ping="off" if ping.lower() == "off" else http_url(environ, PING_VARIABLE),
+    )
+
+
+def save_automations(request: AlertRequest, pools: list[str]) -> list[str]:
+    """Save the zombie automation and the alerts; alerts already on the server stay as they are
+    (updated to this version's definitions) unless the request changes them. One line per
+    change, then the alerts now active."""
+    from fashionnet_flows import automations as a
 
     lines = []
-    done = automations.save_automation(automations.zombie_automation())
+    done = a.save_automation(a.zombie_automation())
     lines.append(
-        f"Automation {automations.ZOMBIE_AUTOMATION!r} {done}: a run without heartbeats for "
-        f"{automations.HEARTBEAT_GRACE.seconds} s ends Crashed."
+        f"Automation {a.ZOMBIE_AUTOMATION!r} {done}: a run without heartbeats for "
+        f"{a.HEARTBEAT_GRACE.seconds} s ends Crashed."
     )
-    if url is None:
-        for name in (
-            automations.FAILURE_ALERT,
-            automations.REGRESSION_ALERT,
-            automations.DRIFT_ALERT,
-        ):
-            if automations.delete_automation(name):
-                lines.append(f"Removed the automation {name!r}.")
+    if request.alerts is False:
+        names = [*a.ALERT_KINDS, a.SUCCESS_PING]
+        removed = [name for name in names if a.delete_automation(name)]
+        for block in (a.WEBHOOK_BLOCK, a.PING_BLOCK):
+            a.delete_webhook(block)
+        lines += [f"Removed the automation {name!r} ({ALERTS_VARIABLE}=off)." for name in removed]
+        return [*lines, "Alerts: none (switched off)."]
+
+    if request.webhook is not None:
+        block_id = a.save_webhook(a.WEBHOOK_BLOCK, request.webhook)
+    else:
+        block_id = a.webhook_id(a.WEBHOOK_BLOCK)
+    active = []
+    if block_id is None:
+        if request.alerts:
+            raise FashionnetError(
+                f"{ALERTS_VARIABLE}=on, but no alert URL is known yet: "
+                f"give it once with {ALERT_VARIABLE}=<url>"
+            )
+    else:
+        stops = request.stops if request.stops is not None else a.exists(a.STOP_ALERT)
+        wanted = [
+            a.failure_alert(block_id),
+            a.late_alert(block_id),
+            a.pool_alert(block_id, pools),
+            a.regression_alert(block_id),
+            a.drift_alert(block_id),
+        ]
+        if stops:
+            wanted.append(a.stop_alert(block_id))
+        elif a.delete_automation(a.STOP_ALERT):
+            lines.append(f"Removed the automation {a.STOP_ALERT!r} ({STOPS_VARIABLE}=off).")
+        for automation in wanted:
+            lines.append(f"Automation {automation.name!r} {a.save_automation(automation)}.")
+        active = [a.ALERT_KINDS[automation.name] for automation in wanted]
+
+    if request.ping == "off":
+        if a.delete_automation(a.SUCCESS_PING):
+            lines.append(f"Removed the automation {a.SUCCESS_PING!r} ({PING_VARIABLE}=off).")
+        a.delete_webhook(a.PING_BLOCK)
+        ping_id = None
+    elif request.ping is not None:
+        ping_id = a.save_webhook(a.PING_BLOCK, request.ping)
+    else:
+        ping_id = a.webhook_id(a.PING_BLOCK)
+    if ping_id is not None:
+        done = a.save_automation(a.success_ping(ping_id))
+        lines.append(f"Automation {a.SUCCESS_PING!r} {done}.")
+
+    if active:
+        lines.append(f"Alerts active, POSTed to the URL of {ALERT_VARIABLE}: {', '.join(active)}.")
+    else:
         lines.append(
-            f"No alerts: {ALERT_VARIABLE} is not set "
-            f"(make deploy {ALERT_VARIABLE}=<url> POSTs failures, regressions and drift there)."
+            f"Alerts: none ({ALERT_VARIABLE} was never given: make deploy "
+            f"{ALERT_VARIABLE}=<url> POSTs failures, late runs, regressions and drift there)."
         )
-        return lines
-    block_id = automations.save_webhook(url)
-    for automation in (
-        automations.failure_alert(block_id),
-        automations.regression_alert(block_id),
-        automations.drift_alert(block_id),
-    ):
-        done = automations.save_automation(automation)
-        lines.append(f"Automation {automation.name!r} {done}: POSTs to {ALERT_VARIABLE}.")
+    lines.append(
+        "Success ping: after each completed run."
+        if ping_id is not None
+        else f"Success ping: none ({PING_VARIABLE}=<url> calls a dead-man's switch)."
+    )
     return lines
 
 
 def deploy(extra_args: Sequence[str]) -> None:
-    url = alert_url(dict(os.environ))  # a mistake in it stops the deploy before any change
+    request = alert_request(dict(os.environ))  # a mistake stops the deploy before any change
 
     from prefect.client.orchestration import get_client
     from prefect.settings import get_current_settings
 
-    from fashionnet_flows.pipeline import fashionnet_pipeline
+    from fashionnet_flows.pipeline import code_version, fashionnet_pipeline
 
     if not get_current_settings().api.url:
         raise FashionnetError(
@@ -174,8 +257,16 @@ def deploy(extra_args: Sequence[str]) -> None:
     ensure_work_pools(spec)
     with get_client(sync_client=True) as client:
         saved = read_pauses(client, names)
+    version = code_version()
+    versioned = ["--version", version] if version else []
     done = prefect(
-        "--no-prompt", "deploy", "--all", "--prefect-file", str(PREFECT_YAML), *extra_args
+        "--no-prompt",
+        "deploy",
+        "--all",
+        "--prefect-file",
+        str(PREFECT_YAML),
+        *versioned,
+        *extra_args,
     )
     if done.returncode:
         # Whatever it changed before failing, the pauses come back.
@@ -184,7 +275,8 @@ def deploy(extra_args: Sequence[str]) -> None:
         raise FashionnetError(f"prefect deploy failed on {PREFECT_YAML} (its output is above)")
     with get_client(sync_client=True) as client:
         lines = restore_pauses(client, saved)
-    lines += save_automations(url)
+    lines.append(f"Deployed code version {version or 'unknown (not a git checkout)'}.")
+    lines += save_automations(request, sorted(work_pools(spec)))
     print("\n".join(lines))
 
 

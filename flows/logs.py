@@ -3,18 +3,27 @@ asked for, is shown as its message, not a traceback."""
 
 import logging
 
+from fashionnet.core import interrupts
 from fashionnet.core.errors import is_user_fixable
-from fashionnet.core.interrupts import Interrupted
 
 
 class UserErrorFilter(logging.Filter):
     """Drop the traceback of records about a user-fixable error (a FashionnetError, or a full
     disk, a read-only mount...: `errors.MACHINE_ERRORS`) or a stop request (Ctrl-C, SIGTERM);
-    the message already says it all."""
+    the message already says it all. After a stop request, the task runs it ended (every
+    prediction chunk under way or queued) say nothing: the flow run's final state says it once."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if (
+            interrupts.stop_requested()
+            and record.name.startswith("prefect.task_runs")
+            and record.levelno >= logging.ERROR
+        ):
+            return False
         error = record.exc_info[1] if record.exc_info else None
-        if error is not None and (is_user_fixable(error) or isinstance(error, Interrupted)):
+        if error is not None and (
+            is_user_fixable(error) or isinstance(error, interrupts.Interrupted)
+        ):
             record.exc_info = None
             record.exc_text = None
         return True

@@ -3,14 +3,20 @@ run as a Prefect task and the validation and prediction chunks mapped as tasks o
 task runner.
 
 The stage order is the library's; this module adds what only the orchestrator knows: the flow
-run behind the report, the UI's artifacts, the regression and drift events. Run it with
-`make run` (`fashionnet run --help` lists the options).
+run behind the report (its name says when it was due and what started it; the code version
+that ran), the UI's artifacts, the regression and drift events, a retry of a deployment's run
+that failed for a reason that may pass, and a stop on request ending the run `Cancelled`.
+Run it with `make run` (`fashionnet run --help` lists the options).
 """
 
 import contextlib
 import dataclasses
 import functools
+import signal
+import subprocess
+import threading
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +27,14 @@ from prefect.context import FlowRunContext
 from prefect.events import emit_event
 from prefect.futures import as_completed
 from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.states import Cancelled, State
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from fashionnet.core import interrupts
+from fashionnet.core.errors import is_user_fixable
 from fashionnet.core.settings import flow_timeout_seconds
 from fashionnet.core.threads import CONCURRENT_CHUNKS
+from fashionnet.data.fetch import DownloadError
 from fashionnet.data.validate import DataDrifted, DataValidation, card_of_chunk
 from fashionnet.model.train import DEFAULT_CONFIG, TrainConfig
 from fashionnet.options import RunOptions
@@ -106,17 +115,59 @@ REGRESSION_EVENT = "fashionnet.accuracy.regressed"
 DRIFT_EVENT = "fashionnet.data.drifted"
 
 
+PROJECT_CODE = Path(__file__).resolve().parents[1]  # the checkout this flow's code is in
+# A run that fails for a reason that may pass (a download, the Prefect API, a bug that depends on
+# the moment) is run once more after RETRY_DELAY_SECONDS; what a person must fix is not retried.
+RETRIES = 1
+RETRY_DELAY_SECONDS = 600
+
+
+def code_version() -> str | None:
+    """The git commit of the code (`<commit>-dirty` with uncommitted changes), None outside a
+    git checkout: the deployment's version, and manifest.json's record of the code that ran."""
+    git = ["git", "-C", str(PROJECT_CODE)]
+    try:
+        commit = subprocess.run(
+            [*git, "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, timeout=30
+        )
+        if commit.returncode:
+            return None
+        changed = subprocess.run(
+            [*git, "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return commit.stdout.strip() + ("-dirty" if changed.stdout.strip() else "")
+
+
+def trigger_of(flow_run: Any) -> str:
+    if flow_run.deployment_id is None:
+        return "cli"
+    return "schedule" if flow_run.auto_scheduled else "deployment-manual"
+
+
+def run_name() -> str:
+    """What the run is: when it was due (UTC) and what started it, e.g.
+    `2026-12-05T03:00Z-schedule`, rather than Prefect's random two words."""
+    context = FlowRunContext.get()
+    flow_run = context.flow_run if context else None
+    due = (flow_run and flow_run.expected_start_time) or datetime.now(UTC)
+    trigger = trigger_of(flow_run) if flow_run else "cli"
+    return f"{due.astimezone(UTC):%Y-%m-%dT%H:%MZ}-{trigger}"
+
+
 def run_origin(options: RunOptions, train: TrainConfig) -> RunOrigin:
     """This flow run, what started it, and the parameters it changed from the flow's defaults."""
     context = FlowRunContext.get()
     flow_run = context.flow_run
-    if flow_run.deployment_id is None:
-        deployment, trigger = None, "cli"
-    else:
+    deployment = None
+    if flow_run.deployment_id is not None:
         from prefect.runtime import deployment as this_deployment  # asks the API: only here
 
         deployment = f"{context.flow.name}/{this_deployment.name}"
-        trigger = "schedule" if flow_run.auto_scheduled else "deployment-manual"
     overrides = {}
     for given, default in ((options, RunOptions()), (train, DEFAULT_CONFIG)):
         defaults = default.model_dump(mode="json")
@@ -127,9 +178,59 @@ def run_origin(options: RunOptions, train: TrainConfig) -> RunOrigin:
         flow_run_id=str(flow_run.id),
         flow_run_name=flow_run.name,
         deployment=deployment,
-        trigger=trigger,
+        trigger=trigger_of(flow_run),
         overrides=overrides,
+        code_version=code_version(),
     )
+
+
+@contextlib.contextmanager
+def stop_signals_stop_the_run() -> Any:
+    """In a deployment's run (its own process, started by a worker or `make serve`): SIGTERM
+    or SIGINT asks the run to stop at its next step (`interrupts`), as Ctrl-C does for
+    `fashionnet run`, instead of Prefect's default of ending it `Crashed` wherever it is."""
+    flow_run = FlowRunContext.get().flow_run
+    if flow_run.deployment_id is None or threading.current_thread() is not threading.main_thread():
+        yield  # `fashionnet run` handles its own signals (flows/cli.py)
+        return
+    stop_signals = (signal.SIGTERM, signal.SIGINT)
+    previous = {
+        number: signal.signal(number, lambda number, _: interrupts.request_stop(number))
+        for number in stop_signals
+    }
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def stopped() -> State:
+    """The state of a run stopped on request: neither a failure nor a crash, wherever it was."""
+    try:
+        interrupts.check()
+    except interrupts.Interrupted as stop:
+        return Cancelled(message=f"stopped on request ({stop}): this run published nothing")
+    raise AssertionError("no stop was requested")
+
+
+def retry_may_help(error: BaseException) -> bool:
+    """A download no mirror answered, or an error nobody foresaw (the Prefect API failing, a
+    bug that depends on the moment); not what a person must fix, nor the flow's timeout (which
+    reaches the flow's code as a cancellation), nor any other interruption."""
+    if isinstance(error, DownloadError):
+        return True
+    return isinstance(error, Exception) and not (
+        is_user_fixable(error) or isinstance(error, TimeoutError)
+    )
+
+
+def forbid_retry() -> None:
+    """Make this failure final: the server retries a failed run while its policy allows."""
+    flow_run = FlowRunContext.get().flow_run
+    policy = flow_run.empirical_policy.model_copy(update={"retries": 0})
+    with get_client(sync_client=True) as client:
+        client.update_flow_run(flow_run.id, empirical_policy=policy)
 
 
 def announce_regression(regression: publish.Regression, run_dir: Path) -> None:
@@ -174,7 +275,13 @@ def announce_drift(validation: DataValidation, run_id: str) -> None:
     )
 
 
-@flow(name="fashionnet", timeout_seconds=flow_timeout_seconds())
+@flow(
+    name="fashionnet",
+    flow_run_name=run_name,
+    timeout_seconds=flow_timeout_seconds(),
+    retries=RETRIES,
+    retry_delay_seconds=RETRY_DELAY_SECONDS,
+)
 def fashionnet_pipeline(
     options: RunOptions = RunOptions(),  # noqa: B008 (frozen: safe to share as a default)
     train: TrainConfig = DEFAULT_CONFIG,
@@ -190,15 +297,25 @@ def fashionnet_pipeline(
     configure_run_logging()
     origin = run_origin(options, train)
     try:
-        outcome = run_pipeline(
-            Context.create(options, train),
-            run_stage=run_as_task,
-            map_chunks=chunk_mapper(options),
-            origin=origin,
-            before_publish=publish_run_artifacts,
-        )
-    except DataDrifted as stopped:  # --on-drift stop: the alert goes out, then the run fails
-        announce_drift(stopped.validation, origin.flow_run_name or "stopped")
+        with stop_signals_stop_the_run():
+            outcome = run_pipeline(
+                Context.create(options, train),
+                run_stage=run_as_task,
+                map_chunks=chunk_mapper(options),
+                origin=origin,
+                before_publish=publish_run_artifacts,
+            )
+    except (interrupts.Interrupted, KeyboardInterrupt):
+        if not interrupts.stop_requested():
+            raise
+        return stopped()
+    except BaseException as error:
+        if isinstance(error, DataDrifted):  # --on-drift stop: the alert goes out, then it fails
+            announce_drift(error.validation, origin.flow_run_name or "stopped")
+        if FlowRunContext.get().flow_run.deployment_id is None or not retry_may_help(error):
+            # The API failing as well must not hide the run's own error: at worst it is retried.
+            with contextlib.suppress(Exception):
+                forbid_retry()
         raise
     if outcome.validation.drifted:
         announce_drift(outcome.validation, outcome.run_dir.name)

@@ -1,8 +1,9 @@
 """A real Prefect server for the tests, like `make server`, and the calls the tests make to it.
 
 `running_server` starts `prefect server start` on a free 127.0.0.1 port with a temporary
-PREFECT_HOME; `start_worker` a process worker like `make worker`; `deploy` runs the deploy step
-of `make deploy` (flows/deploy.py) on the real prefect.yaml. Processes are stopped by PID.
+PREFECT_HOME; `start_worker` the worker of `make worker` (flows/worker.py); `deploy` runs the
+deploy step of `make deploy` (flows/deploy.py) on the real prefect.yaml. Processes are stopped
+by PID.
 """
 
 import contextlib
@@ -186,10 +187,9 @@ def pause_schedules(server: Server, deployment: str) -> None:
 
 
 def start_worker(server: Server, log: Path) -> subprocess.Popen:
-    """`prefect worker start` on the pool, like `make worker`, in a process group of its own."""
-    process = spawn(
-        [str(PREFECT), "worker", "start", "--pool", POOL], server.env, log, new_session=True
-    )
+    """The worker of `make worker` on the pool, in a process group of its own."""
+    command = [str(PYTHON), "-m", "fashionnet_flows.worker", "--pool", POOL]
+    process = spawn(command, server.env, log, new_session=True)
     try:
         wait_for(lambda: "started!" in log.read_text(), "the worker to start", 60, log)
     except BaseException:
@@ -209,7 +209,9 @@ def finished(server: Server, flow_run_id: str, timeout: float = 120) -> dict:
 
     def final_run():
         run = server.get(f"/flow_runs/{flow_run_id}")
-        return run if run["state"]["type"] in {"COMPLETED", "FAILED", "CRASHED"} else None
+        return (
+            run if run["state"]["type"] in {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"} else None
+        )
 
     return wait_for(final_run, f"flow run {flow_run_id} to finish", timeout)
 

@@ -125,7 +125,7 @@ BOOKKEEPING = [
             layout.history_csv.read_text() + "1,2026-11-28T01:00:00+00:00,r9,test\n"
         ),
         "history.csv",
-        "{path} has lines that cannot be read (line 5: 4 fields, expected 10)",
+        "{path} has lines that cannot be read (line 5: 4 fields, expected 13)",
         history_kept=lambda rows: rows,
     ),
     Bookkeeping(
@@ -229,7 +229,7 @@ def test_fashionnet_runs_shows_what_it_can_read_and_names_what_it_skipped(bookke
         notes[name] = " ".join(runs.stdout.split()).replace(skipped, "SKIPPED ")  # may wrap
     malformed, garbage = notes.values()
     assert "test accuracy" in malformed, "the runs it could read are listed"
-    assert "SKIPPED history.csv (line 5: 4 fields, expected 10)" in malformed
+    assert "SKIPPED history.csv (line 5: 4 fields, expected 13)" in malformed
     assert garbage.startswith(
         "SKIPPED history.csv (line 1: its header is not UTF-8 text; line 2: not UTF-8 text;"
     )

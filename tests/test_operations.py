@@ -1,30 +1,37 @@
-"""The deployment left alone for months: dead runs end, pauses hold, failures reach a person.
+"""The deployment left alone for months: dead runs end, pauses and alerts hold, every failure,
+late run and lost worker reaches a person, and the worker stops when asked.
 
 One real Prefect server and worker for the module (tests/prefect_server.py), the deploy step of
-`make deploy` with FASHIONNET_ALERT_WEBHOOK pointing at an HTTP receiver in this process on
-127.0.0.1, and runs on small synthetic data. The last test kills the worker and waits for the
-zombie automation (up to 3 minutes: heartbeats come every 30 s at the least). About 4 minutes.
+`make deploy` with FASHIONNET_ALERT_WEBHOOK (and the success ping) pointing at an HTTP receiver
+in this process on 127.0.0.1, and runs on small synthetic data. The server marks runs Late and
+workers offline within seconds here (SERVER_SETTINGS). The last test kills the worker and waits
+for the zombie automation (up to 3 minutes: heartbeats come every 30 s at the least). About 6
+minutes.
 """
 
 import contextlib
 import json
 import os
 import queue
+import re
 import signal
 import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import psutil
 import pytest
 from prefect_server import (
     DEPLOYMENT,
+    POOL,
+    SPEC,
     Server,
     deploy,
     finished,
@@ -39,21 +46,43 @@ from synthetic import SMALL_TRAIN, small_run, write_synthetic_raw
 
 from fashionnet.core.layout import Layout
 from fashionnet.data.idx import read_images, write_idx
+from fashionnet.report.publish import read_history
 from fashionnet_flows.automations import (
-    DRIFT_ALERT,
-    FAILURE_ALERT,
-    REGRESSION_ALERT,
+    ALERT_KINDS,
+    PING_BLOCK,
+    STOP_ALERT,
+    SUCCESS_PING,
     WEBHOOK_BLOCK,
     ZOMBIE_AUTOMATION,
     ZOMBIE_MESSAGE,
 )
-from fashionnet_flows.deploy import ALERT_VARIABLE
+from fashionnet_flows.deploy import (
+    ALERT_VARIABLE,
+    ALERTS_VARIABLE,
+    PING_VARIABLE,
+    STOPS_VARIABLE,
+    alert_request,
+    save_automations,
+)
+from fashionnet_flows.pipeline import code_version
 
 pytestmark = pytest.mark.server
 
 # Failing without the network: checksums verified on synthetic (not canonical) files.
 CORRUPT_MESSAGE = "replace it with the canonical file or remove it"
 ALERT_DELAY = 60  # seconds from a run's end to its alert
+STOPPED_MESSAGE = "stopped on request (interrupted by SIGTERM)"
+RUN_NAME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\dZ-(schedule|deployment-manual)$")
+SERVER_SETTINGS = {
+    # A scheduled run no worker took within 5 s is Late (the default is 15 s; the units', 600).
+    "PREFECT_SERVER_SERVICES_LATE_RUNS_LOOP_SECONDS": "1",
+    "PREFECT_SERVER_SERVICES_LATE_RUNS_AFTER_SECONDS": "5",
+    # A worker silent for 2 heartbeats of 2 s is offline, and its pool then not ready.
+    "PREFECT_WORKER_HEARTBEAT_SECONDS": "2",
+    "PREFECT_SERVER_SERVICES_FOREMAN_LOOP_SECONDS": "2",
+    "PREFECT_SERVER_SERVICES_FOREMAN_INACTIVITY_HEARTBEAT_MULTIPLE": "2",
+}
+ALL_ALERTS = sorted(set(ALERT_KINDS) - {STOP_ALERT})
 
 
 class Receiver:
@@ -65,7 +94,7 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 (http.server's name)
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                bodies.put(json.loads(body))
+                bodies.put({**json.loads(body), "path": self.path})
                 self.send_response(200)
                 self.end_headers()
 
@@ -75,17 +104,41 @@ class Receiver:
         self.bodies = bodies
         self.received: list[dict] = []
         self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.http.server_address[1]}/alerts"
+        address = f"http://127.0.0.1:{self.http.server_address[1]}"
+        self.url, self.ping_url = f"{address}/alerts", f"{address}/ping"
 
-    def alerts_for(self, flow_run_id: str, timeout: float = ALERT_DELAY) -> list[dict]:
-        """The bodies naming the flow run, once there is one (every body so far is kept)."""
+    def wait(self, matches, what: str, timeout: float = ALERT_DELAY) -> list[dict]:
+        """The bodies that `matches`, once there is one (every body so far is kept)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with contextlib.suppress(queue.Empty):
                 self.received.append(self.bodies.get(timeout=0.5))
-            if found := [b for b in self.received if b.get("flow_run_id") == flow_run_id]:
+            if found := [body for body in self.received if matches(body)]:
                 return found
-        pytest.fail(f"no alert for flow run {flow_run_id} within {timeout} s: {self.received}")
+        pytest.fail(f"no {what} within {timeout} s: {self.received}")
+
+    def alerts_for(
+        self, flow_run_id: str, alert: str | None = None, timeout: float = ALERT_DELAY
+    ) -> list[dict]:
+        """The alerts (not pings) naming the flow run, of the kind `alert` if given."""
+        return self.wait(
+            lambda b: (
+                b["path"] == "/alerts"
+                and b.get("flow_run_id") == flow_run_id
+                and alert in (None, b["alert"])
+            ),
+            f"alert {alert or ''} for flow run {flow_run_id}",
+            timeout,
+        )
+
+    def sent_for(self, flow_run_id: str, path: str = "/alerts") -> list[dict]:
+        """What reached the receiver so far about the flow run."""
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self.received.append(self.bodies.get_nowait())
+        return [
+            b for b in self.received if b["path"] == path and b.get("flow_run_id") == flow_run_id
+        ]
 
 
 @dataclass(frozen=True)
@@ -109,7 +162,7 @@ def receiver() -> Iterator[Receiver]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[Server]:
-    with running_server(tmp_path_factory.mktemp("prefect-server")) as api:
+    with running_server(tmp_path_factory.mktemp("prefect-server"), **SERVER_SETTINGS) as api:
         yield api
 
 
@@ -122,23 +175,49 @@ def deployed(server, receiver, tmp_path_factory) -> Deployed:
     write_synthetic_raw(raw, n_train=300, n_test=100, seed=5)
     layout = Layout(folder / "project")
     parameters = small_run(raw, layout.root)
-    output = deploy(server, parameters, **{ALERT_VARIABLE: receiver.url})
+    alerts = {ALERT_VARIABLE: receiver.url, PING_VARIABLE: receiver.ping_url}
+    output = deploy(server, parameters, **alerts)
     return Deployed(layout, parameters, output)
 
 
+class Worker:
+    """The module's worker (`make worker`), in a process group of its own; tests that stop or
+    kill it start the next one."""
+
+    def __init__(self, server: Server, folder: Path) -> None:
+        self.server, self.folder, self.starts = server, folder, 0
+        self.process: subprocess.Popen | None = None
+        self.log = folder / "worker-0.log"
+
+    def start(self) -> None:
+        self.starts += 1
+        self.log = self.folder / f"worker-{self.starts}.log"
+        self.process = start_worker(self.server, self.log)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop(self.process, grace=20)
+
+
 @pytest.fixture(scope="module")
-def worker(server, deployed, tmp_path_factory) -> Iterator[subprocess.Popen]:
-    """A worker in a process group of its own (the last test kills it); schedules paused."""
+def worker(server, deployed, tmp_path_factory) -> Iterator[Worker]:
+    """The worker, with the schedules paused: it runs the tests' runs alone."""
     pause_schedules(server, DEPLOYMENT)
-    process = start_worker(server, tmp_path_factory.mktemp("worker") / "worker.log")
+    worker = Worker(server, tmp_path_factory.mktemp("worker"))
+    worker.start()
     try:
-        yield process
+        yield worker
     finally:
-        stop(process, sigterms=2, grace=5)
+        worker.stop()
 
 
 def automation_names(server: Server) -> list[str]:
     return sorted(a["name"] for a in server.post("/automations/filter", {}))
+
+
+def block_names(server: Server) -> list[str]:
+    blocks = server.post("/block_documents/filter", {"block_documents": {}})
+    return sorted(b["name"] for b in blocks if b["name"] in {WEBHOOK_BLOCK, PING_BLOCK})
 
 
 def schedule_states(server: Server) -> list[bool]:
@@ -154,33 +233,77 @@ def leaves(value: Any, key: str = "") -> Iterator[tuple[str, Any]]:
         yield key, value
 
 
-def test_deploy_keeps_a_paused_schedule_paused_and_saves_each_automation_once(
-    server, deployed, receiver
-):
+def run_with(deployed: Deployed, **train: Any) -> list[str]:
+    """`prefect deployment run` arguments for a run with these training settings."""
+    return ["--param", "train=" + json.dumps({**deployed.parameters["train"], **train})]
+
+
+def wait_for_state(server: Server, flow_run_id: str, state_type: str, timeout: float) -> dict:
+    def in_state():
+        run = server.get(f"/flow_runs/{flow_run_id}")
+        return run if run["state"]["type"] == state_type else None
+
+    return wait_for(in_state, f"flow run {flow_run_id} to be {state_type}", timeout)
+
+
+def wait_for_heartbeat(server: Server, flow_run_id: str) -> None:
+    """The run's first heartbeat: its flow is under way (past Prefect's start-up)."""
+    heartbeat = {
+        "filter": {
+            "event": {"name": ["prefect.flow-run.heartbeat"]},
+            "resource": {"id": [f"prefect.flow-run.{flow_run_id}"]},
+        }
+    }
+    wait_for(lambda: server.post("/events/filter", heartbeat)["events"], "the run's heartbeat", 120)
+
+
+def saved_alerts(server: Server, **environ: str) -> list[str]:
+    """The alert step of `make deploy` alone (flows/deploy.py), with these variables set."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+        return save_automations(alert_request(environ), [POOL])
+
+
+def test_redeploys_keep_pauses_and_alerts_until_alerts_are_switched_off(server, deployed, receiver):
     assert schedule_states(server) == [True], "a new deployment starts active"
-    every_one = sorted([ZOMBIE_AUTOMATION, FAILURE_ALERT, REGRESSION_ALERT, DRIFT_ALERT])
-    assert automation_names(server) == every_one
+    everything = sorted([ZOMBIE_AUTOMATION, SUCCESS_PING, *ALL_ALERTS])
+    assert automation_names(server) == everything
+    assert "Alerts active" in deployed.output
+    deployment = server.get(f"/deployments/name/{DEPLOYMENT}")
+    assert deployment["version"] == code_version() and deployment["version"]
 
     pause_schedules(server, DEPLOYMENT)
-    output = deploy(server, deployed.parameters)  # no FASHIONNET_ALERT_WEBHOOK this time
+    output = deploy(server, deployed.parameters)  # a plain `make deploy`
     assert schedule_states(server) == [False], output
     assert "stays paused" in output
-    assert automation_names(server) == [ZOMBIE_AUTOMATION]
-    [no_alerts] = [line for line in output.splitlines() if line.startswith("No alerts")]
-    assert ALERT_VARIABLE in no_alerts
+    assert automation_names(server) == everything, "a plain redeploy keeps every alert"
+    [active] = [line for line in output.splitlines() if line.startswith("Alerts active")]
+    assert "TimedOut" in active and "Late" in active and "Cancelled" not in active
 
-    output = deploy(server, deployed.parameters, **{ALERT_VARIABLE: receiver.url})
-    assert schedule_states(server) == [False], output
-    assert automation_names(server) == every_one, "deploying again updates, never duplicates"
-    blocks = server.post("/block_documents/filter", {"block_documents": {}})
-    assert [b["name"] for b in blocks if b["name"] == WEBHOOK_BLOCK] == [WEBHOOK_BLOCK]
+    lines = saved_alerts(server, **{ALERTS_VARIABLE: "off"})
+    assert automation_names(server) == [ZOMBIE_AUTOMATION] and block_names(server) == []
+    assert lines[-1] == "Alerts: none (switched off)."
+    lines = saved_alerts(server)
+    assert automation_names(server) == [ZOMBIE_AUTOMATION], "off stays off"
+    assert ALERT_VARIABLE in lines[-2] and lines[-2].startswith("Alerts: none")
+
+    alerts = {ALERT_VARIABLE: receiver.url, PING_VARIABLE: receiver.ping_url, STOPS_VARIABLE: "on"}
+    saved_alerts(server, **alerts)
+    lines = saved_alerts(server)
+    assert "runs stopped on request (Cancelled)" in lines[-2]
+    assert automation_names(server) == sorted([*everything, STOP_ALERT]), "never duplicated"
+    assert block_names(server) == [WEBHOOK_BLOCK, PING_BLOCK]
 
 
-def test_manifest_and_history_name_the_flow_run_and_what_started_it(server, deployed, worker):
+def test_manifest_and_history_name_the_flow_run_and_what_started_it(
+    server, deployed, worker, receiver
+):
     override = {**deployed.parameters["train"], "epochs": SMALL_TRAIN["epochs"] + 1}
     flow_run_id = trigger(server, "--param", "train=" + json.dumps(override))
     run = finished(server, flow_run_id)
     assert run["state"]["type"] == "COMPLETED", run["state"]["message"]
+    assert RUN_NAME.match(run["name"]), run["name"]
 
     manifest = json.loads((deployed.layout.latest_link / "manifest.json").read_text())
     origin = manifest["prefect"]
@@ -189,10 +312,18 @@ def test_manifest_and_history_name_the_flow_run_and_what_started_it(server, depl
     assert origin["deployment"] == DEPLOYMENT
     assert origin["trigger"] == "deployment-manual"
     assert ("epochs", override["epochs"]) in set(leaves(origin["overrides"]))
-    history = pd.read_csv(deployed.layout.history_csv)  # this run's rows, one per split
+    history = read_history(deployed.layout.history_csv)  # this run's rows, one per split
     assert set(history["run_id"]) == {deployed.layout.latest_link.resolve().name}
     assert set(history["flow_run_id"]) == {flow_run_id}
     assert set(history["trigger"]) == {"deployment-manual"}
+    assert set(history["deployment"]) == {DEPLOYMENT}
+    assert set(history["code_version"]) == {code_version()} == {origin["code_version"]}
+
+    # The dead-man's switch hears of every completed run.
+    [ping] = receiver.wait(
+        lambda b: b["path"] == "/ping" and b.get("flow_run_id") == flow_run_id, "the ping"
+    )
+    assert ping["deployment"] == DEPLOYMENT and ping["state"] == "Completed"
 
 
 def test_a_worse_model_than_the_previous_run_posts_a_regression_alert(
@@ -235,58 +366,118 @@ def test_a_failed_run_posts_one_alert_naming_deployment_run_state_and_error(
     options = {**deployed.parameters["options"], "verify": True}
     flow_run_id = trigger(server, "--param", "options=" + json.dumps(options))
     run = finished(server, flow_run_id)
-    assert run["state"]["type"] == "FAILED"
+    assert run["state"]["type"] == "FAILED", "a problem a person must fix is not retried"
 
     [alert] = receiver.alerts_for(flow_run_id)
     assert alert["deployment"] == DEPLOYMENT
     assert alert["flow_run_name"] == run["name"]
     assert alert["state"] == "Failed"
     assert CORRUPT_MESSAGE in alert["message"]
+    assert (
+        alert["flow_run_url"]
+        == f"{server.api_url.removesuffix('/api')}/runs/flow-run/{flow_run_id}"
+    )
     time.sleep(3)  # a duplicate would arrive right behind it
     assert len(receiver.alerts_for(flow_run_id)) == 1
 
 
+def test_a_run_past_the_flow_timeout_ends_timed_out_and_posts_an_alert(
+    server, deployed, worker, receiver
+):
+    """...and the zombie automation leaves it alone (checked at the end of the module)."""
+    env = {**SPEC["work_pool"]["job_variables"]["env"], "FASHIONNET_FLOW_TIMEOUT_SECONDS": "15"}
+    flow_run_id = trigger(
+        server, *run_with(deployed, epochs=10**6), "--job-variable", "env=" + json.dumps(env)
+    )
+    run = finished(server, flow_run_id)
+    assert run["state"]["type"] == "FAILED" and run["state"]["name"] == "TimedOut"
+
+    [alert] = receiver.alerts_for(flow_run_id)
+    assert alert["state"] == "TimedOut" and alert["state_type"] == "FAILED"
+    assert "timeout" in alert["message"]
+
+
+def test_a_scheduled_run_no_worker_takes_posts_a_late_alert(server, deployed, worker, receiver):
+    server.patch(f"/work_pools/{POOL}", {"is_paused": True})  # as if no worker were there
+    try:
+        flow_run_id = trigger(server)
+        [alert] = receiver.alerts_for(flow_run_id)
+    finally:
+        server.post(
+            f"/flow_runs/{flow_run_id}/set_state", {"state": {"type": "CANCELLED"}, "force": True}
+        )
+        server.patch(f"/work_pools/{POOL}", {"is_paused": False})
+    assert alert["alert"] == "flow run Late: not started" and alert["deployment"] == DEPLOYMENT
+    assert alert["flow_run_url"].endswith(f"/runs/flow-run/{flow_run_id}")
+
+
+def test_one_sigterm_stops_the_worker_within_seconds_after_completed_runs(server, worker):
+    """The worker has run the runs above; `systemctl stop` sends one SIGTERM."""
+    sent = time.monotonic()
+    worker.process.send_signal(signal.SIGTERM)
+    assert worker.process.wait(timeout=30) == 0, worker.log.read_text()[-3000:]
+    assert time.monotonic() - sent < 15
+    assert "Worker 'fashionnet-" in worker.log.read_text()
+    worker.start()
+
+
+def test_stopping_the_worker_during_a_run_ends_the_run_cancelled_and_alerts_only_if_asked(
+    server, deployed, worker, receiver
+):
+    """With the stop alert on, one "Cancelled" alert, and no failure alert."""
+    saved_alerts(server, **{STOPS_VARIABLE: "on"})
+    flow_run_id = trigger(server, *run_with(deployed, epochs=10**6))
+    wait_for_heartbeat(server, flow_run_id)
+    sent = time.monotonic()
+    worker.process.send_signal(signal.SIGTERM)
+    assert worker.process.wait(timeout=60) == 0, worker.log.read_text()[-3000:]
+    assert time.monotonic() - sent < 30
+
+    run = server.get(f"/flow_runs/{flow_run_id}")
+    assert run["state"]["type"] == "CANCELLED", run["state"]
+    assert run["state"]["message"].startswith(STOPPED_MESSAGE)
+    [alert] = receiver.alerts_for(flow_run_id)
+    assert alert["state"] == "Cancelled" and alert["message"].startswith(STOPPED_MESSAGE)
+    worker.start()
+
+
 def test_a_run_whose_worker_dies_ends_crashed_and_the_next_run_starts(
-    server, deployed, worker, receiver, tmp_path
+    server, deployed, worker, receiver
 ):
     """SIGKILL to the worker and its flow run (a machine going down); heartbeats stop."""
-    endless = {**deployed.parameters["train"], "epochs": 10**6}
-    flow_run_id = trigger(server, "--param", "train=" + json.dumps(endless))
-    heartbeat = {
-        "filter": {
-            "event": {"name": ["prefect.flow-run.heartbeat"]},
-            "resource": {"id": [f"prefect.flow-run.{flow_run_id}"]},
-        }
-    }
-    wait_for(
-        lambda: server.post("/events/filter", heartbeat)["events"],
-        "the run's first heartbeat",
-        120,
-    )
-    processes = [worker, *psutil.Process(worker.pid).children(recursive=True)]
-    os.killpg(worker.pid, signal.SIGKILL)
-    for process in processes[1:]:  # the flow run may have a process group of its own
+    flow_run_id = trigger(server, *run_with(deployed, epochs=10**6))
+    wait_for_heartbeat(server, flow_run_id)
+    processes = [worker.process, *psutil.Process(worker.process.pid).children(recursive=True)]
+    os.killpg(worker.process.pid, signal.SIGKILL)
+    for process in processes[1:]:  # the flow run has a process group of its own
         with contextlib.suppress(psutil.NoSuchProcess):
             process.kill()
-    worker.wait()
-    killed = time.monotonic()
+    worker.process.wait()
+    killed, killed_at = time.monotonic(), datetime.now(UTC)
 
-    def crashed():
-        run = server.get(f"/flow_runs/{flow_run_id}")
-        return run if run["state"]["type"] == "CRASHED" else None
-
-    run = wait_for(crashed, "the zombie automation to crash the run", 180)
+    run = wait_for_state(server, flow_run_id, "CRASHED", 180)
     assert time.monotonic() - killed < 180
     assert run["state"]["message"] == ZOMBIE_MESSAGE
     [alert] = receiver.alerts_for(flow_run_id)
     assert alert["state"] == "Crashed" and alert["deployment"] == DEPLOYMENT
+    # The pool had no live worker left (as after each stop of the tests above).
+    [pool_alert] = receiver.wait(
+        lambda b: b.get("work_pool") == POOL and datetime.fromisoformat(b["occurred"]) > killed_at,
+        "the pool alert",
+    )
+    assert pool_alert["alert"] == "work pool has no live worker"
 
     # Crashed released the deployment's concurrency slot: the next run starts and completes.
     limit = server.get(f"/deployments/{run['deployment_id']}")["global_concurrency_limit"]
     assert limit["active_slots"] == 0
-    replacement = start_worker(server, tmp_path / "worker.log")
-    try:
-        after = finished(server, trigger(server))
-    finally:
-        stop(replacement, sigterms=2, grace=5)
+    worker.start()
+    after = finished(server, trigger(server))
     assert after["state"]["type"] == "COMPLETED", after["state"]["message"]
+
+
+def test_the_zombie_automation_never_acted_on_a_run_that_had_ended(server):
+    """After the runs above (the timed-out one included) and more than its 90 s of grace."""
+    failed = {"filter": {"event": {"name": ["prefect.automation.action.failed"]}}}
+    assert server.post("/events/filter", failed)["events"] == []
+    timed_out = {"flow_runs": {"state": {"name": {"any_": ["TimedOut"]}}}}
+    assert len(server.post("/flow_runs/filter", timed_out)) == 1, "still TimedOut, not Crashed"

@@ -1,4 +1,5 @@
-"""`make deploy`'s checks that need no server: the alert URL, and what identifies a schedule."""
+"""`make deploy`'s checks that need no server: the alert settings, and what identifies a
+schedule."""
 
 import os
 import subprocess
@@ -9,20 +10,41 @@ from types import SimpleNamespace
 import pytest
 
 from fashionnet.core.errors import FashionnetError
-from fashionnet_flows.deploy import ALERT_VARIABLE, alert_url, schedule_key
+from fashionnet_flows.deploy import (
+    ALERT_VARIABLE,
+    ALERTS_VARIABLE,
+    PING_VARIABLE,
+    STOPS_VARIABLE,
+    AlertRequest,
+    alert_request,
+    schedule_key,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.parametrize("variable", [ALERT_VARIABLE, PING_VARIABLE])
 @pytest.mark.parametrize("url", ["hooks.example.com/x", "ftp://example.com/", "http://"])
-def test_an_alert_url_that_is_not_http_is_refused_naming_the_variable(url):
-    with pytest.raises(FashionnetError, match=f"^{ALERT_VARIABLE}=.* is not an http"):
-        alert_url({ALERT_VARIABLE: url})
+def test_an_alert_url_that_is_not_http_is_refused_naming_the_variable(variable, url):
+    with pytest.raises(FashionnetError, match=f"^{variable}=.* is not an http"):
+        alert_request({variable: url})
 
 
-def test_no_alert_url_means_no_alerts_and_a_url_is_taken_as_given():
-    assert alert_url({}) is None and alert_url({ALERT_VARIABLE: " "}) is None
-    assert alert_url({ALERT_VARIABLE: "https://h.example/a?b=1"}) == "https://h.example/a?b=1"
+@pytest.mark.parametrize("variable", [ALERTS_VARIABLE, STOPS_VARIABLE])
+def test_a_switch_is_on_or_off(variable):
+    with pytest.raises(FashionnetError, match=f"^{variable}='yes': say on or off"):
+        alert_request({variable: "yes"})
+
+
+def test_nothing_set_changes_nothing_and_each_setting_is_taken_as_given():
+    assert alert_request({}) == AlertRequest() == alert_request({ALERT_VARIABLE: " "})
+    given = {
+        ALERT_VARIABLE: "https://h.example/a?b=1",
+        ALERTS_VARIABLE: "ON",
+        STOPS_VARIABLE: "off",
+        PING_VARIABLE: "Off",
+    }
+    assert alert_request(given) == AlertRequest("https://h.example/a?b=1", True, False, "off")
 
 
 def test_a_schedule_is_known_by_its_slug_else_by_its_definition():
@@ -44,5 +66,5 @@ def test_make_deploy_with_a_bad_alert_url_stops_with_one_line_before_deploying()
     assert done.returncode != 0
     assert done.stderr.strip().splitlines() == [
         f"fashionnet deploy: error: {ALERT_VARIABLE}='not-a-url' is not an http(s) URL; give the "
-        "full address the alerts are POSTed to, e.g. https://hooks.example.com/..."
+        "full address, e.g. https://hooks.example.com/..."
     ]

@@ -32,6 +32,9 @@ def history_of(*runs: tuple) -> pd.DataFrame:
             fingerprint,
             "",
             "cli",
+            "",
+            "",
+            "",
         )
         for run_id, fingerprint, accuracy, *model_id in runs
         for split in ("train", "test")

@@ -358,7 +358,7 @@ def test_append_history_writes_header_once_and_a_row_per_split(tmp_path, confusi
 
 def test_history_records_the_flow_run_and_its_trigger(tmp_path, confusions):
     history = tmp_path / "history.csv"
-    assert HISTORY_COLUMNS[-2:] == ["flow_run_id", "trigger"]
+    assert HISTORY_COLUMNS[-5:-3] == ["flow_run_id", "trigger"]
     flow_run_id = "0123"  # digits only: still text
     append(history, "r1", "t", overall_table(confusions, "m"), flow_run_id=flow_run_id)
     table = publish.read_history(history)
@@ -396,7 +396,7 @@ def test_read_history_keeps_digit_only_ids_as_text(tmp_path, confusions):
 
 GOOD_ROW = (
     "1,2026-11-01T03:00:00+00:00,r0,test,10000,0.904500,5eed,0123456789abcdef,"
-    "0f1e2d3c-0000-4000-8000-000000000000,schedule\n"
+    "0f1e2d3c-0000-4000-8000-000000000000,schedule,fashionnet/daily,0123456789ab,\n"
 )
 HEADER = ",".join(HISTORY_COLUMNS) + "\n"
 DAMAGED_HISTORIES = {
@@ -410,8 +410,8 @@ DAMAGED_HISTORIES = {
         "line 1: its header 'finished_at,run_id,split,",
     ),
     "a row with too many fields": (
-        (HEADER + GOOD_ROW + "1,x,r1,test,1,0.5,m,f,i,t,extra,extra\n").encode(),
-        "line 3: 12 fields, expected 10",
+        (HEADER + GOOD_ROW + "1,x,r1,test,1,0.5,m,f,i,t,d,c,u,extra,extra\n").encode(),
+        "line 3: 15 fields, expected 13",
     ),
     "a row without its format version": (
         (HEADER + GOOD_ROW.removeprefix("1,")).encode(),
@@ -499,7 +499,7 @@ def test_read_history_file_reads_the_good_rows_and_names_the_bad_lines(tmp_path)
     assert read.row_lines == [GOOD_ROW, GOOD_ROW.replace("r0", "r9")]
     assert sorted(read.bad_lines) == list(range(3, 10)), "line numbers as an editor shows them"
     assert read.damage == (
-        "; ".join(f"line {n}: 3 fields, expected 10" for n in range(3, 8))
+        "; ".join(f"line {n}: 3 fields, expected 13" for n in range(3, 8))
         + "; and 2 more bad lines"
     )
 
@@ -643,7 +643,12 @@ def test_the_manifest_and_history_record_the_run_origin(tmp_path, confusions):
     from fashionnet.report.run_report import RunOrigin
 
     origin = RunOrigin(
-        flow_run_id="f1", flow_run_name="calm-fox", trigger="cli", overrides={"epochs": 3}
+        flow_run_id="f1",
+        flow_run_name="calm-fox",
+        deployment="fashionnet/daily",
+        trigger="schedule",
+        overrides={"epochs": 3},
+        code_version="0123456789ab",
     )
     layout = Layout(tmp_path)
     manifest = {"prefect": dataclasses.asdict(origin)}
@@ -653,12 +658,16 @@ def test_the_manifest_and_history_record_the_run_origin(tmp_path, confusions):
     assert written == {
         "flow_run_id": "f1",
         "flow_run_name": "calm-fox",
-        "deployment": None,
-        "trigger": "cli",
+        "deployment": "fashionnet/daily",
+        "trigger": "schedule",
         "overrides": {"epochs": 3},
+        "code_version": "0123456789ab",
     }
     history = publish.read_history(layout.history_csv)
-    assert history[["flow_run_id", "trigger"]].drop_duplicates().values.tolist() == [["f1", "cli"]]
+    recorded = ["flow_run_id", "trigger", "deployment", "code_version"]
+    assert history[recorded].drop_duplicates().values.tolist() == [
+        ["f1", "schedule", "fashionnet/daily", "0123456789ab"]
+    ]
     with pytest.raises(ValueError, match="trigger 'cron' is not one of schedule"):
         RunOrigin(trigger="cron")
 

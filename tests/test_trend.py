@@ -25,7 +25,7 @@ RUNS = [
 def history_of(runs) -> pd.DataFrame:
     """history.csv's rows of `runs`, shuffled: the order of the file must not matter."""
     rows = [
-        (1, finished, run_id, split, 100, accuracy, model, "f" * 16, "", "schedule")
+        (1, finished, run_id, split, 100, accuracy, model, "f" * 16, "", "schedule", "", "", "")
         for run_id, finished, model, *accuracies in runs
         for split, accuracy in zip(("train", "test"), accuracies, strict=True)
         if accuracy is not None

@@ -22,6 +22,7 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import logsumexp
 
+from fashionnet.core.threads import blas_threads_for_training
 from fashionnet.data.parquet import SplitFile, read_row_groups
 from fashionnet.model.two_layer_net import Params, scores
 
@@ -60,12 +61,15 @@ def calibrated_model_id(weights_id: str, temperature: float) -> str:
 
 def split_scores(params: Params, split: SplitFile) -> tuple[np.ndarray, np.ndarray]:
     """The scores (float32, (n, classes)) and labels of a split, a row group at a time: memory
-    holds one row group's pixels and every image's scores."""
+    holds one row group's pixels and every image's scores. BLAS keeps training's fixed thread
+    count (`core.threads`): the count changes the products' last bits, and so the temperature
+    and the model id, which must not depend on what else the process does."""
     logits, labels = [], []
-    for group in range(len(split.row_group_rows)):
-        batch = read_row_groups(split.path, range(group, group + 1))
-        logits.append(scores(params, batch.x))
-        labels.append(batch.label)
+    with blas_threads_for_training():
+        for group in range(len(split.row_group_rows)):
+            batch = read_row_groups(split.path, range(group, group + 1))
+            logits.append(scores(params, batch.x))
+            labels.append(batch.label)
     return np.concatenate(logits), np.concatenate(labels).astype(np.int64)
 
 

@@ -62,6 +62,12 @@ HISTORY_COLUMNS = [
     "data_fingerprint",
     "flow_run_id",
     "trigger",
+    # The deployment that ran it ("<flow>/<deployment>", empty outside one) and the code version
+    # (git commit) that ran: runs of fashionnet/daily and fashionnet/daily-served told apart.
+    "deployment",
+    "code_version",
+    # The run this one repeats (same data, model and code): this run wrote no run folder copy.
+    "unchanged_since",
 ]
 
 # Columns read as text even when a value is all digits (hex ids, fingerprints, times).
@@ -73,6 +79,9 @@ TEXT_COLUMNS = [
     "data_fingerprint",
     "flow_run_id",
     "trigger",
+    "deployment",
+    "code_version",
+    "unchanged_since",
     "class_name",
 ]
 

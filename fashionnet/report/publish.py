@@ -27,6 +27,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -86,9 +87,7 @@ def write_run(runs_dir: Path, report: RunReport) -> Path:
             atomic.write_text(building / "learning_curve.csv", curve_csv(report.learning_curve))
         for name, text in (report.data.files() if report.data is not None else {}).items():
             atomic.write_text(building / name, text)
-        manifest = {formats.VERSION_FIELD: formats.CURRENT[formats.MANIFEST], **report.manifest}
-        manifest_text = json.dumps(manifest, sort_keys=True, indent=2) + "\n"
-        atomic.write_text(building / MANIFEST_NAME, manifest_text)
+        atomic.write_text(building / MANIFEST_NAME, manifest_text(report.manifest))
         plots.write_run_figures(building, report)
         markdown.write_report_md(building, report)
         html.write_report_html(building, report)
@@ -104,6 +103,11 @@ def write_run(runs_dir: Path, report: RunReport) -> Path:
         raise
     log.info("wrote run folder %s", final)
     return final
+
+
+def manifest_text(manifest: Mapping[str, Any]) -> str:
+    manifest = {formats.VERSION_FIELD: formats.CURRENT[formats.MANIFEST], **manifest}
+    return json.dumps(manifest, sort_keys=True, indent=2) + "\n"
 
 
 def publish_latest(latest_link: Path, run_dir: Path) -> None:
@@ -128,17 +132,7 @@ def publish_run(layout: Layout, run_dir: Path, report: RunReport) -> None:
     the new history take its name. A failure before the swap changes neither, so history.csv
     never has rows of a run that `latest` did not point at.
     """
-    fingerprints = report.manifest.get("data", {}).get("fingerprints", {})
-    origin = report.manifest.get("prefect") or {}
-    finished_at = datetime.now(UTC).isoformat(timespec="seconds")
-    rows = history_rows(
-        report.run_id,
-        finished_at,
-        report.overall,
-        fingerprints,
-        flow_run_id=origin.get("flow_run_id") or "",
-        trigger=origin.get("trigger") or "",
-    )
+    rows = report_rows(report)
     interrupts.check()  # a stop asked for while the report was written: nothing is published
     journal = {"run_id": report.run_id, "rows": csv_text(rows).split("\n", 1)[1]}
     atomic.write_text(layout.runs_dir / JOURNAL, json.dumps(journal) + "\n")
@@ -148,6 +142,63 @@ def publish_run(layout: Layout, run_dir: Path, report: RunReport) -> None:
             champion.promote(layout, report.blessing)
     _end_journal(layout)
     write_trend_of_history(layout)
+
+
+# What a run repeats of another when it has the same data, model and code (its results follow).
+REPEATED_COLUMNS = ["split", "samples", "accuracy", "model_id", "data_fingerprint", "code_version"]
+
+
+def unchanged_since(layout: Layout, report: RunReport) -> str | None:
+    """The run `reports/latest` points at when `report`, a scheduled run, repeats it: each
+    split's data fingerprint, the model, the code version and so the results are the same.
+    None for a run started by hand (it always writes its report), when there is nothing to
+    repeat, or when the code version is unknown or has uncommitted changes."""
+    origin = report.manifest.get("prefect") or {}
+    code_version = origin.get("code_version")
+    if (
+        origin.get("trigger") != "schedule"
+        or not code_version
+        or code_version.endswith("-dirty")
+        or not layout.latest_link.is_symlink()
+    ):
+        return None
+    previous = layout.latest_link.resolve().name
+    history = read_history(layout.history_csv)
+    rows = history[history["run_id"] == previous]
+
+    def repeated(table: pd.DataFrame) -> str:
+        return csv_text(table[REPEATED_COLUMNS].sort_values("split"))
+
+    return previous if len(rows) and repeated(rows) == repeated(report_rows(report)) else None
+
+
+def record_unchanged(layout: Layout, report: RunReport, previous: str) -> Path:
+    """The short record of a run that repeats the run `previous`: history rows saying so, and a
+    run folder holding its manifest.json alone (with "unchanged_since"), instead of a copy of
+    the report; `reports/latest` stays on `previous`. Returns the record's folder."""
+    interrupts.check()  # a stop asked for meanwhile: nothing is recorded
+    final = layout.runs_dir / report.run_id
+    building = Path(
+        tempfile.mkdtemp(prefix=f".{report.run_id}{atomic.TEMP_MARKER}", dir=layout.runs_dir)
+    )
+    try:
+        manifest = {**report.manifest, "unchanged_since": previous}
+        atomic.write_text(building / MANIFEST_NAME, manifest_text(manifest))
+        os.chmod(building, 0o755)
+        with history_appended(layout.history_csv, report_rows(report, unchanged_since=previous)):
+            os.rename(building, final)
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+    log.info(
+        "run %s repeats run %s (same data, model and code): recorded in %s and %s, no copy",
+        report.run_id,
+        previous,
+        final,
+        layout.history_csv,
+    )
+    write_trend_of_history(layout)
+    return final
 
 
 def _end_journal(layout: Layout) -> None:
@@ -224,6 +275,22 @@ def removed_unless_published(latest_link: Path, run_dir: Path) -> Iterator[None]
         raise
 
 
+def report_rows(report: RunReport, unchanged_since: str = "") -> pd.DataFrame:
+    """history.csv's rows of a run, finishing now."""
+    origin = report.manifest.get("prefect") or {}
+    return history_rows(
+        report.run_id,
+        datetime.now(UTC).isoformat(timespec="seconds"),
+        report.overall,
+        report.manifest.get("data", {}).get("fingerprints", {}),
+        flow_run_id=origin.get("flow_run_id") or "",
+        trigger=origin.get("trigger") or "",
+        deployment=origin.get("deployment") or "",
+        code_version=origin.get("code_version") or "",
+        unchanged_since=unchanged_since,
+    )
+
+
 def history_rows(
     run_id: str,
     finished_at: str,
@@ -232,11 +299,15 @@ def history_rows(
     *,
     flow_run_id: str = "",
     trigger: str = "",
+    deployment: str = "",
+    code_version: str = "",
+    unchanged_since: str = "",
 ) -> pd.DataFrame:
     """history.csv's rows of one run: one per split of `overall`.
 
     `fingerprints` maps each split to its data fingerprint (`dataset.split_fingerprint`);
-    `flow_run_id` and `trigger` come from the manifest's "prefect" (empty outside a flow run).
+    `flow_run_id`, `trigger`, `deployment` and `code_version` come from the manifest's "prefect"
+    (empty outside a flow run); `unchanged_since` names the run this one repeats.
     """
     return pd.DataFrame(
         {
@@ -250,6 +321,9 @@ def history_rows(
             "data_fingerprint": [fingerprints.get(split, "") for split in overall["split"]],
             "flow_run_id": flow_run_id,
             "trigger": trigger,
+            "deployment": deployment,
+            "code_version": code_version,
+            "unchanged_since": unchanged_since,
         },
         columns=HISTORY_COLUMNS,
     )
@@ -487,12 +561,15 @@ def regression_of(layout: Layout, report: RunReport, tolerance: float) -> Regres
 def prune_runs(layout: Layout, keep: int, lock_timeout: float) -> list[Path]:
     """Delete the run folders under runs/ beyond the `keep` newest (run ids sort by time), never
     the one `latest` points at; returns what was removed, oldest first. history.csv keeps every
-    row. Holds the project's run lock (waiting up to `lock_timeout` s), so no run is being
-    published meanwhile."""
+    row; index.html is redrawn, so no link leads to a removed folder. Holds the project's run
+    lock (waiting up to `lock_timeout` s), so no run is being published meanwhile."""
     if keep < 1:
         raise FashionnetError(f"--keep {keep}: keep at least 1 run folder")
     with run_lock(layout.lock_file, lock_timeout):
-        return _prune(layout, keep)
+        removed = _prune(layout, keep)
+        if removed:
+            write_trend_of_history(layout)
+        return removed
 
 
 def _prune(layout: Layout, keep: int) -> list[Path]:

@@ -90,6 +90,7 @@ class RunOrigin:
     deployment: str | None = None  # "<flow>/<deployment>", None outside a deployment
     trigger: str = "cli"
     overrides: dict[str, Any] = field(default_factory=dict)
+    code_version: str | None = None  # the git commit of the code that ran, "-dirty" if changed
 
     def __post_init__(self) -> None:
         if self.trigger not in TRIGGERS:
