@@ -9,7 +9,15 @@ PATH = "reports/history.csv"
 
 
 def test_every_format_the_project_reads_back_has_a_version():
-    assert set(formats.CURRENT) == {"manifest", "history", "model", "split", "predictions"}
+    assert set(formats.CURRENT) == {
+        "manifest",
+        "history",
+        "model",
+        "split",
+        "predictions",
+        "card",
+        "schema",
+    }
     assert all(type(version) is int and version >= 1 for version in formats.CURRENT.values())
 
 

@@ -11,11 +11,20 @@ import pandas as pd
 import pytest
 from synthetic import SMALL_OPTIONS, SMALL_TRAIN, write_synthetic_raw
 
-from fashionnet.core import integrity
+from fashionnet.core import formats, integrity
+from fashionnet.core.formats import NewerFormat
 from fashionnet.core.layout import Layout
 from fashionnet.data import idx
 from fashionnet.data.catalog import SPLITS
-from fashionnet.data.validate import CSV_NAMES, DataAnomalies, DataDrifted, plan_cards
+from fashionnet.data.validate import (
+    CSV_NAMES,
+    DataAnomalies,
+    DataDrifted,
+    card_metadata,
+    plan_cards,
+    read_card,
+    write_card,
+)
 from fashionnet.model.train import TrainConfig
 from fashionnet.options import RunOptions
 from fashionnet.pipeline import Context, fetch_and_prepare, run_pipeline
@@ -98,6 +107,23 @@ def test_current_cards_are_reused_and_a_damaged_one_is_counted_again(finished):
     plan = plan_cards(splits, ctx.layout, ctx.options.chunk_size)
     assert list(plan.pending) == ["test"] and len(plan.jobs) == 2  # 250 rows, 100 per group
     assert list(card.parent.glob("test.npz.damaged-*")), "the damaged card is kept aside"
+
+
+def test_a_card_of_a_newer_format_stops_the_run_and_an_older_one_is_counted_again(finished):
+    root, _ = finished
+    ctx = context(root / "raw", root / "project")
+    _, splits = fetch_and_prepare(ctx)
+    path = ctx.layout.card("validation")
+    current = card_metadata(splits["validation"], aligned=True)
+    card = read_card(path, current)
+    for version, outcome in ((9, NewerFormat), (0, None)):
+        write_card(path, card, {**current, formats.VERSION_FIELD: version})
+        if outcome is None:
+            assert read_card(path, current) is None
+        else:
+            with pytest.raises(outcome, match="written by a newer fashionnet"):
+                read_card(path, current)
+    write_card(path, card, current)  # as it was, for the other tests
 
 
 @pytest.fixture

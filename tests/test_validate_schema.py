@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from fashionnet.core.errors import FashionnetError
+from fashionnet.core.formats import NewerFormat
 from fashionnet.data.catalog import NUM_CLASSES
 from fashionnet.data.schema import (
     ANOMALY_COLUMNS,
@@ -67,7 +68,7 @@ def test_inference_refuses_labels_the_network_cannot_have():
 @pytest.mark.parametrize(
     ("edit", "problem"),
     [
-        (lambda t: t.replace("format: 1", "format: 2"), "format must be 1"),
+        (lambda t: t.replace("format_version: 1", "format_version: 0"), "schema format 0 is older"),
         (lambda t: t.replace("shape: [28, 28]", "shape: [32, 32]"), "image.shape and image.dtype"),
         (lambda t: t.replace("dtype: uint8", "dtype: float32"), "image.shape and image.dtype"),
         (lambda t: t.replace("domain: [0, 1, 2", "domain: [0, 1, 12"), "labels.domain"),
@@ -77,7 +78,7 @@ def test_inference_refuses_labels_the_network_cannot_have():
         (lambda t: t.replace("value_range: [0, 255]", "value_range: [0, 300]"), "value_range"),
         (lambda t: t.replace("property_tolerance: 0.01", "property_tolerance: 2"), "a share"),
         (lambda t: t + "\n  : :\n", "not YAML"),
-        (lambda t: "labels: {}\n", "format must be 1"),
+        (lambda t: "labels: {}\n", "no schema format version"),
     ],
 )
 def test_a_bad_schema_file_is_one_line_naming_it(tmp_path, edit, problem):
@@ -88,6 +89,15 @@ def test_a_bad_schema_file_is_one_line_naming_it(tmp_path, edit, problem):
     message = str(raised.value)
     assert message.startswith(f"{path}: ") and problem in message
     assert "fashionnet schema infer" in message and "\n" not in message
+
+
+def test_a_schema_of_a_newer_fashionnet_is_named_as_such(tmp_path):
+    path = tmp_path / "newer.yaml"
+    path.write_text(
+        render_schema(load_schema(None)).replace("format_version: 1", "format_version: 7")
+    )
+    with pytest.raises(NewerFormat, match=f"^{path}: written by a newer fashionnet"):
+        load_schema(path)
 
 
 def test_a_missing_schema_file_is_named(tmp_path):

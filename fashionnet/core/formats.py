@@ -19,7 +19,9 @@ Where each format carries its version:
 - reports/history.csv: the column `format_version`, first in the header and on every row, so a
   row a newer fashionnet appended is recognised whatever it changed after that column;
 - Parquet files (data/parquet/<split>.parquet, data/predictions/<split>.parquet): the
-  key-value metadata `fashionnet.format` (PARQUET_KEY), a decimal string.
+  key-value metadata `fashionnet.format` (PARQUET_KEY), a decimal string;
+- a split's stored data card (data/validation/cards/<split>.npz): VERSION_FIELD in the JSON of
+  its `meta` array; a data schema (YAML, a person's file): its top-level VERSION_FIELD.
 """
 
 import re
@@ -32,8 +34,10 @@ HISTORY = "history"
 MODEL = "model"
 SPLIT = "split"
 PREDICTIONS = "predictions"
+CARD = "card"
+SCHEMA = "schema"
 
-CURRENT = {MANIFEST: 1, HISTORY: 1, MODEL: 1, SPLIT: 1, PREDICTIONS: 1}
+CURRENT = {MANIFEST: 1, HISTORY: 1, MODEL: 1, SPLIT: 1, PREDICTIONS: 1, CARD: 1, SCHEMA: 1}
 
 VERSION_FIELD = "format_version"
 PARQUET_KEY = "fashionnet.format"

@@ -40,6 +40,7 @@ QUADRANTS = 4
 OFFSETS = tuple((row, column) for row in range(3) for column in range(3))
 CENTRE = OFFSETS.index((1, 1))
 NEAR_QUADRANTS = 3
+NEAR_BLOCK = 10_000  # images of the later split searched at a time (bounds the candidates)
 LISTED_PAIRS = 1_000
 # Marks a quadrant without ink: never a key to look up, so blank corners match nothing.
 BLANK = np.uint64(0)
@@ -47,6 +48,8 @@ BLANK = np.uint64(0)
 # 64-bit mixing constants (MurmurHash3's finaliser, and the golden ratio for the rounds).
 _ROUND = np.uint64(0x9E3779B97F4A7C15)
 _MIX = (np.uint64(0xFF51AFD7ED558CCD), np.uint64(0xC4CEB9FE1A85EC53))
+# Mixed into a quadrant's hash to tell the four quadrants apart: a search key is one uint64.
+_QUADRANT_TAGS = np.arange(QUADRANTS, dtype=np.uint64) * _ROUND
 
 
 def hash_rows(data: np.ndarray) -> np.ndarray:
@@ -215,26 +218,33 @@ class Pairs:
         }
 
 
-def _join(keys_a: np.ndarray, keys_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Every (i, j) with keys_a[i] == keys_b[j], as two index arrays (a sort-merge join)."""
-    if not len(keys_a) or not len(keys_b):
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    order = np.argsort(keys_a)
-    ordered = keys_a[order]
-    # The distinct keys of a, where each one's run starts in `ordered`, and its length.
-    new = np.ones(len(ordered), dtype=bool)
-    new[1:] = ordered[1:] != ordered[:-1]
-    starts = np.flatnonzero(new)
-    distinct, lengths = ordered[starts], np.diff(np.append(starts, len(ordered)))
-    # Searched in sorted order: each search starts near the last one's answer (5x faster).
-    order_b = np.argsort(keys_b)
-    sought = keys_b[order_b]
-    place = np.minimum(np.searchsorted(distinct, sought), len(distinct) - 1)
-    counts = np.where(distinct[place] == sought, lengths[place], 0)
-    at_b = np.repeat(order_b, counts)
-    # For each match, its place among its b's matches, added to where its run starts.
-    within = np.arange(len(at_b)) - np.repeat(np.cumsum(counts) - counts, counts)
-    return order[np.repeat(starts[place], counts) + within], at_b
+class SortedKeys:
+    """Keys sorted once, to find every position holding each of many keys (a sort-merge
+    join): the reference side of a search, asked block after block."""
+
+    def __init__(self, keys: np.ndarray) -> None:
+        self.order = np.argsort(keys)
+        ordered = keys[self.order]
+        # The distinct keys, where each one's run starts in `ordered`, and its length.
+        new = np.ones(len(ordered), dtype=bool)
+        new[1:] = ordered[1:] != ordered[:-1]
+        self.starts = np.flatnonzero(new)
+        self.distinct = ordered[self.starts]
+        self.lengths = np.diff(np.append(self.starts, len(ordered)))
+
+    def matches(self, sought: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Every (i, j) with keys[i] == sought[j], as two index arrays."""
+        if not len(self.distinct) or not len(sought):
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        # Searched in sorted order: each search starts near the last one's answer (5x faster).
+        order = np.argsort(sought)
+        ordered = sought[order]
+        place = np.minimum(np.searchsorted(self.distinct, ordered), len(self.distinct) - 1)
+        counts = np.where(self.distinct[place] == ordered, self.lengths[place], 0)
+        at_sought = np.repeat(order, counts)
+        # For each match, its place among its key's matches, added to where its run starts.
+        within = np.arange(len(at_sought)) - np.repeat(np.cumsum(counts) - counts, counts)
+        return self.order[np.repeat(self.starts[place], counts) + within], at_sought
 
 
 def _pairs(kind, split_a, split_b, keys_a, keys_b, at_a, at_b, shifts=None) -> Pairs:
@@ -266,7 +276,7 @@ def exact_within(split: str, keys: ImageKeys) -> Pairs:
 
 def exact_across(split_a: str, keys_a: ImageKeys, split_b: str, keys_b: ImageKeys) -> Pairs:
     """Every pair of an image of split_a and one of split_b with the same bytes."""
-    at_a, at_b = _join(keys_a.exact, keys_b.exact)
+    at_a, at_b = SortedKeys(keys_a.exact).matches(keys_b.exact)
     return _pairs("exact", split_a, split_b, keys_a, keys_b, at_a, at_b)
 
 
@@ -279,32 +289,47 @@ def near_across(
     if keys_b.aligned is None:
         raise ValueError(f"the keys of {split_b} lack the aligned quadrant hashes")
     reference, aligned = keys_a.reference, keys_b.aligned
-    # Each quadrant's hash, told apart by quadrant: a key is one uint64.
-    tagged = np.arange(QUADRANTS, dtype=np.uint64) * _ROUND
-    inked_a = np.nonzero(reference != BLANK)
-    inked_b = np.nonzero(aligned != BLANK)
-    found_a, found_b = _join(
-        reference[inked_a] ^ tagged[inked_a[1]], aligned[inked_b] ^ tagged[inked_b[2]]
-    )
-    at_a, at_b, offset = inked_a[0][found_a], inked_b[0][found_b], inked_b[1][found_b]
-    # A pair found through several quadrants once per alignment.
-    unique = np.unique((at_a * len(aligned) + at_b) * len(OFFSETS) + offset)
-    at_a, rest = np.divmod(unique, len(aligned) * len(OFFSETS))
-    at_b, offset = np.divmod(rest, len(OFFSETS))
-    equal = (aligned[at_b, offset] == reference[at_a]).sum(axis=1)
-    near = equal >= NEAR_QUADRANTS
-    at_a, at_b, offset, equal = at_a[near], at_b[near], offset[near], equal[near]
-    shifts = np.asarray(OFFSETS, dtype=np.int64)[offset] - 1
-    # One row per pair: the alignment with the most equal quadrants, then the smallest shift.
-    rank = np.lexsort((np.abs(shifts).sum(axis=1), -equal, at_b, at_a))
-    at_a, at_b, shifts = at_a[rank], at_b[rank], shifts[rank]
-    first = np.ones(len(at_a), dtype=bool)
-    first[1:] = (at_a[1:] != at_a[:-1]) | (at_b[1:] != at_b[:-1])
-    at_a, at_b, shifts = at_a[first], at_b[first], shifts[first]
+    inked = np.nonzero(reference != BLANK)
+    index = SortedKeys(reference[inked] ^ _QUADRANT_TAGS[inked[1]])
+    none = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 2), np.int64))
+    found = [none] + [
+        _near_block(index, inked[0], reference, aligned, first)
+        for first in range(0, len(aligned), NEAR_BLOCK)
+    ]
+    at_a, at_b, shifts = (np.concatenate([part[i] for part in found]) for i in range(3))
     pair_key = keys_a.rows[at_a] * (keys_b.rows.max(initial=0) + 1) + keys_b.rows[at_b]
     exact_key = exact.rows_a * (keys_b.rows.max(initial=0) + 1) + exact.rows_b
     keep = ~np.isin(pair_key, exact_key)
     return _pairs("near", split_a, split_b, keys_a, keys_b, at_a[keep], at_b[keep], shifts[keep])
+
+
+def _near_block(
+    index: SortedKeys,
+    inked_rows: np.ndarray,
+    reference: np.ndarray,
+    aligned: np.ndarray,
+    first: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The near pairs of the images first..first + NEAR_BLOCK of split b: (rows of a, rows of
+    b, shifts), each pair once, at its best alignment (most equal quadrants, then the smallest
+    shift). A block at a time: a data set of shifted copies has millions of candidates."""
+    block = aligned[first : first + NEAR_BLOCK]
+    inked = np.nonzero(block != BLANK)
+    found_a, found_b = index.matches(block[inked] ^ _QUADRANT_TAGS[inked[2]])
+    at_a, at_b, offset = inked_rows[found_a], inked[0][found_b], inked[1][found_b]
+    # A pair found through several quadrants once per alignment.
+    unique = np.unique((at_a * len(block) + at_b) * len(OFFSETS) + offset)
+    at_a, rest = np.divmod(unique, len(block) * len(OFFSETS))
+    at_b, offset = np.divmod(rest, len(OFFSETS))
+    equal = (block[at_b, offset] == reference[at_a]).sum(axis=1)
+    near = equal >= NEAR_QUADRANTS
+    at_a, at_b, offset, equal = at_a[near], at_b[near], offset[near], equal[near]
+    shifts = np.asarray(OFFSETS, dtype=np.int64)[offset] - 1
+    rank = np.lexsort((np.abs(shifts).sum(axis=1), -equal, at_b, at_a))
+    at_a, at_b, shifts = at_a[rank], at_b[rank], shifts[rank]
+    best = np.ones(len(at_a), dtype=bool)
+    best[1:] = (at_a[1:] != at_a[:-1]) | (at_b[1:] != at_b[:-1])
+    return at_a[best], at_b[best] + first, shifts[best]
 
 
 @dataclass(frozen=True)

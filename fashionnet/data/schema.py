@@ -19,12 +19,11 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from fashionnet.core import atomic
+from fashionnet.core import atomic, formats
 from fashionnet.core.errors import FashionnetError
 from fashionnet.data.catalog import CLASS_NAMES, IMAGE_SHAPE, NUM_CLASSES
 from fashionnet.data.statistics import MAX_BYTE, PROPERTIES, CardTally
 
-SCHEMA_FORMAT = 1
 SHIPPED_SCHEMA = "fashion_mnist.schema.yaml"
 DTYPE = "uint8"
 # What inference allows beyond a training split's observed property range, each side: this
@@ -56,7 +55,7 @@ class Schema:
     def document(self) -> dict[str, Any]:
         """The schema as its YAML file holds it."""
         return {
-            "format": SCHEMA_FORMAT,
+            formats.VERSION_FIELD: formats.CURRENT[formats.SCHEMA],
             "image": {
                 "shape": list(IMAGE_SHAPE),
                 "dtype": DTYPE,
@@ -164,10 +163,9 @@ def _schema_of(document: Any, source: str) -> Schema:
     top = _keys(
         document,
         "the schema",
-        {"format", "image", "labels", "splits", "properties", "property_tolerance"},
+        {formats.VERSION_FIELD, "image", "labels", "splits", "properties", "property_tolerance"},
     )
-    if top.get("format") != SCHEMA_FORMAT:
-        raise ValueError(f"format must be {SCHEMA_FORMAT}, not {top.get('format')!r}")
+    formats.check(source, formats.SCHEMA, top.get(formats.VERSION_FIELD))
     image = _keys(top["image"], "image", {"shape", "dtype", "value_range"})
     if image.get("shape") != list(IMAGE_SHAPE) or image.get("dtype") != DTYPE:
         raise ValueError(

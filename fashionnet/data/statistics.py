@@ -149,6 +149,15 @@ def image_properties(
     }
 
 
+def byte_counts(images: np.ndarray, rows: int = 1_000) -> np.ndarray:
+    """How many pixels of `images` hold each byte value (int64 (256,)), `rows` images at a time:
+    bincount widens its input to int64, eight times the bytes of the images."""
+    counts = np.zeros(MAX_BYTE + 1, dtype=np.int64)
+    for first in range(0, len(images), rows):
+        counts += np.bincount(images[first : first + rows].ravel(), minlength=MAX_BYTE + 1)
+    return counts
+
+
 def _extent(marked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For each row of `marked` (n, k) booleans: the span from its first to its last True, and
     the middle of that span (0 and EMPTY_CENTRE for a row without any)."""
@@ -196,7 +205,7 @@ class CardTally:
         return cls(
             images=len(images),
             label_counts=np.bincount(labels, minlength=LABEL_VALUES).astype(np.int64),
-            byte_counts=np.bincount(images.ravel(), minlength=MAX_BYTE + 1).astype(np.int64),
+            byte_counts=byte_counts(images),
             pixel_sums=images.sum(axis=0, dtype=np.int64),
             pixel_square_sums=squares.sum(axis=0, dtype=np.int64),
             class_pixel_sums=class_sums,

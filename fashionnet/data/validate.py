@@ -29,14 +29,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fashionnet.core import atomic, integrity, interrupts
+from fashionnet.core import atomic, formats, integrity, interrupts
 from fashionnet.core.errors import FashionnetError
 from fashionnet.core.layout import Layout
 from fashionnet.data import idx, parquet
 from fashionnet.data.catalog import NUM_PIXELS, SPLITS
 from fashionnet.data.drift import DRIFTED, drift_table, drifted_lines
 from fashionnet.data.duplicates import Duplicates, ImageKeys, find_duplicates
-from fashionnet.data.parquet import SplitFile, plan_chunks, read_row_groups
+from fashionnet.data.parquet import SplitFile, plan_chunks, row_group_batches
 from fashionnet.data.schema import Schema, anomaly_table, infer_schema, write_schema
 from fashionnet.data.statistics import CardTally, card_table, image_bytes, value_problems
 from fashionnet.report.columns import csv_text
@@ -44,8 +44,7 @@ from fashionnet.report.columns import csv_text
 log = logging.getLogger(__name__)
 
 REFERENCE_SPLIT = "train"  # what drift is measured against
-CARD_FORMAT = "1"
-META = "meta"  # the card file's array holding what it was made from, as JSON
+META = "meta"  # the card file's array holding its format version and what it was made from
 TALLY_PREFIX, KEYS_PREFIX = "tally.", "keys."
 CSV_NAMES = ("card.csv", "drift.csv", "duplicates.csv", "duplicate_counts.csv", "anomalies.csv")
 NAMED_ANOMALIES = 3  # anomalies described in the error line; anomalies.csv has them all
@@ -83,11 +82,15 @@ class SplitCard:
 
 
 def card_of_images(
-    rows: np.ndarray, labels: np.ndarray, pixels: np.ndarray, *, aligned: bool
+    rows: np.ndarray,
+    labels: np.ndarray,
+    images: np.ndarray,
+    *,
+    aligned: bool,
+    problems: tuple[int, int, int] = (0, 0, 0),
 ) -> SplitCard:
-    """The card of some images as the Parquet stores them (float32 byte / 255, (n, 784))."""
-    images, unexpected = image_bytes(pixels)
-    problems = value_problems(pixels) if unexpected else (0, 0, 0)
+    """The card of some images (uint8 bytes (n, 784)); `problems`: `value_problems` of the
+    pixels they were read from."""
     return SplitCard(
         CardTally.of_images(images, labels, problems),
         ImageKeys.of_images(rows, labels, images, aligned=aligned),
@@ -95,17 +98,30 @@ def card_of_images(
 
 
 def card_of_chunk(job: CardJob) -> SplitCard:
-    """Step 2: the card of one chunk. A chunk that starts after a stop was asked for
-    (`interrupts`) raises instead."""
+    """Step 2: the card of one chunk. Its pixels are turned into bytes a record batch at a time,
+    so the chunk is held as bytes alone (a quarter of its float32 pixels). A chunk that starts
+    after a stop was asked for (`interrupts`) raises instead."""
     interrupts.check()
-    batch = read_row_groups(job.parquet_path, job.row_groups)
-    return card_of_images(batch.index, batch.label, batch.x, aligned=job.aligned)
+    rows = np.empty(job.rows, np.int64)
+    labels = np.empty(job.rows, np.uint8)
+    images = np.empty((job.rows, NUM_PIXELS), np.uint8)
+    problems = np.zeros(3, np.int64)
+    start = 0
+    for batch in row_group_batches(job.parquet_path, job.row_groups):
+        part = slice(start, start + len(batch.label))
+        rows[part], labels[part] = batch.index, batch.label
+        images[part], unexpected = image_bytes(batch.x)
+        if unexpected:
+            problems += value_problems(batch.x)
+        start = part.stop
+    counts = (int(problems[0]), int(problems[1]), int(problems[2]))
+    return card_of_images(rows, labels, images, aligned=job.aligned, problems=counts)
 
 
 def combined(parts: Sequence[SplitCard], aligned: bool) -> SplitCard:
     """The card of a split from its chunks' (of none: the empty card)."""
     if not parts:
-        empty = np.zeros((0, NUM_PIXELS), np.float32)
+        empty = np.zeros((0, NUM_PIXELS), np.uint8)
         return card_of_images(np.zeros(0), np.zeros(0), empty, aligned=aligned)
     return SplitCard(
         CardTally.total(part.tally for part in parts),
@@ -114,9 +130,10 @@ def combined(parts: Sequence[SplitCard], aligned: bool) -> SplitCard:
 
 
 def card_metadata(split: SplitFile, aligned: bool) -> dict[str, Any]:
-    """What a stored card must record to be current: the split's data and how it was keyed."""
+    """What a stored card must record to be current: its format version, the split's data and
+    how it was keyed."""
     return {
-        "format": CARD_FORMAT,
+        formats.VERSION_FIELD: formats.CURRENT[formats.CARD],
         "fingerprint": split.fingerprint,
         "rows": split.num_rows,
         "aligned": aligned,
@@ -136,12 +153,15 @@ def write_card(path: Path, card: SplitCard, metadata: Mapping[str, Any]) -> None
 
 def read_card(path: Path, metadata: Mapping[str, Any]) -> SplitCard | None:
     """The card stored at `path` if it is intact (`integrity.verified`: damage is moved aside)
-    and was made from this data; None otherwise."""
+    and was made from this data; None otherwise. A card of a newer format stops the run
+    (`formats.NewerFormat`); one without this format's version is counted again."""
     if not integrity.verified(path):
         return None
     try:
         with np.load(path, allow_pickle=False) as stored:
-            if json.loads(str(stored[META])) != dict(metadata):
+            recorded = json.loads(str(stored[META]))
+            formats.check(path, formats.CARD, recorded.get(formats.VERSION_FIELD))
+            if recorded != dict(metadata):
                 return None
             arrays = {name: stored[name] for name in stored.files}
         tally_arrays = {
@@ -152,7 +172,7 @@ def read_card(path: Path, metadata: Mapping[str, Any]) -> SplitCard | None:
         return SplitCard(
             CardTally.from_arrays(tally_arrays), ImageKeys.from_arrays(arrays, KEYS_PREFIX)
         )
-    except (OSError, ValueError, KeyError) as error:
+    except (OSError, ValueError, KeyError, AttributeError) as error:
         log.warning("%s cannot be read (%s); counting the split again", path, error)
         return None
 
@@ -318,11 +338,14 @@ class DataValidation:
 
 
 def write_tables(folder: Path, validation: DataValidation) -> None:
-    """The validation's CSVs in `folder`, each sealed."""
+    """The validation's CSVs in `folder`, each sealed; one that already holds the same text is
+    left as it is (a rerun on the same data writes nothing)."""
     for name, table in validation.tables().items():
-        path = folder / name
+        path, text = folder / name, csv_text(table)
+        if path.is_file() and integrity.verified(path) and path.read_bytes() == text.encode():
+            continue
         with integrity.sealing(path):
-            atomic.write_text(path, csv_text(table))
+            atomic.write_text(path, text)
 
 
 def describe_anomaly(row: Any) -> str:
