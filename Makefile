@@ -25,14 +25,14 @@ run: setup  ## run the pipeline with its defaults (options: make run ARGS="--epo
 	$(BIN)/fashionnet run $(ARGS)
 
 # Two pytest-xdist workers, each taking whole groups of tests (tests/conftest.py says which): while
-# one waits on a Prefect server, the other works. ARGS="-n 0" runs them in this one process.
+# one waits on a Prefect server, the other works. ARGS="-n 0" runs the tests in one process.
 XDIST := -n 2 --dist loadscope --no-loadscope-reorder
 
 test: setup  ## run the test suite (real-data tests use ../shared/fashion-mnist when present)
 	$(BIN)/pytest $(XDIST) $(ARGS)
 
 test-fast: setup  ## the tests without Prefect, servers, a browser or real data (under a minute)
-	$(BIN)/pytest -m "not prefect and not server and not realdata and not browser" $(ARGS)
+	$(BIN)/pytest $(XDIST) -m "not prefect and not server and not realdata and not browser" $(ARGS)
 
 lint: setup  ## ruff lint and format check
 	$(BIN)/ruff check .

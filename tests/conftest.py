@@ -36,9 +36,9 @@ MODULE_MARKERS = {
 }
 
 
-# `make test` runs the suite in two pytest-xdist workers (--dist loadscope), each taking whole
-# groups: a module's tests stay together, so its module fixtures are made once, and so do the
-# modules named here: they share a costly session fixture, or run the deploy step in this
+# `make test` and `make test-fast` run two pytest-xdist workers (--dist loadscope), each taking
+# whole groups: a module's tests stay together, so its module fixtures are made once, and so do
+# the modules named here: they share a costly session fixture, or run the deploy step in this
 # checkout (one at a time). (xdist's own loadgroup cannot regroup tests under pytest 9.)
 XDIST_GROUPS = {
     "test_reliability_cli": "finished_project",
