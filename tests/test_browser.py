@@ -26,7 +26,7 @@ from report_fixtures import make_report
 
 from fashionnet.core.layout import Layout
 from fashionnet.report import publish
-from fashionnet.report.columns import HISTORY_COLUMNS, csv_text
+from fashionnet.report.columns import csv_text
 from fashionnet.report.html import write_report_html
 from fashionnet.report.trend import write_trend
 from fashionnet_flows.artifacts import REPORT_KEY, SUMMARY_FIGURES
@@ -110,20 +110,17 @@ def test_report_and_index_work_from_the_file_system(browser, tmp_path):
     report = make_report()
     run_dir = publish.write_run(layout.runs_dir, report)
     write_report_html(run_dir, report)
-    published = report.overall.assign(
-        format_version=1,
-        run_id=report.run_id,
-        data_fingerprint="",
-        flow_run_id="",
-        trigger="schedule",
-    )
+
+    def rows(finished_at: str, run_id: str, overall: pd.DataFrame) -> pd.DataFrame:
+        return publish.history_rows(run_id, finished_at, overall, {}, trigger="schedule")
+
     history = pd.concat(
         [
-            published.assign(finished_at="2026-11-28T03:00:04+00:00", run_id="gone", model_id="m0"),
-            published.assign(finished_at="2026-11-29T03:00:06+00:00"),
+            rows("2026-11-28T03:00:04+00:00", "gone", report.overall.assign(model_id="m0")),
+            rows("2026-11-29T03:00:06+00:00", report.run_id, report.overall),
         ]
     )
-    layout.history_csv.write_text(csv_text(history[HISTORY_COLUMNS]))
+    layout.history_csv.write_text(csv_text(history))
     _, index = write_trend(layout, publish.read_history(layout.history_csv))
 
     check_file_page(browser, run_dir / "report.html", len(report.figures), tmp_path)

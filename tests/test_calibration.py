@@ -4,12 +4,16 @@ new model id for another temperature."""
 import numpy as np
 import pytest
 
+from fashionnet.data.parquet import open_split
+from fashionnet.data.prepare import write_split
 from fashionnet.model.calibration import (
     TEMPERATURE_BOUNDS,
     calibrated_model_id,
     fit_temperature,
     mean_log_loss,
+    split_scores,
 )
+from fashionnet.model.two_layer_net import TwoLayerNet
 
 
 def overconfident_scores(n: int, temperature: float, seed: int = 0):
@@ -45,3 +49,18 @@ def test_the_same_weights_at_another_temperature_are_another_model():
     assert calibrated_model_id("abc", 1.5) == calibrated_model_id("abc", 1.5)
     assert calibrated_model_id("abc", 1.5) != calibrated_model_id("abc", 1.6)
     assert calibrated_model_id("abc", 1.5) != calibrated_model_id("abd", 1.5)
+
+
+def test_the_temperature_does_not_depend_on_how_the_split_is_stored_in_row_groups(tmp_path):
+    """The products' last bits depend on a batch's shape: the scores are taken in blocks of
+    fixed size, whatever the row groups of the file (`fashionnet run --row-group-size`)."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (1_500, 28, 28), dtype=np.uint8)
+    labels = rng.integers(0, 10, 1_500).astype(np.uint8)
+    params = TwoLayerNet(784, 4096, 10, weight_init="he", seed=0).params
+    found = []
+    for rows in (55, 1_000):
+        path = tmp_path / f"validation-{rows}.parquet"
+        write_split(images, labels, path, sources={}, row_group_size=rows)
+        found.append(split_scores(params, open_split(path))[0])
+    assert found[0].tobytes() == found[1].tobytes()

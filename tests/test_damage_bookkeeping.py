@@ -470,7 +470,8 @@ def test_a_project_folder_that_cannot_be_written_is_one_line_and_the_fix_runs(
         pytest.skip(outcome)
     assert error_line(outcome.failed) == case.expect.format(folder=outcome.given)
     if case.failed_task:
-        assert f"Task run '{case.failed_task}-" in outcome.failed.stderr, "where it stopped"
+        failed = [line for line in outcome.failed.stderr.splitlines() if "in state Failed" in line]
+        assert f"Task run '{case.failed_task}-" in outcome.failed.stderr, f"stopped at {failed}"
     else:
         assert "Task run" not in outcome.failed.stderr, "found before the run started"
     assert outcome.after == outcome.before, "nothing written: no history row, no run folder"

@@ -328,12 +328,6 @@ def test_unusable_weights_are_one_line_and_publish_nothing(name, outcomes, undam
     assert report_csvs(Layout(outcome.project).latest_link) == undamaged
 
 
-@pytest.mark.xfail(
-    reason="known defect, open: the repaired run's overall.csv matches the reference in every "
-    "figure but the calibrated model id (its temperature's last digits differ); see the note "
-    "of this stop",
-    strict=False,
-)
 def test_weights_too_wide_for_memory_are_one_line_with_the_chunk_size_to_use(outcomes):
     outcome = outcomes["too wide for memory"]
     message = error_line(outcome.result)

@@ -20,7 +20,7 @@ from fashionnet.pipeline import map_in_threads
 from fashionnet.score.batch import SCORES_DIR, scoring_model
 from fashionnet.score.inbox import LEDGER_NAME, poll_inbox, stable_files
 
-# One poll in its own process, each chunk slowed down so that it can be killed midway.
+# One poll in its own process that stops once it is scoring, says so, and waits to be killed.
 POLL = """
 import sys, time
 from pathlib import Path
@@ -29,11 +29,12 @@ from fashionnet.pipeline import map_in_threads
 from fashionnet.score.batch import scoring_model
 from fashionnet.score.inbox import poll_inbox
 
-def slow(step, jobs):
-    time.sleep(0.3)
-    return map_in_threads(step, jobs)
+project, inbox, weights, scoring = map(Path, sys.argv[1:5])
 
-project, inbox, weights = map(Path, sys.argv[1:4])
+def slow(step, jobs):
+    scoring.touch()
+    time.sleep(600)
+
 layout = Layout(project)
 poll_inbox(layout, lambda: scoring_model(layout, str(weights)), map_chunks=slow, settle_seconds=0,
            chunk_size=2, inbox=inbox)
@@ -65,18 +66,18 @@ def test_killed_polls_and_late_files_score_every_file_exactly_once(tmp_path):
     drop(inbox, range(0, 24))
     (inbox / "broken.png").write_text("not a picture")
     originals = {p.name: p.read_bytes() for p in inbox.iterdir()}
-    command = [sys.executable, "-c", POLL, str(project), str(inbox), str(weights)]
-    staging = inbox / ".staging"
+    scoring = tmp_path / "scoring"
+    command = [sys.executable, "-c", POLL, *map(str, (project, inbox, weights, scoring))]
     layout = Layout(project)
 
     def model():
         return scoring_model(layout, str(weights))
 
     for late in (range(24, 27), range(27, 30)):
-        left = set(staging.iterdir()) if staging.is_dir() else set()  # by the poll killed before
+        scoring.unlink(missing_ok=True)
         process = subprocess.Popen(command)
         deadline = time.monotonic() + 60
-        while not (staging.is_dir() and set(staging.iterdir()) - left):  # this poll is scoring
+        while not scoring.exists():  # until this poll is scoring
             assert time.monotonic() < deadline and process.poll() is None
             time.sleep(0.05)
         drop(inbox, late)  # dropped while a poll is running

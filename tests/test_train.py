@@ -352,7 +352,7 @@ def test_default_config_reaches_089_on_real_fashion_mnist(real_default_run, real
     """The default recipe, as the pipeline with every default trains it on the real data
     (validation: the 10,000 training images it holds out)."""
     project, _ = real_default_run
-    [model] = (project / "models").iterdir()
+    model = (project / "models" / "champion").resolve()  # the run's model, the first champion
     meta = json.loads((model / "meta.json").read_text())
     assert meta["hyperparameters"] == DEFAULT_CONFIG.model_dump()
     assert meta["split_rule"]["validation_size"] == 10_000

@@ -4,7 +4,7 @@ The network's softmax is overconfident (a confidence of 0.99 is right 97% of the
 the scores by one temperature T > 1 before the softmax softens every probability alike, so the
 predicted class and the accuracy never change, only the confidence. T is fitted on the
 validation split's log loss, never on test: the scores of the validation images are computed a
-row group at a time and kept (10 floats per image, 400 kB for 10,000 images), and the log loss
+block at a time and kept (10 floats per image, 400 kB for 10,000 images), and the log loss
 as a function of log T, smooth and with one minimum, is minimised by a bounded search.
 
 A model is its weights and its temperature: `calibrated_model_id` gives the same weights at
@@ -23,8 +23,11 @@ from scipy.optimize import minimize_scalar
 from scipy.special import logsumexp
 
 from fashionnet.core.threads import blas_threads_for_training
-from fashionnet.data.parquet import SplitFile, read_row_groups
+from fashionnet.data.parquet import SplitFile, row_group_batches
 from fashionnet.model.two_layer_net import Params, scores
+
+# Images scored at a time when fitting the temperature.
+SCORE_BLOCK_ROWS = 2_000
 
 # The search interval of T: far beyond any temperature a trained network needs, and bounded so
 # that a degenerate model (all scores equal) still gives a number.
@@ -60,17 +63,30 @@ def calibrated_model_id(weights_id: str, temperature: float) -> str:
 
 
 def split_scores(params: Params, split: SplitFile) -> tuple[np.ndarray, np.ndarray]:
-    """The scores (float32, (n, classes)) and labels of a split, a row group at a time: memory
-    holds one row group's pixels and every image's scores. BLAS keeps training's fixed thread
-    count (`core.threads`): the count changes the products' last bits, and so the temperature
-    and the model id, which must not depend on what else the process does."""
-    logits, labels = [], []
+    """The scores (float32, (n, classes)) and labels of a split, SCORE_BLOCK_ROWS images at a
+    time: memory holds one block's pixels and every image's scores.
+
+    A product's last bits depend on the shape of its batch and on BLAS's thread count, and the
+    temperature and the model id must depend on neither: the blocks have a fixed size whatever
+    the file's row groups, and BLAS keeps training's fixed thread count (`core.threads`)."""
+    logits = np.empty((split.num_rows, params["b2"].shape[0]), np.float32)
+    labels = np.empty(split.num_rows, np.int64)
+    block = np.empty((SCORE_BLOCK_ROWS, split.num_features), np.float32)
+    start = filled = 0  # the block holds rows start .. start + filled
     with blas_threads_for_training():
-        for group in range(len(split.row_group_rows)):
-            batch = read_row_groups(split.path, range(group, group + 1))
-            logits.append(scores(params, batch.x))
-            labels.append(batch.label)
-    return np.concatenate(logits), np.concatenate(labels).astype(np.int64)
+        for part in row_group_batches(split.path, range(split.num_row_groups)):
+            labels[start + filled : start + filled + len(part.label)] = part.label
+            taken = 0
+            while taken < len(part.label):
+                rows = min(SCORE_BLOCK_ROWS - filled, len(part.label) - taken)
+                block[filled : filled + rows] = part.x[taken : taken + rows]
+                filled, taken = filled + rows, taken + rows
+                if filled == SCORE_BLOCK_ROWS:
+                    logits[start : start + filled] = scores(params, block)
+                    start, filled = start + filled, 0
+        if filled:
+            logits[start : start + filled] = scores(params, block[:filled])
+    return logits, labels
 
 
 def mean_log_loss(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
