@@ -31,6 +31,7 @@ from fashionnet.core.integrity import sha256_file
 from fashionnet.core.layout import Layout
 from fashionnet.data import idx
 from fashionnet.data.catalog import SPLITS
+from fashionnet.data.parquet import open_split
 from fashionnet.model.store import META_NAME
 from fashionnet.pipeline import run_pipeline
 from fashionnet.report.run_report import StageTimer
@@ -154,7 +155,7 @@ def main(raw_dir: str, project_dir: str, epochs: str, validation_size: str) -> N
         "stages": outcome.stage_seconds,
         "train_seconds": meta["train_seconds"],
         "epochs": config.epochs,
-        "train_rows": int(outcome.report.manifest["data"]["rows"]["train"]),
+        "train_rows": open_split(layout.parquet("train")).num_rows,
     }
     print(json.dumps(result))
 

@@ -1,11 +1,13 @@
 """The benchmark's scaled training set: deterministic variants of every image, labels kept."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from synthetic import write_synthetic_raw
 
 from benchmarks.scale import VARIANTS, scaled, shifted, variant
 
@@ -58,3 +60,16 @@ def test_the_modules_tests_import_leave_the_environment_alone():
         "assert dict(os.environ) == before, set(os.environ.items()) ^ set(before.items())"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO_ROOT)
+
+
+def test_a_scaled_run_reports_its_training_rows_time_and_memory(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    write_synthetic_raw(raw)
+    command = [sys.executable, "-m", "benchmarks.scale", str(raw), str(tmp_path / "project")]
+    finished = subprocess.run(
+        [*command, "1", "100"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    )
+    figures = json.loads(finished.stdout.splitlines()[-1])
+    assert figures["train_rows"] == 500 and figures["epochs"] == 1
+    assert figures["train_seconds"] > 0 and figures["peak_rss_mb"] > 0
