@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from fashionnet.core import interrupts
+from fashionnet.core import threads as threads_module
 from fashionnet.core.errors import FashionnetError
 from fashionnet.data.catalog import NUM_PIXELS, SPLITS
 from fashionnet.data.idx import read_split
@@ -27,7 +28,7 @@ from fashionnet.model.train import (
     train,
     write_learning_curve,
 )
-from fashionnet.model.two_layer_net import TwoLayerNet, backprop
+from fashionnet.model.two_layer_net import HIDDEN_BLOCK, TwoLayerNet, backprop
 from fashionnet.model.weights import load_params
 
 SMALL = TrainConfig(hidden_size=16, epochs=6, batch_size=32, learning_rate=0.01)
@@ -99,6 +100,34 @@ def test_same_seed_gives_identical_weights_and_curve(data, tmp_path):
     write_learning_curve(tmp_path / "a.csv", curve_table(first.curve))
     write_learning_curve(tmp_path / "b.csv", curve_table(second.curve))
     assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_the_weights_are_the_same_bits_on_any_number_of_threads(data, monkeypatch, threads):
+    """Three blocks of hidden units (the last partial) and a validation split: the weights and
+    the curve are the same to the bit whether one thread or three share the jobs, and twice."""
+    train_split, validation_split = data
+    config = SMALL.replace(hidden_size=2 * HIDDEN_BLOCK + 10, epochs=2)
+    reference = train(config, train_split, validation_split)
+    monkeypatch.setattr(threads_module, "training_threads", lambda cpus=None: threads)
+    for _ in range(2):
+        result = train(config, train_split, validation_split)
+        assert same_params(result.params, reference.params)
+        assert curve_table(result.curve).equals(curve_table(reference.curve))
+
+
+def test_a_buffer_of_the_whole_split_reads_it_once_for_every_epoch(arrays):
+    reads = []
+
+    class CountingReads(ArrayRowGroups):
+        def read(self, row_groups):
+            reads.append(list(row_groups))
+            return super().read(row_groups)
+
+    x_train, t_train, _, _ = arrays
+    split = CountingReads.of(x_train, t_train, ROWS_PER_GROUP)
+    train(SMALL, split)  # 6 epochs; the default buffer holds all 8 row groups
+    assert reads == [list(range(8))]  # also for fitting the standardization
 
 
 def test_different_seeds_give_different_weights(data):
