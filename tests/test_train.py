@@ -1,6 +1,7 @@
 """Training: it learns, it is reproducible to the bit, it streams through its shuffle buffer
 as in-memory training would, it stops when asked, and it refuses bad options clearly."""
 
+import dataclasses
 import json
 import logging
 import math
@@ -116,18 +117,33 @@ def test_the_weights_are_the_same_bits_on_any_number_of_threads(data, monkeypatc
         assert curve_table(result.curve).equals(curve_table(reference.curve))
 
 
-def test_a_buffer_of_the_whole_split_reads_it_once_for_every_epoch(arrays):
-    reads = []
+@dataclasses.dataclass(frozen=True)
+class CountingReads(ArrayRowGroups):
+    """Arrays as row groups that record every read."""
 
-    class CountingReads(ArrayRowGroups):
-        def read(self, row_groups):
-            reads.append(list(row_groups))
-            return super().read(row_groups)
+    reads: list = dataclasses.field(default_factory=list)
 
-    x_train, t_train, _, _ = arrays
-    split = CountingReads.of(x_train, t_train, ROWS_PER_GROUP)
-    train(SMALL, split)  # 6 epochs; the default buffer holds all 8 row groups
-    assert reads == [list(range(8))]  # also for fitting the standardization
+    def read(self, row_groups):
+        self.reads.append(list(row_groups))
+        return super().read(row_groups)
+
+
+def test_a_split_that_fits_the_buffer_is_read_once_for_every_epoch(arrays):
+    x_train, t_train, x_validation, t_validation = arrays
+    train_split = CountingReads.of(
+        x_train, t_train, ROWS_PER_GROUP
+    )  # 8 groups: the default buffer's
+    one_group = CountingReads.of(x_validation, t_validation, len(t_validation))
+    train(SMALL, train_split, one_group)  # 6 epochs
+    assert train_split.reads == [list(range(8))]  # the standardization is fitted on it too
+    assert one_group.reads == [[0]]
+
+
+def test_a_validation_split_of_several_row_groups_is_read_a_group_at_a_time(arrays):
+    x_train, t_train, x_validation, t_validation = arrays
+    two_groups = CountingReads.of(x_validation, t_validation, 100)
+    train(SMALL.replace(epochs=2), ArrayRowGroups.of(x_train, t_train), two_groups)
+    assert two_groups.reads == [[0], [1]] * 2
 
 
 def test_different_seeds_give_different_weights(data):

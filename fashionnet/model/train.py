@@ -169,8 +169,12 @@ def train(
     include the input standardization.
     """
     start = time.perf_counter()
+    # A split that fits in the shuffle buffer is read once and held, rather than read again
+    # every epoch: memory stays within the buffer (and one validation row group, as before).
     if config.shuffle_buffer_row_groups >= len(train_split.row_group_rows):
-        train_split = HeldSplit(train_split)  # every epoch reads every row: read them once
+        train_split = HeldSplit(train_split)
+    if validation_split is not None and len(validation_split.row_group_rows) == 1:
+        validation_split = HeldSplit(validation_split)
     with training_workers() as workers:
         params, curve = _train(config, train_split, validation_split, on_epoch, workers.run)
     return TrainResult(params=params, curve=curve, seconds=time.perf_counter() - start)
