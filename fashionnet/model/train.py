@@ -262,7 +262,8 @@ def _train(
             on_epoch(record)
     if standardization is not None:
         params = standardization.fold(params)
-    return {name: np.ascontiguousarray(array) for name, array in params.items()}, curve  # W1 too
+    # Row-major again, as the pipeline saves and loads W1.
+    return {name: np.ascontiguousarray(array) for name, array in params.items()}, curve
 
 
 class _Updates:

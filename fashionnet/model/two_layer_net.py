@@ -18,10 +18,10 @@ from fashionnet.model.gradient import numerical_gradient
 PARAM_NAMES = ("W1", "b1", "W2", "b2")
 WEIGHT_INITS = ("std", "he")
 # Hidden units per job of `BlockedBackprop`: a fixed number, so that the products' bits depend
-# on it alone, never on how many threads share the jobs. Narrower blocks cost more (one thread:
-# a step of 1,024 units took about 7% longer in blocks of 256, 10% in blocks of 128, than
-# whole), but more jobs keep two threads busy when another process holds one up: beside a busy
-# loop per core, training slowed about 2.0x in blocks of 128 and 2.7x in blocks of 256.
+# on it alone, never on how many threads share the jobs. Narrower blocks cost more (quiet, an
+# epoch of the default recipe on 2 threads took about 5% longer in blocks of 128 than of 256),
+# but more jobs share out better when another process holds a thread up: beside a busy loop
+# per core, an epoch took a median 3.0 s in blocks of 128 against 3.5 s in blocks of 256.
 HIDDEN_BLOCK = 128
 
 Params = dict[str, np.ndarray]
