@@ -21,6 +21,7 @@ from fashionnet.model.weights import save_params
 from fashionnet.options import RunOptions
 from fashionnet.pipeline import Context, map_in_threads, run_pipeline
 from fashionnet.score.batch import score_batch, scoring_model
+from fashionnet.score.convert import TRIM_CLOSENESS, Unusable, fashion_picture, trim_box
 
 
 def png_claiming(path: Path, width: int, height: int) -> None:
@@ -42,6 +43,45 @@ def garment(seed: int) -> Image.Image:
     pixels = np.full((60, 40, 3), 230, np.uint8)
     pixels[10:50, 8:32] = rng.integers(0, 80, (40, 24, 3))
     return Image.fromarray(pixels)
+
+
+def paper_trim_box(rgb: np.ndarray) -> tuple[int, int, int, int] | None:
+    """The paper's trim, written plainly: the box around the pixels whose RGB distance from the
+    top-left corner's colour is above 5% of the largest distance."""
+    distance = np.sqrt(((rgb.astype(np.float64) - rgb[0, 0]) ** 2).sum(axis=2))
+    rows, columns = np.nonzero(distance > TRIM_CLOSENESS)
+    if not rows.size:
+        return None
+    return (columns.min(), rows.min(), columns.max() + 1, rows.max() + 1)
+
+
+def test_the_trim_is_the_papers_rule_exactly_and_gray_pictures_convert_as_their_rgb_copy():
+    """Colours a few levels either side of the closeness, in every channel mix: the fast box
+    (channel differences in Pillow, whole distances only where they decide) is the plain rule's;
+    a grayscale picture, converted in mode L, gives its RGB copy's pixels."""
+    rng = np.random.default_rng(0)
+    for case in range(300):
+        height, width = rng.integers(29, 90, 2)
+        corner = rng.integers(0, 256, 3)
+        spread = rng.integers(0, 30, (height, width, 3)) * rng.choice([-1, 1], (height, width, 3))
+        scattered = rng.random((height, width, 1)) < rng.choice([0.002, 0.05, 0.5])
+        rgb = np.clip(corner + spread * scattered, 0, 255).astype(np.uint8)
+        rgb[0, 0] = corner
+        gray = rgb[..., 0]
+        for picture, plain in (
+            (Image.fromarray(rgb), rgb),
+            (Image.fromarray(gray), np.repeat(gray[..., None], 3, axis=2)),
+        ):
+            expected = paper_trim_box(plain)
+            if expected is None:
+                with pytest.raises(Unusable, match="one colour"):
+                    trim_box(picture)
+            else:
+                assert trim_box(picture) == expected, (case, picture.mode)
+        if paper_trim_box(np.repeat(gray[..., None], 3, axis=2)) is not None:
+            as_gray = np.asarray(fashion_picture(Image.fromarray(gray)))
+            as_rgb = np.asarray(fashion_picture(Image.fromarray(gray).convert("RGB")))
+            np.testing.assert_array_equal(as_gray, as_rgb)
 
 
 @pytest.fixture

@@ -53,8 +53,8 @@ from fashionnet.report.columns import csv_text
 from fashionnet.report.html_page import figure as html_figure
 from fashionnet.report.html_page import page, paragraph, section, table
 from fashionnet.report.run_report import package_versions
-from fashionnet.score.convert import Invert, Unusable
-from fashionnet.score.inputs import Failure, Input, discover, file_sha256, frames, image_pixels
+from fashionnet.score.convert import Invert, Unusable, negated, stacked
+from fashionnet.score.inputs import Failure, Input, discover, file_sha256, frames, image_picture
 from fashionnet.score.inputs import read_rows as read_input_rows
 
 log = logging.getLogger(__name__)
@@ -183,26 +183,27 @@ class ScoredChunk:
 
 def score_chunk(job: ScoreJob) -> ScoredChunk:
     """Read, convert and predict one chunk (anywhere: it takes paths and returns rows)."""
-    pixels, where, failures = [], [], []
+    pictures, blocks, where, failures = [], [], [], []
     for item, rows, sha256 in job.parts:
         try:
             if item.kind == "image":
                 data = item.path.read_bytes()
                 sha256 = hashlib.sha256(data).hexdigest()
-                block = image_pixels(data, job.invert)
+                pictures.append(image_picture(data))
             else:
-                block = read_input_rows(item, rows, job.invert)
+                blocks.append(read_input_rows(item, rows).reshape(-1, NUM_PIXELS))
         except FileNotFoundError:
             failures.append(Failure(item.name, "the file was removed before it was read", sha256))
             continue
         except Unusable as problem:
             failures.append(Failure(item.name, str(problem), sha256))
             continue
-        pixels.append(block.reshape(-1, NUM_PIXELS))
         where += [(item.name, frame, sha256) for frame in rows]
-    if not pixels:
+    if pictures:  # a chunk holds image files or one array input's rows (plan_jobs)
+        blocks.append(negated(stacked(pictures), job.invert).reshape(-1, NUM_PIXELS))
+    if not blocks:
         return ScoredChunk(predictions_frame([], np.zeros((0, 10)), job.model), failures)
-    images = np.concatenate(pixels)
+    images = np.concatenate(blocks)
     x = images.astype(np.float32) / np.float32(255)  # as prepare scales the dataset's pixels
     params = load_params(job.model.weights_path)
     probabilities = softmax(scores(params, x) / np.float32(job.model.temperature))
