@@ -1,7 +1,9 @@
 """`fashionnet score`: the bad inputs each go to failed.csv with a reason while the rest is
-scored and nothing is deleted; every input kind; the dataset paper's conversion on real test
-images written as photographs (realdata)."""
+scored and nothing is deleted; every input kind; the dataset paper's conversion, exactly, and on
+real test images written as photographs; images and batches unlike the training data flagged
+(realdata)."""
 
+import json
 import os
 import struct
 import zlib
@@ -11,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
+from test_validate_realdata import digits
 
 from fashionnet.core.layout import Layout
 from fashionnet.data.idx import read_images, read_labels, write_idx
@@ -22,6 +25,7 @@ from fashionnet.options import RunOptions
 from fashionnet.pipeline import Context, map_in_threads, run_pipeline
 from fashionnet.score.batch import score_batch, scoring_model
 from fashionnet.score.convert import TRIM_CLOSENESS, Unusable, fashion_picture, trim_box
+from fashionnet.score.reference import BATCH, PREDICTED_VALIDATION
 
 
 def png_claiming(path: Path, width: int, height: int) -> None:
@@ -184,17 +188,25 @@ def test_bad_inputs_go_to_failed_csv_and_the_rest_is_scored(tmp_path, weights):
     assert pd.read_csv(folder / "summary.csv")["count"].sum() == 17
 
 
-@pytest.mark.realdata
-def test_photographs_of_test_images_score_like_the_parquet_path(tmp_path, real_raw_dir):
-    """Real test images upscaled 10x, dark on light, on a light-grey canvas, as JPEG, are within
-    2 points of the Parquet path's accuracy; as 28x28 PNGs they give its predictions exactly."""
-    project = tmp_path / "project"
+@pytest.fixture(scope="module")
+def real_project(real_raw_dir, tmp_path_factory) -> Layout:
+    """A project after a small run on the real data: its champion scores the batches."""
+    project = tmp_path_factory.mktemp("real") / "project"
     options = RunOptions(
         raw_dir=str(real_raw_dir),
         project_dir=str(project),
         **{"champion_min_accuracy": 0.5, "champion_min_class_accuracy": 0.0},
     )
     run_pipeline(Context(Layout(project), options, TrainConfig(hidden_size=32, epochs=1)))
+    return Layout(project)
+
+
+@pytest.mark.realdata
+def test_photographs_of_test_images_score_like_the_parquet_path(
+    tmp_path, real_raw_dir, real_project
+):
+    """Real test images upscaled 10x, dark on light, on a light-grey canvas, as JPEG, are within
+    2 points of the Parquet path's accuracy; as 28x28 PNGs they give its predictions exactly."""
     n = 1000
     images = read_images(real_raw_dir / "t10k-images-idx3-ubyte.gz")[:n]
     labels = read_labels(real_raw_dir / "t10k-labels-idx1-ubyte.gz")[:n]
@@ -209,7 +221,7 @@ def test_photographs_of_test_images_score_like_the_parquet_path(tmp_path, real_r
         canvas.paste(upscaled.convert("RGB"), (margin, margin + 15))
         canvas.save(photos / f"{i:05d}.jpg", quality=90)
         Image.fromarray(pixels).save(pngs / f"{i:05d}.png")
-    layout = Layout(project)
+    layout = real_project
     model = scoring_model(layout, None)
     parquet = pd.read_parquet(layout.predictions("test")).set_index("index").loc[range(n)]
     parquet_accuracy = float((parquet["predicted"] == parquet["label"]).mean())
@@ -225,3 +237,54 @@ def test_photographs_of_test_images_score_like_the_parquet_path(tmp_path, real_r
     png = by_index(score_batch([pngs], model, tmp_path / "out", map_chunks=map_in_threads))
     np.testing.assert_array_equal(png["predicted"].to_numpy(), parquet["predicted"].to_numpy())
     np.testing.assert_allclose(png["confidence"], parquet["confidence"], rtol=1e-5)
+
+
+@pytest.mark.realdata
+def test_images_and_batches_unlike_the_training_data_are_flagged(
+    tmp_path, real_raw_dir, real_project
+):
+    """Out of distribution, per image: 0.06% of the real test images (at most 0.5% here), 84%
+    of them inverted (at least 80%). Drift, per batch: none for the test images; the inverted
+    ones and handwritten digits (whose images, one by one, look like garments) drift."""
+    model = scoring_model(real_project, None)
+    test = read_images(real_raw_dir / "t10k-images-idx3-ubyte.gz")
+    batches = {
+        "test": test,
+        "inverted": 255 - test[:2_000],
+        "digits": digits().images.reshape(-1, 28, 28),
+    }
+    results = {}
+    for name, images in batches.items():
+        folder = tmp_path / name
+        folder.mkdir()
+        np.save(folder / f"{name}.npy", images)
+        results[name] = score_batch([folder], model, tmp_path / "out", map_chunks=map_in_threads)
+
+    flagged = {name: r.predictions["out_of_distribution"].mean() for name, r in results.items()}
+    assert flagged["test"] <= 0.005 and flagged["inverted"] >= 0.8, flagged
+    verdicts = {name: set(r.drift["verdict"]) for name, r in results.items()}
+    assert verdicts["test"] == {"no drift"}, results["test"].drifted
+    for name in ("inverted", "digits"):
+        assert "drifted" in verdicts[name]
+        [line] = [line for line in results[name].drifted if "from train" in line]
+        assert line.startswith(f"{BATCH} drifted from train: ") and "ink" in line, line
+
+    inverted = results["inverted"]
+    drift = pd.read_csv(inverted.folder / "drift.csv")
+    assert set(drift["reference"]) == {"train", PREDICTED_VALIDATION}
+    assert set(drift.loc[drift["reference"] == PREDICTED_VALIDATION, "feature"]) == {
+        "label",
+        "class_mean_image",
+    }
+    written = pd.read_csv(inverted.folder / "predictions.csv")
+    summary = pd.read_csv(inverted.folder / "summary.csv")
+    assert summary["out_of_distribution"].sum() == written["out_of_distribution"].sum() > 1_600
+    manifest = json.loads((inverted.folder / "manifest.json").read_text())
+    recorded = manifest["out_of_distribution"]
+    assert recorded["images"] == written["out_of_distribution"].sum()
+    assert recorded["rule"].startswith("an image is out of distribution when one of its")
+    assert recorded["training_images"] == 50_000 and set(recorded["ranges"]) >= {"brightness"}
+    assert manifest["drift"]["verdict"] == "drifted" and manifest["drift"]["drifted"]
+    html = (inverted.folder / "report.html").read_text()
+    shown = html.split("<h2>Out of distribution</h2>", 1)[1]
+    assert shown.count("<img") == 20 and "brightness" in shown.split("</section>", 1)[0]
