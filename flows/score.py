@@ -53,12 +53,13 @@ def score(
             "scoring",
             BarColumn(),
             MofNCompleteColumn(),
+            "images",
             TimeElapsedColumn(),
             console=console,
             disable=not sys.stderr.isatty(),
             transient=True,
         ) as bar:
-            task = bar.add_task("chunks", total=None)
+            task = bar.add_task("images", total=None)
             with threads.blas_threads_for_chunks(True):
                 result = score_batch(
                     inputs,

@@ -5,7 +5,12 @@ real test images written as photographs; images and batches unlike the training 
 
 import json
 import os
+import pty
+import re
+import select
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -13,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
+from synthetic import garment_photo
 from test_validate_realdata import digits
 
 from fashionnet.core.layout import Layout
@@ -40,13 +46,6 @@ def png_claiming(path: Path, width: int, height: int) -> None:
     path.write_bytes(
         b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
     )
-
-
-def garment(seed: int) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    pixels = np.full((60, 40, 3), 230, np.uint8)
-    pixels[10:50, 8:32] = rng.integers(0, 80, (40, 24, 3))
-    return Image.fromarray(pixels)
 
 
 def paper_trim_box(rgb: np.ndarray) -> tuple[int, int, int, int] | None:
@@ -98,13 +97,13 @@ def weights(tmp_path) -> Path:
 def test_bad_inputs_go_to_failed_csv_and_the_rest_is_scored(tmp_path, weights):
     inbox = tmp_path / "inbox"
     (inbox / "nested").mkdir(parents=True)
-    garment(0).save(inbox / "good.jpg")
-    garment(1).save(inbox / "nested" / "good.png")
-    garment(2).save(inbox / "good.webp")
+    garment_photo(0).save(inbox / "good.jpg")
+    garment_photo(1).save(inbox / "nested" / "good.png")
+    garment_photo(2).save(inbox / "good.webp")
     Image.fromarray(np.zeros((28, 28), np.uint8)).save(inbox / "frame.gif")
     (inbox / "empty.png").write_bytes(b"")
     whole = inbox / "whole.png"
-    garment(3).save(whole)
+    garment_photo(3).save(whole)
     (inbox / "truncated.png").write_bytes(whole.read_bytes()[:200])
     (inbox / "text.png").write_text("not a picture")
     Image.fromarray(np.full((30, 30), 300, np.uint16)).save(inbox / "sixteen.png")
@@ -115,9 +114,9 @@ def test_bad_inputs_go_to_failed_csv_and_the_rest_is_scored(tmp_path, weights):
     png_claiming(inbox / "bomb.png", 20_000, 20_000)
     (inbox / "notes.txt").write_text("hello")
     non_utf8 = os.fsdecode(b"caf\xe9.png")
-    garment(4).save(inbox / non_utf8)
+    garment_photo(4).save(inbox / non_utf8)
     doomed = inbox / "removed.png"
-    garment(5).save(doomed)
+    garment_photo(5).save(doomed)
     np.save(inbox / "arrays.npy", np.random.default_rng(0).random((5, 784)))
     np.save(inbox / "bad_shape.npy", np.zeros((3, 10)))
     write_idx(inbox / "images-idx3-ubyte.gz", np.zeros((4, 28, 28), np.uint8))
@@ -199,6 +198,53 @@ def real_project(real_raw_dir, tmp_path_factory) -> Layout:
     )
     run_pipeline(Context(Layout(project), options, TrainConfig(hidden_size=32, epochs=1)))
     return Layout(project)
+
+
+FASHIONNET = Path(sys.executable).with_name("fashionnet")
+ESCAPES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def on_a_terminal(command: list[str]) -> tuple[int, str]:
+    """Run `command` with a pseudo-terminal as its stdin, stdout and stderr; its exit code and
+    everything it wrote, without the terminal's escape sequences."""
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(command, stdin=terminal, stdout=terminal, stderr=terminal)
+    os.close(terminal)
+    written = b""
+    while True:
+        ready, _, _ = select.select([controller], [], [], 1.0)
+        if not ready:
+            if process.poll() is not None:
+                break
+            continue
+        try:
+            data = os.read(controller, 1 << 16)
+        except OSError:  # the terminal closed: the command ended
+            break
+        if not data:
+            break
+        written += data
+    os.close(controller)
+    return process.wait(timeout=60), ESCAPES.sub("", written.decode(errors="replace"))
+
+
+def test_fashionnet_score_shows_a_bar_of_the_images_on_a_terminal_only(tmp_path, weights):
+    """On a terminal, the bar counts images, every one of them known from the start; piped,
+    there is no bar, only the table."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for seed in range(12):
+        garment_photo(seed).save(photos / f"{seed:02d}.png")
+    command = [str(FASHIONNET), "score", str(photos), "--model", str(weights)]
+    command += ["--project-dir", str(tmp_path / "project"), "--chunk-size", "5"]
+
+    code, shown = on_a_terminal(command)
+    assert code == 0, shown
+    assert "scoring" in shown and "/12 images" in shown and "12/12 images" in shown, shown
+    assert "12 images scored with model" in shown
+    piped = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert piped.returncode == 0 and "scoring" not in piped.stdout + piped.stderr
+    assert "12 images scored with model" in piped.stdout
 
 
 @pytest.mark.realdata

@@ -351,16 +351,19 @@ def score_batch(
 ) -> BatchResult:
     """Score every input under `named` into the new batch folder `out_dir/<batch id>/`.
 
-    `map_chunks(score_chunk, jobs)` runs the chunks; `progress(done, total)` hears of each
-    group of chunks done (images in chunks: total is the number of chunks)."""
+    `map_chunks(score_chunk, jobs)` runs the chunks; `progress(done, total)` hears how many of
+    the batch's images (files, and rows of arrays) are done: 0 once they are counted, then after
+    each group of chunks."""
     inputs, refused = discover(list(named))
     jobs, unreadable, _ = plan_jobs(inputs, model, invert, chunk_size)
+    sizes = [sum(len(rows) for _, rows, _ in job.parts) for job in jobs]
+    report = progress or (lambda done, total: None)
+    report(0, sum(sizes))
     chunks: list[ScoredChunk] = []
     step = max(1, 2 * (os.cpu_count() or 1))  # a few chunks in flight at a time: bounded memory
     for start in range(0, len(jobs), step):
         chunks += map_chunks(score_chunk, jobs[start : start + step])
-        if progress is not None:
-            progress(min(len(jobs), start + step), len(jobs))
+        report(sum(sizes[: start + step]), sum(sizes))
     frames_ = [chunk.rows for chunk in chunks]
     predictions = (
         pd.concat(frames_, ignore_index=True)
