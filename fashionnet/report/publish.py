@@ -5,7 +5,7 @@ per_class.csv, confusion_<split>.csv, learning_curve.csv (trained models), manif
 figures and report.md. It is built in a hidden sibling `.<run id>.tmp-<random>` and renamed
 into place in one step, so a run folder either exists whole or not at all;
 `fashionnet.core.atomic.sweep_stale_temps` removes what a crash leaves. CSVs are formatted by
-`schema.csv_text`: identical inputs give byte-identical files.
+`columns.csv_text`: identical inputs give byte-identical files.
 
 Publishing is all or nothing (`publish_run`), and the bookkeeping never blocks a run: a
 history.csv that cannot be read whole (a row without the current format version is a bad row
