@@ -171,7 +171,7 @@ FAULTS = [
         good_params(
             b2=lambda a, case: np.array([TouchOnUnpickle(case / "unpickled")], dtype=object)
         ),
-        "an array that cannot be read safely (Object arrays cannot be loaded",
+        "an array that cannot be read safely (b2 holds Python objects, which only pickle reads)",
     ),
     Fault(
         "weights file that is a pickle, not .npz",
