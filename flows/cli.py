@@ -3,7 +3,7 @@
 fashionnet run [OPTIONS]      run the Prefect flow (see `fashionnet run --help`)
 fashionnet report [RUN]       a run's figures in the terminal (latest by default)
 fashionnet runs               past runs from reports/history.csv
-fashionnet prune --keep N     delete the run folders beyond the N newest
+fashionnet prune --keep N     delete the run folders beyond the N last published
 fashionnet card [SPLIT]       a split's data card (all splits by default)
 fashionnet schema infer OUT   write a data schema inferred from a training split
 fashionnet score INPUT...     score new images with the champion model (fashionnet_flows.score)
@@ -308,11 +308,12 @@ def runs(
 
 
 def prune(
-    keep: Annotated[int, typer.Option(help="How many of the newest run folders to keep.")],
+    keep: Annotated[int, typer.Option(help="How many of the last published run folders to keep.")],
     project_dir: Annotated[Path, typer.Option(help="Folder holding reports/.")] = Path("."),
 ) -> None:
-    """Delete the oldest run folders under reports/runs/, keeping the KEEP newest and always
-    the one reports/latest points at. reports/history.csv keeps every run's rows (and index.html
+    """Delete the run folders under reports/runs/ published first, keeping the KEEP last
+    published (in reports/history.csv's order, whatever the run ids' clocks say) and always the
+    one reports/latest points at. reports/history.csv keeps every run's rows (and index.html
     lists them; a pruned run's id is no longer a link). Waits for a run in progress (the run
     lock)."""
     from fashionnet.report.publish import prune_runs
@@ -324,7 +325,7 @@ def prune(
         fail(str(exc))
     for path in removed:
         typer.echo(f"removed {path}")
-    typer.echo(f"removed {len(removed)} run folders; kept the {keep} newest")
+    typer.echo(f"removed {len(removed)} run folders; kept the {keep} last published")
 
 
 def card(
