@@ -257,7 +257,12 @@ def write_trend_of_history(layout: Layout) -> None:
     try:
         trend.write_trend(layout, read_history(layout.history_csv))
     except Exception as error:  # noqa: BLE001 (any failure: the published run stands)
-        log.warning("could not redraw the trend in %s (%s): the next run will", layout, error)
+        log.warning(
+            "could not redraw %s and %s (%s); the next run draws them again",
+            layout.reports_dir / trend.TREND_NAME,
+            layout.reports_dir / trend.INDEX_NAME,
+            error,
+        )
 
 
 @contextlib.contextmanager
