@@ -13,13 +13,17 @@ explicitly, and is taken as given.
 foreign project folder stops the run at once, with one line, instead of after the training.
 """
 
+import contextlib
 import errno
+import logging
 import os
 import stat
 from pathlib import Path
 
-from fashionnet.core.atomic import temp_path_for
+from fashionnet.core.atomic import move_aside, temp_path_for
 from fashionnet.core.errors import FashionnetError, machine_errors_named
+
+log = logging.getLogger(__name__)
 
 A_FILE = "a file"
 A_FOLDER = "a folder"
@@ -52,6 +56,22 @@ def kind_of(path: str | os.PathLike) -> str | None:
     if stat.S_ISDIR(mode):
         return A_FOLDER
     return _SPECIAL_KINDS.get(stat.S_IFMT(mode), "a special file")
+
+
+def clear_way(path: Path, wanted: str) -> None:
+    """Make room for `path`, a file or folder (`wanted`: A_FILE or A_FOLDER) the pipeline makes
+    and owns: whatever else stands there (a folder for a file, a file for a folder, a FIFO, a
+    link loop or a broken link) is moved aside as `<name>.damaged-<UTC time>` with a warning, so
+    the run goes on and the next one is not stopped the same way; a folder is made anew. Nothing
+    is opened; what is missing is left to the stage that makes it."""
+    kind = kind_of(path)
+    if kind in (None, wanted):
+        return
+    with contextlib.suppress(FileNotFoundError):  # another run starting moved it first
+        aside = move_aside(path)
+        log.warning("%s is %s, not %s; moved it to %s", path, kind, wanted, aside)
+    if wanted == A_FOLDER:
+        path.mkdir(parents=True, exist_ok=True)
 
 
 def resolve_output(path: str | os.PathLike, base: str | os.PathLike, *, option: str) -> Path:

@@ -22,7 +22,7 @@ import pandas as pd
 
 from fashionnet.core import atomic, formats, integrity
 from fashionnet.core.errors import FashionnetError
-from fashionnet.core.paths import A_FILE, kind_of
+from fashionnet.core.paths import A_FILE, A_FOLDER, clear_way, kind_of
 from fashionnet.model.calibration import Calibration
 from fashionnet.model.train import read_learning_curve, write_learning_curve
 from fashionnet.model.two_layer_net import Params
@@ -153,6 +153,7 @@ def store_model(
     """Save weights, learning curve and metadata under `key`, each with its checksum record.
     meta.json is written last, so its presence means the folder is complete."""
     folder = models_dir / key
+    clear_way(folder, A_FOLDER)
     meta = {
         **meta,
         "model_id": model_id(params),
