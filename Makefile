@@ -27,9 +27,11 @@ run: setup  ## run the pipeline with its defaults (options: make run ARGS="--epo
 # Two pytest-xdist workers, each taking whole groups of tests (tests/conftest.py says which): while
 # one waits on a Prefect server, the other works. ARGS="-n 0" runs the tests in one process.
 XDIST := -n 2 --dist loadscope --no-loadscope-reorder
+# The slowest tests are listed at the end, so where the suite's time goes stays in sight.
+SLOWEST := --durations=15
 
 test: setup  ## run the test suite (real-data tests use ../shared/fashion-mnist when present)
-	$(BIN)/pytest $(XDIST) $(ARGS)
+	$(BIN)/pytest $(XDIST) $(SLOWEST) $(ARGS)
 
 test-fast: setup  ## the tests without Prefect, servers, a browser or real data (under a minute)
 	$(BIN)/pytest $(XDIST) -m "not prefect and not server and not realdata and not browser" $(ARGS)

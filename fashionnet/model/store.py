@@ -1,13 +1,13 @@
 """Models on disk, each in a folder named by its model key, so a rerun finds its model again.
 
-A model folder `models/<model key>/` holds `weights.npz`, `meta.json` and, for a trained
-model, `learning_curve.csv`. The model key is a digest of what made the model (its source,
-recipe and the source checksums of the data): the same recipe on the same data finds its
-folder again. The model id is a digest of the weights themselves (`weights.model_id`); both
-appear in every report. Each file has its checksum record (`integrity`), checked before a
-stored model is used again: a damaged model is made again. meta.json carries the model folder's
-format version (`formats.MODEL`): a model folder of a newer fashionnet stops the run, one without
-the current version is made again.
+A model folder `models/<model key>/` holds `weights.npz`, `meta.json` and, for a trained model,
+`learning_curve.csv`. The model key is a digest of what made the model (its source, recipe and the
+source checksums of the data): the same recipe on the same data finds its folder again. meta.json's
+`model_id` is a digest of the weights themselves (`weights.model_id`); the model id of the reports
+also covers the calibrated temperature (`calibration.calibrated_model_id`). Each file has its
+checksum record (`integrity`), checked before a stored model is used again: a damaged model is made
+again. meta.json carries the model folder's format version (`formats.MODEL`): a model folder of a
+newer fashionnet stops the run, one without the current version is made again.
 """
 
 import hashlib

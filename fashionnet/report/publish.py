@@ -5,7 +5,7 @@ per_class.csv, confusion_<split>.csv, learning_curve.csv (trained models), manif
 figures and report.md. It is built in a hidden sibling `.<run id>.tmp-<random>` and renamed
 into place in one step, so a run folder either exists whole or not at all;
 `fashionnet.core.atomic.sweep_stale_temps` removes what a crash leaves. CSVs are formatted by
-`schema.csv_text`: identical inputs give byte-identical files.
+`columns.csv_text`: identical inputs give byte-identical files.
 
 Publishing is all or nothing (`publish_run`), and the bookkeeping never blocks a run: a
 history.csv that cannot be read whole (a row without the current format version is a bad row
@@ -218,8 +218,9 @@ def _points_at(latest_link: Path, run_dir: Path) -> bool:
 
 def finish_interrupted_publishing(layout: Layout) -> None:
     """Finish or undo the publishing a killed run left half done (its journal says which run):
-    once `latest` points at the run, its history rows are added if missing; before that, its
-    run folder is removed. Call it holding the run lock."""
+    once `latest` points at the run, its history rows are added if missing and its model made the
+    champion if its blessing says so; before that, its run folder is removed. Call it holding the
+    run lock."""
     journal_path = layout.runs_dir / JOURNAL
     if not journal_path.is_file() or journal_path.is_symlink():
         return
@@ -242,6 +243,7 @@ def finish_interrupted_publishing(layout: Layout) -> None:
                 run_id,
                 layout.history_csv,
             )
+        champion.promote(layout, champion.read_blessing(run_dir) or {})  # the switch may be missing
     elif run_dir.is_dir() and not run_dir.is_symlink():
         shutil.rmtree(run_dir, ignore_errors=True)
         log.info("removed %s: its run was interrupted before it was published", run_dir)

@@ -3,7 +3,7 @@
 `RunReport` holds the confusion counts and probability metrics (top-2 accuracy, log loss, ECE)
 of each split, the manifest (provenance), the learning curve, the test split's tally (for the
 reliability diagram) and the few test images the figures show. The CSVs, figures and report.md
-of the run folder (`reports.write_run`), the Prefect artifacts and the terminal view all render
+of the run folder (`publish.write_run`), the Prefect artifacts and the terminal view all render
 this one object. `RunReport.read` rebuilds it from a run folder, for `fashionnet report` and
 re-rendering.
 """
@@ -318,7 +318,7 @@ def build_manifest(
 ) -> dict[str, Any]:
     """manifest.json: where the run's data and model came from, and what ran it.
 
-    `model` describes the model (`model_source.Model.describe()`); `origin` the flow run
+    `model` describes the model (`model.source.Model.describe()`); `origin` the flow run
     (a run outside a flow, as the benchmark's, has none: "prefect" is null).
     """
     return {
