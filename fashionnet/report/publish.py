@@ -259,7 +259,12 @@ def write_trend_of_history(layout: Layout) -> None:
     try:
         trend.write_trend(layout, read_history(layout.history_csv))
     except Exception as error:  # noqa: BLE001 (any failure: the published run stands)
-        log.warning("could not redraw the trend in %s (%s): the next run will", layout, error)
+        log.warning(
+            "could not redraw %s and %s (%s); the next run draws them again",
+            layout.reports_dir / trend.TREND_NAME,
+            layout.reports_dir / trend.INDEX_NAME,
+            error,
+        )
 
 
 @contextlib.contextmanager
@@ -561,10 +566,11 @@ def regression_of(layout: Layout, report: RunReport, tolerance: float) -> Regres
 
 
 def prune_runs(layout: Layout, keep: int, lock_timeout: float) -> list[Path]:
-    """Delete the run folders under runs/ beyond the `keep` newest (run ids sort by time), never
-    the one `latest` points at; returns what was removed, oldest first. history.csv keeps every
-    row; index.html is redrawn, so no link leads to a removed folder. Holds the project's run
-    lock (waiting up to `lock_timeout` s), so no run is being published meanwhile."""
+    """Delete the run folders under runs/ beyond the `keep` last published (`publishing_order`),
+    never the one `latest` points at; returns what was removed, first published first.
+    history.csv keeps every row; index.html is redrawn, so no link leads to a removed folder.
+    Holds the project's run lock (waiting up to `lock_timeout` s), so no run is being published
+    meanwhile."""
     if keep < 1:
         raise FashionnetError(f"--keep {keep}: keep at least 1 run folder")
     with run_lock(layout.lock_file, lock_timeout):
@@ -574,16 +580,27 @@ def prune_runs(layout: Layout, keep: int, lock_timeout: float) -> list[Path]:
         return removed
 
 
-def _prune(layout: Layout, keep: int) -> list[Path]:
+def publishing_order(layout: Layout) -> list[Path]:
+    """The run folders under runs/, the first published first: in the order of their first
+    rows in history.csv, which is the order runs were published in, whatever their names say
+    (a run id holds the clock of its machine, which may be wrong). A folder no readable row
+    names (its rows lost with a damaged history, say) counts as published before every one
+    that is, in the order of their names."""
     if not layout.runs_dir.is_dir():
         return []
-    runs = sorted(
-        path
+    folders = {
+        path.name: path
         for path in layout.runs_dir.iterdir()
         if path.is_dir() and not path.is_symlink() and not path.name.startswith(".")
-    )
-    latest = layout.latest_link.resolve() if layout.latest_link.is_symlink() else None
-    removed = [path for path in runs[:-keep] if path.resolve() != latest]
+    }
+    published = dict.fromkeys(read_history(layout.history_csv)["run_id"])  # first rows, in order
+    unnamed = sorted(name for name in folders if name not in published)
+    return [folders[name] for name in [*unnamed, *published] if name in folders]
+
+
+def _prune(layout: Layout, keep: int) -> list[Path]:
+    runs = publishing_order(layout)
+    removed = [path for path in runs[:-keep] if not _points_at(layout.latest_link, path)]
     for path in removed:
         # Hidden first, then deleted: an interruption leaves a temporary the next run sweeps,
         # never half a run folder.
