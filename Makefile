@@ -76,7 +76,7 @@ server: setup  ## start a Prefect server and its UI on 127.0.0.1 (PREFECT_PORT, 
 	@echo "Then, in other terminals: make deploy, make worker (or make serve). Stop: Ctrl-C."
 	$(WITH_SETTINGS) $(BIN)/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT)
 
-deploy: setup  ## deploy prefect.yaml (daily at 03:00 UTC), keeping pauses and alerts; FASHIONNET_ALERT_WEBHOOK=<url>, ALERTS=off (docs/OPERATIONS.md)
+deploy: setup  ## deploy prefect.yaml (daily at 03:00 UTC; the inbox every 5 minutes), keeping pauses and alerts; FASHIONNET_ALERT_WEBHOOK=<url>, ALERTS=off (docs/OPERATIONS.md)
 	@$(require_server)
 	$(if $(ALERTS),FASHIONNET_ALERTS=$(ALERTS) )$(BIN)/python -m fashionnet_flows.deploy
 	@echo "Deployed: $(SERVER_URL)/deployments. Runs need a worker: make worker."
