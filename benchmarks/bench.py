@@ -5,10 +5,12 @@
 Sections, in order (each stands alone, so `--only` can rerun it):
 
 - seeds: the default recipe trained with 5 seeds; validation and test accuracy of each model.
-- peers: the same recipe in Keras and in scikit-learn's MLPClassifier, and the TensorFlow
-  tutorial's model, on the same arrays.
+- peers: the same recipe in Keras (fits alternated with fashionnet's) and in scikit-learn's
+  MLPClassifier, and the TensorFlow tutorial's model, on the same arrays; fashionnet's training
+  rate (GFLOP/s of its matrix products) against the peak of those products measured bare.
 - contention: fashionnet and Keras training quiet, then beside a busy loop on every core;
-  fashionnet as `train()` runs (half the cores' BLAS threads) and with a thread per core.
+  fashionnet as `train()` runs (a thread per core, one BLAS thread each) and on one thread
+  with BLAS's own threads, one per core.
 - scale: a whole library run on the real data and on ten times its training images
   (benchmarks/scale.py), each in a fresh process: peak memory, time per epoch.
 - augment: the default recipe with and without `augment="shift"` (when training offers it).
@@ -17,15 +19,18 @@ Sections, in order (each stands alone, so `--only` can rerun it):
 - predict: the predict stage against its floor (decoding the pixels plus the bare matrix
   products), against Keras on the same weights and against the pandas baseline.
 - score: `fashionnet score` on 10,000 PNG files against decoding them with Pillow alone.
-- run: the stages one by one, and a warm `fashionnet run` split into library and Prefect.
+- run: the stages one by one; a newcomer's first `fashionnet run` (a new project folder, a new
+  Prefect database) split into training and the rest; the runs after it (warm) split into
+  library and Prefect, against a one-task Prefect flow started the same way.
 - validate: the validate stage on the real data with no stored card, against the training of
   the default recipe; its peak memory at 1x and 10x the training images, each in a fresh
   process (benchmarks/validate_peak.py).
 
 The stages are the library's own, from its pipeline (`fashionnet.pipeline`), as the flow runs them.
-Every ratio compares figures taken in this one run on this one machine. A full run writes
-benchmarks/results.csv and results.md and the README's performance table, prints the tables,
-and exits 1 when a target is missed;
+Every ratio compares figures taken in this one run on this one machine. The targets are on
+speed, memory and validation accuracy; test accuracy is reported, never a target. A full run
+writes benchmarks/results.csv and results.md and the README's performance table, prints the
+tables, and exits 1 when a target is missed;
 `--quick` (a slice of the rows, one epoch, one seed) and `--only` write
 benchmarks/work/partial.csv and partial.md instead, so results.md always comes from one whole
 run. Generated data stays under benchmarks/work/ (git-ignored).
@@ -41,14 +46,15 @@ import shutil
 import statistics
 import subprocess
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import astuple, dataclass
 from functools import cached_property
 from pathlib import Path
 from unittest import mock
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 import benchmarks.environment  # noqa: F401  (first: the benchmark's environment)
 from benchmarks import (
@@ -66,6 +72,7 @@ from benchmarks import (
 from benchmarks.contention import busy_cores
 from benchmarks.data import Fit, Splits, accuracy, load_splits
 from benchmarks.measure import Figures, median_time, timed
+from benchmarks.peak import sgemm_peak, training_gflop
 from benchmarks.report import (
     RESULTS_CSV,
     RESULTS_MD,
@@ -76,6 +83,7 @@ from benchmarks.report import (
 from benchmarks.sklearn_reference import mlp_fit
 from fashionnet.core import atomic, integrity, threads
 from fashionnet.core.layout import Layout
+from fashionnet.core.settings import environment_defaults
 from fashionnet.data.catalog import NUM_CLASSES, NUM_PIXELS
 from fashionnet.data.parquet import SplitFile, read_split
 from fashionnet.model.source import Model, obtain_model
@@ -105,6 +113,7 @@ SCALE = 10  # the large data set has this many times the training images
 SCALE_EPOCHS = 2
 REPEATS = 5  # runs of each short measurement; the median is reported
 KERAS_BATCH = 10_000
+TRAINING_PAIRS = 2  # fashionnet and Keras fits of the same recipe, alternated (peers)
 QUICK_ROWS = 5_000  # --quick: training rows (and validation, test rows) of each training
 QUICK_SCALE_ROWS = 2_000
 MB = 1024 * 1024  # --quick: real training images the scaled data set starts from
@@ -203,38 +212,64 @@ def bench_seeds(bench: Bench) -> None:
 
 
 def bench_peers(bench: Bench) -> None:
-    """The same recipe in Keras and scikit-learn, and the Keras tutorial, on the same arrays."""
-    config = bench.config
-    bench.add_fit("peer_fashionnet", bench.fashionnet_fit(config), "fashionnet")
-    bench.add_fit(
-        "peer_keras", keras_reference.same_recipe_fit(config, bench.splits), "Keras, same recipe"
-    )
-    bench.add_fit("peer_sklearn", mlp_fit(config, bench.splits), "scikit-learn MLPClassifier")
-    bench.add_fit("peer_tutorial", keras_reference.tutorial_fit(bench.splits), "Keras tutorial")
-    bench.figures.add("config", str(config.model_dump()), "", "the recipe (fashionnet defaults)")
-    bench.figures.add("train_rows", len(bench.splits.train.label), "rows", "training rows")
+    """The same recipe in Keras and scikit-learn, and the Keras tutorial, on the same arrays;
+    fashionnet's training rate against the matrix-product peak measured here."""
+    config, splits, figures = bench.config, bench.splits, bench.figures
+    fits: dict[str, list[Fit]] = {"fashionnet": [], "keras": []}
+    for _ in range(1 if bench.quick else TRAINING_PAIRS):
+        # Alternated, so that a busy neighbour slows both sides alike.
+        fits["fashionnet"].append(bench.fashionnet_fit(config))
+        fits["keras"].append(keras_reference.same_recipe_fit(config, splits))
+    fashionnet = median_fit(fits["fashionnet"])
+    bench.add_fit("peer_fashionnet", fashionnet, "fashionnet")
+    bench.add_fit("peer_keras", median_fit(fits["keras"]), "Keras, same recipe")
+    bench.add_fit("peer_sklearn", mlp_fit(config, splits), "scikit-learn MLPClassifier")
+    bench.add_fit("peer_tutorial", keras_reference.tutorial_fit(splits), "Keras tutorial")
+    figures.add("config", str(config.model_dump()), "", "the recipe (fashionnet defaults)")
+    figures.add("train_rows", len(splits.train.label), "rows", "training rows")
+    figures.add("training_pairs", len(fits["fashionnet"]), "", "fashionnet and Keras fits, each")
+    gflop = training_gflop(config, len(splits.train.label), len(splits.validation.label))
+    used = threads.training_threads()
+    peak = sgemm_peak(config.batch_size, config.hidden_size, used)
+    figures.add("train_gflop", gflop, "GFLOP", "matrix products of train(), forward and backward")
+    figures.add("train_gflops", gflop / fashionnet.seconds, "GFLOP/s", "train(): its rate")
+    figures.add(
+        "sgemm_peak_gflops", peak, "GFLOP/s",
+        f"bare x @ W1 and x.T @ dhidden, {config.batch_size} x {NUM_PIXELS} x "
+        f"{config.hidden_size}, {used} thread(s), the best way",
+    )  # fmt: skip
+    figures.add("train_peak_share", gflop / fashionnet.seconds / peak, "", "train() rate / peak")
+
+
+def median_fit(fits: list[Fit]) -> Fit:
+    """The median training time of `fits` of one recipe, with the first fit's accuracies."""
+    return Fit(statistics.median(fit.seconds for fit in fits), *astuple(fits[0])[1:])
 
 
 def bench_contention(bench: Bench) -> None:
     """Training quiet, then while a busy loop runs on every core: fashionnet as `train()` runs
-    (`fashionnet.core.threads`: half the cores' BLAS threads), fashionnet with NumPy's default of a
-    BLAS thread per core, and Keras with the same recipe."""
+    (`fashionnet.core.threads`: a thread per core, one BLAS thread each), fashionnet on one
+    thread with BLAS's own threads, one per core, and Keras with the same recipe."""
     config = bench.config
     train(config.replace(epochs=1), bench.splits.train.head(1000).row_groups())
-    # (a warm-up, untimed: the first training of a process also pays for starting BLAS threads)
+    # (a warm-up, untimed: the first training of a process also pays for starting threads)
 
-    def thread_per_core() -> Fit:
-        # `train` limits its BLAS threads to `threads.training_threads()`: for this comparison
-        # only, that count is made NumPy's default, one thread per core.
+    def blas_per_core() -> Fit:
+        # For this comparison only: one training thread, BLAS splitting each product itself.
         per_core = os.cpu_count() or 1
-        with mock.patch.object(threads, "training_threads", lambda cpus=None: per_core):
+        with (
+            mock.patch.object(threads, "training_threads", lambda cpus=None: 1),
+            mock.patch.object(
+                threads, "blas_threads_for_training", lambda: threadpool_limits(per_core, "blas")
+            ),
+        ):
             return bench.fashionnet_fit(config)
 
     for condition in ("quiet", "loaded"):
         with busy_cores() if condition == "loaded" else contextlib.nullcontext():
             runs: dict[str, Callable[[], Fit]] = {
                 "fashionnet": lambda: bench.fashionnet_fit(config),
-                "per_core": thread_per_core,
+                "per_core": blas_per_core,
                 "keras": lambda: keras_reference.same_recipe_fit(config, bench.splits),
             }
             for name, run in runs.items():
@@ -245,7 +280,6 @@ def bench_contention(bench: Bench) -> None:
                     f"{name}, {condition}: validation accuracy",
                 )  # fmt: skip
                 log.info("%s, %s: %.1f s", name, condition, fit.seconds)
-    bench.figures.add("training_threads", threads.training_threads(), "", "BLAS threads of train()")
 
 
 def scaled_raw_dirs(bench: Bench) -> dict[int, Path]:
@@ -534,14 +568,27 @@ def bench_validate(bench: Bench) -> None:
         log.info("validate %s: %s", size, run)
 
 
-def fashionnet_run(layout: Layout, raw_dir: Path, config: TrainConfig) -> float:
+def fashionnet_run(
+    layout: Layout, raw_dir: Path, config: TrainConfig, env: Mapping[str, str] | None = None
+) -> float:
     """Wall seconds of `fashionnet run` in a fresh process, as `make run` starts it."""
     command = [
         str(FASHIONNET), "run", "--project-dir", str(layout.root), "--raw-dir", str(raw_dir),
         *cli_args(config),
     ]  # fmt: skip
     seconds, done = timed(
-        lambda: subprocess.run(command, env=RUN_ENV, capture_output=True, text=True)
+        lambda: subprocess.run(command, env=env or RUN_ENV, capture_output=True, text=True)
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
+    return seconds
+
+
+def trivial_flow_run(layout: Layout, env: Mapping[str, str]) -> float:
+    """Wall seconds of the one-task flow of benchmarks/trivial_flow.py in a fresh process."""
+    command = [sys.executable, "-m", "benchmarks.trivial_flow", str(layout.root)]
+    seconds, done = timed(
+        lambda: subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
     )
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
@@ -549,8 +596,10 @@ def fashionnet_run(layout: Layout, raw_dir: Path, config: TrainConfig) -> float:
 
 
 def bench_run(bench: Bench) -> None:
-    """The data stages timed, the derived-file checks, then a warm `fashionnet run` split into
-    Python start, library work and Prefect."""
+    """The data stages timed, the derived-file checks; then a newcomer's first `fashionnet run`
+    (cold: a new project folder, its own new Prefect database) split into training and the
+    rest, the runs after it (warm) split into Python start, library work and Prefect, and the
+    warm run's floor: a one-task Prefect flow started the same way."""
     figures, layout, raw_dir = bench.figures, bench.layout, bench.raw_dir
     repeats = bench.repeats
     figures.add(
@@ -588,13 +637,21 @@ def bench_run(bench: Bench) -> None:
         "MB",
         f"size of those {len(files)} files",
     )
+
+    cold = Layout(WORK / "cold")
+    shutil.rmtree(cold.root, ignore_errors=True)
+    cold_s = fashionnet_run(cold, raw_dir, bench.config, NEWCOMER_ENV)
+    meta = json.loads((cold.models_dir / "champion" / META_NAME).read_text())
     runs = min(3, repeats)
-    warm_s = median_time(lambda: fashionnet_run(layout, raw_dir, bench.config), runs)
+    warm_s = median_time(lambda: fashionnet_run(cold, raw_dir, bench.config, NEWCOMER_ENV), runs)
+    trivial_flow_run(cold, NEWCOMER_ENV)  # untimed: its first flow run in this Prefect database
+    trivial_s = median_time(lambda: trivial_flow_run(cold, NEWCOMER_ENV), runs)
     startup_s = median_time(
         lambda: subprocess.run([sys.executable, "-c", LIBRARY_IMPORTS], env=RUN_ENV, check=True),
         runs,
     )
-    library_runs = [timed(lambda: run_pipeline(bench.context)) for _ in range(runs)]
+    context = run_context(cold, raw_dir, config=bench.config)
+    library_runs = [timed(lambda: run_pipeline(context)) for _ in range(runs)]
     library_s = statistics.median(seconds for seconds, _ in library_runs)
     figures.add(
         "report_s",
@@ -602,7 +659,11 @@ def bench_run(bench: Bench) -> None:
         "s",
         "report stage",
     )
+    figures.add("run_cold_s", cold_s, "s", "first fashionnet run in a new project: wall time")
+    figures.add("run_cold_train_s", meta["train_seconds"], "s", "its training (train_seconds)")
+    figures.add("run_cold_other_s", cold_s - meta["train_seconds"], "s", "the rest of that run")
     figures.add("run_warm_s", warm_s, "s", "fashionnet run, everything cached: wall time, median")
+    figures.add("run_trivial_flow_s", trivial_s, "s", "one-task flow started the same way, median")
     figures.add("run_startup_s", startup_s, "s", "Python start and library imports (no Prefect)")
     figures.add("run_library_s", library_s, "s", "library work of that run, without Prefect")
     figures.add("run_prefect_s", warm_s - startup_s - library_s, "s", "the rest: Prefect")
@@ -617,6 +678,15 @@ LIBRARY_IMPORTS = (
 )
 # `make run` as a new user starts it: no Prefect server configured, so each run starts its own.
 RUN_ENV = {name: value for name, value in os.environ.items() if name != "PREFECT_API_URL"}
+# A newcomer's: without the benchmark project's settings (its Prefect home, its caches), which
+# `fashionnet run` sets again for its own project folder: a new Prefect database, a new
+# matplotlib font cache. A value the user set differently stays.
+NEWCOMER_ENV = {
+    name: value
+    for name, value in RUN_ENV.items()
+    if environment_defaults(PROJECT_DIR).get(name) != value
+}
+
 
 SECTIONS: dict[str, Callable[[Bench], None]] = {
     "seeds": bench_seeds,
@@ -645,6 +715,7 @@ def machine(figures: Figures, quick: bool) -> None:
     figures.add("prefect", prefect.__version__, "", "Prefect")
     figures.add("pandas", pd.__version__, "", "pandas")
     figures.add("load_at_start", os.getloadavg()[0], "", "1-minute load average when the run began")
+    figures.add("training_threads", threads.training_threads(), "", "threads of train()")
 
 
 def cpu_name() -> str:

@@ -16,6 +16,14 @@ from fashionnet.core import atomic
 RESULTS_CSV = Path(__file__).resolve().parent / "results.csv"
 RESULTS_MD = Path(__file__).resolve().parent / "results.md"
 
+# The default recipe's validation accuracy, mean of the seeds: a floor that a regression of
+# training would break (5 seeds measured 0.9069, sd 0.0011, before training shared its steps
+# among threads). Test accuracy is no target: it is reported once per model.
+VALIDATION_TARGET = 0.905
+KERAS_SPEEDUP_TARGET = 2.0
+PEAK_SHARE_TARGET = 0.70
+WARM_FLOOR_TARGET = 1.3
+COLD_OTHER_TARGET = 2.0
 RSS_RATIO_TARGET = 1.3
 EPOCH_RATIO_TARGET = 11
 FLOOR_RATIO_TARGET = 1.25
@@ -41,24 +49,48 @@ def floor_ratio(f: Figures) -> float:
     return f["predict_s"] / f["predict_floor_s"]
 
 
+def warm_floor_ratio(f: Figures) -> float:
+    return f["run_warm_s"] / f["run_trivial_flow_s"]
+
+
+def cold_other_ratio(f: Figures) -> float:
+    return f["run_cold_other_s"] / f["run_warm_s"]
+
+
+def keras_speedup(f: Figures) -> float:
+    """How many times faster fashionnet trained the same recipe than Keras."""
+    return f["peer_keras_s"] / f["peer_fashionnet_s"]
+
+
 def targets(f: Figures) -> list[tuple[str, str, bool]]:
     """(target, measured, met) for each promise the benchmark checks, among those measured."""
     checks = []
-    if "seeds_test_mean" in f:
+    if "seeds_validation_mean" in f:
         checks.append(
             (
-                f"test accuracy >= 0.900, mean of {f['seeds']} seeds",
-                f"{f['seeds_test_mean']:.4f} (sd {f['seeds_test_sd']:.4f}, "
-                f"lowest {f['seeds_test_min']:.4f})",
-                f["seeds_test_mean"] >= 0.900,
+                f"validation accuracy >= {VALIDATION_TARGET}, mean of {f['seeds']} seeds",
+                f"{f['seeds_validation_mean']:.4f} (sd {f['seeds_validation_sd']:.4f}, "
+                f"lowest {f['seeds_validation_min']:.4f})",
+                f["seeds_validation_mean"] >= VALIDATION_TARGET,
             )
         )
     if "peer_keras_s" in f:
         checks.append(
             (
-                "train faster than Keras with the same recipe",
-                f"{f['peer_fashionnet_s']:.1f} s vs {f['peer_keras_s']:.1f} s",
-                f["peer_fashionnet_s"] < f["peer_keras_s"],
+                f"train at least {KERAS_SPEEDUP_TARGET:.0f}x as fast as Keras with the same recipe",
+                f"{f['peer_fashionnet_s']:.1f} s vs {f['peer_keras_s']:.1f} s: "
+                f"{keras_speedup(f):.2f}x",
+                keras_speedup(f) >= KERAS_SPEEDUP_TARGET,
+            )
+        )
+    if "train_peak_share" in f:
+        checks.append(
+            (
+                f"training at >= {PEAK_SHARE_TARGET:.0%} of the sgemm peak at its shapes and "
+                "threads",
+                f"{f['train_gflops']:.0f} of {f['sgemm_peak_gflops']:.0f} GFLOP/s: "
+                f"{f['train_peak_share']:.0%}",
+                f["train_peak_share"] >= PEAK_SHARE_TARGET,
             )
         )
     if "loaded_fashionnet_s" in f:
@@ -99,6 +131,21 @@ def targets(f: Figures) -> list[tuple[str, str, bool]]:
                 floor_ratio(f) <= FLOOR_RATIO_TARGET,
             )
         )
+    if "run_trivial_flow_s" in f:
+        checks += [
+            (
+                f"warm `fashionnet run` within {WARM_FLOOR_TARGET}x a one-task flow",
+                f"{f['run_warm_s']:.1f} s / {f['run_trivial_flow_s']:.1f} s = "
+                f"{warm_floor_ratio(f):.2f}x",
+                warm_floor_ratio(f) <= WARM_FLOOR_TARGET,
+            ),
+            (
+                f"cold run, all but training, within {COLD_OTHER_TARGET}x the warm run",
+                f"{f['run_cold_other_s']:.1f} s / {f['run_warm_s']:.1f} s = "
+                f"{cold_other_ratio(f):.2f}x",
+                cold_other_ratio(f) <= COLD_OTHER_TARGET,
+            ),
+        ]
     if "validate_share" in f:
         checks.append(
             (
@@ -175,8 +222,17 @@ def _peers_section(f: Figures) -> str:
         "divides its L2 term by the batch); what differs: a constant learning rate (no cosine "
         "schedule), its own Glorot-uniform initial weights and shuffling. The tutorial's model is "
         "the TensorFlow classification tutorial's, on "
-        "unstandardized pixels. Only `fit` is timed.\n\n"
+        "unstandardized pixels. Only `fit` is timed; fashionnet and Keras fit "
+        f"{f['training_pairs']} time(s) each, alternated, and their median time counts.\n\n"
         + _table(("", "train s", "time / Keras", "validation", "test"), rows)
+        + "\n\n"
+        f"fashionnet's matrix products (2 m n k operations per product: forward and backward "
+        f"for every training row, forward for every validation row, each epoch) come to "
+        f"{f['train_gflop']:,.0f} GFLOP, {f['train_gflops']:.0f} GFLOP/s over its training time: "
+        f"{f['train_peak_share']:.0%} of the {f['sgemm_peak_gflops']:.0f} GFLOP/s that the bare "
+        "products x @ W1 and x.T @ dhidden reach at the recipe's shapes on "
+        f"{f['training_threads']} thread(s), measured in this run (the best of BLAS's own "
+        "threads and one BLAS thread per thread on a share of the columns)."
     )
 
 
@@ -189,18 +245,22 @@ def _contention_section(f: Figures) -> str:
             f"{slowdown(f, key):.1f}x",
         )
         for name, key in (
-            (f"fashionnet: `train()`, {f['training_threads']} BLAS thread(s)", "fashionnet"),
-            ("fashionnet with NumPy's default, a BLAS thread per core", "per_core"),
+            (
+                f"fashionnet: `train()`, {f['training_threads']} threads, one BLAS thread each",
+                "fashionnet",
+            ),
+            ("fashionnet on one thread, BLAS's own threads, one per core", "per_core"),
             ("Keras, same recipe", "keras"),
         )
     ]
     return (
         "## Contention: training beside a busy loop on every core\n\n"
         f"The same training, quiet and then while {f['cpus']} busy-loop processes (one per core) "
-        "run for its whole duration. `train()` limits BLAS to half the cores, at least one "
-        "(`fashionnet.core.threads`): a fixed count, because the number of BLAS threads changes "
-        "the products' last bits and so the trained weights, and half, because a thread per core "
-        "waits for whichever core another process holds.\n\n"
+        "run for its whole duration. `train()` shares each step among a thread per core, each "
+        "with one BLAS thread, in jobs of a fixed size that each thread takes when it is free "
+        "(`fashionnet.core.threads`): a thread that a busy loop holds up delays only its own "
+        "job, and the weights do not depend on the load. BLAS's own threads split every product "
+        "and wait for the slowest many times per product.\n\n"
         + _table(("", "quiet s", "loaded s", "slowdown"), rows)
     )
 
@@ -305,10 +365,25 @@ def _run_section(f: Figures) -> str:
         ("Prefect itself", f["run_prefect_s"]),
     ]
     run_rows = [(name, f"{seconds:.2f}", f"{seconds / warm:.0%}") for name, seconds in parts]
+    cold_rows = [
+        ("first `fashionnet run` in a new project folder (total)", f"{f['run_cold_s']:.1f}"),
+        ("  training (`train_seconds`)", f"{f['run_cold_train_s']:.1f}"),
+        ("  everything else", f"{f['run_cold_other_s']:.1f}"),
+        ("`fashionnet run` again, everything cached (warm)", f"{warm:.1f}"),
+        ("a one-task Prefect flow started the same way (floor)", f"{f['run_trivial_flow_s']:.1f}"),
+    ]
     return (
         "## Stages and a whole run\n\n"
         + _table(("stage", "seconds"), stage_rows)
-        + "\n\nA warm `fashionnet run` (data, model and predictions up to date), in parts:\n\n"
+        + "\n\nA newcomer's runs, each `fashionnet run` with the default recipe in a fresh "
+        "process: the first in a new project folder (its data prepared and validated, its model "
+        "trained, a new Prefect database and caches), then again with everything up to date, "
+        "and the floor of that: benchmarks/trivial_flow.py, a flow of one trivial task started as "
+        "`fashionnet run` starts its flow (the project's settings, a temporary Prefect server of "
+        f"its own). Warm / floor {warm_floor_ratio(f):.2f}x; the cold run without its training / "
+        f"warm {cold_other_ratio(f):.2f}x.\n\n"
+        + _table(("", "seconds"), cold_rows)
+        + "\n\nThe warm run in parts:\n\n"
         + _table(("", "seconds", "share"), run_rows)
     )
 
@@ -346,9 +421,11 @@ METHOD = """## Method
 - One `make bench` run on one machine; each ratio compares figures taken in that run. Short
   measurements are the median of 5 (predict, Keras predict, decode, matmul, checks) or 3
   (prepare, whole runs); Keras and fashionnet predictions alternate, so background load hits
-  both. Each training is timed once.
-- Accuracy: the validation split chooses nothing here, it is reported; test accuracy is
-  computed once per trained model, after training.
+  both, and so do their same-recipe fits (the median of 2 each). Every other training is timed
+  once.
+- Accuracy: the validation split chooses nothing here; the accuracy target is on validation
+  accuracy. Test accuracy is computed once per trained model, after training, and reported:
+  it is never a target.
 - The predict floor is what the stage cannot avoid: decoding the pixel column into float32
   NumPy (one thread, as a chunk does), plus the two matrix products at the rate measured on the
   same arrays in memory.
@@ -395,7 +472,7 @@ README_END = "<!-- end of the table from benchmarks/results.csv -->"
 
 def readme_table(f: Figures) -> str:
     """The README's performance table: the same-recipe comparison first, then the rest."""
-    ratio = f["peer_fashionnet_s"] / f["peer_keras_s"]
+    ratio = f["peer_fashionnet_s"] / f["peer_keras_s"]  # time: below 1 is faster
 
     def accuracies(key: str) -> str:
         return f"validation {f[f'{key}_validation']:.4f}, test {f[f'{key}_test']:.4f}"
@@ -413,15 +490,22 @@ def readme_table(f: Figures) -> str:
             f"MLPClassifier: {f['peer_sklearn_s']:.1f} s, {accuracies('peer_sklearn')}",
         ),
         (
-            f"test accuracy over {f['seeds']} seeds: mean (sd, range)",
-            f"{f['seeds_test_mean']:.4f} ({f['seeds_test_sd']:.4f}, "
-            f"{f['seeds_test_min']:.4f} to {f['seeds_test_max']:.4f})",
-            f"Keras tutorial model: {f['peer_tutorial_test']:.4f}",
+            "training's matrix products: rate, share of the sgemm peak at its shapes",
+            f"{f['train_gflops']:.0f} GFLOP/s, {f['train_peak_share']:.0%} of "
+            f"{f['sgemm_peak_gflops']:.0f} GFLOP/s ({f['training_threads']} threads)",
+            "",
+        ),
+        (
+            f"validation and test accuracy over {f['seeds']} seeds: mean (sd)",
+            f"validation {f['seeds_validation_mean']:.4f} ({f['seeds_validation_sd']:.4f}), "
+            f"test {f['seeds_test_mean']:.4f} ({f['seeds_test_sd']:.4f})",
+            f"Keras tutorial model: test {f['peer_tutorial_test']:.4f}",
         ),
         (
             "training beside a busy loop per core (slowdown)",
-            f"{f['loaded_fashionnet_s']:.1f} s ({slowdown(f, 'fashionnet'):.1f}x); with a BLAS "
-            f"thread per core {f['loaded_per_core_s']:.1f} s ({slowdown(f, 'per_core'):.1f}x)",
+            f"{f['loaded_fashionnet_s']:.1f} s ({slowdown(f, 'fashionnet'):.1f}x); on one "
+            f"thread with a BLAS thread per core {f['loaded_per_core_s']:.1f} s "
+            f"({slowdown(f, 'per_core'):.1f}x)",
             f"Keras: {f['loaded_keras_s']:.1f} s ({slowdown(f, 'keras'):.1f}x)",
         ),
         (
@@ -438,6 +522,12 @@ def readme_table(f: Figures) -> str:
             "Dask (2 worker processes) vs threads",
             "identical" if f["dask_identical"] else "DIFFERENT",
             "",
+        ),
+        (
+            "a newcomer's first `fashionnet run`: training + the rest; then warm",
+            f"{f['run_cold_train_s']:.1f} s + {f['run_cold_other_s']:.1f} s; warm "
+            f"{f['run_warm_s']:.1f} s",
+            f"a one-task Prefect flow started the same way: {f['run_trivial_flow_s']:.1f} s",
         ),
     ]
     return _table(("", "fashionnet", "peer, same run"), rows)

@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 
 from fashionnet.core.errors import FashionnetError
+from fashionnet.core.threads import Workers, run_in_order
+from fashionnet.model import optimizers
 from fashionnet.model.optimizers import OPTIMIZERS, SGD, Adam, Momentum, make_optimizer
 
 TARGET = np.array([1.0, -2.0, 3.0], dtype=np.float32)
@@ -50,6 +52,50 @@ def test_adam_first_step_moves_each_weight_by_about_lr():
     params = {"w": np.zeros(3, dtype=np.float32)}
     Adam(lr=0.01).update(params, {"w": np.array([0.1, -5.0, 200.0], dtype=np.float32)})
     np.testing.assert_allclose(params["w"], [-0.01, 0.01, -0.01], rtol=1e-4)
+
+
+def plain_adam_steps(w, grads, lr, beta1=0.9, beta2=0.999, eps=1e-8):
+    """Adam as the paper writes it (algorithm 1 with section 2's folded bias correction), in
+    float64, one step per gradient."""
+    w, m, v = w.astype(np.float64), np.zeros(w.shape), np.zeros(w.shape)
+    for step, grad in enumerate(grads, start=1):
+        m = beta1 * m + (1 - beta1) * grad
+        v = beta2 * v + (1 - beta2) * grad**2
+        lr_t = lr * np.sqrt(1 - beta2**step) / (1 - beta1**step)
+        w = w - lr_t * m / (np.sqrt(v) + eps)
+    return w
+
+
+def test_adam_in_place_equals_adam_written_plainly():
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal((300, 7)).astype(np.float32)
+    grads = [rng.standard_normal(w.shape).astype(np.float32) * scale for scale in (1, 1e-3, 10)]
+    grads += [np.zeros_like(w), rng.standard_normal(w.shape).astype(np.float32)]
+    optimizer, params = Adam(lr=0.01), {"w": w.copy()}
+    for grad in grads:
+        optimizer.update(params, {"w": grad})
+    np.testing.assert_allclose(params["w"], plain_adam_steps(w, grads, 0.01), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_updates_in_slices_on_threads_give_the_same_bits(name, monkeypatch):
+    rng = np.random.default_rng(2)
+    start = {"W": rng.standard_normal((50, 40)).astype(np.float32), "b": np.zeros(40, np.float32)}
+    grads = [{key: rng.standard_normal(a.shape).astype(np.float32) for key, a in start.items()}]
+    grads *= 3
+
+    def steps(run=run_in_order) -> dict:
+        optimizer, params = make_optimizer(name, 0.01), {k: a.copy() for k, a in start.items()}
+        for grad in grads:
+            optimizer.update(params, grad, run)
+        return params
+
+    whole = steps()
+    monkeypatch.setattr(optimizers, "JOB_ELEMENTS", 7 * 40)  # W in 8 slices of rows, b whole
+    with Workers(3) as workers:
+        sliced = steps(workers.run)
+    for key in start:
+        np.testing.assert_array_equal(sliced[key], whole[key])
 
 
 def test_adam_state_stays_float32():

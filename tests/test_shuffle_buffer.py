@@ -3,7 +3,12 @@
 import numpy as np
 import pytest
 
-from fashionnet.model.shuffle_buffer import ArrayRowGroups, buffers, shuffled_minibatches
+from fashionnet.model.shuffle_buffer import (
+    ArrayRowGroups,
+    HeldSplit,
+    buffers,
+    shuffled_minibatches,
+)
 
 
 class CountingRowGroups(ArrayRowGroups):
@@ -72,3 +77,13 @@ def test_buffers_cover_every_row_group_once_in_a_seeded_order():
     assert [len(groups) for groups in made] == [4, 4, 2]
     assert sorted(g for groups in made for g in groups) == list(range(10))
     assert all(groups == sorted(groups) for groups in made)
+
+
+def test_a_held_split_reads_as_the_split_does():
+    split = split_of(95, 10)
+    held = HeldSplit(split)
+    assert (held.row_group_rows, held.num_features) == (split.row_group_rows, split.num_features)
+    for groups in ([0], [9], [2, 3, 4], list(range(10)), [1, 5, 9], []):
+        for got, expected in zip(held.read(groups), split.read(groups), strict=True):
+            np.testing.assert_array_equal(got, expected)
+    assert np.shares_memory(held.read([2, 3])[0], held.x)  # consecutive groups: a view

@@ -67,3 +67,10 @@ def test_folded_parameters_predict_on_raw_inputs_what_the_trained_ones_do_on_sta
     )
     assert folded["W2"] is params["W2"] and folded["b2"] is params["b2"]
     assert all(folded[name].dtype == np.float32 for name in folded)
+
+
+def test_apply_into_an_array_gives_the_same_bits(pixels):
+    fitted = Standardization.fit(pixels)
+    out = np.empty_like(pixels)
+    assert fitted.apply(pixels, out=out) is out
+    np.testing.assert_array_equal(out, fitted.apply(pixels))

@@ -1,6 +1,7 @@
 """Training: it learns, it is reproducible to the bit, it streams through its shuffle buffer
 as in-memory training would, it stops when asked, and it refuses bad options clearly."""
 
+import dataclasses
 import json
 import logging
 import math
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 from fashionnet.core import interrupts
+from fashionnet.core import threads as threads_module
 from fashionnet.core.errors import FashionnetError
 from fashionnet.data.catalog import NUM_PIXELS, SPLITS
 from fashionnet.data.idx import read_split
@@ -27,7 +29,7 @@ from fashionnet.model.train import (
     train,
     write_learning_curve,
 )
-from fashionnet.model.two_layer_net import TwoLayerNet, backprop
+from fashionnet.model.two_layer_net import HIDDEN_BLOCK, TwoLayerNet, backprop
 from fashionnet.model.weights import load_params
 
 SMALL = TrainConfig(hidden_size=16, epochs=6, batch_size=32, learning_rate=0.01)
@@ -99,6 +101,49 @@ def test_same_seed_gives_identical_weights_and_curve(data, tmp_path):
     write_learning_curve(tmp_path / "a.csv", curve_table(first.curve))
     write_learning_curve(tmp_path / "b.csv", curve_table(second.curve))
     assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_the_weights_are_the_same_bits_on_any_number_of_threads(data, monkeypatch, threads):
+    """Three blocks of hidden units (the last partial) and a validation split: the weights and
+    the curve are the same to the bit whether one thread or three share the jobs, and twice."""
+    train_split, validation_split = data
+    config = SMALL.replace(hidden_size=2 * HIDDEN_BLOCK + 10, epochs=2)
+    reference = train(config, train_split, validation_split)
+    monkeypatch.setattr(threads_module, "training_threads", lambda cpus=None: threads)
+    for _ in range(2):
+        result = train(config, train_split, validation_split)
+        assert same_params(result.params, reference.params)
+        assert curve_table(result.curve).equals(curve_table(reference.curve))
+
+
+@dataclasses.dataclass(frozen=True)
+class CountingReads(ArrayRowGroups):
+    """Arrays as row groups that record every read."""
+
+    reads: list = dataclasses.field(default_factory=list)
+
+    def read(self, row_groups):
+        self.reads.append(list(row_groups))
+        return super().read(row_groups)
+
+
+def test_a_split_that_fits_the_buffer_is_read_once_for_every_epoch(arrays):
+    x_train, t_train, x_validation, t_validation = arrays
+    train_split = CountingReads.of(
+        x_train, t_train, ROWS_PER_GROUP
+    )  # 8 groups: the default buffer's
+    one_group = CountingReads.of(x_validation, t_validation, len(t_validation))
+    train(SMALL, train_split, one_group)  # 6 epochs
+    assert train_split.reads == [list(range(8))]  # the standardization is fitted on it too
+    assert one_group.reads == [[0]]
+
+
+def test_a_validation_split_of_several_row_groups_is_read_a_group_at_a_time(arrays):
+    x_train, t_train, x_validation, t_validation = arrays
+    two_groups = CountingReads.of(x_validation, t_validation, 100)
+    train(SMALL.replace(epochs=2), ArrayRowGroups.of(x_train, t_train), two_groups)
+    assert two_groups.reads == [[0], [1]] * 2
 
 
 def test_different_seeds_give_different_weights(data):

@@ -6,10 +6,19 @@ import numpy as np
 import pytest
 
 from fashionnet.core.errors import FashionnetError
+from fashionnet.core.threads import Workers, run_in_order
 from fashionnet.model.functions import softmax
 from fashionnet.model.source import obtain_model
 from fashionnet.model.train import TrainConfig
-from fashionnet.model.two_layer_net import PARAM_NAMES, TwoLayerNet, backprop, predict, scores
+from fashionnet.model.two_layer_net import (
+    HIDDEN_BLOCK,
+    PARAM_NAMES,
+    BlockedBackprop,
+    TwoLayerNet,
+    backprop,
+    predict,
+    scores,
+)
 from fashionnet.model.weights import load_params
 
 INPUT, HIDDEN, OUTPUT, BATCH = 6, 5, 3, 4
@@ -40,6 +49,55 @@ def test_backprop_matches_numerical_gradient(seed):
     for name in PARAM_NAMES:
         assert backprop[name].shape == net.params[name].shape
         assert relative_error(backprop[name], numerical[name]) < 1e-6, name
+
+
+def test_blocked_backprop_matches_numerical_gradient():
+    """Two blocks of hidden units, the second partial, in float64: the blocked formulation is
+    the same derivative."""
+    rng = np.random.default_rng(4)
+    net = TwoLayerNet(INPUT, HIDDEN_BLOCK + 3, OUTPUT, weight_init="he", seed=4, dtype=np.float64)
+    for name in ("b1", "b2"):
+        net.params[name] += 0.1 * rng.standard_normal(net.params[name].shape)
+    x, t = rng.standard_normal((BATCH, INPUT)), rng.integers(0, OUTPUT, BATCH)
+    output, grads = BlockedBackprop(net.params, BATCH, run_in_order)(x, t)
+    numerical = net.numerical_gradient(x, t)
+    np.testing.assert_allclose(output, scores(net.params, x), rtol=1e-12)
+    for name in PARAM_NAMES:
+        assert relative_error(grads[name], numerical[name]) < 1e-6, name
+
+
+@pytest.fixture(scope="module")
+def float32_batch():
+    """Float32 params with three blocks of hidden units (the last partial), nonzero biases, and
+    a batch of images."""
+    rng = np.random.default_rng(6)
+    params = TwoLayerNet(784, 2 * HIDDEN_BLOCK + 44, 10, weight_init="he", seed=6).params
+    params["b1"][:] = 0.1 * rng.standard_normal(params["b1"].shape)
+    params["b2"][:] = rng.standard_normal(10)
+    return params, rng.random((64, 784), dtype=np.float32), rng.integers(0, 10, 64)
+
+
+@pytest.mark.parametrize("rows", [64, 50])  # a full minibatch, and a short last one
+def test_blocked_backprop_equals_backprop_within_float32_rounding(float32_batch, rows):
+    params, x, t = float32_batch
+    expected_output, expected = backprop(params, x[:rows], t[:rows])
+    output, grads = BlockedBackprop(params, 64, run_in_order)(x[:rows], t[:rows])
+    np.testing.assert_allclose(output, expected_output, rtol=1e-5, atol=1e-5)
+    for name in PARAM_NAMES:
+        assert grads[name].dtype == np.float32
+        np.testing.assert_allclose(grads[name], expected[name], rtol=1e-4, atol=1e-6)
+
+
+def test_blocked_backprop_gives_the_same_bits_on_any_number_of_threads(float32_batch):
+    params, x, t = float32_batch
+    alone = BlockedBackprop(params, 64, run_in_order)(x, t)
+    alone = alone[0], {name: grad.copy() for name, grad in alone[1].items()}
+    for count in (2, 3):
+        with Workers(count) as workers:
+            output, grads = BlockedBackprop(params, 64, workers.run)(x, t)
+        np.testing.assert_array_equal(output, alone[0])
+        for name in PARAM_NAMES:
+            np.testing.assert_array_equal(grads[name], alone[1][name])
 
 
 def test_backprop_returns_the_scores_whose_softmax_is_predict():

@@ -3,29 +3,66 @@
 Each `update(params, grads)` changes the arrays in `params` in place. Their state
 (velocities, moments) is float32 like the parameters, and `lr` may be changed between
 updates, which is how learning-rate schedules drive them.
+
+The arithmetic is element-wise, so an update is cut into jobs, each a slice of rows of one
+array with the same slice of its gradient and state; `update(..., run=workers.run)` shares them
+among threads (`core.threads.Workers`). Every element goes through the same operations whoever
+computes it, so the result is bit for bit the same however the jobs run.
 """
 
 import math
+from functools import partial
 
 import numpy as np
 
 from fashionnet.core.errors import FashionnetError
+from fashionnet.core.threads import Run, run_in_order
 
 Arrays = dict[str, np.ndarray]
+# Elements of one job: large enough that NumPy's per-call cost is small beside the arithmetic,
+# small enough that a W1 of 784 x 1024 makes a dozen jobs to share.
+JOB_ELEMENTS = 1 << 16
 
 
-class SGD:
+class Optimizer:
+    """An update rule: `start_step` once per update, then `apply` to each slice of each array
+    with the same slice of its gradient and of each array of its `state`."""
+
+    lr: float
+
+    def state(self, name: str, grad: np.ndarray) -> tuple[np.ndarray, ...]:
+        """The optimizer's arrays for the parameter `name`, shaped like it (none by default)."""
+        return ()
+
+    def start_step(self) -> None:
+        """What an update computes once for every array (nothing by default)."""
+
+    def apply(self, param: np.ndarray, grad: np.ndarray, *state: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def update(self, params: Arrays, grads: Arrays, run: Run = run_in_order) -> None:
+        """One step of every parameter in `grads`, in place; `run` runs the jobs."""
+        self.start_step()
+        jobs = []
+        for name, grad in grads.items():
+            arrays = (params[name], grad, *self.state(name, grad))
+            rows = max(1, JOB_ELEMENTS // max(1, grad[:1].size))
+            for start in range(0, len(grad), rows):
+                jobs.append(partial(self.apply, *(array[start : start + rows] for array in arrays)))
+        run(jobs)
+
+
+class SGD(Optimizer):
     """Stochastic gradient descent: W <- W - lr * dW."""
 
     def __init__(self, lr: float = 0.01) -> None:
         self.lr = lr
 
-    def update(self, params: Arrays, grads: Arrays) -> None:
-        for name, grad in grads.items():
-            params[name] -= self.lr * grad
+    def apply(self, param: np.ndarray, grad: np.ndarray, *state: np.ndarray) -> None:
+        param -= self.lr * grad
 
 
-class Momentum:
+class Momentum(Optimizer):
     """SGD with a velocity that keeps rolling downhill: v <- momentum v - lr dW; W <- W + v."""
 
     def __init__(self, lr: float = 0.01, momentum: float = 0.9) -> None:
@@ -33,19 +70,26 @@ class Momentum:
         self.momentum = momentum
         self.velocity: Arrays = {}
 
-    def update(self, params: Arrays, grads: Arrays) -> None:
-        for name, grad in grads.items():
-            velocity = self.velocity.setdefault(name, np.zeros_like(params[name]))
-            velocity *= self.momentum
-            velocity -= self.lr * grad
-            params[name] += velocity
+    def state(self, name: str, grad: np.ndarray) -> tuple[np.ndarray, ...]:
+        if name not in self.velocity:
+            self.velocity[name] = np.zeros_like(grad)
+        return (self.velocity[name],)
+
+    def apply(self, param: np.ndarray, grad: np.ndarray, *state: np.ndarray) -> None:
+        (velocity,) = state
+        velocity *= self.momentum
+        velocity -= self.lr * grad
+        param += velocity
 
 
-class Adam:
+class Adam(Optimizer):
     """Adam (Kingma & Ba 2015): steps scaled by running averages of the gradient and its square.
 
     The bias correction of both averages is folded into the step size, as in the paper's
     section 2 and in Keras, so the update is lr_t * m / (sqrt(v) + eps).
+
+    The averages are kept as m / (1 - beta1) and v / (1 - beta2), with those constants folded
+    into the step size and epsilon: the same update in 10 passes over the arrays instead of 12.
     """
 
     def __init__(
@@ -56,36 +100,45 @@ class Adam:
         self.beta2 = beta2
         self.eps = eps
         self.steps = 0
-        self.m: Arrays = {}
-        self.v: Arrays = {}
+        self.m: Arrays = {}  # m / (1 - beta1)
+        self.v: Arrays = {}  # v / (1 - beta2)
         self.scratch: Arrays = {}
+        self._step_size = self._eps = 0.0
 
-    def update(self, params: Arrays, grads: Arrays) -> None:
+    def state(self, name: str, grad: np.ndarray) -> tuple[np.ndarray, ...]:
+        if name not in self.m:
+            self.m[name], self.v[name] = np.zeros_like(grad), np.zeros_like(grad)
+            self.scratch[name] = np.empty_like(grad)
+        return self.m[name], self.v[name], self.scratch[name]
+
+    def start_step(self) -> None:
         self.steps += 1
         # math, not numpy: a numpy float64 scalar would turn float32 arrays into float64.
         lr_t = self.lr * math.sqrt(1 - self.beta2**self.steps) / (1 - self.beta1**self.steps)
-        for name, grad in grads.items():
-            if name not in self.m:
-                self.m[name], self.v[name] = np.zeros_like(grad), np.zeros_like(grad)
-                self.scratch[name] = np.empty_like(grad)
-            m, v, scratch = self.m[name], self.v[name], self.scratch[name]
-            # In place through one scratch array: allocating temporaries the size of W1 on
-            # every step cost three times as much as the arithmetic.
-            m *= self.beta1
-            m += np.multiply(grad, 1 - self.beta1, out=scratch)
-            v *= self.beta2
-            np.multiply(grad, grad, out=scratch)
-            v += np.multiply(scratch, 1 - self.beta2, out=scratch)
-            np.sqrt(v, out=scratch)
-            scratch += self.eps
-            np.divide(m, scratch, out=scratch)
-            params[name] -= np.multiply(scratch, lr_t, out=scratch)
+        # lr_t m / (sqrt(v) + eps) with m and v as kept (m = (1 - beta1) kept_m, likewise v).
+        root = math.sqrt(1 - self.beta2)
+        self._step_size = lr_t * (1 - self.beta1) / root
+        self._eps = self.eps / root
+
+    def apply(self, param: np.ndarray, grad: np.ndarray, *state: np.ndarray) -> None:
+        m, v, scratch = state
+        # In place through one scratch array: allocating temporaries the size of W1 on
+        # every step cost three times as much as the arithmetic.
+        m *= self.beta1
+        m += grad
+        v *= self.beta2
+        v += np.multiply(grad, grad, out=scratch)
+        np.sqrt(v, out=scratch)
+        scratch += self._eps
+        np.divide(m, scratch, out=scratch)
+        scratch *= self._step_size
+        param -= scratch
 
 
 OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "adam": Adam}
 
 
-def make_optimizer(name: str, lr: float) -> SGD | Momentum | Adam:
+def make_optimizer(name: str, lr: float) -> Optimizer:
     """The optimizer called `name` (sgd, momentum or adam) with learning rate `lr`."""
     if name not in OPTIMIZERS:
         raise FashionnetError(f"unknown optimizer {name!r}: use one of {', '.join(OPTIMIZERS)}")

@@ -79,6 +79,34 @@ class ArrayRowGroups:
         return self.x[rows], self.labels[rows]
 
 
+class HeldSplit:
+    """A split read once, whole, and kept in memory, read by row groups like the split itself.
+
+    When the shuffle buffer holds every row group (the default for Fashion-MNIST), each epoch
+    reads the same rows: holding them saves reading and decoding the split again every epoch
+    (0.3 s of Parquet an epoch for Fashion-MNIST's training split), at no cost in memory, since
+    an epoch holds the whole buffer anyway. A read of consecutive row groups is a view, not a
+    copy: the shuffle buffer only gathers rows from it.
+    """
+
+    def __init__(self, split: RowGroups) -> None:
+        self.row_group_rows = split.row_group_rows
+        self.num_features = split.num_features
+        self.x, self.labels = split.read(range(len(self.row_group_rows)))
+        self._starts = np.concatenate([[0], np.cumsum(self.row_group_rows)])
+
+    def read(self, row_groups: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        groups = list(row_groups)
+        if groups and groups == list(range(groups[0], groups[-1] + 1)):
+            rows = slice(self._starts[groups[0]], self._starts[groups[-1] + 1])
+            return self.x[rows], self.labels[rows]
+        rows = np.concatenate(
+            [np.arange(self._starts[g], self._starts[g + 1]) for g in groups]
+            or [np.empty(0, np.int64)]
+        )
+        return self.x[rows], self.labels[rows]
+
+
 def buffers(
     num_row_groups: int, buffer_row_groups: int, rng: np.random.Generator
 ) -> list[list[int]]:

@@ -48,9 +48,9 @@ class Standardization:
         std = np.sqrt(np.maximum(total_square / n - mean**2, 0))
         return cls(mean.astype(np.float32), std.astype(np.float32) + SCALE_FLOOR)
 
-    def apply(self, x: np.ndarray) -> np.ndarray:
-        """(x - mean) / scale, as a new float32 array."""
-        standardized = x - self.mean
+    def apply(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """(x - mean) / scale, float32: a new array, or `out` (shaped like x) filled."""
+        standardized = np.subtract(x, self.mean, out=out)
         standardized /= self.scale
         return standardized
 

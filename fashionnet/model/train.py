@@ -6,8 +6,11 @@ the validation split, streamed the same way. It never reads the test split.
 
 Everything is seeded (weights from `seed`; the row-group order, the rows' shuffle and the
 augmentation each from their own stream of the same seed) and float32, so the same config and
-data give bit-identical weights on the same machine and BLAS setup (another BLAS kernel or
-thread count rounds differently).
+data give bit-identical weights with the same BLAS kernel (another kernel rounds differently).
+
+Each step's work is shared by one thread per core (`core.threads`), in jobs of a fixed size
+(`BlockedBackprop`'s blocks of hidden units, the optimizer's slices of each array), so the
+weights are the same whatever the load and however many cores there are.
 """
 
 import logging
@@ -15,6 +18,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Annotated, ClassVar
 
@@ -24,14 +28,20 @@ from pydantic import Field
 
 from fashionnet.core import atomic, interrupts
 from fashionnet.core.errors import FashionnetError
-from fashionnet.core.threads import blas_threads_for_training
+from fashionnet.core.threads import Run, run_in_order, training_workers
 from fashionnet.data.catalog import NUM_CLASSES
 from fashionnet.model.augment import AUGMENTS, random_shifts
 from fashionnet.model.functions import cross_entropy_error
 from fashionnet.model.optimizers import OPTIMIZERS, make_optimizer
-from fashionnet.model.shuffle_buffer import RowGroups, shuffled_minibatches
+from fashionnet.model.shuffle_buffer import HeldSplit, RowGroups, shuffled_minibatches
 from fashionnet.model.standardize import Standardization
-from fashionnet.model.two_layer_net import WEIGHT_INITS, Params, TwoLayerNet, backprop, scores
+from fashionnet.model.two_layer_net import (
+    WEIGHT_INITS,
+    BlockedBackprop,
+    Params,
+    TwoLayerNet,
+    scores,
+)
 from fashionnet.options import OneOf, Options
 from fashionnet.report.columns import CURVE_COLUMNS
 
@@ -43,6 +53,9 @@ LR_SCHEDULES = ("constant", "cosine", "step")
 SHUFFLE_STREAM = 1
 ROW_GROUP_ORDER_STREAM = 2
 AUGMENT_STREAM = 3
+# Validation images scored per job: a fixed size, so the accuracy does not depend on the
+# number of threads.
+ACCURACY_ROWS = 2_000
 
 
 class TrainConfig(Options):
@@ -141,7 +154,6 @@ def scheduled_learning_rate(config: TrainConfig, epoch: int) -> float:
     return config.learning_rate
 
 
-@blas_threads_for_training()  # a fixed count, so the weights do not depend on the load
 def train(
     config: TrainConfig,
     train_split: RowGroups,
@@ -157,6 +169,25 @@ def train(
     include the input standardization.
     """
     start = time.perf_counter()
+    # A split that fits in the shuffle buffer is read once and held, rather than read again
+    # every epoch: memory stays within the buffer (and one validation row group, as before).
+    if config.shuffle_buffer_row_groups >= len(train_split.row_group_rows):
+        train_split = HeldSplit(train_split)
+    if validation_split is not None and len(validation_split.row_group_rows) == 1:
+        validation_split = HeldSplit(validation_split)
+    with training_workers() as workers:
+        params, curve = _train(config, train_split, validation_split, on_epoch, workers.run)
+    return TrainResult(params=params, curve=curve, seconds=time.perf_counter() - start)
+
+
+def _train(
+    config: TrainConfig,
+    train_split: RowGroups,
+    validation_split: RowGroups | None,
+    on_epoch: Callable[[EpochRecord], None] | None,
+    run: Run,
+) -> tuple[Params, list[EpochRecord]]:
+    """`train`'s work, each step's jobs run by `run`: the parameters and the curve."""
     all_groups = range(len(train_split.row_group_rows))
     n = sum(train_split.row_group_rows)
     standardization = None
@@ -171,7 +202,9 @@ def train(
         seed=config.seed,
     )
     params = net.params
+    backprop = BlockedBackprop(params, config.batch_size, run)
     optimizer = make_optimizer(config.optimizer, config.learning_rate)
+    standardized = np.empty((config.batch_size, train_split.num_features), np.float32)
     group_rng = np.random.default_rng([config.seed, ROW_GROUP_ORDER_STREAM])
     shuffle_rng = np.random.default_rng([config.seed, SHUFFLE_STREAM])
     augment_rng = np.random.default_rng([config.seed, AUGMENT_STREAM])
@@ -188,22 +221,22 @@ def train(
             if config.augment == "shift":
                 x = random_shifts(x, augment_rng)
             if standardization is not None:
-                x = standardization.apply(x)
-            output, grads = backprop(params, x, t)
+                x = standardization.apply(x, out=standardized[: len(x)])
+            output, grads = backprop(x, t)
             loss_sum += cross_entropy_error(output, t) * len(t)
             correct += int(np.count_nonzero(output.argmax(axis=1) == t))
             if config.weight_decay:
                 # The L2 penalty (lambda / 2) * sum(W ** 2) adds lambda * W to each weight gradient.
                 grads["W1"] += config.weight_decay * params["W1"]
                 grads["W2"] += config.weight_decay * params["W2"]
-            optimizer.update(params, grads)
+            optimizer.update(params, grads, run)
         record = EpochRecord(
             epoch=epoch,
             loss=loss_sum / n,
             minibatch_accuracy=correct / n,
             validation_accuracy=None
             if validation_split is None
-            else streamed_accuracy(params, validation_split, standardization),
+            else streamed_accuracy(params, validation_split, standardization, run),
             learning_rate=optimizer.lr,
             seconds=time.perf_counter() - epoch_start,
         )
@@ -213,20 +246,34 @@ def train(
             on_epoch(record)
     if standardization is not None:
         params = standardization.fold(params)
-    return TrainResult(params=params, curve=curve, seconds=time.perf_counter() - start)
+    return params, curve
 
 
 def streamed_accuracy(
-    params: Params, split: RowGroups, standardization: Standardization | None
+    params: Params,
+    split: RowGroups,
+    standardization: Standardization | None,
+    run: Run = run_in_order,
 ) -> float:
-    """The accuracy of `params` on `split`, one row group at a time."""
-    correct = 0
-    for group in range(len(split.row_group_rows)):
-        x, t = split.read([group])
+    """The accuracy of `params` on `split`, one row group at a time, ACCURACY_ROWS images a
+    job (`run` runs the jobs)."""
+    correct: list[int] = []
+
+    def count_correct(x: np.ndarray, t: np.ndarray) -> None:
         if standardization is not None:
             x = standardization.apply(x)
-        correct += int(np.count_nonzero(scores(params, x).argmax(axis=1) == t))
-    return correct / sum(split.row_group_rows)
+        correct.append(int(np.count_nonzero(scores(params, x).argmax(axis=1) == t)))
+
+    for group in range(len(split.row_group_rows)):
+        x, t = split.read([group])
+        rows = range(0, len(t), ACCURACY_ROWS)
+        run(
+            [
+                partial(count_correct, x[i : i + ACCURACY_ROWS], t[i : i + ACCURACY_ROWS])
+                for i in rows
+            ]
+        )
+    return sum(correct) / sum(split.row_group_rows)
 
 
 def _log_epoch(record: EpochRecord, epochs: int) -> None:
