@@ -12,9 +12,9 @@ import pytest
 from fashionnet.core import interrupts
 from fashionnet.core import threads as threads_module
 from fashionnet.core.errors import FashionnetError
+from fashionnet.core.threads import run_in_order
 from fashionnet.data.catalog import NUM_PIXELS, SPLITS
 from fashionnet.data.idx import read_split
-from fashionnet.model.functions import cross_entropy_error
 from fashionnet.model.optimizers import OPTIMIZERS, make_optimizer
 from fashionnet.model.shuffle_buffer import ArrayRowGroups
 from fashionnet.model.standardize import Standardization
@@ -29,7 +29,7 @@ from fashionnet.model.train import (
     train,
     write_learning_curve,
 )
-from fashionnet.model.two_layer_net import HIDDEN_BLOCK, TwoLayerNet, backprop
+from fashionnet.model.two_layer_net import HIDDEN_BLOCK, BlockedBackprop, TwoLayerNet
 from fashionnet.model.weights import load_params
 
 SMALL = TrainConfig(hidden_size=16, epochs=6, batch_size=32, learning_rate=0.01)
@@ -321,10 +321,12 @@ def test_default_and_book_configs_are_valid_and_distinct():
 
 def in_memory_reference(config: TrainConfig, x: np.ndarray, labels: np.ndarray) -> dict:
     """What training did when it held the whole split: standardize all of it, then each epoch
-    one permutation of every row, cut into minibatches."""
+    one permutation of every row, cut into minibatches (each step as training computes it:
+    `BlockedBackprop`, which tests/test_two_layer_net.py checks against `backprop`)."""
     standardization = Standardization.fit(x)
     x = standardization.apply(x)
     net = TwoLayerNet(x.shape[1], config.hidden_size, 10, weight_init="he", seed=config.seed)
+    backprop = BlockedBackprop(net.params, config.batch_size, run_in_order)
     optimizer = make_optimizer(config.optimizer, config.learning_rate)
     shuffle_rng = np.random.default_rng([config.seed, SHUFFLE_STREAM])
     for epoch in range(1, config.epochs + 1):
@@ -332,8 +334,7 @@ def in_memory_reference(config: TrainConfig, x: np.ndarray, labels: np.ndarray) 
         order = shuffle_rng.permutation(len(x))
         for first in range(0, len(x), config.batch_size):
             batch = order[first : first + config.batch_size]
-            output, grads = backprop(net.params, x[batch], labels[batch])
-            cross_entropy_error(output, labels[batch])
+            _, grads = backprop(x[batch], labels[batch])
             optimizer.update(net.params, grads)
     return standardization.fold(net.params)
 

@@ -16,7 +16,7 @@ weights are the same whatever the load and however many cores there are.
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -28,7 +28,7 @@ from pydantic import Field
 
 from fashionnet.core import atomic, interrupts
 from fashionnet.core.errors import FashionnetError
-from fashionnet.core.threads import Run, run_in_order, training_workers
+from fashionnet.core.threads import Job, Run, run_in_order, training_workers
 from fashionnet.data.catalog import NUM_CLASSES
 from fashionnet.model.augment import AUGMENTS, random_shifts
 from fashionnet.model.functions import cross_entropy_error
@@ -55,7 +55,7 @@ ROW_GROUP_ORDER_STREAM = 2
 AUGMENT_STREAM = 3
 # Validation images scored per job: a fixed size, so the accuracy does not depend on the
 # number of threads.
-ACCURACY_ROWS = 2_000
+ACCURACY_ROWS = 1_000
 
 
 class TrainConfig(Options):
@@ -212,28 +212,39 @@ def _train(
     for epoch in range(1, config.epochs + 1):
         epoch_start = time.perf_counter()
         optimizer.lr = scheduled_learning_rate(config, epoch)
-        loss_sum, correct = 0.0, 0
-        minibatches = shuffled_minibatches(
-            train_split, config.shuffle_buffer_row_groups, config.batch_size, group_rng, shuffle_rng
+        tally = _Tally()
+        minibatches = _prepared(
+            shuffled_minibatches(
+                train_split,
+                config.shuffle_buffer_row_groups,
+                config.batch_size,
+                group_rng,
+                shuffle_rng,
+            ),
+            config.augment,
+            augment_rng,
+            standardization,
+            standardized,
         )
-        for x, t in minibatches:
+        batch = next(minibatches, None)
+        while batch is not None:
             interrupts.check()  # a stop request ends training within one step
-            if config.augment == "shift":
-                x = random_shifts(x, augment_rng)
-            if standardization is not None:
-                x = standardization.apply(x, out=standardized[: len(x)])
+            x, t = batch
             output, grads = backprop(x, t)
-            loss_sum += cross_entropy_error(output, t) * len(t)
-            correct += int(np.count_nonzero(output.argmax(axis=1) == t))
             if config.weight_decay:
                 # The L2 penalty (lambda / 2) * sum(W ** 2) adds lambda * W to each weight gradient.
                 grads["W1"] += config.weight_decay * params["W1"]
                 grads["W2"] += config.weight_decay * params["W2"]
-            optimizer.update(params, grads, run)
+            # Beside the update, as jobs of their own: this step's loss and accuracy, and the next
+            # minibatch (its buffer is free once the gradients are computed).
+            following: list[tuple[np.ndarray, np.ndarray] | None] = []
+            beside = [partial(tally.add, output, t), partial(_take_next, minibatches, following)]
+            optimizer.update(params, grads, partial(_run_beside, run, beside))
+            batch = following[0]
         record = EpochRecord(
             epoch=epoch,
-            loss=loss_sum / n,
-            minibatch_accuracy=correct / n,
+            loss=tally.loss_sum / n,
+            minibatch_accuracy=tally.correct / n,
             validation_accuracy=None
             if validation_split is None
             else streamed_accuracy(params, validation_split, standardization, run),
@@ -247,6 +258,43 @@ def _train(
     if standardization is not None:
         params = standardization.fold(params)
     return params, curve
+
+
+@dataclass
+class _Tally:
+    """An epoch's loss (summed over its rows) and its correct answers, minibatch by minibatch."""
+
+    loss_sum: float = 0.0
+    correct: int = 0
+
+    def add(self, output: np.ndarray, t: np.ndarray) -> None:
+        self.loss_sum += cross_entropy_error(output, t) * len(t)
+        self.correct += int(np.count_nonzero(output.argmax(axis=1) == t))
+
+
+def _prepared(
+    minibatches: Iterator[tuple[np.ndarray, np.ndarray]],
+    augment: str,
+    augment_rng: np.random.Generator,
+    standardization: Standardization | None,
+    standardized: np.ndarray,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The minibatches augmented and standardized, the pixels in `standardized` (valid until
+    the next minibatch is taken)."""
+    for x, t in minibatches:
+        if augment == "shift":
+            x = random_shifts(x, augment_rng)
+        if standardization is not None:
+            x = standardization.apply(x, out=standardized[: len(x)])
+        yield x, t
+
+
+def _take_next(minibatches: Iterator, into: list) -> None:
+    into.append(next(minibatches, None))
+
+
+def _run_beside(run: Run, beside: list[Job], jobs: Sequence[Job]) -> None:
+    run([*beside, *jobs])  # the longer jobs first: the short slices of the update fill in
 
 
 def streamed_accuracy(
