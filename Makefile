@@ -27,9 +27,11 @@ run: setup  ## run the pipeline with its defaults (options: make run ARGS="--epo
 # Two pytest-xdist workers, each taking whole groups of tests (tests/conftest.py says which): while
 # one waits on a Prefect server, the other works. ARGS="-n 0" runs the tests in one process.
 XDIST := -n 2 --dist loadscope --no-loadscope-reorder
+# The slowest tests are listed at the end, so where the suite's time goes stays in sight.
+SLOWEST := --durations=15
 
 test: setup  ## run the test suite (real-data tests use ../shared/fashion-mnist when present)
-	$(BIN)/pytest $(XDIST) $(ARGS)
+	$(BIN)/pytest $(XDIST) $(SLOWEST) $(ARGS)
 
 test-fast: setup  ## the tests without Prefect, servers, a browser or real data (under a minute)
 	$(BIN)/pytest $(XDIST) -m "not prefect and not server and not realdata and not browser" $(ARGS)
@@ -74,7 +76,7 @@ server: setup  ## start a Prefect server and its UI on 127.0.0.1 (PREFECT_PORT, 
 	@echo "Then, in other terminals: make deploy, make worker (or make serve). Stop: Ctrl-C."
 	$(WITH_SETTINGS) $(BIN)/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT)
 
-deploy: setup  ## deploy prefect.yaml (daily at 03:00 UTC), keeping pauses and alerts; FASHIONNET_ALERT_WEBHOOK=<url>, ALERTS=off (docs/OPERATIONS.md)
+deploy: setup  ## deploy prefect.yaml (daily at 03:00 UTC; the inbox every 5 minutes), keeping pauses and alerts; FASHIONNET_ALERT_WEBHOOK=<url>, ALERTS=off (docs/OPERATIONS.md)
 	@$(require_server)
 	$(if $(ALERTS),FASHIONNET_ALERTS=$(ALERTS) )$(BIN)/python -m fashionnet_flows.deploy
 	@echo "Deployed: $(SERVER_URL)/deployments. Runs need a worker: make worker."

@@ -160,7 +160,9 @@ class RunOptions(Options):
         0, ge=0, description="Seed that chooses the held-out validation images."
     )
     chunk_size: int = Field(
-        10_000, gt=0, description="Rows per prediction task (whole row groups)."
+        10_000,
+        gt=0,
+        description="Rows per task of the validate and predict stages (whole row groups).",
     )
     model_source: ModelSource = Field(
         "train",

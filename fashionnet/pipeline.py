@@ -22,7 +22,7 @@ from fashionnet import champion, predict
 from fashionnet.core import atomic, threads
 from fashionnet.core.errors import machine_errors_named
 from fashionnet.core.layout import Layout
-from fashionnet.core.paths import resolve_output, writable_folder
+from fashionnet.core.paths import A_FOLDER, clear_way, resolve_output, writable_folder
 from fashionnet.core.runlock import run_lock
 from fashionnet.data import validate
 from fashionnet.data.fetch import find_raw_files
@@ -272,7 +272,11 @@ def run_pipeline(
     run_id = publish.new_run_id()
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     timer = timer or StageTimer()
+    with machine_errors_named(layout.root):
+        clear_way(layout.data_dir, A_FOLDER)  # the run lock's folder, before the lock
     with machine_errors_named(layout.root), run_lock(layout.lock_file, options.lock_timeout):
+        for folder in layout.owned_folders:
+            clear_way(folder, A_FOLDER)
         for folder in (layout.data_dir, layout.models_dir, layout.reports_dir):
             for stale in atomic.sweep_stale_temps(folder):
                 log.info("removed %s, left by an interrupted run", stale)

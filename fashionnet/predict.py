@@ -7,9 +7,10 @@
    sums simply add up, so chunks combine in any order;
 3. `save_predictions`: each planned split's predictions file, with its provenance.
 
-Memory follows the chunk size, not the data size: a chunk reads only its own row groups. A chunk
-is refused, before anything is written, when the machine lacks the memory for it or the weights
-give probabilities that are not finite.
+Memory follows the chunk size, not the data size: a chunk reads only its own row groups. The
+plan is refused when the machine lacks the memory for the chunks that run at once
+(`check_memory`), and a chunk, before anything is written, when the weights give probabilities
+that are not finite.
 """
 
 import logging
@@ -26,12 +27,13 @@ import pyarrow.parquet as pq
 from fashionnet.core import atomic, formats, integrity, interrupts
 from fashionnet.core.errors import FashionnetError
 from fashionnet.core.layout import Layout
+from fashionnet.core.threads import CONCURRENT_CHUNKS
 from fashionnet.data.catalog import NUM_PIXELS
 from fashionnet.data.parquet import SplitFile, plan_chunks, read_row_groups
 from fashionnet.model.functions import log_softmax, softmax
 from fashionnet.model.source import Model
 from fashionnet.model.two_layer_net import scores
-from fashionnet.model.weights import load_params, refusal
+from fashionnet.model.weights import load_params, megabytes, read_layout, refusal
 from fashionnet.options import cli_flag
 from fashionnet.report.metrics import Tally
 
@@ -143,35 +145,42 @@ def chunk_bytes(rows: int, hidden: int) -> int:
     return rows * (NUM_PIXELS + 2 * hidden) * 4
 
 
-def _megabytes(size: int) -> str:
-    return f"{size / 1e6:,.1f} MB"
-
-
-def check_memory(weights_path: Path, rows: int, hidden: int) -> None:
-    """Refuse a chunk larger than the memory this machine has free, before allocating it: an
-    allocation NumPy cannot make is a traceback, and one Linux grants but cannot back is a
-    process killed without a word."""
-    need, available = chunk_bytes(rows, hidden), psutil.virtual_memory().available
+def check_memory(weights_path: Path, rows: int) -> None:
+    """Refuse chunks of `rows` rows when CONCURRENT_CHUNKS of them, each with the copy of the
+    weights its job reads, do not fit in the memory this machine has free, before any chunk
+    starts (the plan is made on the machine that predicts with threads or a local Dask
+    cluster): an allocation NumPy cannot make is a traceback, and one Linux grants but cannot
+    back is a process killed without a word. The chunk size it suggests fits with as many
+    chunks at once, however many chunks it makes. Sizes come from the weights' headers."""
+    weights = read_layout(weights_path)
+    per_chunk = weights.load_bytes + chunk_bytes(rows, weights.hidden)
+    need, available = CONCURRENT_CHUNKS * per_chunk, psutil.virtual_memory().available
     if need <= available:
         return
-    fitting = max(1, available // chunk_bytes(1, hidden))
+    at_once = f"{CONCURRENT_CHUNKS} at once (one per CPU)"
+    room_for_rows = available // CONCURRENT_CHUNKS - weights.load_bytes
+    fitting = room_for_rows // chunk_bytes(1, weights.hidden)
+    if fitting < 1:
+        raise refusal(
+            weights_path,
+            f"needs about {megabytes(CONCURRENT_CHUNKS * weights.load_bytes)} of memory to be "
+            f"read by the prediction chunks, {at_once}, but {megabytes(available)} is available",
+        )
     raise FashionnetError(
-        f"predicting {rows} rows at a time with the {hidden} hidden units of {weights_path} needs "
-        f"about {_megabytes(need)} of memory, but {_megabytes(available)} is available: use "
-        f"{cli_flag('chunk_size')} {fitting} or less (and {cli_flag('row_group_size')} no "
-        "larger, as a chunk holds at least one row group)"
+        f"predicting chunks of {rows} rows, {at_once}, with the {weights.hidden} hidden units of "
+        f"{weights_path} needs about {megabytes(need)} of memory, but {megabytes(available)} "
+        f"is available: use {cli_flag('chunk_size')} {fitting} or less (and "
+        f"{cli_flag('row_group_size')} no larger, as a chunk holds at least one row group)"
     )
 
 
 def predict_chunk_job(job: ChunkJob) -> ChunkPrediction:
-    """Step 2: `predict_chunk` with the weights read from their file. Refused in one line, on
-    the machine that would predict it: a chunk its memory cannot hold, and weights whose
-    probabilities are not finite (finite weights can still overflow float32 in the products).
-    A chunk that starts after a stop was asked for (`interrupts`) raises instead: chunks still
-    waiting for a thread never start."""
+    """Step 2: `predict_chunk` with the weights read from their file. Refused in one line:
+    weights whose probabilities are not finite (finite weights can still overflow float32 in
+    the products). A chunk that starts after a stop was asked for (`interrupts`) raises
+    instead: chunks still waiting for a thread never start."""
     interrupts.check()
     params = load_params(job.weights_path)
-    check_memory(job.weights_path, job.rows, params["b1"].size)
     with np.errstate(over="ignore", invalid="ignore"):  # overflow ends in NaN: refused below
         prediction = predict_chunk(params, job.parquet_path, job.row_groups, job.temperature)
     finite = all(
@@ -242,6 +251,8 @@ def plan_predictions(
             )
             for groups in chunks
         ]
+    if jobs:
+        check_memory(model.weights_path, max(job.rows for job in jobs))
     return PredictionPlan(tuple(splits), jobs, pending, current)
 
 

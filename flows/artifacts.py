@@ -1,9 +1,10 @@
 """Prefect artifacts of a run: what the UI's Artifacts page shows, versioned across runs.
 
-Three keys; every run adds a new version under each, so the page shows the latest run and
-keeps the earlier ones:
+Three keys for the pipeline, and one for the inbox flow; every run adds a new version under
+each, so the page shows the latest run and keeps the earlier ones:
 
 - `fashionnet-prediction-progress`: share of the prediction chunks done, updated as they finish;
+- `fashionnet-scoring-progress`: share of an inbox batch's images scored (flows/inbox.py);
 - `fashionnet-per-class-accuracy`: the per-class table of the run's report.md;
 - `fashionnet-report`: the run's report.md, headed by where its files are.
 
@@ -36,6 +37,7 @@ from fashionnet.report.markdown import (
 from fashionnet.report.run_report import EVALUATION_SPLIT, RunReport
 
 PROGRESS_KEY = "fashionnet-prediction-progress"
+SCORING_PROGRESS_KEY = "fashionnet-scoring-progress"
 PER_CLASS_KEY = "fashionnet-per-class-accuracy"
 REPORT_KEY = "fashionnet-report"
 # The figures the summary shows; the others are named by path. Narrowed to the width of the
@@ -45,22 +47,24 @@ SUMMARY_FIGURE_WIDTH = 720
 
 
 class ChunkProgress:
-    """The progress artifact of one run's prediction chunks, created at 0%."""
+    """A progress artifact of one run, created at 0%: by default its prediction chunks."""
 
-    def __init__(self) -> None:
-        self.artifact_id = create_progress_artifact(
-            0.0, key=PROGRESS_KEY, description="prediction chunks: planning"
-        )
-        self.updated = False
+    def __init__(
+        self,
+        key: str = PROGRESS_KEY,
+        what: str = "prediction chunks",
+        when_none: str = "none needed, predictions up to date",
+    ) -> None:
+        self.what, self.when_none = what, when_none
+        self.artifact_id = create_progress_artifact(0.0, key=key, description=f"{what}: planning")
 
     def update(self, done: int, total: int) -> None:
-        """`done` of `total` chunks finished; no chunk at all means the predictions were current."""
+        """`done` of `total` finished; none at all is said as `when_none`."""
         if total:
-            percent, text = 100.0 * done / total, f"prediction chunks: {done} of {total} done"
+            percent, text = 100.0 * done / total, f"{self.what}: {done:,} of {total:,} done"
         else:
-            percent, text = 100.0, "prediction chunks: none needed, predictions up to date"
+            percent, text = 100.0, f"{self.what}: {self.when_none}"
         update_progress_artifact(self.artifact_id, percent, description=text)
-        self.updated = True
 
 
 def per_class_table(report: RunReport) -> list[dict[str, str]]:

@@ -11,7 +11,8 @@
   (`Failed`, `TimedOut`) or a CRASHED-type one; a run of it still not started when Prefect marks
   it `Late`; the work pool left without a live worker; the event REGRESSION_EVENT the flow emits
   when a run's test accuracy drops, and DRIFT_EVENT when a split drifted from the training
-  split; and, only when asked for, a run stopped on request (`Cancelled`, STOP_ALERT).
+  split or a batch the inbox flow scored drifted from the training data; and, only when asked
+  for, a run stopped on request (`Cancelled`, STOP_ALERT).
 - SUCCESS_PING, when a ping URL was given: each completed deployment run calls it (through the
   block PING_BLOCK), for a dead-man's switch that raises the alarm when the pings stop.
 
@@ -28,7 +29,8 @@ from prefect.client.schemas.objects import StateType
 from prefect.events.actions import CallWebhook, ChangeFlowRunState
 from prefect.events.schemas.automations import EventTrigger, Posture
 
-# Emitted by the flow; its resource is `fashionnet.run.<run folder name>`.
+# Emitted by the flows; the resource is `fashionnet.run.<run folder name>`, or for a batch the
+# inbox flow scored, `fashionnet.batch.<batch id>`.
 from fashionnet_flows.pipeline import DRIFT_EVENT, REGRESSION_EVENT
 
 # Flow runs emit a heartbeat every PREFECT_FLOWS_HEARTBEAT_FREQUENCY seconds (prefect.yaml sets
@@ -237,10 +239,11 @@ def pool_alert(block_id: UUID, pools: list[str]) -> Automation:
 
 
 def run_event(event: str) -> EventTrigger:
-    """Each `event` the flow emits about one of its runs (resource `fashionnet.run.<id>`)."""
+    """Each `event` a flow emits about one of its runs or scored batches (resource
+    `fashionnet.run.<id>` or `fashionnet.batch.<id>`)."""
     return EventTrigger(
         expect={event},
-        match={"prefect.resource.id": "fashionnet.run.*"},
+        match={"prefect.resource.id": ["fashionnet.run.*", "fashionnet.batch.*"]},
         posture=Posture.Reactive,
         threshold=1,
         within=timedelta(0),
@@ -259,7 +262,8 @@ def regression_alert(block_id: UUID) -> Automation:
 def drift_alert(block_id: UUID) -> Automation:
     return Automation(
         name=DRIFT_ALERT,
-        description="POST the drifted splits and statistics when a run's data drifted.",
+        description="POST the drifted splits and statistics when a run's data, or a scored "
+        "batch, drifted.",
         trigger=run_event(DRIFT_EVENT),
         actions=webhook_call(block_id, DRIFT_PAYLOAD),
     )

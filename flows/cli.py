@@ -3,7 +3,7 @@
 fashionnet run [OPTIONS]      run the Prefect flow (see `fashionnet run --help`)
 fashionnet report [RUN]       a run's figures in the terminal (latest by default)
 fashionnet runs               past runs from reports/history.csv
-fashionnet prune --keep N     delete the run folders beyond the N newest
+fashionnet prune --keep N     delete the run folders beyond the N last published
 fashionnet card [SPLIT]       a split's data card (all splits by default)
 fashionnet schema infer OUT   write a data schema inferred from a training split
 fashionnet score INPUT...     score new images with the champion model (fashionnet_flows.score)
@@ -38,13 +38,19 @@ from fashionnet.core import interrupts
 from fashionnet.core.errors import FashionnetError
 from fashionnet.core.layout import Layout
 from fashionnet.core.paths import resolve_output, writable_folder
-from fashionnet.core.settings import SERVER_STARTUP_VARIABLE, apply_environment_defaults
+from fashionnet.core.settings import (
+    API_URL_VARIABLE,
+    EXAMPLE_API_URL,
+    SERVER_STARTUP_VARIABLE,
+    apply_environment_defaults,
+    check_environment,
+    environment_error,
+    flow_timed_out,
+)
 from fashionnet.model.train import TrainConfig
 from fashionnet.options import RunOptions, choices, cli_flag
 from fashionnet_flows.score import score
 from fashionnet_flows.temporary_server import ServerDidNotStart, TemporaryServer
-
-API_URL_VARIABLE = "PREFECT_API_URL"
 
 
 def fail(message: str) -> None:
@@ -118,7 +124,8 @@ def prefect_api() -> Iterator[Callable[[], None]]:
     """
     from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS
 
-    if PREFECT_API_URL.value():
+    if api_url := PREFECT_API_URL.value():
+        check_server_answers(api_url)
         with forcible():
             yield lambda: None
         return
@@ -134,7 +141,7 @@ def prefect_api() -> Iterator[Callable[[], None]]:
             raise FashionnetError(
                 f"the temporary Prefect server did not start within {startup} s ({error}): "
                 f"on a busy machine raise {SERVER_STARTUP_VARIABLE}, or start a server "
-                "with `make server` and set PREFECT_API_URL=http://127.0.0.1:4200/api"
+                f"with `make server` and set {API_URL_VARIABLE}={EXAMPLE_API_URL}"
             ) from None
 
     with forcible(), TemporaryServer() as server, api_url_everywhere(server.api_url):
@@ -152,6 +159,27 @@ def prefect_api() -> Iterator[Callable[[], None]]:
             APILogWorker.drain_all(timeout=5)
             EventsWorker.drain_all(timeout=5)
             logger.info(f"Stopping temporary server on {server.address}")
+
+
+def check_server_answers(api_url: str) -> None:
+    """Ask the Prefect server at PREFECT_API_URL whether it is there (its health check), so that
+    a server that is down or an address that is wrong is one line before the run, not a
+    traceback in it."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        error = client.api_healthcheck()
+    if error is None:
+        return
+    response = getattr(error, "response", None)
+    problem = f"HTTP {response.status_code}" if response is not None else str(error) or repr(error)
+    raise environment_error(
+        API_URL_VARIABLE,
+        api_url,
+        f"no Prefect server answers there ({problem})",
+        f"start it (`make server` serves {EXAMPLE_API_URL}), or unset it to run with a temporary "
+        "server",
+    )
 
 
 @contextlib.contextmanager
@@ -224,13 +252,19 @@ def start_pipeline(options: RunOptions, train: TrainConfig) -> dict[str, Any]:
     # Checked before Prefect is imported: it makes its home in the project folder at import.
     writable_folder(project_dir, option="--project-dir")
     apply_environment_defaults(project_dir)
+    check_environment()  # before Prefect reads it
     # The flow resolves project_dir against the same working directory: passed as given, it is
     # an override in the run's manifest only when the user gave one.
     with prefect_api() as ready:
+        from prefect.flow_engine import FlowRunTimeoutError
+
         from fashionnet_flows.pipeline import fashionnet_pipeline  # while the server starts
 
         ready()
-        return fashionnet_pipeline(options=options, train=train)
+        try:
+            return fashionnet_pipeline(options=options, train=train)
+        except FlowRunTimeoutError:
+            raise flow_timed_out() from None
 
 
 def run_command() -> Any:
@@ -308,11 +342,12 @@ def runs(
 
 
 def prune(
-    keep: Annotated[int, typer.Option(help="How many of the newest run folders to keep.")],
+    keep: Annotated[int, typer.Option(help="How many of the last published run folders to keep.")],
     project_dir: Annotated[Path, typer.Option(help="Folder holding reports/.")] = Path("."),
 ) -> None:
-    """Delete the oldest run folders under reports/runs/, keeping the KEEP newest and always
-    the one reports/latest points at. reports/history.csv keeps every run's rows (and index.html
+    """Delete the run folders under reports/runs/ published first, keeping the KEEP last
+    published (in reports/history.csv's order, whatever the run ids' clocks say) and always the
+    one reports/latest points at. reports/history.csv keeps every run's rows (and index.html
     lists them; a pruned run's id is no longer a link). Waits for a run in progress (the run
     lock)."""
     from fashionnet.report.publish import prune_runs
@@ -324,7 +359,7 @@ def prune(
         fail(str(exc))
     for path in removed:
         typer.echo(f"removed {path}")
-    typer.echo(f"removed {len(removed)} run folders; kept the {keep} newest")
+    typer.echo(f"removed {len(removed)} run folders; kept the {keep} last published")
 
 
 def card(

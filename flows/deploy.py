@@ -2,16 +2,19 @@
 the automations that watch the runs (flows/automations.py).
 
     PREFECT_API_URL=http://127.0.0.1:4200/api \
-        .venv/bin/python -m fashionnet_flows.deploy [prefect deploy args]
+        .venv/bin/python -m fashionnet_flows.deploy [--params NAME=JSON]... [prefect deploy args]
 
 1. creates the process work pool of prefect.yaml if missing;
 2. notes, for each deployment of prefect.yaml already on the server, whether it and each of its
    schedules are paused: `prefect deploy` makes every schedule what prefect.yaml says (active),
    so a schedule paused in the UI or with `prefect deployment schedule pause` would silently
    start again;
-3. runs `prefect deploy --all` (extra arguments, e.g. `--params '{...}'`, are passed on);
+3. runs `prefect deploy --name NAME` for each deployment of prefect.yaml (the pipeline's
+   `daily`, the inbox's `inbox`), each with its own parameters: prefect.yaml's, with the fields
+   of `--params NAME=JSON` replacing them (one `prefect deploy --all` would ignore every option
+   given to it, the version too); other arguments are passed on to each;
 4. pauses again what was paused (a deployment new to the server keeps prefect.yaml's state);
-   The deployment's version is the git commit of this checkout (`-dirty` with local changes);
+   each deployment's version is the git commit of this checkout (`-dirty` with local changes);
 5. saves the zombie-run automation and the alerts (flows/automations.py), then says which
    alerts are active. Alerts stay on the server from one deploy to the next until removed on
    purpose: FASHIONNET_ALERT_WEBHOOK=<url> sets where they are POSTed (and switches them on),
@@ -21,10 +24,12 @@ the automations that watch the runs (flows/automations.py).
 Every step is idempotent: deploying twice leaves one of each.
 """
 
+import argparse
+import json
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,8 +56,38 @@ def read_spec(prefect_yaml: Path = PREFECT_YAML) -> dict[str, Any]:
     return yaml.safe_load(Path(prefect_yaml).read_text(encoding="utf-8")) or {}
 
 
-def deployment_names(spec: dict[str, Any], flow_name: str) -> list[str]:
-    return [f"{flow_name}/{deployment['name']}" for deployment in spec.get("deployments") or []]
+def deployment_names(spec: dict[str, Any]) -> dict[str, str]:
+    """Each deployment's name in prefect.yaml -> its full name on the server, `<flow>/<name>`
+    (the flow's name is its entrypoint's)."""
+    from prefect.flows import load_flow_from_entrypoint
+
+    return {
+        deployment["name"]: (
+            f"{load_flow_from_entrypoint(deployment['entrypoint']).name}/{deployment['name']}"
+        )
+        for deployment in spec.get("deployments") or []
+    }
+
+
+def parameters_by_deployment(given: Sequence[str], names: Sequence[str]) -> dict[str, str]:
+    """`--params NAME=JSON` arguments as {NAME: JSON}, each checked: a deployment of
+    prefect.yaml, and a JSON object."""
+    chosen = {}
+    for argument in given:
+        name, _, text = argument.partition("=")
+        if name not in names:
+            raise FashionnetError(
+                f"--params {argument[:60]}: prefect.yaml has no deployment {name!r}; name one "
+                f"of {', '.join(names)}, as --params NAME='{{\"field\": value}}'"
+            )
+        try:
+            parameters = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise FashionnetError(f"--params {name}=...: not JSON ({error})") from None
+        if not isinstance(parameters, dict):
+            raise FashionnetError(f"--params {name}=...: give a JSON object of parameters")
+        chosen[name] = json.dumps(parameters)
+    return chosen
 
 
 def work_pools(spec: dict[str, Any]) -> set[str]:
@@ -239,40 +274,47 @@ def save_automations(request: AlertRequest, pools: list[str]) -> list[str]:
     return lines
 
 
-def deploy(extra_args: Sequence[str]) -> None:
+def deploy(extra_args: Sequence[str], given_parameters: Sequence[str] = ()) -> None:
     request = alert_request(dict(os.environ))  # a mistake stops the deploy before any change
+    spec = read_spec()
+    names = deployment_names(spec)
+    parameters: Mapping[str, str] = parameters_by_deployment(given_parameters, list(names))
 
     from prefect.client.orchestration import get_client
     from prefect.settings import get_current_settings
 
-    from fashionnet_flows.pipeline import code_version, fashionnet_pipeline
+    from fashionnet_flows.pipeline import code_version
 
     if not get_current_settings().api.url:
         raise FashionnetError(
             "no Prefect server configured; start one with `make server` and use `make deploy` "
             "(or set PREFECT_API_URL=http://127.0.0.1:4200/api)"
         )
-    spec = read_spec()
-    names = deployment_names(spec, fashionnet_pipeline.name)
     ensure_work_pools(spec)
     with get_client(sync_client=True) as client:
-        saved = read_pauses(client, names)
+        saved = read_pauses(client, list(names.values()))
     version = code_version()
     versioned = ["--version", version] if version else []
-    done = prefect(
-        "--no-prompt",
-        "deploy",
-        "--all",
-        "--prefect-file",
-        str(PREFECT_YAML),
-        *versioned,
-        *extra_args,
-    )
-    if done.returncode:
-        # Whatever it changed before failing, the pauses come back.
-        with get_client(sync_client=True) as client:
-            restore_pauses(client, saved)
-        raise FashionnetError(f"prefect deploy failed on {PREFECT_YAML} (its output is above)")
+    for name in names:
+        given = ["--params", parameters[name]] if name in parameters else []
+        done = prefect(
+            "--no-prompt",
+            "deploy",
+            "--name",
+            name,
+            "--prefect-file",
+            str(PREFECT_YAML),
+            *versioned,
+            *given,
+            *extra_args,
+        )
+        if done.returncode:
+            # Whatever it changed before failing, the pauses come back.
+            with get_client(sync_client=True) as client:
+                restore_pauses(client, saved)
+            raise FashionnetError(
+                f"prefect deploy of {name!r} failed on {PREFECT_YAML} (its output is above)"
+            )
     with get_client(sync_client=True) as client:
         lines = restore_pauses(client, saved)
     lines.append(f"Deployed code version {version or 'unknown (not a git checkout)'}.")
@@ -283,8 +325,11 @@ def deploy(extra_args: Sequence[str]) -> None:
 def main() -> None:
     apply_environment_defaults(PROJECT_DIR)
     os.chdir(PROJECT_DIR)  # the build step records this folder as the runs' working directory
+    parser = argparse.ArgumentParser(prog="fashionnet_flows.deploy", allow_abbrev=False)
+    parser.add_argument("--params", action="append", default=[], metavar="NAME=JSON")
+    known, extra_args = parser.parse_known_args()
     try:
-        deploy(sys.argv[1:])
+        deploy(extra_args, known.params)
     except FashionnetError as exc:
         sys.exit(f"fashionnet deploy: error: {exc}")
 

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
@@ -34,8 +35,9 @@ from fashionnet.core import interrupts
 from fashionnet.core.errors import is_user_fixable
 from fashionnet.core.settings import flow_timeout_seconds
 from fashionnet.core.threads import CONCURRENT_CHUNKS
+from fashionnet.data.drift import DRIFTED, drifted_lines
 from fashionnet.data.fetch import DownloadError
-from fashionnet.data.validate import DataDrifted, DataValidation, card_of_chunk
+from fashionnet.data.validate import DataDrifted, card_of_chunk
 from fashionnet.model.train import DEFAULT_CONFIG, TrainConfig
 from fashionnet.options import RunOptions
 from fashionnet.pipeline import Context, run_pipeline
@@ -250,20 +252,22 @@ def announce_regression(regression: publish.Regression, run_dir: Path) -> None:
     )
 
 
-def announce_drift(validation: DataValidation, run_id: str) -> None:
-    """The event automations react to when a split drifted from the training split (the
-    validate stage has logged the warning lines); its payload names every drifted statistic."""
-    drift = validation.drift
-    drifted = drift[drift["verdict"] == "drifted"]
+def announce_drift(drift: pd.DataFrame, resource: str) -> None:
+    """The event automations react to when data drifted (drift.csv's rows; the warning lines
+    are logged already): a run's splits from the training split (resource
+    `fashionnet.run.<run id>`), or a scored batch from the training data
+    (`fashionnet.batch.<batch id>`, flows/inbox.py). Its payload names every drifted statistic."""
+    drifted = drift[drift["verdict"] == DRIFTED]
     emit_event(
         event=DRIFT_EVENT,
-        resource={"prefect.resource.id": f"fashionnet.run.{run_id}"},
+        resource={"prefect.resource.id": resource},
         payload={
             "splits": sorted(set(drifted["split"])),
-            "summary": "; ".join(validation.drifted),
+            "summary": "; ".join(drifted_lines(drift)),
             "statistics": [
                 {
                     "split": row.split,
+                    "reference": row.reference,
                     "feature": row.feature,
                     "statistic": row.statistic,
                     "value": float(row.value),
@@ -311,14 +315,15 @@ def fashionnet_pipeline(
         return stopped()
     except BaseException as error:
         if isinstance(error, DataDrifted):  # --on-drift stop: the alert goes out, then it fails
-            announce_drift(error.validation, origin.flow_run_name or "stopped")
+            run = origin.flow_run_name or "stopped"
+            announce_drift(error.validation.drift, f"fashionnet.run.{run}")
         if FlowRunContext.get().flow_run.deployment_id is None or not retry_may_help(error):
             # The API failing as well must not hide the run's own error: at worst it is retried.
             with contextlib.suppress(Exception):
                 forbid_retry()
         raise
     if outcome.validation.drifted:
-        announce_drift(outcome.validation, outcome.run_dir.name)
+        announce_drift(outcome.validation.drift, f"fashionnet.run.{outcome.run_dir.name}")
     if outcome.regression is not None:
         announce_regression(outcome.regression, outcome.run_dir)
     for row in outcome.report.overall.itertuples():

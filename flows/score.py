@@ -53,12 +53,13 @@ def score(
             "scoring",
             BarColumn(),
             MofNCompleteColumn(),
+            "images",
             TimeElapsedColumn(),
             console=console,
             disable=not sys.stderr.isatty(),
             transient=True,
         ) as bar:
-            task = bar.add_task("chunks", total=None)
+            task = bar.add_task("images", total=None)
             with threads.blas_threads_for_chunks(True):
                 result = score_batch(
                     inputs,
@@ -72,7 +73,15 @@ def score(
     except FashionnetError as exc:
         fail(str(exc))
     table = Table(title=f"{len(result.predictions):,} images scored with model {chosen.model_id}")
-    for column in ("class", "images", "share", "mean confidence", "low confidence"):
+    columns = (
+        "class",
+        "images",
+        "share",
+        "mean confidence",
+        "low confidence",
+        "out of distribution",
+    )
+    for column in columns:
         table.add_column(column, justify="left" if column == "class" else "right")
     for row in result.summary.itertuples():
         if row.count:
@@ -82,8 +91,11 @@ def score(
                 f"{row.share:.1%}",
                 f"{row.mean_confidence:.1%}",
                 str(row.low_confidence),
+                str(row.out_of_distribution),
             )
     Console().print(table)
+    for line in result.drifted:
+        typer.echo(f"drift: {line} ({result.folder / 'drift.csv'})", err=True)
     if len(result.failures):
         typer.echo(
             f"{len(result.failures)} inputs could not be scored: {result.folder / 'failed.csv'}"

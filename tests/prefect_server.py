@@ -31,9 +31,13 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 PYTHON = Path(sys.executable)
 PREFECT = PYTHON.with_name("prefect")
 FASHIONNET = PYTHON.with_name("fashionnet")
-SPEC = yaml.safe_load((REPO_ROOT / "prefect.yaml").read_text())["deployments"][0]
+SPECS = {
+    d["name"]: d for d in yaml.safe_load((REPO_ROOT / "prefect.yaml").read_text())["deployments"]
+}
+SPEC, INBOX_SPEC = SPECS["daily"], SPECS["inbox"]
 POOL = SPEC["work_pool"]["name"]
 DEPLOYMENT = f"fashionnet/{SPEC['name']}"
+INBOX_DEPLOYMENT = f"fashionnet-inbox/{INBOX_SPEC['name']}"
 
 
 def api_session() -> requests.Session:
@@ -159,6 +163,7 @@ def running_server(folder: Path, **settings: str) -> Iterator[Server]:
         "PREFECT_FLOWS_HEARTBEAT_FREQUENCY",
         "FASHIONNET_RAW_DIR",
         "FASHIONNET_ALERT_WEBHOOK",
+        "FASHIONNET_INBOX",
         "PREFECT_PROFILE",
     ):
         env.pop(name, None)
@@ -173,9 +178,12 @@ def running_server(folder: Path, **settings: str) -> Iterator[Server]:
         stop(process)
 
 
-def deploy(server: Server, parameters: dict, **env: str) -> str:
-    """The deploy step of `make deploy` with these parameters; returns its output."""
-    command = [str(PYTHON), "-m", "fashionnet_flows.deploy", "--params", json.dumps(parameters)]
+def deploy(server: Server, parameters: dict[str, dict], **env: str) -> str:
+    """The deploy step of `make deploy` with these parameters per deployment (by its name in
+    prefect.yaml); returns its output."""
+    command = [str(PYTHON), "-m", "fashionnet_flows.deploy"]
+    for name, given in parameters.items():
+        command += ["--params", f"{name}={json.dumps(given)}"]
     return run_checked(command, {**server.env, **env}, "fashionnet_flows.deploy")
 
 
@@ -198,9 +206,9 @@ def start_worker(server: Server, log: Path) -> subprocess.Popen:
     return process
 
 
-def trigger(server: Server, *args: str) -> str:
+def trigger(server: Server, *args: str, deployment: str = DEPLOYMENT) -> str:
     """`prefect deployment run` the deployment; returns the new flow run's id."""
-    output = server.prefect("deployment", "run", DEPLOYMENT, *args)
+    output = server.prefect("deployment", "run", deployment, *args)
     return re.search(r"UUID: ([0-9a-f-]{36})", output).group(1)
 
 

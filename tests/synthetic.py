@@ -8,6 +8,7 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from fashionnet.data.catalog import IMAGE_SHAPE, NUM_CLASSES, SPLITS, RawFile
 from fashionnet.data.idx import write_idx
@@ -64,3 +65,24 @@ def small_run(raw: Path, project: Path, *, train: dict | None = None, **options)
         "options": {**SMALL_OPTIONS, "raw_dir": str(raw), "project_dir": str(project), **options},
         "train": {**SMALL_TRAIN, **(train or {})},
     }
+
+
+def inbox_poll(project: Path) -> dict:
+    """The inbox flow's parameters for the project: files taken as soon as they are there."""
+    return {"project_dir": str(project), "settle_seconds": 0}
+
+
+def garment_photo(seed: int) -> Image.Image:
+    """A small "photograph": a dark, noisy garment-shaped block on a light background."""
+    rng = np.random.default_rng(seed)
+    pixels = np.full((60, 40, 3), 230, np.uint8)
+    pixels[10:50, 8:32] = rng.integers(0, 80, (40, 24, 3))
+    return Image.fromarray(pixels)
+
+
+def garment_photos(folder: Path, count: int) -> list[str]:
+    """`count` of them saved in `folder` as PNG; their names, in order."""
+    names = [f"photo{seed:03d}.png" for seed in range(count)]
+    for seed, name in enumerate(names):
+        garment_photo(seed).save(folder / name)
+    return names

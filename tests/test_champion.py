@@ -14,6 +14,7 @@ from fashionnet.model.store import load_stored
 from fashionnet.model.train import TrainConfig
 from fashionnet.options import RunOptions
 from fashionnet.pipeline import Context, run_pipeline
+from fashionnet.report import publish
 from fashionnet.report.terminal import render_runs
 
 NO_FLOORS = {"champion_min_accuracy": 0.0, "champion_min_class_accuracy": 0.0}
@@ -128,3 +129,24 @@ def test_a_run_stopped_between_the_gate_and_the_switch_leaves_the_old_champion(t
     assert load_stored(layout.models_dir, trained.model.model_key) is not None, "intact"
     assert champion.current_champion(layout).model_id == trained.model.model_id
     assert layout.latest_link.resolve() == trained.run_dir.resolve()
+
+
+def test_a_run_killed_after_publishing_before_the_switch_is_promoted_by_the_next_run(
+    tmp_path, raw, monkeypatch
+):
+    """`latest` is the commit point: the champion switch a killed run did not reach is made
+    when the next run finishes that run's publishing from its journal."""
+    trained = run(tmp_path, raw, **NO_FLOORS)
+    layout = Layout(tmp_path)
+
+    def killed(layout, blessing):
+        raise SystemExit("killed")  # after the swap of `latest`, as a SIGKILL there
+
+    monkeypatch.setattr(champion, "promote", killed)
+    with pytest.raises(SystemExit):
+        run(tmp_path, raw, model_source="random", force_promote=True, **NO_FLOORS)
+    monkeypatch.undo()
+    forced = json.loads((layout.latest_link / champion.BLESSING_NAME).read_text())
+    assert forced["promoted"] and champion_key(tmp_path) == trained.model.model_key
+    publish.finish_interrupted_publishing(layout)
+    assert champion_key(tmp_path) == forced["candidate"]["model_key"]

@@ -12,6 +12,7 @@ from synthetic import write_synthetic_raw
 
 from fashionnet.core.layout import Layout
 from fashionnet.core.runlock import run_lock
+from fashionnet.report.columns import OVERALL_COLUMNS
 from fashionnet.report.publish import read_history
 from fashionnet.report.run_report import read_run_csv
 
@@ -58,7 +59,7 @@ def test_two_runs_started_together_both_publish_whole_run_folders(
     assert layout.latest_link.resolve() in {run_dir.resolve() for run_dir in run_dirs}
     history = read_history(layout.history_csv)
     for run_dir in run_dirs:  # one history row per split of each run, as in its overall.csv
-        overall = read_run_csv(run_dir, "overall.csv")
+        overall = read_run_csv(run_dir, "overall.csv", OVERALL_COLUMNS)
         rows = history[history["run_id"] == run_dir.name]
         assert rows["split"].tolist() == overall["split"].tolist()
         assert rows["samples"].tolist() == overall["samples"].tolist()

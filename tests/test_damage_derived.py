@@ -36,7 +36,9 @@ from cli_runs import (
 
 from fashionnet.core.integrity import record_of, seal, verified
 from fashionnet.core.layout import Layout
+from fashionnet.core.threads import CONCURRENT_CHUNKS
 from fashionnet.model.two_layer_net import TwoLayerNet
+from fashionnet.predict import chunk_bytes
 
 PARQUET_TEST = "data/parquet/test.parquet"
 PREDICTIONS_TEST = "data/predictions/test.parquet"
@@ -148,22 +150,26 @@ def empty_hidden_layer(case: Path) -> Path:
 
 
 def wide_weights(case: Path) -> Path:
-    """4096 hidden units: a chunk of 200 rows takes about 7 MB (`predict.chunk_bytes`)."""
+    """4096 hidden units: 13.0 MB of float32 weights, which every chunk job reads, and a chunk of
+    200 rows takes 7.2 MB more (`predict.chunk_bytes`)."""
     path = case / "wide.npz"
     np.savez(path, **TwoLayerNet(784, 4096, 10, weight_init="he", seed=0).params)
     return path
 
 
-# A machine with 2 MB of memory available, as psutil reports it to `fashionnet run`: imported
-# at start-up from PYTHONPATH, it makes the case without needing gigabytes.
-SMALL_MACHINE = """
+WIDE_WEIGHTS_BYTES = (784 * 4096 + 4096 + 4096 * 10 + 10) * 4
+# A machine with 17.5 MB of memory available per chunk that runs at once, as psutil reports it
+# to `fashionnet run`: imported at start-up from PYTHONPATH, it makes the case without needing
+# gigabytes.
+SMALL_MACHINE_AVAILABLE = CONCURRENT_CHUNKS * 17_500_000
+SMALL_MACHINE = f"""
 import psutil
 
 _measured = psutil.virtual_memory
 
 
 def virtual_memory():
-    return _measured()._replace(available=2_000_000)
+    return _measured()._replace(available={SMALL_MACHINE_AVAILABLE})
 
 
 psutil.virtual_memory = virtual_memory
@@ -329,11 +335,16 @@ def test_unusable_weights_are_one_line_and_publish_nothing(name, outcomes, undam
 
 
 def test_weights_too_wide_for_memory_are_one_line_with_the_chunk_size_to_use(outcomes):
+    """Every chunk that runs at once counts, with its copy of the weights: 13.0 + 7.2 MB for
+    each chunk of 200 rows, where 17.5 MB is free per chunk; 124 rows take 4.5 MB."""
     outcome = outcomes["too wide for memory"]
     message = error_line(outcome.result)
+    need = CONCURRENT_CHUNKS * (WIDE_WEIGHTS_BYTES + chunk_bytes(200, 4096))
+    assert (17_500_000 - WIDE_WEIGHTS_BYTES) // chunk_bytes(1, 4096) == 124
     assert message.startswith(
-        f"predicting 200 rows at a time with the 4096 hidden units of {outcome.case}/wide.npz "
-        "needs about 7.2 MB of memory, but 2.0 MB is available: use --chunk-size 55 or less"
+        f"predicting chunks of 200 rows, {CONCURRENT_CHUNKS} at once (one per CPU), with the 4096 "
+        f"hidden units of {outcome.case}/wide.npz needs about {need / 1e6:,.1f} MB of memory, but "
+        f"{SMALL_MACHINE_AVAILABLE / 1e6:,.1f} MB is available: use --chunk-size 124 or less"
     )
     assert outcome.after == outcome.before, "nothing written; latest and history.csv as before"
     assert outcome.fixed.returncode == 0, summary(outcome.fixed)

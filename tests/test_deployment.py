@@ -2,7 +2,8 @@
 
 Like `make server`, `make deploy` and `make worker` (tests/prefect_server.py), on a free
 127.0.0.1 port with a temporary PREFECT_HOME, deploying the real prefect.yaml with parameters
-pointing at a small synthetic dataset in a temporary project folder. Every process started here
+pointing at a small synthetic dataset in a temporary project folder: the daily pipeline, and
+the inbox scoring what is dropped into that project's data/inbox. Every process started here
 is stopped by PID at the end of the module, also when a test fails. About two minutes on two
 cores. The automations, alerts and pauses: tests/test_operations.py.
 """
@@ -11,12 +12,15 @@ import json
 import re
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 
 import pandas as pd
 import pytest
 from prefect_server import (
     DEPLOYMENT,
     FASHIONNET,
+    INBOX_DEPLOYMENT,
+    INBOX_SPEC,
     POOL,
     REPO_ROOT,
     SPEC,
@@ -33,7 +37,7 @@ from prefect_server import (
     wait_for,
     wait_for_log,
 )
-from synthetic import SMALL_OPTIONS, small_run, write_synthetic_raw
+from synthetic import SMALL_OPTIONS, garment_photos, inbox_poll, small_run, write_synthetic_raw
 
 from fashionnet.core.atomic import TEMP_MARKER
 from fashionnet.core.layout import Layout
@@ -41,7 +45,9 @@ from fashionnet.core.runlock import run_lock
 from fashionnet.model.train import TrainConfig
 from fashionnet.options import RunOptions, cli_args
 from fashionnet.report.publish import read_history
-from fashionnet_flows.artifacts import PER_CLASS_KEY, PROGRESS_KEY, REPORT_KEY
+from fashionnet.score.batch import SCORES_DIR
+from fashionnet_flows.artifacts import PER_CLASS_KEY, PROGRESS_KEY, REPORT_KEY, SCORING_PROGRESS_KEY
+from fashionnet_flows.pipeline import code_version
 
 # The deployment runs a small run on synthetic data; verifying the checksums makes that data
 # "corrupt" (not the canonical files), so a run with this option must fail cleanly.
@@ -63,8 +69,10 @@ def project(server, tmp_path_factory) -> Layout:
     raw.mkdir()
     write_synthetic_raw(raw, n_train=300, n_test=100, seed=3)
     layout = Layout(folder / "project")
-    output = deploy(server, small_run(raw, layout.root))
-    assert DEPLOYMENT in output
+    output = deploy(
+        server, {"daily": small_run(raw, layout.root), "inbox": inbox_poll(layout.root)}
+    )
+    assert DEPLOYMENT in output and INBOX_DEPLOYMENT in output
     return layout
 
 
@@ -72,11 +80,12 @@ def project(server, tmp_path_factory) -> Layout:
 def worker(server, project, tmp_path_factory) -> Iterator[None]:
     """`prefect worker start` on the pool, like `make worker`; stopped with two SIGTERMs.
 
-    The daily schedule is switched off first (which also drops its pending runs), so that the
-    worker runs only the tests' own runs, even across 03:00 UTC.
+    The schedules are switched off first (which also drops their pending runs), so that the
+    worker runs only the tests' own runs, even across 03:00 UTC or 5 minutes on.
     """
-    pause_schedules(server, DEPLOYMENT)
-    assert not scheduled_runs(server, server.get(f"/deployments/name/{DEPLOYMENT}")["id"])
+    for deployment in (DEPLOYMENT, INBOX_DEPLOYMENT):
+        pause_schedules(server, deployment)
+        assert not scheduled_runs(server, server.get(f"/deployments/name/{deployment}")["id"])
     process = start_worker(server, tmp_path_factory.mktemp("worker") / "worker.log")
     try:
         yield
@@ -116,6 +125,25 @@ def test_deployment_carries_the_daily_schedule_limit_and_working_directory(serve
     )
     for run in runs:
         assert datetime.fromisoformat(run["expected_start_time"]).strftime("%H:%M:%S") == "03:00:00"
+
+
+def test_the_inbox_deployment_has_its_own_schedule_parameters_and_limit(server, project):
+    """`make deploy` gives each deployment of prefect.yaml its own parameters (the daily run's
+    are not the inbox's), its schedule and its concurrency limit, and the code version."""
+    inbox = server.get(f"/deployments/name/{INBOX_DEPLOYMENT}")
+    daily = server.get(f"/deployments/name/{DEPLOYMENT}")
+
+    [schedule] = inbox["schedules"]
+    assert schedule["schedule"]["interval"] == INBOX_SPEC["schedules"][0]["interval"] == 300
+    assert schedule["slug"] == INBOX_SPEC["schedules"][0]["slug"] and schedule["active"]
+    assert inbox["parameters"] == inbox_poll(project.root)
+    assert set(daily["parameters"]) == {"options", "train"}
+    assert inbox["global_concurrency_limit"]["limit"] == 1
+    assert inbox["concurrency_options"]["collision_strategy"] == "CANCEL_NEW"
+    assert inbox["work_pool_name"] == POOL and "fashionnet" in inbox["tags"]
+    assert inbox["version"] == daily["version"] == code_version()
+    env = inbox["job_variables"]["env"]
+    assert env["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] == "30"  # the zombie automation's grace
 
 
 def test_a_deployment_run_publishes_reports_history_and_artifacts(server, project, worker):
@@ -233,3 +261,31 @@ def test_a_manual_run_during_a_deployment_run_waits_for_the_project_folder(
     assert set(added["run_id"]) == new_folders
     assert added.groupby("split").size().to_dict() == {"test": 2, "train": 2, "validation": 2}
     assert not list(project.root.rglob(f"*{TEMP_MARKER}*"))
+
+
+def test_an_inbox_deployment_run_scores_the_dropped_files_with_its_progress(
+    server, project, worker
+):
+    """Photos dropped into the project's data/inbox: a run of the inbox deployment scores them
+    with the champion the daily runs above made, moves them to done/<batch>/, and shows its
+    progress and summary in the UI's artifacts."""
+    assert project.champion_link.exists(), "the daily runs above made a champion"
+    inbox = project.data_dir / "inbox"
+    inbox.mkdir(parents=True, exist_ok=True)
+    names = garment_photos(inbox, 6)
+
+    flow_run_id = trigger(server, deployment=INBOX_DEPLOYMENT)
+    run = finished(server, flow_run_id)
+
+    assert run["state"]["type"] == "COMPLETED", run["state"]["message"]
+    [batch] = list((project.root / SCORES_DIR).iterdir())
+    scored = pd.read_csv(batch / "predictions.csv")
+    assert sorted(Path(name).name for name in scored["input"]) == names
+    assert sorted(p.name for p in (inbox / "done" / batch.name).iterdir()) == names
+    latest = server.post("/artifacts/latest/filter", {})
+    by_key = {artifact["key"]: artifact for artifact in latest}
+    progress = by_key[SCORING_PROGRESS_KEY]
+    assert progress["type"] == "progress" and progress["data"] == 100
+    assert progress["flow_run_id"] == flow_run_id
+    assert "images scored: 6 of 6 done" in progress["description"]
+    assert by_key["fashionnet-inbox"]["flow_run_id"] == flow_run_id

@@ -76,14 +76,27 @@ def record_a_folder(path):
     record_of(path).mkdir()
 
 
+def record_a_fifo(path):
+    record_of(path).unlink()
+    os.mkfifo(record_of(path))
+
+
 DAMAGES = {
     "one byte changed": (change_a_byte, "its sha256 does not match the one recorded"),
     "a folder in its place": (folder_instead, "a folder or special file, not a file"),
     "garbled record": (garbled_record, "its sha256 does not match the one recorded"),
-    "record is a folder": (record_a_folder, "unreadable: Is a directory"),
+    "record is a folder": (
+        record_a_folder,
+        "its checksum record split.parquet.sha256 is a folder, not a file",
+    ),
+    "record is a FIFO": (
+        record_a_fifo,
+        "its checksum record split.parquet.sha256 is a FIFO (named pipe), not a file",
+    ),
 }
 
 
+@pytest.mark.timeout(30)  # a FIFO opened would wait for a writer for ever
 @pytest.mark.parametrize("damage, problem", DAMAGES.values(), ids=DAMAGES)
 def test_damage_is_moved_aside_with_a_warning_naming_where(sealed, caplog, damage, problem):
     damage(sealed)

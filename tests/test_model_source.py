@@ -2,6 +2,7 @@
 
 import json
 import logging
+import os
 from functools import partial
 
 import numpy as np
@@ -224,6 +225,66 @@ def test_a_model_folder_without_the_current_format_version_is_trained_again(
     )
     assert json.loads((folder / "meta.json").read_text())["format_version"] == 1
     assert not list(folder.glob("*.damaged-*")), "intact: replaced, not moved aside"
+
+
+# meta.json content that does not fit its schema, sealed again (its record matches) -> the
+# problem the warning names.
+UNFIT_META = {
+    "not JSON": (lambda meta: "{", "not JSON: Expecting property name"),
+    "a JSON array": (lambda meta: "[1, 2]", "not a JSON object"),
+    "without its source": (
+        lambda meta: json.dumps({"format_version": 1, "model_id": meta["model_id"]}),
+        "no source",
+    ),
+    "hyperparameters not an object": (
+        lambda meta: json.dumps({**meta, "hyperparameters": 3}),
+        "hyperparameters 3, not a JSON object",
+    ),
+    "a trained model said untrained": (
+        lambda meta: json.dumps({**meta, "trained": False}),
+        "trained false for a model of source 'train'",
+    ),
+    "a calibration that is a list": (
+        lambda meta: json.dumps({**meta, "calibration": [1]}),
+        "its calibration is not a JSON object",
+    ),
+    "a calibration without its weights": (
+        lambda meta: json.dumps({**meta, "calibration": {"temperature": 2}}),
+        "its calibration has no weights_id",
+    ),
+}
+
+
+@pytest.mark.parametrize("content, problem", UNFIT_META.values(), ids=UNFIT_META)
+def test_meta_json_that_does_not_fit_its_schema_is_damage_whatever_its_record(
+    splits, tmp_path, count_training, caplog, content, problem
+):
+    first = model_source.calibrated(
+        obtain_model("train", TINY, splits, tmp_path), splits["validation"], tmp_path
+    )
+    path = first.weights_path.parent / "meta.json"
+    path.write_text(content(json.loads(path.read_text())))
+    integrity.seal(path)
+    assert model_source.recorded_calibration(path.parent) is None, "read by the champion's code"
+    with caplog.at_level(logging.WARNING, logger="fashionnet"):
+        again = obtain_model("train", TINY, splits, tmp_path)
+    assert count_training == [1, 1] and again.learning_curve is not None
+    assert f"{path} is damaged ({problem}" in caplog.text
+    assert len(list(path.parent.glob("meta.json.damaged-*"))) == 1, "kept for a person"
+    assert integrity.verified(path)
+
+
+@pytest.mark.timeout(30)  # opened, it would wait for a writer for ever
+def test_a_meta_json_that_is_a_fifo_is_damage_never_opened(splits, tmp_path, caplog):
+    first = obtain_model("train", TINY, splits, tmp_path)
+    path = first.weights_path.parent / "meta.json"
+    path.unlink()
+    os.mkfifo(path)
+    assert model_source.recorded_calibration(path.parent) is None
+    with caplog.at_level(logging.WARNING, logger="fashionnet"):
+        obtain_model("train", TINY, splits, tmp_path)
+    assert f"{path} is damaged (a folder or special file, not a file)" in caplog.text
+    assert integrity.verified(path)
 
 
 def test_a_model_folder_of_a_newer_fashionnet_stops_the_run_and_stays(

@@ -30,6 +30,7 @@ import psutil
 import pytest
 from prefect_server import (
     DEPLOYMENT,
+    INBOX_DEPLOYMENT,
     POOL,
     SPEC,
     Server,
@@ -42,7 +43,7 @@ from prefect_server import (
     trigger,
     wait_for,
 )
-from synthetic import SMALL_TRAIN, small_run, write_synthetic_raw
+from synthetic import SMALL_TRAIN, inbox_poll, small_run, write_synthetic_raw
 
 from fashionnet.core.layout import Layout
 from fashionnet.data.idx import read_images, write_idx
@@ -144,8 +145,13 @@ class Receiver:
 @dataclass(frozen=True)
 class Deployed:
     layout: Layout
-    parameters: dict  # the deployment's parameters
+    parameters: dict  # the daily deployment's parameters
     output: str  # of the first deploy
+
+    @property
+    def every_deployment(self) -> dict[str, dict]:
+        """The parameters of each deployment, as `make deploy` is given them here."""
+        return {"daily": self.parameters, "inbox": inbox_poll(self.layout.root)}
 
 
 @pytest.fixture(scope="module")
@@ -176,7 +182,7 @@ def deployed(server, receiver, tmp_path_factory) -> Deployed:
     layout = Layout(folder / "project")
     parameters = small_run(raw, layout.root)
     alerts = {ALERT_VARIABLE: receiver.url, PING_VARIABLE: receiver.ping_url}
-    output = deploy(server, parameters, **alerts)
+    output = deploy(server, Deployed(layout, parameters, "").every_deployment, **alerts)
     return Deployed(layout, parameters, output)
 
 
@@ -202,7 +208,8 @@ class Worker:
 @pytest.fixture(scope="module")
 def worker(server, deployed, tmp_path_factory) -> Iterator[Worker]:
     """The worker, with the schedules paused: it runs the tests' runs alone."""
-    pause_schedules(server, DEPLOYMENT)
+    for deployment in (DEPLOYMENT, INBOX_DEPLOYMENT):
+        pause_schedules(server, deployment)
     worker = Worker(server, tmp_path_factory.mktemp("worker"))
     worker.start()
     try:
@@ -274,7 +281,7 @@ def test_redeploys_keep_pauses_and_alerts_until_alerts_are_switched_off(server, 
     assert deployment["version"] == code_version() and deployment["version"]
 
     pause_schedules(server, DEPLOYMENT)
-    output = deploy(server, deployed.parameters)  # a plain `make deploy`
+    output = deploy(server, deployed.every_deployment)  # a plain `make deploy`
     assert schedule_states(server) == [False], output
     assert "stays paused" in output
     assert automation_names(server) == everything, "a plain redeploy keeps every alert"
@@ -358,6 +365,37 @@ def test_a_run_whose_test_split_drifted_posts_a_drift_alert(
     assert alert["deployment"] == DEPLOYMENT and alert["splits"] == ["test"]
     assert alert["summary"].startswith("test drifted from train: brightness (Jensen-Shannon")
     assert alert["run"] == f"fashionnet.run.{deployed.layout.latest_link.resolve().name}"
+
+
+def test_an_inbox_batch_that_drifted_or_could_not_be_read_posts_its_alerts(
+    server, deployed, worker, receiver, tmp_path
+):
+    """A poll of the inbox deployment scoring 2,000 inverted images (enough for a verdict) and a
+    text file named .png: the drift alert names the batch; the poll ends Failed once the files
+    are moved, and the failure alert names the file's folder."""
+    raw = tmp_path / "raw"
+    write_synthetic_raw(raw, n_train=2_500, n_test=2_000, seed=9)  # 2,400 training images
+    options = {**deployed.parameters["options"], "raw_dir": str(raw)}
+    daily = finished(server, trigger(server, "--param", "options=" + json.dumps(options)))
+    assert daily["state"]["type"] == "COMPLETED", daily["state"]["message"]
+    inbox = deployed.layout.data_dir / "inbox"
+    inbox.mkdir(parents=True, exist_ok=True)
+    np.save(inbox / "inverted.npy", 255 - read_images(raw / "t10k-images-idx3-ubyte.gz"))
+    (inbox / "notes.png").write_text("not a picture")
+
+    flow_run_id = trigger(server, deployment=INBOX_DEPLOYMENT)
+    run = finished(server, flow_run_id)
+    assert run["state"]["type"] == "FAILED"
+
+    [drift] = receiver.alerts_for(flow_run_id, "data drifted from the training split")
+    batch = drift["run"].removeprefix("fashionnet.batch.")
+    assert drift["deployment"] == INBOX_DEPLOYMENT and drift["splits"] == ["batch"]
+    assert drift["summary"].startswith("batch drifted from train: brightness (Jensen-Shannon")
+    assert (deployed.layout.root / "scores" / batch / "drift.csv").is_file()
+    [failure] = receiver.alerts_for(flow_run_id, "flow run Failed")
+    assert failure["deployment"] == INBOX_DEPLOYMENT
+    assert "1 files could not be scored" in failure["message"]
+    assert (inbox / "failed" / "notes.png.reason.txt").is_file()
 
 
 def test_a_failed_run_posts_one_alert_naming_deployment_run_state_and_error(
@@ -475,9 +513,17 @@ def test_a_run_whose_worker_dies_ends_crashed_and_the_next_run_starts(
     assert after["state"]["type"] == "COMPLETED", after["state"]["message"]
 
 
-def test_the_zombie_automation_never_acted_on_a_run_that_had_ended(server):
-    """After the runs above (the timed-out one included) and more than its 90 s of grace."""
+def test_the_zombie_automation_never_changed_a_run_that_had_ended(server):
+    """After the runs above (the timed-out one included) and more than its 90 s of grace.
+
+    A run's last heartbeat travels on the events stream, its final state through the API: on a
+    loaded machine the heartbeat can arrive after the state, and the automation then asks to
+    crash an ended run. The server refuses; nothing else may have gone wrong."""
     failed = {"filter": {"event": {"name": ["prefect.automation.action.failed"]}}}
-    assert server.post("/events/filter", failed)["events"] == []
+    for event in server.post("/events/filter", failed)["events"]:
+        assert event["resource"]["prefect.resource.name"] == ZOMBIE_AUTOMATION, event
+        assert event["payload"]["reason"].startswith("Failed to set state: Run is already in "), (
+            event
+        )
     timed_out = {"flow_runs": {"state": {"name": {"any_": ["TimedOut"]}}}}
     assert len(server.post("/flow_runs/filter", timed_out)) == 1, "still TimedOut, not Crashed"

@@ -1,5 +1,5 @@
-"""`make deploy`'s checks that need no server: the alert settings, and what identifies a
-schedule."""
+"""`make deploy`'s checks that need no server: the alert settings, what identifies a schedule,
+and the deployments of prefect.yaml with their own parameters."""
 
 import os
 import subprocess
@@ -17,6 +17,9 @@ from fashionnet_flows.deploy import (
     STOPS_VARIABLE,
     AlertRequest,
     alert_request,
+    deployment_names,
+    parameters_by_deployment,
+    read_spec,
     schedule_key,
 )
 
@@ -68,3 +71,25 @@ def test_make_deploy_with_a_bad_alert_url_stops_with_one_line_before_deploying()
         f"fashionnet deploy: error: {ALERT_VARIABLE}='not-a-url' is not an http(s) URL; give the "
         "full address, e.g. https://hooks.example.com/..."
     ]
+
+
+def test_each_deployment_is_given_its_own_parameters_by_name():
+    names = ["daily", "inbox"]
+    given = ['inbox={"project_dir": "/p", "settle_seconds": 0}', 'daily={"options": {}}']
+    assert parameters_by_deployment(given, names) == {
+        "inbox": '{"project_dir": "/p", "settle_seconds": 0}',
+        "daily": '{"options": {}}',
+    }
+    with pytest.raises(FashionnetError, match=r"no deployment 'nightly'; name one of daily, in"):
+        parameters_by_deployment(['nightly={"a": 1}'], names)
+    with pytest.raises(FashionnetError, match="not JSON"):
+        parameters_by_deployment(["inbox={project_dir: 1}"], names)
+    with pytest.raises(FashionnetError, match="a JSON object"):
+        parameters_by_deployment(["inbox=[1]"], names)
+
+
+def test_prefect_yaml_names_both_flows_and_make_deploy_deploys_each_by_name():
+    assert deployment_names(read_spec()) == {
+        "daily": "fashionnet/daily",
+        "inbox": "fashionnet-inbox/inbox",
+    }

@@ -1,14 +1,23 @@
 """resolve_output: a relative output path stays inside its base; an absolute one is as given.
-writable_folder: the project folder can be written, or one line says why not."""
+writable_folder: the project folder can be written, or one line says why not.
+kind_of and clear_way: what stands where the pipeline's own files and folders belong."""
 
 import errno
+import logging
 import os
 
 import pytest
 
 from fashionnet.core import paths
 from fashionnet.core.errors import MACHINE_ERRORS, FashionnetError, machine_errors_named
-from fashionnet.core.paths import resolve_output, writable_folder
+from fashionnet.core.paths import (
+    A_FILE,
+    A_FOLDER,
+    clear_way,
+    kind_of,
+    resolve_output,
+    writable_folder,
+)
 
 
 @pytest.fixture
@@ -111,3 +120,37 @@ def test_an_error_that_names_no_file_names_the_folder(tmp_path):
 def test_other_os_errors_stay_bugs_with_their_traceback(tmp_path):
     with pytest.raises(FileNotFoundError), machine_errors_named(tmp_path):
         (tmp_path / "made by fashionnet, so a bug if missing").read_text()
+
+
+# What is made at tmp_path/"x", and what kind_of calls it.
+MISPLACED = {
+    "a file": lambda path: path.write_text("notes\n"),
+    "a FIFO (named pipe)": os.mkfifo,
+    "a symbolic link loop": lambda path: path.symlink_to(path.name),
+    "a broken symbolic link": lambda path: path.symlink_to("nowhere"),
+    "a folder": os.mkdir,
+}
+
+
+@pytest.mark.timeout(30)  # a FIFO opened would wait for a writer for ever
+@pytest.mark.parametrize("kind", MISPLACED)
+@pytest.mark.parametrize("wanted", [A_FILE, A_FOLDER])
+def test_what_is_not_the_kind_wanted_is_moved_aside_and_named(tmp_path, caplog, kind, wanted):
+    path = tmp_path / "x"
+    MISPLACED[kind](path)
+    assert kind_of(path) == kind
+    with caplog.at_level(logging.WARNING):
+        clear_way(path, wanted)
+    if kind == wanted:
+        assert caplog.messages == [] and [p.name for p in tmp_path.iterdir()] == ["x"]
+        return
+    [aside] = tmp_path.glob("x.damaged-*")
+    assert caplog.messages == [f"{path} is {kind}, not {wanted}; moved it to {aside}"]
+    assert kind_of(path) == (A_FOLDER if wanted == A_FOLDER else None), "a folder is made anew"
+
+
+def test_nothing_there_is_left_to_the_stage_that_makes_it(tmp_path, caplog):
+    clear_way(tmp_path / "x", A_FOLDER)
+    (tmp_path / "file").write_text("")
+    clear_way(tmp_path / "file" / "x", A_FILE)  # under a file: nothing can be there
+    assert kind_of(tmp_path / "x") is None and caplog.messages == []

@@ -485,25 +485,76 @@ def test_weights_whose_probabilities_overflow_are_refused_before_anything_is_wri
     assert not layout.predictions_dir.exists()
 
 
-def test_a_chunk_larger_than_free_memory_is_refused_before_it_is_read(
-    tmp_path, split_path, params, monkeypatch
-):
+@pytest.fixture
+def small_machine(monkeypatch, tmp_path, split_path, params) -> SimpleNamespace:
+    """The tiny split and its weights on a machine running 2 chunks at once, whose free memory
+    the test sets (`machine.available`); no chunk may start."""
     weights = tmp_path / "weights.npz"
     save_params(weights, params)
-    rows, hidden = sum(ROW_GROUP_ROWS), params["b1"].size
-    per_row = chunk_bytes(1, hidden)
-    available = 10 * per_row + 1  # room for 10 rows
-    monkeypatch.setattr(
-        predict_module.psutil, "virtual_memory", lambda: SimpleNamespace(available=available)
+    machine = SimpleNamespace(
+        weights=weights,
+        layout=Layout(tmp_path),
+        splits={"test": open_split(split_path)},
+        hidden=params["b1"].size,
+        weights_bytes=sum(array.nbytes for array in params.values()),  # float32: read as is
+        available=0,
     )
-    monkeypatch.setattr(predict_module, "predict_chunk", lambda *args: pytest.fail("read"))
+    monkeypatch.setattr(predict_module, "CONCURRENT_CHUNKS", 2)
+    monkeypatch.setattr(
+        predict_module.psutil,
+        "virtual_memory",
+        lambda: SimpleNamespace(available=machine.available),
+    )
+    return machine
+
+
+def refused_plan(machine, chunk_size: int) -> str:
+    def no_chunk_starts(step, jobs):
+        pytest.fail("a chunk started")
+
+    model = model_of(machine.weights, "m1")
     with pytest.raises(FashionnetError) as refused:
-        predict_chunk_job(job_of(weights, split_path))
-    assert str(refused.value) == (
-        f"predicting {rows} rows at a time with the {hidden} hidden units of {weights} needs "
-        f"about {rows * per_row / 1e6:,.1f} MB of memory, but {available / 1e6:,.1f} MB is "
-        "available: use --chunk-size 10 or less (and --row-group-size no larger, as a chunk "
-        "holds at least one row group)"
+        predict_stage(machine.splits, model, machine.layout, chunk_size, no_chunk_starts)
+    assert not machine.layout.predictions_dir.exists()
+    return str(refused.value)
+
+
+def test_chunks_that_do_not_fit_side_by_side_are_refused_before_any_starts(small_machine):
+    """One chunk of 40 rows and its weights would fit; two at once (each job reads its own
+    copy of the weights) do not."""
+    one_chunk = small_machine.weights_bytes + chunk_bytes(40, small_machine.hidden)
+    small_machine.available = one_chunk + one_chunk // 2
+    message = refused_plan(small_machine, chunk_size=40)
+    fitting = (small_machine.available // 2 - small_machine.weights_bytes) // chunk_bytes(
+        1, small_machine.hidden
+    )
+    assert message == (
+        f"predicting chunks of 40 rows, 2 at once (one per CPU), with the "
+        f"{small_machine.hidden} hidden units of {small_machine.weights} needs about "
+        f"{2 * one_chunk / 1e6:,.1f} MB of memory, but {small_machine.available / 1e6:,.1f} MB "
+        f"is available: use --chunk-size {fitting} or less (and --row-group-size no larger, as "
+        "a chunk holds at least one row group)"
+    )
+
+
+def test_the_chunk_size_suggested_fits_however_many_chunks_it_makes(small_machine):
+    per_row = chunk_bytes(1, small_machine.hidden)
+    small_machine.available = 2 * (small_machine.weights_bytes + 10 * per_row) + 1
+    assert "use --chunk-size 10 or less" in refused_plan(small_machine, chunk_size=40)
+    model = model_of(small_machine.weights, "m1")
+    tallies = predict_stage(small_machine.splits, model, small_machine.layout, 10)
+    assert tallies["test"].samples == sum(ROW_GROUP_ROWS)
+
+
+def test_weights_too_large_for_the_chunks_at_once_are_refused_whatever_the_chunk_size(
+    small_machine,
+):
+    small_machine.available = 2 * small_machine.weights_bytes
+    assert refused_plan(small_machine, chunk_size=1) == (
+        f"weights file {small_machine.weights} needs about "
+        f"{2 * small_machine.weights_bytes / 1e6:,.1f} MB of memory to be read by the prediction "
+        f"chunks, 2 at once (one per CPU), but {small_machine.available / 1e6:,.1f} MB is "
+        "available: retrain the model or point to a good weights file"
     )
 
 

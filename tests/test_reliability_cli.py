@@ -11,6 +11,7 @@ classes are the validate stage's anomalies: test_validate_run.py.)
 
 import os
 import pickle
+import socket
 import subprocess
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -171,7 +172,7 @@ FAULTS = [
         good_params(
             b2=lambda a, case: np.array([TouchOnUnpickle(case / "unpickled")], dtype=object)
         ),
-        "an array that cannot be read safely (Object arrays cannot be loaded",
+        "an array that cannot be read safely (b2 holds Python objects, which only pickle reads)",
     ),
     Fault(
         "weights file that is a pickle, not .npz",
@@ -307,3 +308,77 @@ def processes_with(prefect_home: str) -> list[psutil.Process]:
         except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
             continue
     return found
+
+
+def a_port_nothing_listens_on() -> int:
+    with socket.socket() as probe:  # a free port, given back at once
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+# A variable of the environment the run starts in -> its value ({port}: a port nothing listens
+# on) and the one line, after "NAME=value: ".
+ENVIRONMENT_FAULTS = {
+    "PREFECT_API_URL not a URL": (
+        "PREFECT_API_URL",
+        "not-a-url",
+        "not an http(s) URL; set it to a Prefect server's API (e.g. http://127.0.0.1:4200/api), "
+        "or unset it to run with a temporary server",
+    ),
+    "PREFECT_API_URL pointing at nothing": (
+        "PREFECT_API_URL",
+        "http://127.0.0.1:{port}/api",
+        "no Prefect server answers there ([Errno 111] Connection refused); start it (`make "
+        "server` serves http://127.0.0.1:4200/api), or unset it to run with a temporary server",
+    ),
+    "PREFECT_LOGGING_LEVEL not a level": (
+        "PREFECT_LOGGING_LEVEL",
+        "BOGUS",
+        "not a log level; use one of DEBUG, INFO, WARNING, ERROR, CRITICAL, or unset it",
+    ),
+    "the server's start-up time not a number": (
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS",
+        "abc",
+        "not a whole number of seconds above 0; give the seconds the temporary Prefect server "
+        "may take to start (e.g. 90)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", ENVIRONMENT_FAULTS)
+def test_a_bad_variable_is_one_line_and_changes_nothing(case, baseline, env, tmp_path):
+    name, value, problem = ENVIRONMENT_FAULTS[case]
+    value = value.format(port=a_port_nothing_listens_on())
+    project = copy_project(baseline, tmp_path)
+    before = snapshot(project)
+    result = run_fashionnet(
+        "--raw-dir",
+        str(tmp_path / "raw"),
+        "--project-dir",
+        str(project),
+        *SMALL,
+        env={**env, name: value},
+    )
+    assert error_line(result) == f"{name}={value}: {problem}"
+    assert snapshot(project) == before
+
+
+def test_a_run_over_its_time_limit_is_one_line_naming_the_limit_and_the_variable(
+    baseline, env, tmp_path
+):
+    """A new project, whose run takes longer than a second."""
+    project = tmp_path / "project"
+    result = run_fashionnet(
+        "--raw-dir",
+        str(baseline.raw),
+        "--project-dir",
+        str(project),
+        *SMALL,
+        env={**env, "FASHIONNET_FLOW_TIMEOUT_SECONDS": "1"},
+    )
+    assert error_line(result) == (
+        "FASHIONNET_FLOW_TIMEOUT_SECONDS=1: the run took longer than this limit of 1 s and was "
+        "stopped; raise FASHIONNET_FLOW_TIMEOUT_SECONDS for longer runs, or find the step that "
+        "hangs in the run's log"
+    )
+    assert not os.path.lexists(project / "reports" / "latest"), "nothing published"

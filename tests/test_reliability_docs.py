@@ -14,6 +14,7 @@ FAULT_MODULES = [
     "tests/test_reliability_cli.py",
     "tests/test_damage_derived.py",
     "tests/test_damage_bookkeeping.py",
+    "tests/test_damage_folders.py",
     "tests/test_interruptions.py",
     "tests/test_determinism.py",
     "tests/test_security.py",

@@ -144,7 +144,10 @@ def test_a_report_read_back_has_the_written_tables(tmp_path, confusions):
     assert read.model_id == "0123"  # digits stay text
     pd.testing.assert_frame_equal(read.overall, report.overall)
     pd.testing.assert_frame_equal(read.per_class, report.per_class)
-    assert read_run_csv(run_dir, "overall.csv")["model_id"].tolist() == ["0123", "0123"]
+    assert read_run_csv(run_dir, "overall.csv", OVERALL_COLUMNS)["model_id"].tolist() == [
+        "0123",
+        "0123",
+    ]
 
 
 def test_readers_name_a_missing_file(tmp_path, confusions):
@@ -621,6 +624,20 @@ def test_a_latest_that_is_not_a_link_is_moved_aside(tmp_path, confusions, caplog
     assert latest.is_symlink() and latest.resolve() == run_dir
     [warning] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert warning == f"{latest} is a {kind}, not a link to a run; moved it to {aside}"
+
+
+def test_a_trend_that_cannot_be_drawn_is_a_warning_naming_its_files(tmp_path, confusions, caplog):
+    layout, first, second, report = publish_setup(tmp_path, confusions)
+    (layout.reports_dir / "index.html").unlink()
+    (layout.reports_dir / "index.html").mkdir()  # atomic writes do not replace a folder
+    publish.publish_run(layout, second, report)
+    assert layout.latest_link.resolve() == second, "the run is published all the same"
+    [warning] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warning.startswith(
+        f"could not redraw {layout.reports_dir / 'history.png'} and "
+        f"{layout.reports_dir / 'index.html'} ("
+    )
+    assert warning.endswith("); the next run draws them again")
 
 
 def test_package_versions_names_every_package():

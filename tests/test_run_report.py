@@ -17,6 +17,7 @@ from fashionnet.model.weights import save_params
 from fashionnet.options import RunOptions
 from fashionnet.pipeline import Context, predict_splits
 from fashionnet.report import publish
+from fashionnet.report.columns import OVERALL_COLUMNS
 from fashionnet.report.run_report import (
     MISCLASSIFIED_SHOWN,
     SAMPLES_PER_CLASS,
@@ -185,7 +186,7 @@ def test_overall_csv_is_recomputed_from_the_predictions_files_alone(tmp_path):
         stage_seconds={},
     )
     run_dir = publish.write_run(layout.runs_dir, report)
-    overall = read_run_csv(run_dir, "overall.csv").set_index("split")
+    overall = read_run_csv(run_dir, "overall.csv", OVERALL_COLUMNS).set_index("split")
     assert overall.index.tolist() == ["train", "validation", "test"]
     for split in splits:
         predictions = layout.predictions(split)

@@ -12,13 +12,21 @@ from fashionnet.core.settings import (
     FLOW_TIMEOUT_VARIABLE,
     RAW_DIR_VARIABLE,
     apply_environment_defaults,
+    check_environment,
     environment_defaults,
+    flow_timed_out,
     flow_timeout_seconds,
     quiet_tensorflow,
     raw_dir_from_environment,
 )
 
-PROJECT_VARIABLES = {*environment_defaults(Path("project")), RAW_DIR_VARIABLE}
+PROJECT_VARIABLES = {
+    *environment_defaults(Path("project")),
+    RAW_DIR_VARIABLE,
+    FLOW_TIMEOUT_VARIABLE,
+    "PREFECT_API_URL",
+    "PREFECT_LOGGING_LEVEL",
+}
 
 
 @pytest.fixture
@@ -88,8 +96,79 @@ def test_flow_timeout_seconds(environ, value, expected):
 @pytest.mark.parametrize("value", ["0", "-5", "nan", "inf", "2h"])
 def test_a_bad_flow_timeout_is_one_line_naming_the_variable(environ, value):
     environ[FLOW_TIMEOUT_VARIABLE] = value
-    with pytest.raises(FashionnetError, match=f"^FASHIONNET_FLOW_TIMEOUT_SECONDS='{value}' is not"):
+    with pytest.raises(FashionnetError) as caught:
         flow_timeout_seconds()
+    assert str(caught.value) == (
+        f"FASHIONNET_FLOW_TIMEOUT_SECONDS={value}: not a positive number of seconds; fix it or "
+        "unset it (default 7200)"
+    )
+
+
+@pytest.mark.parametrize(("value", "shown"), [("3", "3"), (None, "7200 (the default)")])
+def test_a_flow_run_stopped_by_its_limit_names_the_limit_and_the_variable(environ, value, shown):
+    if value is not None:
+        environ[FLOW_TIMEOUT_VARIABLE] = value
+    seconds = shown.split()[0]
+    assert str(flow_timed_out()) == (
+        f"FASHIONNET_FLOW_TIMEOUT_SECONDS={shown}: the run took longer than this limit of "
+        f"{seconds} s and was stopped; raise FASHIONNET_FLOW_TIMEOUT_SECONDS for longer runs, or "
+        "find the step that hangs in the run's log"
+    )
+
+
+# A variable read at start with a value that cannot be used -> its one line, after "NAME=value: ".
+BAD_ENVIRONMENT = {
+    "PREFECT_API_URL not a URL": (
+        "PREFECT_API_URL",
+        "not-a-url",
+        "not an http(s) URL; set it to a Prefect server's API (e.g. http://127.0.0.1:4200/api), "
+        "or unset it to run with a temporary server",
+    ),
+    "PREFECT_API_URL without a host": ("PREFECT_API_URL", "http:///api", "not an http(s) URL;"),
+    "PREFECT_LOGGING_LEVEL not a level": (
+        "PREFECT_LOGGING_LEVEL",
+        "BOGUS",
+        "not a log level; use one of DEBUG, INFO, WARNING, ERROR, CRITICAL, or unset it",
+    ),
+    "server start-up time not a number": (
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS",
+        "abc",
+        "not a whole number of seconds above 0; give the seconds the temporary Prefect server "
+        "may take to start (e.g. 90)",
+    ),
+    "server start-up time 0": (
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS",
+        "0",
+        "not a whole number of seconds above 0;",
+    ),
+    "flow time limit not a number": (
+        "FASHIONNET_FLOW_TIMEOUT_SECONDS",
+        "2h",
+        "not a positive number of seconds;",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BAD_ENVIRONMENT)
+def test_a_bad_variable_is_one_line_naming_it_and_its_value(environ, case):
+    name, value, problem = BAD_ENVIRONMENT[case]
+    environ[name] = value
+    with pytest.raises(FashionnetError) as caught:
+        check_environment()
+    assert str(caught.value).startswith(f"{name}={value}: {problem}")
+
+
+def test_good_values_and_unset_variables_pass(environ):
+    check_environment()
+    environ.update(
+        PREFECT_API_URL="https://prefect.example.org/api",
+        PREFECT_LOGGING_LEVEL="debug",
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="90",
+        FASHIONNET_FLOW_TIMEOUT_SECONDS="3600",
+    )
+    check_environment()
+    environ["PREFECT_API_URL"] = ""  # empty: a temporary server, as unset
+    check_environment()
 
 
 def settings_command(*command: str, cwd: Path, **variables: str) -> subprocess.Popen:

@@ -1,6 +1,10 @@
 import csv
 import io
 import json
+import os
+import re
+import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -13,7 +17,12 @@ from fashionnet.core.errors import FashionnetError
 from fashionnet.core.layout import Layout
 from fashionnet.data.catalog import CLASS_NAMES
 from fashionnet.report import publish
-from fashionnet.report.columns import HISTORY_COLUMNS, TEXT_COLUMNS
+from fashionnet.report.columns import (
+    HISTORY_COLUMNS,
+    OVERALL_COLUMNS,
+    PER_CLASS_COLUMNS,
+    TEXT_COLUMNS,
+)
 from fashionnet.report.markdown import overall_rows, per_class_rows
 from fashionnet.report.publish import read_history
 from fashionnet.report.run_report import RunReport, read_run_csv
@@ -43,7 +52,7 @@ def test_render_report_figures_equal_overall_csv(run_dir):
     console = recording_console()
     render_report(run_dir, console)
     text = console.export_text()
-    overall = read_run_csv(run_dir, "overall.csv")
+    overall = read_run_csv(run_dir, "overall.csv", OVERALL_COLUMNS)
     assert "Run r1" in text and "5eed5eed" in text
     for row in overall.itertuples():
         cells = row_cells(text, row.split)
@@ -56,7 +65,9 @@ def test_render_report_per_class_table_equals_per_class_csv(run_dir):
     console = recording_console()
     render_report(run_dir, console)
     text = console.export_text()
-    per_class = read_run_csv(run_dir, "per_class.csv").set_index(["split", "class_name"])
+    per_class = read_run_csv(run_dir, "per_class.csv", PER_CLASS_COLUMNS).set_index(
+        ["split", "class_name"]
+    )
     for name in CLASS_NAMES:
         cells = row_cells(text, name)
         assert len(cells) == 7, cells
@@ -76,7 +87,7 @@ def test_render_report_through_the_latest_link_names_the_run(run_dir, tmp_path):
 
 
 def test_render_report_of_a_missing_run_is_a_user_error(tmp_path):
-    with pytest.raises(FashionnetError, match="overall.csv is missing"):
+    with pytest.raises(FashionnetError, match="latest does not exist; name a run"):
         render_report(tmp_path / "latest", recording_console())
 
 
@@ -195,7 +206,9 @@ def test_the_report_shows_every_figure_whole_at_80_columns_and_piped(project, sh
     for _, rows in (overall_rows(report.overall), per_class_rows(report.per_class)):
         for row in rows:
             assert found[row[0]] == row[1:], text
-    for row in read_run_csv(Layout(project).latest_link, "overall.csv").itertuples():
+    for row in read_run_csv(
+        Layout(project).latest_link, "overall.csv", OVERALL_COLUMNS
+    ).itertuples():
         shown = found[row.split]
         assert f"{row.accuracy:.2%}" in shown and f"{row.log_loss:.4f}" in shown, text
 
@@ -262,8 +275,8 @@ def test_report_json_parses_and_equals_the_files(project):
     document = json.loads(output)
     run_dir = Layout(project).latest_link
     assert document["run_id"] == run_dir.resolve().name
-    for name in ("overall", "per_class"):
-        expected = read_run_csv(run_dir, f"{name}.csv")
+    for name, columns in (("overall", OVERALL_COLUMNS), ("per_class", PER_CLASS_COLUMNS)):
+        expected = read_run_csv(run_dir, f"{name}.csv", columns)
         pd.testing.assert_frame_equal(pd.DataFrame(document[name]), expected)
 
 
@@ -319,3 +332,134 @@ def test_runs_for_scripts_name_what_they_skipped_on_stderr_alone(tmp_path, outpu
 def test_an_unknown_format_is_refused():
     result = CliRunner().invoke(cli.make_app(), ["runs", "--format", "xml"])
     assert result.exit_code == 2 and "xml" in result.output
+
+
+def fifo_instead(path) -> None:
+    path.unlink()
+    os.mkfifo(path)
+
+
+def replace_text(old: str, new: str):
+    def damage(path) -> None:
+        path.write_text(path.read_text().replace(old, new, 1))
+
+    return damage
+
+
+# Damage to a file of the run folder `latest` points at -> what `fashionnet report` says of it
+# ({path}: the file), after "fashionnet: error: ", in every format that reads the file.
+EVERY_FORMAT = ("table", "csv", "json")
+DAMAGED_RUN_FILES = {
+    "binary overall.csv": (
+        "overall.csv",
+        lambda path: path.write_bytes(bytes(range(256)) * 4),
+        "{path} cannot be read (",
+    ),
+    "empty overall.csv": (
+        "overall.csv",
+        lambda path: path.write_bytes(b""),
+        "{path} cannot be read (No columns to parse from file); delete its run folder",
+    ),
+    "overall.csv without a column": (
+        "overall.csv",
+        replace_text("split,samples,", "samples,"),
+        "{path} does not have the columns of overall.csv (split, samples,",
+    ),
+    "words for numbers in overall.csv": (
+        "overall.csv",
+        lambda path: path.write_text(re.sub(r"\n(\w+),\d+,", r"\n\1,many,", path.read_text())),
+        "{path} has values of samples that are not numbers; delete its run folder",
+    ),
+    "per_class.csv not UTF-8": (
+        "per_class.csv",
+        lambda path: path.write_bytes(b"\xff\xfe" * 50),
+        "{path} cannot be read ('utf-8' codec can't decode byte 0xff",
+        ("csv", "json"),  # the table's per-class figures come from the confusion matrices
+    ),
+    "overall.csv a FIFO": (
+        "overall.csv",
+        fifo_instead,
+        "{path} is a FIFO (named pipe), not a file; delete its run folder",
+    ),
+}
+# Only the table reads these.
+DAMAGED_FOR_THE_TABLE = {
+    "manifest.json an array": (
+        "manifest.json",
+        lambda path: path.write_text("[]"),
+        "{path} cannot be read (not a JSON object); delete its run folder",
+    ),
+    "empty confusion matrix": (
+        "confusion_test.csv",
+        lambda path: path.write_bytes(b""),
+        "{path} cannot be read (No columns to parse from file); delete its run folder",
+    ),
+}
+
+
+def damaged_project(project, tmp_path, name: str, damage) -> tuple[Path, Path]:
+    copy = tmp_path / "project"
+    shutil.copytree(project, copy, symlinks=True)
+    path = Layout(copy).latest_link / name
+    damage(path)
+    return copy, path
+
+
+def one_error_line(result) -> str:
+    assert result.exit_code == 1, result.output
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
+    (line,) = result.output.splitlines()
+    assert line.startswith("fashionnet: error: ")
+    return line.removeprefix("fashionnet: error: ")
+
+
+DAMAGED_CASES = [
+    (case, output_format)
+    for case, (_, _, _, *readers) in DAMAGED_RUN_FILES.items()
+    for output_format in (readers[0] if readers else EVERY_FORMAT)
+]
+
+
+@pytest.mark.parametrize(("case", "output_format"), DAMAGED_CASES)
+def test_a_damaged_run_folder_is_named_in_one_line(project, tmp_path, case, output_format):
+    name, damage, expected, *_ = DAMAGED_RUN_FILES[case]
+    copy, path = damaged_project(project, tmp_path, name, damage)
+    args = ["report", "--project-dir", str(copy), "--format", output_format]
+    result = CliRunner().invoke(cli.make_app(), args)
+    assert one_error_line(result).startswith(expected.format(path=path))
+
+
+@pytest.mark.parametrize("case", DAMAGED_FOR_THE_TABLE)
+def test_a_damaged_file_the_table_reads_is_named_in_one_line(project, tmp_path, case):
+    name, damage, expected = DAMAGED_FOR_THE_TABLE[case]
+    copy, path = damaged_project(project, tmp_path, name, damage)
+    result = CliRunner().invoke(cli.make_app(), ["report", "--project-dir", str(copy)])
+    assert one_error_line(result) == expected.format(path=path)
+
+
+@pytest.mark.parametrize(
+    ("target", "kind"),
+    [
+        ("latest", "is a symbolic link loop, not a run folder"),
+        ("runs/gone", "is a broken symbolic link, not a run folder"),
+    ],
+    ids=["a loop", "a run folder that is gone"],
+)
+def test_a_latest_that_leads_to_no_run_folder_is_named_in_one_line(project, tmp_path, target, kind):
+    copy = tmp_path / "project"
+    shutil.copytree(project, copy, symlinks=True)
+    latest = Layout(copy).latest_link
+    latest.unlink()
+    latest.symlink_to(target)
+    result = CliRunner().invoke(cli.make_app(), ["report", "--project-dir", str(copy)])
+    assert one_error_line(result) == (
+        f"{latest} {kind}; name a run that `fashionnet runs` lists, or run the pipeline"
+    )
+
+
+@pytest.mark.timeout(30)  # opened, it would wait for a writer for ever
+def test_runs_never_open_a_manifest_that_is_a_fifo(history_project):
+    fifo_instead(Layout(history_project).runs_dir / "run-a" / "manifest.json")
+    result = invoke("runs", "--project-dir", str(history_project), "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert {row["run_id"]: row["overrides"] for row in rows} == {"run-a": "", "run-b": ""}

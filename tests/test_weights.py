@@ -1,12 +1,17 @@
 """Weights files: round trip, metadata, model_id, and one clear refusal for every bad file."""
 
 import hashlib
+import io
+import os
 import pickle
+import zipfile
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from fashionnet.core.errors import FashionnetError
+from fashionnet.model import weights as weights_module
 from fashionnet.model.two_layer_net import TwoLayerNet
 from fashionnet.model.weights import (
     METADATA_KEY,
@@ -75,6 +80,85 @@ def test_missing_file(tmp_path):
     assert "not found" in refused(tmp_path / "nope.npz")
 
 
+def test_a_folder_is_named_as_a_folder(tmp_path):
+    (tmp_path / "weights.npz").mkdir()
+    assert refused(tmp_path / "weights.npz") == (
+        f"weights file {tmp_path}/weights.npz is a folder, not a file: retrain the model or "
+        "point to a good weights file"
+    )
+
+
+def test_a_fifo_is_named_as_such_and_never_opened(tmp_path):
+    """Opening a FIFO would wait for a writer for ever."""
+    os.mkfifo(tmp_path / "weights.npz")
+    assert "weights.npz is a FIFO (named pipe), not a file: " in refused(tmp_path / "weights.npz")
+
+
+def test_a_symlink_loop_is_named_as_such(tmp_path):
+    (tmp_path / "weights.npz").symlink_to(tmp_path / "weights.npz")
+    assert "weights.npz is a symbolic link loop, not a file: " in refused(tmp_path / "weights.npz")
+
+
+def archive_of_headers(path, arrays: dict[str, tuple[tuple[int, ...], np.ndarray]]) -> None:
+    """An .npz whose members have these shapes in their headers, followed by these bytes (not
+    necessarily as many as the shapes claim)."""
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, (shape, data) in arrays.items():
+            member = io.BytesIO()
+            header = {"descr": data.dtype.str, "fortran_order": False, "shape": shape}
+            np.lib.format.write_array_header_1_0(member, header)
+            archive.writestr(f"{name}.npy", member.getvalue() + data.tobytes())
+
+
+def no_array_is_read(monkeypatch):
+    monkeypatch.setattr(np, "load", lambda *args, **kwargs: pytest.fail("an array was read"))
+
+
+BILLION = 10**9
+CLAIMS = {  # name -> the shapes in the headers
+    "W1 alone": {"W1": (784, BILLION), "b1": (20,), "W2": (20, 10), "b2": (10,)},
+    "every array, consistently": {
+        "W1": (784, BILLION),
+        "b1": (BILLION,),
+        "W2": (BILLION, 10),
+        "b2": (10,),
+    },
+}
+
+
+@pytest.mark.parametrize("claim", CLAIMS)
+def test_a_header_claiming_billions_of_weights_is_refused_without_allocating(
+    tmp_path, claim, monkeypatch
+):
+    """Reading the arrays would be a MemoryError (2.85 TiB) or worse."""
+    path = tmp_path / "weights.npz"
+    data = np.zeros(4, np.float32)
+    archive_of_headers(path, {name: (shape, data) for name, shape in CLAIMS[claim].items()})
+    no_array_is_read(monkeypatch)
+    assert (
+        "has W1 of shape (784, 1000000000) and dtype float32 (3,136,000,000,000 bytes) but holds "
+        "16 bytes of it: " in refused(path)
+    )
+
+
+def test_weights_larger_than_the_free_memory_are_refused_before_they_are_read(
+    tmp_path, params, monkeypatch
+):
+    path = tmp_path / "weights.npz"
+    np.savez(path, **{name: array.astype(np.float64) for name, array in params.items()})
+    as_stored = sum(array.size * 8 for array in params.values())
+    need = as_stored + as_stored // 2  # float64 as stored, and the float32 copies
+    monkeypatch.setattr(
+        weights_module.psutil, "virtual_memory", lambda: SimpleNamespace(available=need - 1)
+    )
+    no_array_is_read(monkeypatch)
+    assert refused(path) == (
+        f"weights file {path} needs about {need / 1e6:,.1f} MB of memory to be read, but "
+        f"{(need - 1) / 1e6:,.1f} MB is available: retrain the model or point to a good "
+        "weights file"
+    )
+
+
 def test_text_file(tmp_path):
     path = tmp_path / "weights.npz"
     path.write_text("W1,b1\n1,2\n")
@@ -120,7 +204,7 @@ def test_object_array(tmp_path, params):
     arrays["W1"] = np.array([{"not": "numbers"}], dtype=object)
     path = tmp_path / "weights.npz"
     np.savez(path, **arrays)  # np.savez pickles object arrays; load_params must not unpickle
-    assert "cannot be read safely" in refused(path)
+    assert "an array that cannot be read safely (W1 holds Python objects" in refused(path)
 
 
 def test_missing_keys(tmp_path, params):

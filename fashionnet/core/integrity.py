@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from fashionnet.core import atomic
+from fashionnet.core.paths import A_FILE, kind_of
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,9 @@ def _damage(path: Path, record: Path) -> str | None:
     """What is wrong with the existing `path` given its record, or None when they agree."""
     if not path.is_file():
         return "a folder or special file, not a file"
+    record_kind = kind_of(record)
+    if record_kind != A_FILE:  # looked at before it is opened: a FIFO would block the run
+        return f"its checksum record {record.name} is {record_kind}, not a file"
     try:
         recorded = record.read_text(encoding="ascii", errors="replace").partition(" ")[0]
         actual = sha256_file(path)

@@ -59,11 +59,30 @@ class Layout:
     def lock_file(self) -> Path:
         return self.data_dir / ".run.lock"
 
+    @property
+    def owned_folders(self) -> tuple[Path, ...]:
+        """The folders a run makes and owns (besides data/, the lock's, and each model's), each
+        after the folder it is in: what stands in their place is moved aside
+        (`paths.clear_way`)."""
+        return (
+            self.parquet_dir,
+            self.predictions_dir,
+            self.validation_dir,
+            self.cards_dir,
+            self.models_dir,
+            self.reports_dir,
+            self.runs_dir,
+        )
+
     def parquet(self, split: str) -> Path:
         return self.parquet_dir / f"{split}.parquet"
 
     def predictions(self, split: str) -> Path:
         return self.predictions_dir / f"{split}.parquet"
 
+    @property
+    def cards_dir(self) -> Path:
+        return self.validation_dir / "cards"
+
     def card(self, split: str) -> Path:
-        return self.validation_dir / "cards" / f"{split}.npz"
+        return self.cards_dir / f"{split}.npz"

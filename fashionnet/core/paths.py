@@ -13,11 +13,65 @@ explicitly, and is taken as given.
 foreign project folder stops the run at once, with one line, instead of after the training.
 """
 
+import contextlib
+import errno
+import logging
 import os
+import stat
 from pathlib import Path
 
-from fashionnet.core.atomic import temp_path_for
+from fashionnet.core.atomic import move_aside, temp_path_for
 from fashionnet.core.errors import FashionnetError, machine_errors_named
+
+log = logging.getLogger(__name__)
+
+A_FILE = "a file"
+A_FOLDER = "a folder"
+# What else can stand at a path, by the file type bits of its mode.
+_SPECIAL_KINDS = {
+    stat.S_IFIFO: "a FIFO (named pipe)",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+}
+
+
+def kind_of(path: str | os.PathLike) -> str | None:
+    """What stands at `path` (links followed), in the words a message uses: A_FILE, A_FOLDER, a
+    FIFO, a socket, a device, a symbolic link loop or a broken symbolic link; None when nothing
+    does (or a file stands where one of its folders should be). Only the inode is looked at,
+    nothing is opened: a FIFO can block whoever opens it."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "a broken symbolic link" if os.path.islink(path) else None
+    except NotADirectoryError:
+        return None
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return "a symbolic link loop"
+        raise
+    if stat.S_ISREG(mode):
+        return A_FILE
+    if stat.S_ISDIR(mode):
+        return A_FOLDER
+    return _SPECIAL_KINDS.get(stat.S_IFMT(mode), "a special file")
+
+
+def clear_way(path: Path, wanted: str) -> None:
+    """Make room for `path`, a file or folder (`wanted`: A_FILE or A_FOLDER) the pipeline makes
+    and owns: whatever else stands there (a folder for a file, a file for a folder, a FIFO, a
+    link loop or a broken link) is moved aside as `<name>.damaged-<UTC time>` with a warning, so
+    the run goes on and the next one is not stopped the same way; a folder is made anew. Nothing
+    is opened; what is missing is left to the stage that makes it."""
+    kind = kind_of(path)
+    if kind in (None, wanted):
+        return
+    with contextlib.suppress(FileNotFoundError):  # another run starting moved it first
+        aside = move_aside(path)
+        log.warning("%s is %s, not %s; moved it to %s", path, kind, wanted, aside)
+    if wanted == A_FOLDER:
+        path.mkdir(parents=True, exist_ok=True)
 
 
 def resolve_output(path: str | os.PathLike, base: str | os.PathLike, *, option: str) -> Path:

@@ -11,6 +11,7 @@ from filelock import FileLock, Timeout
 
 from fashionnet.core import interrupts
 from fashionnet.core.errors import FashionnetError
+from fashionnet.core.paths import A_FILE, clear_way
 
 log = logging.getLogger(__name__)
 
@@ -20,8 +21,11 @@ POLL_SECONDS = 0.5
 
 @contextlib.contextmanager
 def run_lock(lock_file: Path, timeout: float) -> Iterator[None]:
-    """Hold the project's run lock; wait up to `timeout` seconds for another run to finish."""
+    """Hold the project's run lock; wait up to `timeout` seconds for another run to finish.
+    Something other than a file at `lock_file` (a folder, a FIFO) is no lock anyone holds: it
+    is moved aside with a warning (`paths.clear_way`), and the lock file made anew."""
     lock_file.parent.mkdir(parents=True, exist_ok=True)
+    clear_way(lock_file, A_FILE)
     lock = FileLock(lock_file, thread_local=False)
     try:
         lock.acquire(timeout=0)

@@ -15,6 +15,7 @@ import math
 import os
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from fashionnet.core.errors import FashionnetError
 
@@ -26,6 +27,12 @@ DEFAULT_FLOW_TIMEOUT_SECONDS = 7200.0
 # How long `fashionnet run` waits for its temporary Prefect server to answer (Prefect's own
 # setting; its default of 20 s is too short for a loaded 2-core machine).
 SERVER_STARTUP_VARIABLE = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
+# The Prefect server a run reports to (unset: a temporary server of the run's own), and
+# Prefect's log level: read by Prefect at start, where a bad value is a traceback, or a wait.
+API_URL_VARIABLE = "PREFECT_API_URL"
+LOGGING_LEVEL_VARIABLE = "PREFECT_LOGGING_LEVEL"
+LOGGING_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+EXAMPLE_API_URL = "http://127.0.0.1:4200/api"  # what `make server` serves
 
 # TensorFlow's C++ start-up chatter drowns our output, and its oneDNN kernels change results in
 # the last bits with the order of computation; both are off unless the user turns them on.
@@ -73,6 +80,12 @@ def raw_dir_from_environment() -> str | None:
     return os.environ.get(RAW_DIR_VARIABLE)
 
 
+def environment_error(name: str, value: str, problem: str, what_to_do: str) -> FashionnetError:
+    """The one line for a variable with a value that cannot be used:
+    `NAME=value: <problem>; <what to do>`."""
+    return FashionnetError(f"{name}={value}: {problem}; {what_to_do}")
+
+
 def flow_timeout_seconds() -> float:
     """FASHIONNET_FLOW_TIMEOUT_SECONDS (default 7200): a positive, finite number of seconds."""
     text = os.environ.get(FLOW_TIMEOUT_VARIABLE, "").strip()
@@ -83,11 +96,64 @@ def flow_timeout_seconds() -> float:
     except ValueError:
         seconds = math.nan
     if not (math.isfinite(seconds) and seconds > 0):
-        raise FashionnetError(
-            f"{FLOW_TIMEOUT_VARIABLE}={text!r} is not a positive number of seconds: "
-            f"fix it or unset it (default {DEFAULT_FLOW_TIMEOUT_SECONDS:.0f})"
+        raise environment_error(
+            FLOW_TIMEOUT_VARIABLE,
+            text,
+            "not a positive number of seconds",
+            f"fix it or unset it (default {DEFAULT_FLOW_TIMEOUT_SECONDS:.0f})",
         )
     return seconds
+
+
+def flow_timed_out() -> FashionnetError:
+    """The one line for a flow run stopped by its time limit (FASHIONNET_FLOW_TIMEOUT_SECONDS)."""
+    seconds = flow_timeout_seconds()
+    value = os.environ.get(FLOW_TIMEOUT_VARIABLE, "").strip() or f"{seconds:.0f} (the default)"
+    return environment_error(
+        FLOW_TIMEOUT_VARIABLE,
+        value,
+        f"the run took longer than this limit of {seconds:g} s and was stopped",
+        f"raise {FLOW_TIMEOUT_VARIABLE} for longer runs, or find the step that hangs in the "
+        "run's log",
+    )
+
+
+def check_environment() -> None:
+    """The variables read at start whose bad values Prefect would meet as a traceback deep in
+    its start-up (or as a wait), each checked before Prefect is imported and named in one line
+    (`environment_error`). Whether a server answers at PREFECT_API_URL is known only by asking
+    it: `fashionnet_flows.cli` does, once Prefect is imported."""
+    flow_timeout_seconds()
+    api_url = os.environ.get(API_URL_VARIABLE, "")
+    parts = urlsplit(api_url.strip())
+    if api_url.strip() and not (parts.scheme in ("http", "https") and parts.hostname):
+        raise environment_error(
+            API_URL_VARIABLE,
+            api_url,
+            "not an http(s) URL",
+            f"set it to a Prefect server's API (e.g. {EXAMPLE_API_URL}), or unset it to "
+            "run with a temporary server",
+        )
+    level = os.environ.get(LOGGING_LEVEL_VARIABLE)
+    if level is not None and level.upper() not in LOGGING_LEVELS:
+        raise environment_error(
+            LOGGING_LEVEL_VARIABLE,
+            level,
+            "not a log level",
+            f"use one of {', '.join(LOGGING_LEVELS)}, or unset it",
+        )
+    startup = os.environ.get(SERVER_STARTUP_VARIABLE)
+    if startup is not None and not _positive_whole_number(startup):
+        raise environment_error(
+            SERVER_STARTUP_VARIABLE,
+            startup,
+            "not a whole number of seconds above 0",
+            "give the seconds the temporary Prefect server may take to start (e.g. 90)",
+        )
+
+
+def _positive_whole_number(text: str) -> bool:
+    return text.strip().isdigit() and int(text) > 0
 
 
 def main() -> None:

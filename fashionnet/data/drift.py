@@ -190,12 +190,13 @@ _WORDS = {statistic.name: statistic.words for statistic in STATISTICS}
 
 
 def drifted_lines(table: pd.DataFrame) -> list[str]:
-    """One line per drifted split, naming each feature and statistic beyond its threshold:
+    """One line per drifted split and reference it drifted from, naming each feature and
+    statistic beyond its threshold:
     `test drifted from train: brightness (Jensen-Shannon 0.35 > 0.1, Wasserstein/sd 0.67 > 0.1)`.
     """
     lines = []
     drifted = table[table["verdict"] == DRIFTED]
-    for split, rows in drifted.groupby("split", sort=False):
+    for (split, reference), rows in drifted.groupby(["split", "reference"], sort=False):
         features = []
         for feature, found in rows.groupby("feature", sort=False):
             item = found["item"].iloc[0]
@@ -206,5 +207,5 @@ def drifted_lines(table: pd.DataFrame) -> list[str]:
                 for row in found.itertuples()
             )
             features.append(f"{named} ({values})")
-        lines.append(f"{split} drifted from {rows['reference'].iloc[0]}: " + "; ".join(features))
+        lines.append(f"{split} drifted from {reference}: " + "; ".join(features))
     return lines

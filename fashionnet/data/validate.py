@@ -11,11 +11,11 @@ In three steps, as the predict stage:
    (`duplicates.ImageKeys`: a few hashes per image);
 3. `save_cards`: each planned split's card, stored.
 
-Then `validate_cards` judges them: anomalies against the schema (`schema`), drift of every
-split from the training split (`drift`), exact and near duplicates within and across the
-splits (`duplicates`); it writes card.csv, drift.csv, duplicates.csv, duplicate_counts.csv and
-anomalies.csv into data/validation/ (sealed), where they outlive a run that stops. Any anomaly
-stops the run (`DataAnomalies`); drift is a warning line per split, or stops the run with
+Then `validate_cards` judges them: anomalies against the schema (`schema`), drift of every split
+from the training split (`drift`), exact duplicates within and across the splits and near duplicates
+across them (`duplicates`); it writes card.csv, drift.csv, duplicates.csv, duplicate_counts.csv and
+anomalies.csv into data/validation/ (sealed), where they outlive a run that stops. Any anomaly stops
+the run (`DataAnomalies`); drift is a warning line per split, or stops the run with
 `on_drift="stop"` (`DataDrifted`).
 """
 

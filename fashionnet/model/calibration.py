@@ -15,7 +15,7 @@ with another.
 import hashlib
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -52,8 +52,22 @@ class Calibration:
         return asdict(self)
 
     @classmethod
-    def of(cls, recorded: Mapping[str, Any]) -> "Calibration":
-        return cls(**{name: recorded[name] for name in cls.__dataclass_fields__})
+    def of(cls, recorded: Any) -> "Calibration":
+        """The calibration meta.json records; ValueError says what in it does not fit."""
+        if not isinstance(recorded, Mapping):
+            raise ValueError("is not a JSON object")
+        values = {}
+        for entry in fields(cls):
+            if entry.name not in recorded:
+                raise ValueError(f"has no {entry.name}")
+            value = recorded[entry.name]
+            numeric = entry.type is float and isinstance(value, int)  # JSON writes 2.0 as 2
+            if isinstance(value, bool) or not (isinstance(value, entry.type) or numeric):
+                raise ValueError(f"has {entry.name} {value!r}, not a {entry.type.__name__}")
+            values[entry.name] = float(value) if numeric else value
+        if not (math.isfinite(values["temperature"]) and values["temperature"] > 0):
+            raise ValueError(f"has temperature {values['temperature']!r}, not a positive number")
+        return cls(**values)
 
 
 def calibrated_model_id(weights_id: str, temperature: float) -> str:

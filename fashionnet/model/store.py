@@ -1,13 +1,13 @@
 """Models on disk, each in a folder named by its model key, so a rerun finds its model again.
 
-A model folder `models/<model key>/` holds `weights.npz`, `meta.json` and, for a trained
-model, `learning_curve.csv`. The model key is a digest of what made the model (its source,
-recipe and the source checksums of the data): the same recipe on the same data finds its
-folder again. The model id is a digest of the weights themselves (`weights.model_id`); both
-appear in every report. Each file has its checksum record (`integrity`), checked before a
-stored model is used again: a damaged model is made again. meta.json carries the model folder's
-format version (`formats.MODEL`): a model folder of a newer fashionnet stops the run, one without
-the current version is made again.
+A model folder `models/<model key>/` holds `weights.npz`, `meta.json` and, for a trained model,
+`learning_curve.csv`. The model key is a digest of what made the model (its source, recipe and the
+source checksums of the data): the same recipe on the same data finds its folder again. meta.json's
+`model_id` is a digest of the weights themselves (`weights.model_id`); the model id of the reports
+also covers the calibrated temperature (`calibration.calibrated_model_id`). Each file has its
+checksum record (`integrity`), checked before a stored model is used again: a damaged model is made
+again. meta.json carries the model folder's format version (`formats.MODEL`): a model folder of a
+newer fashionnet stops the run, one without the current version is made again.
 """
 
 import hashlib
@@ -22,6 +22,8 @@ import pandas as pd
 
 from fashionnet.core import atomic, formats, integrity
 from fashionnet.core.errors import FashionnetError
+from fashionnet.core.paths import A_FILE, A_FOLDER, clear_way, kind_of
+from fashionnet.model.calibration import Calibration
 from fashionnet.model.train import read_learning_curve, write_learning_curve
 from fashionnet.model.two_layer_net import Params
 from fashionnet.model.weights import load_params, model_id, save_params
@@ -71,6 +73,9 @@ def load_stored(models_dir: Path, key: str) -> StoredModel | None:
         return None
     try:
         meta = read_meta(meta_path)
+    except DamagedMeta as problem:  # intact as recorded, but not what fashionnet writes
+        integrity.set_aside(meta_path, str(problem))
+        return None
     except ValueError as problem:  # intact, but not this fashionnet's format
         log.warning(
             "ignoring stored model %s and making it again: %s: %s", folder, META_NAME, problem
@@ -92,13 +97,49 @@ def load_stored(models_dir: Path, key: str) -> StoredModel | None:
     return StoredModel(folder, params, meta, curve)
 
 
+class DamagedMeta(ValueError):
+    """meta.json's content does not fit its schema, whatever its checksum record says."""
+
+
+# The fields of every model's meta.json (besides its format version): their Python and JSON types.
+META_FIELDS = {
+    "source": (str, "string"),
+    "hyperparameters": (dict, "object"),
+    "model_id": (str, "string"),
+    "model_key": (str, "string"),
+}
+
+
 def read_meta(path: Path) -> dict[str, Any]:
-    """A model folder's meta.json, without its format version (checked first: `formats.check`);
-    ValueError says what is wrong with it."""
-    meta = json.loads(path.read_text(encoding="utf-8"))
+    """A model folder's meta.json, without its format version (checked first: `formats.check`).
+    ValueError says what is wrong with it: `DamagedMeta` for content that does not fit the
+    schema (not JSON, not an object, a field missing or of another type, a trained model said
+    not to be, a calibration that is not one), a plain ValueError for a format version this
+    fashionnet does not read."""
+    kind = kind_of(path)
+    if kind not in (A_FILE, None):  # looked at before it is opened: a FIFO would block
+        raise DamagedMeta(f"{kind}, not a file")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as error:  # not UTF-8, not JSON
+        raise DamagedMeta(f"not JSON: {error}") from None
     if not isinstance(meta, dict):
-        raise ValueError("not a JSON object")
+        raise DamagedMeta("not a JSON object")
     formats.check(path, formats.MODEL, meta.pop(formats.VERSION_FIELD, None))
+    for name, (kind, json_kind) in META_FIELDS.items():
+        if name not in meta:
+            raise DamagedMeta(f"no {name}")
+        if not isinstance(meta[name], kind):
+            raise DamagedMeta(f"{name} {json.dumps(meta[name])[:40]}, not a JSON {json_kind}")
+    if meta.get("trained") is not (meta["source"] == "train"):
+        raise DamagedMeta(
+            f"trained {json.dumps(meta.get('trained'))} for a model of source {meta['source']!r}"
+        )
+    if meta.get("calibration") is not None:
+        try:
+            Calibration.of(meta["calibration"])
+        except ValueError as problem:
+            raise DamagedMeta(f"its calibration {problem}") from None
     return meta
 
 
@@ -112,6 +153,7 @@ def store_model(
     """Save weights, learning curve and metadata under `key`, each with its checksum record.
     meta.json is written last, so its presence means the folder is complete."""
     folder = models_dir / key
+    clear_way(folder, A_FOLDER)
     meta = {
         **meta,
         "model_id": model_id(params),

@@ -5,7 +5,7 @@ per_class.csv, confusion_<split>.csv, learning_curve.csv (trained models), manif
 figures and report.md. It is built in a hidden sibling `.<run id>.tmp-<random>` and renamed
 into place in one step, so a run folder either exists whole or not at all;
 `fashionnet.core.atomic.sweep_stale_temps` removes what a crash leaves. CSVs are formatted by
-`schema.csv_text`: identical inputs give byte-identical files.
+`columns.csv_text`: identical inputs give byte-identical files.
 
 Publishing is all or nothing (`publish_run`), and the bookkeeping never blocks a run: a
 history.csv that cannot be read whole (a row without the current format version is a bad row
@@ -218,8 +218,9 @@ def _points_at(latest_link: Path, run_dir: Path) -> bool:
 
 def finish_interrupted_publishing(layout: Layout) -> None:
     """Finish or undo the publishing a killed run left half done (its journal says which run):
-    once `latest` points at the run, its history rows are added if missing; before that, its
-    run folder is removed. Call it holding the run lock."""
+    once `latest` points at the run, its history rows are added if missing and its model made the
+    champion if its blessing says so; before that, its run folder is removed. Call it holding the
+    run lock."""
     journal_path = layout.runs_dir / JOURNAL
     if not journal_path.is_file() or journal_path.is_symlink():
         return
@@ -242,6 +243,7 @@ def finish_interrupted_publishing(layout: Layout) -> None:
                 run_id,
                 layout.history_csv,
             )
+        champion.promote(layout, champion.read_blessing(run_dir) or {})  # the switch may be missing
     elif run_dir.is_dir() and not run_dir.is_symlink():
         shutil.rmtree(run_dir, ignore_errors=True)
         log.info("removed %s: its run was interrupted before it was published", run_dir)
@@ -257,7 +259,12 @@ def write_trend_of_history(layout: Layout) -> None:
     try:
         trend.write_trend(layout, read_history(layout.history_csv))
     except Exception as error:  # noqa: BLE001 (any failure: the published run stands)
-        log.warning("could not redraw the trend in %s (%s): the next run will", layout, error)
+        log.warning(
+            "could not redraw %s and %s (%s); the next run draws them again",
+            layout.reports_dir / trend.TREND_NAME,
+            layout.reports_dir / trend.INDEX_NAME,
+            error,
+        )
 
 
 @contextlib.contextmanager
@@ -559,10 +566,11 @@ def regression_of(layout: Layout, report: RunReport, tolerance: float) -> Regres
 
 
 def prune_runs(layout: Layout, keep: int, lock_timeout: float) -> list[Path]:
-    """Delete the run folders under runs/ beyond the `keep` newest (run ids sort by time), never
-    the one `latest` points at; returns what was removed, oldest first. history.csv keeps every
-    row; index.html is redrawn, so no link leads to a removed folder. Holds the project's run
-    lock (waiting up to `lock_timeout` s), so no run is being published meanwhile."""
+    """Delete the run folders under runs/ beyond the `keep` last published (`publishing_order`),
+    never the one `latest` points at; returns what was removed, first published first.
+    history.csv keeps every row; index.html is redrawn, so no link leads to a removed folder.
+    Holds the project's run lock (waiting up to `lock_timeout` s), so no run is being published
+    meanwhile."""
     if keep < 1:
         raise FashionnetError(f"--keep {keep}: keep at least 1 run folder")
     with run_lock(layout.lock_file, lock_timeout):
@@ -572,16 +580,27 @@ def prune_runs(layout: Layout, keep: int, lock_timeout: float) -> list[Path]:
         return removed
 
 
-def _prune(layout: Layout, keep: int) -> list[Path]:
+def publishing_order(layout: Layout) -> list[Path]:
+    """The run folders under runs/, the first published first: in the order of their first
+    rows in history.csv, which is the order runs were published in, whatever their names say
+    (a run id holds the clock of its machine, which may be wrong). A folder no readable row
+    names (its rows lost with a damaged history, say) counts as published before every one
+    that is, in the order of their names."""
     if not layout.runs_dir.is_dir():
         return []
-    runs = sorted(
-        path
+    folders = {
+        path.name: path
         for path in layout.runs_dir.iterdir()
         if path.is_dir() and not path.is_symlink() and not path.name.startswith(".")
-    )
-    latest = layout.latest_link.resolve() if layout.latest_link.is_symlink() else None
-    removed = [path for path in runs[:-keep] if path.resolve() != latest]
+    }
+    published = dict.fromkeys(read_history(layout.history_csv)["run_id"])  # first rows, in order
+    unnamed = sorted(name for name in folders if name not in published)
+    return [folders[name] for name in [*unnamed, *published] if name in folders]
+
+
+def _prune(layout: Layout, keep: int) -> list[Path]:
+    runs = publishing_order(layout)
+    removed = [path for path in runs[:-keep] if not _points_at(layout.latest_link, path)]
     for path in removed:
         # Hidden first, then deleted: an interruption leaves a temporary the next run sweeps,
         # never half a run folder.

@@ -3,7 +3,7 @@
 `RunReport` holds the confusion counts and probability metrics (top-2 accuracy, log loss, ECE)
 of each split, the manifest (provenance), the learning curve, the test split's tally (for the
 reliability diagram) and the few test images the figures show. The CSVs, figures and report.md
-of the run folder (`reports.write_run`), the Prefect artifacts and the terminal view all render
+of the run folder (`publish.write_run`), the Prefect artifacts and the terminal view all render
 this one object. `RunReport.read` rebuilds it from a run folder, for `fashionnet report` and
 re-rendering.
 """
@@ -12,7 +12,7 @@ import contextlib
 import json
 import platform
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from importlib import metadata
@@ -26,6 +26,7 @@ from fashionnet.champion import BLESSING_NAME, read_blessing
 from fashionnet.core import formats
 from fashionnet.core.errors import FashionnetError
 from fashionnet.core.layout import Layout
+from fashionnet.core.paths import A_FILE, A_FOLDER, kind_of
 from fashionnet.data.catalog import CLASS_NAMES
 from fashionnet.data.parquet import SplitFile, read_rows
 from fashionnet.data.validate import DataValidation
@@ -161,14 +162,10 @@ class RunReport:
     @classmethod
     def read(cls, run_dir: Path) -> "RunReport":
         """The report of an existing run folder, without the image galleries and the reliability
-        diagram (their data are in the PNGs and the predictions files only)."""
-        run_dir = Path(run_dir)
-        overall = read_run_csv(run_dir, "overall.csv")
-        if list(overall.columns) != OVERALL_COLUMNS:
-            raise FashionnetError(
-                f"{run_dir / 'overall.csv'} does not have the columns of overall.csv "
-                f"({', '.join(OVERALL_COLUMNS)}); delete its run folder"
-            )
+        diagram (their data are in the PNGs and the predictions files only). What cannot be
+        read is named in one line (`read_run_csv`, `read_manifest`)."""
+        run_dir = run_folder(run_dir)
+        overall = read_run_csv(run_dir, "overall.csv", OVERALL_COLUMNS)
         manifest = read_manifest(run_dir / MANIFEST_NAME)
         curve_path = run_dir / "learning_curve.csv"
         return cls(
@@ -321,7 +318,7 @@ def build_manifest(
 ) -> dict[str, Any]:
     """manifest.json: where the run's data and model came from, and what ran it.
 
-    `model` describes the model (`model_source.Model.describe()`); `origin` the flow run
+    `model` describes the model (`model.source.Model.describe()`); `origin` the flow run
     (a run outside a flow, as the benchmark's, has none: "prefect" is null).
     """
     return {
@@ -343,6 +340,30 @@ def build_manifest(
     }
 
 
+def run_folder(run_dir: Path) -> Path:
+    """`run_dir` once it is a folder (or a link to one, as `latest` is); else one line saying
+    what stands there instead."""
+    run_dir = Path(run_dir)
+    kind = kind_of(run_dir)
+    if kind == A_FOLDER:
+        return run_dir
+    problem = "does not exist" if kind is None else f"is {kind}, not a run folder"
+    raise FashionnetError(
+        f"{run_dir} {problem}; name a run that `fashionnet runs` lists, or run the pipeline"
+    )
+
+
+def _run_file(path: Path) -> Path:
+    """`path`, a file of a run folder, once it is a file; looked at before it is opened, so a
+    FIFO cannot block the reader."""
+    kind = kind_of(path)
+    if kind is None:
+        raise FashionnetError(f"{path} is missing; run the pipeline to write a complete run folder")
+    if kind != A_FILE:
+        raise FashionnetError(f"{path} is {kind}, not a file; delete its run folder")
+    return path
+
+
 def read_manifest(path: Path) -> dict[str, Any]:
     """A run's manifest.json, without its format version (checked first: `formats.check`).
 
@@ -352,26 +373,39 @@ def read_manifest(path: Path) -> dict[str, Any]:
     damaged one stops `fashionnet report` on that folder, never a run.
     """
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest = json.loads(_run_file(path).read_text(encoding="utf-8"))
         if not isinstance(manifest, dict):
             raise ValueError("not a JSON object")
         formats.check(path, formats.MANIFEST, manifest.pop(formats.VERSION_FIELD, None))
-    except FileNotFoundError:
-        raise FashionnetError(
-            f"{path} is missing; run the pipeline to write a complete run folder"
-        ) from None
     except (OSError, ValueError) as error:
         raise FashionnetError(f"{path} cannot be read ({error}); delete its run folder") from None
     return manifest
 
 
-def read_run_csv(run_dir: Path, name: str) -> pd.DataFrame:
-    """One CSV of a run folder, with its text columns kept as text."""
-    path = Path(run_dir) / name
-    if not path.is_file():
-        raise FashionnetError(f"{path} is missing; run the pipeline to write a complete run folder")
-    # A hex id or digest made only of digits must not be read as a number.
-    return pd.read_csv(path, dtype=dict.fromkeys(TEXT_COLUMNS, str))
+def read_run_csv(run_dir: Path, name: str, columns: Sequence[str]) -> pd.DataFrame:
+    """One CSV of a run folder, which must have exactly `columns`: its text columns
+    (TEXT_COLUMNS, CONFUSION_INDEX) kept as text, every other one numbers. What is wrong with it
+    (not a file, not text, empty, rows that do not fit its header, other columns, words where
+    numbers belong) is named in one line."""
+    path = _run_file(Path(run_dir) / name)
+    try:
+        # A hex id or digest made only of digits must not be read as a number.
+        table = pd.read_csv(path, dtype=dict.fromkeys(TEXT_COLUMNS, str))
+    except (OSError, ValueError) as error:  # pandas' parser errors are ValueErrors
+        problem = str(error).strip().splitlines()[-1] if str(error).strip() else type(error)
+        raise FashionnetError(f"{path} cannot be read ({problem}); delete its run folder") from None
+    if list(table.columns) != list(columns):
+        raise FashionnetError(
+            f"{path} does not have the columns of {name} ({', '.join(columns)}); "
+            "delete its run folder"
+        )
+    text = {*TEXT_COLUMNS, CONFUSION_INDEX}
+    for column in columns:
+        if column not in text and not pd.api.types.is_numeric_dtype(table[column]):
+            raise FashionnetError(
+                f"{path} has values of {column} that are not numbers; delete its run folder"
+            )
+    return table
 
 
 def stored_probability_metrics(overall: pd.DataFrame) -> dict[str, ProbabilityMetrics]:
@@ -387,10 +421,8 @@ def stored_probability_metrics(overall: pd.DataFrame) -> dict[str, ProbabilityMe
 
 def read_confusion(run_dir: Path, split: str) -> np.ndarray:
     """The int64 (10, 10) counts of a run's `confusion_<split>.csv`."""
-    frame = read_run_csv(run_dir, f"confusion_{split}.csv")
-    if list(frame.columns) != [CONFUSION_INDEX, *CLASS_NAMES] or (
-        frame[CONFUSION_INDEX].tolist() != list(CLASS_NAMES)
-    ):
+    frame = read_run_csv(run_dir, f"confusion_{split}.csv", [CONFUSION_INDEX, *CLASS_NAMES])
+    if frame[CONFUSION_INDEX].tolist() != list(CLASS_NAMES):
         raise FashionnetError(
             f"{Path(run_dir) / f'confusion_{split}.csv'} is not a confusion matrix CSV; "
             "delete its run folder"

@@ -20,10 +20,11 @@ from rich.text import Text
 
 from fashionnet.champion import current_champion
 from fashionnet.core.layout import Layout
-from fashionnet.report.columns import csv_text
+from fashionnet.core.paths import A_FILE, kind_of
+from fashionnet.report.columns import OVERALL_COLUMNS, PER_CLASS_COLUMNS, csv_text
 from fashionnet.report.markdown import REPORT_NAME, overall_rows, per_class_rows
 from fashionnet.report.publish import read_history_file
-from fashionnet.report.run_report import RunReport, read_run_csv
+from fashionnet.report.run_report import MANIFEST_NAME, RunReport, read_run_csv, run_folder
 
 # The columns of the CSV of one run: overall.csv's rows (no class) then per_class.csv's, under
 # one header; the others in the order the files have them.
@@ -130,7 +131,11 @@ def report_json(run_dir: Path) -> str:
 
 
 def report_files(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    return read_run_csv(run_dir, "overall.csv"), read_run_csv(run_dir, "per_class.csv")
+    run_dir = run_folder(run_dir)
+    return (
+        read_run_csv(run_dir, "overall.csv", OVERALL_COLUMNS),
+        read_run_csv(run_dir, "per_class.csv", PER_CLASS_COLUMNS),
+    )
 
 
 def json_records(table: pd.DataFrame) -> list[dict[str, Any]]:
@@ -231,8 +236,11 @@ def runs_rows(history: pd.DataFrame, runs_dir: Path) -> tuple[list[str], list[li
 def overrides(run_dir: Path) -> dict[str, Any]:
     """The flow parameters a run changed, from its manifest.json; none when its folder (pruned,
     or older than the record) does not say."""
+    path = run_dir / MANIFEST_NAME
+    if kind_of(path) != A_FILE:  # looked at first: opening a FIFO would wait for ever
+        return {}
     try:
-        origin = json.loads((run_dir / "manifest.json").read_text()).get("prefect") or {}
+        origin = json.loads(path.read_text()).get("prefect") or {}
     except (OSError, ValueError, AttributeError):
         return {}
     return origin.get("overrides") or {}

@@ -18,9 +18,11 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import pandas as pd
 
 from fashionnet.core import atomic
 from fashionnet.core.layout import Layout
@@ -83,6 +85,8 @@ class PollResult:
     scored: int  # files scored by this poll
     failed: int  # files this poll found unreadable
     finished: int  # files of an earlier, interrupted poll moved out
+    drift: pd.DataFrame | None = None  # the batch's drift.csv (None: no batch, or no reference)
+    drifted: list[str] = field(default_factory=list)  # its drifted lines (none: no drift)
 
 
 def poll_inbox(
@@ -94,11 +98,12 @@ def poll_inbox(
     chunk_size: int = 1000,
     inbox: Path | None = None,
     after_commit: Callable[[], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> PollResult:
     """One pass over the inbox (hold a lock around it: one poll at a time). `model()` gives the
     model to score with, asked only when there is something new (an empty inbox needs no
     champion); `after_commit` is called between the ledger write and the moves (tests stop
-    there)."""
+    there); `progress` hears of the images scored, as `score_batch`'s does."""
     inbox = inbox or inbox_dir(layout)
     inbox.mkdir(parents=True, exist_ok=True)
     scores_dir = layout.root / SCORES_DIR
@@ -124,7 +129,13 @@ def poll_inbox(
         return PollResult(None, 0, 0, finished)
     batch_id = new_batch_id()
     result = score_batch(
-        new, model(), staging, map_chunks=map_chunks, batch_id=batch_id, chunk_size=chunk_size
+        new,
+        model(),
+        staging,
+        map_chunks=map_chunks,
+        batch_id=batch_id,
+        chunk_size=chunk_size,
+        progress=progress,
     )
     reasons = {row.input: row.reason for row in result.failures.itertuples()}
     for path in new:
@@ -146,4 +157,6 @@ def poll_inbox(
         move_out(inbox, path, ledger[hashes[path]])
     failed = sum(1 for path in new if printable(path) in reasons)
     log.info("inbox: batch %s scored %d files, %d failed", batch_id, len(new) - failed, failed)
-    return PollResult(batch_id, len(new) - failed, failed, finished)
+    for line in result.drifted:
+        log.warning("data drift: %s", line)
+    return PollResult(batch_id, len(new) - failed, failed, finished, result.drift, result.drifted)

@@ -1,9 +1,9 @@
 """What `fashionnet score` reads: image files, IDX image files, .npy arrays and Parquet splits.
 
 `discover` turns the named files and folders (recursive) into `Input`s, one per file, and names
-the files it cannot take; `read_frames` gives an input's images as uint8 (n, 28, 28) pixels, a
-block at a time, or raises `Unusable` with the reason that goes into failed.csv. Nothing here
-deletes or moves an input.
+the files it cannot take; `image_picture` gives an image file's 28 x 28 picture and `read_rows`
+an array input's images as uint8 (n, 28, 28) pixels, a block at a time; both raise `Unusable`
+with the reason that goes into failed.csv. Nothing here deletes or moves an input.
 
 Images are decoded with Pillow, checked before decoding: a picture larger than MAX_PIXELS (a
 decompression bomb: a small file that decodes to gigabytes) is refused from its header alone.
@@ -26,7 +26,7 @@ from fashionnet.core.errors import FashionnetError
 from fashionnet.data import idx
 from fashionnet.data.catalog import IMAGE_SHAPE, NUM_PIXELS
 from fashionnet.data.parquet import SCHEMA, open_split, read_row_groups
-from fashionnet.score.convert import SIDE, Invert, Unusable, photo_pixels
+from fashionnet.score.convert import SIDE, Unusable, fashion_picture
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 # 40 megapixels: more than any phone camera takes, far less than a bomb decodes to.
@@ -76,6 +76,20 @@ def printable(path: Path) -> str:
     return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
+def files_under(folder: Path) -> list[Path]:
+    """The files in `folder` and its subfolders (not those reached through a link), in name
+    order; a link to a file counts as a file. One directory listing per folder, no stat."""
+    found, folders = [], [folder]
+    while folders:
+        with os.scandir(folders.pop()) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    folders.append(Path(entry.path))
+                elif entry.is_file():
+                    found.append(Path(entry.path))
+    return sorted(found, key=lambda path: path.parts)  # Path's own order, compared once each
+
+
 def discover(named: list[Path]) -> tuple[list[Input], list[Failure]]:
     """The inputs under the named files and folders, in name order, and the files refused."""
     inputs, failures = [], []
@@ -84,7 +98,7 @@ def discover(named: list[Path]) -> tuple[list[Input], list[Failure]]:
             raise FashionnetError(
                 f"{root}: no such file or folder; name images or folders to score"
             )
-        paths = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+        paths = files_under(root) if root.is_dir() else [root]
         for path in paths:
             try:
                 os.fsencode(path).decode("utf-8")
@@ -111,8 +125,9 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def image_pixels(data: bytes, invert: Invert) -> np.ndarray:
-    """One image file's bytes as uint8 (1, 28, 28), or Unusable saying why not."""
+def image_picture(data: bytes) -> Image.Image:
+    """One image file's bytes as its 28 x 28 grayscale picture (`convert.fashion_picture`), or
+    Unusable saying why not."""
     if not data:
         raise Unusable("the file is empty")
     try:
@@ -143,7 +158,7 @@ def image_pixels(data: bytes, invert: Invert) -> np.ndarray:
         raise Unusable("not an image Pillow can read") from None
     except (OSError, ValueError, SyntaxError) as error:
         raise Unusable(f"the image cannot be decoded ({error})") from None
-    return photo_pixels(image, invert)[None]
+    return fashion_picture(image)
 
 
 def as_pixels(array: np.ndarray, what: str) -> np.ndarray:
@@ -180,11 +195,10 @@ def row_count(item: Input) -> int:
         raise Unusable(f"cannot be read as {item.kind} ({error})") from None
 
 
-def read_rows(item: Input, rows: range, invert: Invert) -> np.ndarray:
-    """Rows `rows` of an array input (all of an image file) as uint8 (n, 28, 28)."""
+def read_rows(item: Input, rows: range) -> np.ndarray:
+    """Rows `rows` of an array input (IDX, .npy, Parquet) as uint8 (n, 28, 28), as stored: an
+    array's pixels are Fashion-MNIST's already, never negated."""
     try:
-        if item.kind == "image":
-            return image_pixels(item.path.read_bytes(), invert)
         if item.kind == "idx":
             return np.asarray(idx.read_images(item.path)[rows.start : rows.stop])
         if item.kind == "npy":
