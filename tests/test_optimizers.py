@@ -1,11 +1,12 @@
 """SGD, Momentum and Adam: hand-computed steps, a quadratic bowl, and Keras as a reference."""
 
+from functools import partial
+
 import numpy as np
 import pytest
 
 from fashionnet.core.errors import FashionnetError
-from fashionnet.core.threads import Workers, run_in_order
-from fashionnet.model import optimizers
+from fashionnet.core.threads import Workers
 from fashionnet.model.optimizers import OPTIMIZERS, SGD, Adam, Momentum, make_optimizer
 
 TARGET = np.array([1.0, -2.0, 3.0], dtype=np.float32)
@@ -78,24 +79,37 @@ def test_adam_in_place_equals_adam_written_plainly():
 
 
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
-def test_updates_in_slices_on_threads_give_the_same_bits(name, monkeypatch):
+def test_a_step_taken_a_block_at_a_time_on_threads_gives_the_same_bits(name):
+    """As training takes it: W (column-major) a block of columns per job, b whole after."""
     rng = np.random.default_rng(2)
-    start = {"W": rng.standard_normal((50, 40)).astype(np.float32), "b": np.zeros(40, np.float32)}
-    grads = [{key: rng.standard_normal(a.shape).astype(np.float32) for key, a in start.items()}]
-    grads *= 3
-
-    def steps(run=run_in_order) -> dict:
-        optimizer, params = make_optimizer(name, 0.01), {k: a.copy() for k, a in start.items()}
-        for grad in grads:
-            optimizer.update(params, grad, run)
-        return params
-
-    whole = steps()
-    monkeypatch.setattr(optimizers, "JOB_ELEMENTS", 7 * 40)  # W in 8 slices of rows, b whole
+    start = {"W": np.asfortranarray(rng.standard_normal((50, 40)).astype(np.float32))}
+    start["b"] = rng.standard_normal(40).astype(np.float32)
+    grads = [
+        {
+            key: np.asfortranarray(rng.standard_normal(a.shape).astype(np.float32))
+            for key, a in start.items()
+        }
+        for _ in range(3)
+    ]
+    whole, whole_params = make_optimizer(name, 0.01), {k: a.copy() for k, a in start.items()}
+    parts, part_params = make_optimizer(name, 0.01), {k: a.copy() for k, a in start.items()}
+    blocks = [slice(first, first + 7) for first in range(0, 40, 7)]
     with Workers(3) as workers:
-        sliced = steps(workers.run)
+        for grad in grads:
+            whole.update(whole_params, grad)
+            parts.start_step()
+            state = parts.state("W", grad["W"])
+
+            def block_job(block: slice, grad=grad, state=state) -> None:
+                columns = (slice(None), block)
+                parts.apply(
+                    part_params["W"][columns], grad["W"][columns], *(a[columns] for a in state)
+                )
+
+            workers.run([partial(block_job, block) for block in blocks])
+            parts.apply(part_params["b"], grad["b"], *parts.state("b", grad["b"]))
     for key in start:
-        np.testing.assert_array_equal(sliced[key], whole[key])
+        np.testing.assert_array_equal(part_params[key], whole_params[key])
 
 
 def test_adam_state_stays_float32():

@@ -322,10 +322,12 @@ def test_default_and_book_configs_are_valid_and_distinct():
 def in_memory_reference(config: TrainConfig, x: np.ndarray, labels: np.ndarray) -> dict:
     """What training did when it held the whole split: standardize all of it, then each epoch
     one permutation of every row, cut into minibatches (each step as training computes it:
-    `BlockedBackprop`, which tests/test_two_layer_net.py checks against `backprop`)."""
+    `BlockedBackprop`, which tests/test_two_layer_net.py checks against `backprop`, then the
+    whole update, which tests/test_optimizers.py checks against training's block by block)."""
     standardization = Standardization.fit(x)
     x = standardization.apply(x)
     net = TwoLayerNet(x.shape[1], config.hidden_size, 10, weight_init="he", seed=config.seed)
+    net.params["W1"] = np.asfortranarray(net.params["W1"])  # as train() keeps it
     backprop = BlockedBackprop(net.params, config.batch_size, run_in_order)
     optimizer = make_optimizer(config.optimizer, config.learning_rate)
     shuffle_rng = np.random.default_rng([config.seed, SHUFFLE_STREAM])

@@ -88,6 +88,25 @@ def test_blocked_backprop_equals_backprop_within_float32_rounding(float32_batch,
         np.testing.assert_allclose(grads[name], expected[name], rtol=1e-4, atol=1e-6)
 
 
+def test_after_block_sees_each_blocks_final_gradients_once_and_beside_jobs_run(float32_batch):
+    params, x, t = float32_batch
+    backprop = BlockedBackprop(params, 64, run_in_order)
+    seen, beside_ran = {}, []
+
+    def after_block(block: slice) -> None:
+        assert block.start not in seen
+        seen[block.start] = (
+            backprop.grads["W1"][:, block].copy(),
+            backprop.grads["W2"][block].copy(),
+        )
+
+    _, grads = backprop(x, t, after_block=after_block, beside=[lambda: beside_ran.append(1)])
+    assert sorted(seen) == [block.start for block in backprop.blocks] and beside_ran == [1]
+    for block in backprop.blocks:
+        np.testing.assert_array_equal(seen[block.start][0], grads["W1"][:, block])
+        np.testing.assert_array_equal(seen[block.start][1], grads["W2"][block])
+
+
 def test_blocked_backprop_gives_the_same_bits_on_any_number_of_threads(float32_batch):
     params, x, t = float32_batch
     alone = BlockedBackprop(params, 64, run_in_order)(x, t)

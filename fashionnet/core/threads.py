@@ -2,9 +2,9 @@
 with one BLAS thread; prediction chunks running side by side in this process share the cores.
 
 Training cuts each step into jobs of a fixed size (`two_layer_net.BlockedBackprop`: blocks of
-hidden units; the optimizer: slices of each array), and its threads (`Workers`) take the jobs
-one at a time, whichever thread is free. Each job's arithmetic is one single-threaded BLAS call
-or element-wise NumPy, so its bits depend only on the job, never on which thread ran it or how
+hidden units), and its threads (`Workers`) take the jobs one at a time, whichever thread is
+free. Each job's arithmetic is single-threaded BLAS calls and element-wise NumPy, so its bits
+depend only on the job, never on which thread ran it or how
 many threads there were: the same seed gives the same weights whatever the load and the number
 of cores (on the same BLAS kernel).
 

@@ -4,52 +4,44 @@ Each `update(params, grads)` changes the arrays in `params` in place. Their stat
 (velocities, moments) is float32 like the parameters, and `lr` may be changed between
 updates, which is how learning-rate schedules drive them.
 
-The arithmetic is element-wise, so an update is cut into jobs, each a slice of rows of one
-array with the same slice of its gradient and state; `update(..., run=workers.run)` shares them
-among threads (`core.threads.Workers`). Every element goes through the same operations whoever
-computes it, so the result is bit for bit the same however the jobs run.
+The arithmetic is element-wise, so a step can also be taken a part at a time: `start_step`
+once, then `apply` to each part of each array (a slice of the parameter with the same slice of
+its gradient and of its `state`), in any order and on any thread. Every element goes through
+the same operations either way, so the result is the same to the bit; training updates W1 a
+block at a time, in the job that has just computed the block's gradient.
 """
 
 import math
-from functools import partial
 
 import numpy as np
 
 from fashionnet.core.errors import FashionnetError
-from fashionnet.core.threads import Run, run_in_order
 
 Arrays = dict[str, np.ndarray]
-# Elements of one job: large enough that NumPy's per-call cost is small beside the arithmetic,
-# small enough that a W1 of 784 x 1024 makes a dozen jobs to share.
-JOB_ELEMENTS = 1 << 16
 
 
 class Optimizer:
-    """An update rule: `start_step` once per update, then `apply` to each slice of each array
-    with the same slice of its gradient and of each array of its `state`."""
+    """An update rule: `start_step` once per step, then `apply` to each array (or each part of
+    one) with its gradient and its `state` (or the same part of each)."""
 
     lr: float
 
     def state(self, name: str, grad: np.ndarray) -> tuple[np.ndarray, ...]:
-        """The optimizer's arrays for the parameter `name`, shaped like it (none by default)."""
+        """The optimizer's arrays for the parameter `name`, shaped and laid out like its
+        gradient, made at the first call (none by default)."""
         return ()
 
     def start_step(self) -> None:
-        """What an update computes once for every array (nothing by default)."""
+        """What a step computes once for every array (nothing by default)."""
 
     def apply(self, param: np.ndarray, grad: np.ndarray, *state: np.ndarray) -> None:
         raise NotImplementedError
 
-    def update(self, params: Arrays, grads: Arrays, run: Run = run_in_order) -> None:
-        """One step of every parameter in `grads`, in place; `run` runs the jobs."""
+    def update(self, params: Arrays, grads: Arrays) -> None:
+        """One step of every parameter in `grads`, in place."""
         self.start_step()
-        jobs = []
         for name, grad in grads.items():
-            arrays = (params[name], grad, *self.state(name, grad))
-            rows = max(1, JOB_ELEMENTS // max(1, grad[:1].size))
-            for start in range(0, len(grad), rows):
-                jobs.append(partial(self.apply, *(array[start : start + rows] for array in arrays)))
-        run(jobs)
+            self.apply(params[name], grad, *self.state(name, grad))
 
 
 class SGD(Optimizer):

@@ -9,18 +9,18 @@ augmentation each from their own stream of the same seed) and float32, so the sa
 data give bit-identical weights with the same BLAS kernel (another kernel rounds differently).
 
 Each step's work is shared by one thread per core (`core.threads`), in jobs of a fixed size
-(`BlockedBackprop`'s blocks of hidden units, the optimizer's slices of each array), so the
-weights are the same whatever the load and however many cores there are.
+(`BlockedBackprop`'s blocks of hidden units, each updating its block of W1 once its gradient is
+computed), so the weights are the same whatever the load and however many cores there are.
 """
 
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Annotated, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -28,11 +28,11 @@ from pydantic import Field
 
 from fashionnet.core import atomic, interrupts
 from fashionnet.core.errors import FashionnetError
-from fashionnet.core.threads import Job, Run, run_in_order, training_workers
+from fashionnet.core.threads import Run, run_in_order, training_workers
 from fashionnet.data.catalog import NUM_CLASSES
 from fashionnet.model.augment import AUGMENTS, random_shifts
 from fashionnet.model.functions import cross_entropy_error
-from fashionnet.model.optimizers import OPTIMIZERS, make_optimizer
+from fashionnet.model.optimizers import OPTIMIZERS, Optimizer, make_optimizer
 from fashionnet.model.shuffle_buffer import HeldSplit, RowGroups, shuffled_minibatches
 from fashionnet.model.standardize import Standardization
 from fashionnet.model.two_layer_net import (
@@ -202,9 +202,14 @@ def _train(
         seed=config.seed,
     )
     params = net.params
+    # Column-major during training: a block of hidden units is a block of W1's memory, which
+    # the job that computed its gradient updates in one pass per operation.
+    params["W1"] = np.asfortranarray(params["W1"])
     backprop = BlockedBackprop(params, config.batch_size, run)
     optimizer = make_optimizer(config.optimizer, config.learning_rate)
-    standardized = np.empty((config.batch_size, train_split.num_features), np.float32)
+    updates = _Updates(optimizer, params, backprop.grads, config.weight_decay)
+    # The next minibatch is prepared while the backward pass still reads this one: two buffers.
+    buffers = [np.empty((config.batch_size, train_split.num_features), np.float32) for _ in "ab"]
     group_rng = np.random.default_rng([config.seed, ROW_GROUP_ORDER_STREAM])
     shuffle_rng = np.random.default_rng([config.seed, SHUFFLE_STREAM])
     augment_rng = np.random.default_rng([config.seed, AUGMENT_STREAM])
@@ -224,22 +229,22 @@ def _train(
             config.augment,
             augment_rng,
             standardization,
-            standardized,
+            buffers,
         )
         batch = next(minibatches, None)
         while batch is not None:
             interrupts.check()  # a stop request ends training within one step
             x, t = batch
-            output, grads = backprop(x, t)
-            if config.weight_decay:
-                # The L2 penalty (lambda / 2) * sum(W ** 2) adds lambda * W to each weight gradient.
-                grads["W1"] += config.weight_decay * params["W1"]
-                grads["W2"] += config.weight_decay * params["W2"]
-            # Beside the update, as jobs of their own: this step's loss and accuracy, and the next
-            # minibatch (its buffer is free once the gradients are computed).
             following: list[tuple[np.ndarray, np.ndarray] | None] = []
-            beside = [partial(tally.add, output, t), partial(_take_next, minibatches, following)]
-            optimizer.update(params, grads, partial(_run_beside, run, beside))
+            optimizer.start_step()
+            output, _ = backprop(
+                x,
+                t,
+                after_block=updates.block,
+                beside=[partial(_take_next, minibatches, following)],
+            )
+            updates.rest()
+            tally.add(output, t)
             batch = following[0]
         record = EpochRecord(
             epoch=epoch,
@@ -257,7 +262,36 @@ def _train(
             on_epoch(record)
     if standardization is not None:
         params = standardization.fold(params)
-    return params, curve
+    # Row-major again, as the pipeline saves and loads W1.
+    return {name: np.ascontiguousarray(array) for name, array in params.items()}, curve
+
+
+class _Updates:
+    """One optimizer step applied as the gradients come: each block of W1's columns in the
+    backward job that computed its gradient (`block`), the small rest once all are computed
+    (`rest`). With weight decay, the L2 penalty (lambda / 2) * sum(W ** 2) adds lambda * W to
+    each weight gradient first."""
+
+    def __init__(
+        self, optimizer: Optimizer, params: Params, grads: Params, weight_decay: float
+    ) -> None:
+        self.optimizer, self.params, self.grads = optimizer, params, grads
+        self.weight_decay = weight_decay
+        # Made here, once: the jobs only take their part of it.
+        self.w1_state = optimizer.state("W1", grads["W1"])
+
+    def block(self, block: slice) -> None:
+        self._apply("W1", (slice(None), block), self.w1_state)
+
+    def rest(self) -> None:
+        for name in ("b1", "W2", "b2"):
+            self._apply(name, slice(None), self.optimizer.state(name, self.grads[name]))
+
+    def _apply(self, name: str, part: Any, state: tuple[np.ndarray, ...]) -> None:
+        param, grad = self.params[name][part], self.grads[name][part]
+        if self.weight_decay and name.startswith("W"):
+            grad += self.weight_decay * param
+        self.optimizer.apply(param, grad, *(array[part] for array in state))
 
 
 @dataclass
@@ -277,24 +311,20 @@ def _prepared(
     augment: str,
     augment_rng: np.random.Generator,
     standardization: Standardization | None,
-    standardized: np.ndarray,
+    buffers: list[np.ndarray],
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """The minibatches augmented and standardized, the pixels in `standardized` (valid until
-    the next minibatch is taken)."""
-    for x, t in minibatches:
+    """The minibatches augmented and standardized, the pixels in each of `buffers` by turns
+    (so a minibatch stays valid while the next is prepared)."""
+    for number, (x, t) in enumerate(minibatches):
         if augment == "shift":
             x = random_shifts(x, augment_rng)
         if standardization is not None:
-            x = standardization.apply(x, out=standardized[: len(x)])
+            x = standardization.apply(x, out=buffers[number % len(buffers)][: len(x)])
         yield x, t
 
 
 def _take_next(minibatches: Iterator, into: list) -> None:
     into.append(next(minibatches, None))
-
-
-def _run_beside(run: Run, beside: list[Job], jobs: Sequence[Job]) -> None:
-    run([*beside, *jobs])  # the longer jobs first: the short slices of the update fill in
 
 
 def streamed_accuracy(

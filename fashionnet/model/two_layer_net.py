@@ -5,7 +5,7 @@ hidden layer. Its parameters are a plain dict of arrays, so the forward pass is 
 the pure function `predict(params, x)`, safe to call from many threads at once.
 """
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 
 import numpy as np
@@ -18,10 +18,10 @@ from fashionnet.model.gradient import numerical_gradient
 PARAM_NAMES = ("W1", "b1", "W2", "b2")
 WEIGHT_INITS = ("std", "he")
 # Hidden units per job of `BlockedBackprop`: a fixed number, so that the products' bits depend
-# on it alone, never on how many threads share the jobs. Narrower blocks cost more (one thread:
-# a step of 1,024 units took about 7% longer in blocks of 256, 10% in blocks of 128, than
-# whole), but more jobs keep two threads busy when another process holds one up: beside a busy
-# loop per core, training slowed about 2.0x in blocks of 128 and 2.7x in blocks of 256.
+# on it alone, never on how many threads share the jobs. Narrower blocks cost more (quiet, an
+# epoch of the default recipe on 2 threads took about 5% longer in blocks of 128 than of 256),
+# but more jobs share out better when another process holds a thread up: beside a busy loop
+# per core, an epoch took a median 3.0 s in blocks of 128 against 3.5 s in blocks of 256.
 HIDDEN_BLOCK = 128
 
 Params = dict[str, np.ndarray]
@@ -81,7 +81,7 @@ class BlockedBackprop:
     shapes fixed by the block, so the result is the same whichever thread ran which job; it
     equals `backprop` up to float32 rounding (the scores are summed block by block). Nothing is
     allocated per minibatch but the small score arrays: the gradients land in `grads`, arrays
-    kept from one call to the next.
+    kept from one call to the next, laid out in memory as the parameters are.
 
     The hidden activations and their gradient are kept transposed (a row per hidden unit), so
     that a block's are contiguous and the element-wise work on them (bias, ReLU, its mask and
@@ -102,8 +102,21 @@ class BlockedBackprop:
         self.block_scores = np.empty((len(self.blocks), batch_size, classes), dtype)
         self.grads = {name: np.empty_like(params[name]) for name in PARAM_NAMES}
 
-    def __call__(self, x: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, Params]:
-        """`backprop(params, x, labels)`: the scores and the gradients (kept in `grads`)."""
+    def __call__(
+        self,
+        x: np.ndarray,
+        labels: np.ndarray,
+        *,
+        after_block: Callable[[slice], object] | None = None,
+        beside: Sequence[Callable[[], object]] = (),
+    ) -> tuple[np.ndarray, Params]:
+        """`backprop(params, x, labels)`: the scores and the gradients (kept in `grads`).
+
+        `after_block(block)` runs in each block's backward job once the block's gradients are
+        computed (training updates the block's weights there, while they are in cache);
+        `beside` jobs run among the backward jobs, and must leave alone what those read (x,
+        the parameters) and write (the gradients).
+        """
         n = x.shape[0]
         w1, b1, w2, b2 = (self.params[name] for name in PARAM_NAMES)
         grads = self.grads
@@ -118,18 +131,21 @@ class BlockedBackprop:
         def backward(block: slice) -> None:
             hidden, dhidden = self.hidden[block, :n], self.dhidden[block, :n]
             np.matmul(w2[block], dscores.T, out=dhidden)
-            dhidden *= hidden > 0
+            dhidden *= hidden > 0  # ReLU lets the gradient through only where it was active
             np.matmul(x.T, dhidden.T, out=grads["W1"][:, block])
             np.sum(dhidden, axis=1, out=grads["b1"][block])
             np.matmul(hidden, dscores, out=grads["W2"][block])
+            if after_block is not None:
+                after_block(block)
 
         self.run([partial(forward, number, block) for number, block in enumerate(self.blocks)])
         output = self.block_scores[:, :n].sum(axis=0)
         output += b2
+        # Softmax followed by cross-entropy has the simple derivative (softmax - one_hot) / n.
         dscores = softmax(output) / n
         dscores[np.arange(n), labels] -= 1 / n
-        self.run([partial(backward, block) for block in self.blocks])
         np.sum(dscores, axis=0, out=grads["b2"])
+        self.run([*beside, *(partial(backward, block) for block in self.blocks)])
         return output, grads
 
 
