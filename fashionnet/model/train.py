@@ -146,7 +146,9 @@ class TrainConfig(Options):
         "instead of one_hot.",
     )
     seed: int = Field(
-        0, ge=0, description="Seed of the initialisation, the shuffling and the augmentation."
+        0,
+        ge=0,
+        description="Seed of the initialisation, the shuffling, the augmentation and dropout.",
     )
 
     @model_validator(mode="before")
