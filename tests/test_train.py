@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_info
 
 from fashionnet.core import interrupts
 from fashionnet.core import threads as threads_module
@@ -344,16 +345,30 @@ def test_a_recipe_fills_the_options_not_given_and_keeps_its_name():
 
 
 # sha256 of the weights of DEFAULT_CONFIG (but smaller) trained on random images, as training
-# computed them before dropout, label smoothing and flips existed: at their defaults (off),
-# training gives the same bits as it did.
+# computed them before dropout, label smoothing and flips existed, on each OpenBLAS kernel it was
+# measured on (another kernel rounds differently): at their defaults (off), the new options
+# leave the weights the same bits.
 WEIGHTS_DIGESTS = {
-    "none": "a587889e6a3838dfd785b13fe10b9f1ed6840fdfa06630dde50036d14aef72f7",
-    "shift": "87c9964b447041d79bac4237ae3524125d7dd71c6fbb77dab6cd7bbe060b503b",
+    "Haswell": {
+        "none": "a587889e6a3838dfd785b13fe10b9f1ed6840fdfa06630dde50036d14aef72f7",
+        "shift": "87c9964b447041d79bac4237ae3524125d7dd71c6fbb77dab6cd7bbe060b503b",
+    },
+    "Sandybridge": {
+        "none": "7510f8278d430ecf3032557599e1de9b076f8b6b92b9424cbb3b96fe21440778",
+        "shift": "2b8a1ae69b49af9719a1b470333082a7c124bfd74c613786007b60c9b995abf9",
+    },
+    "Katmai": {
+        "none": "d5de340322087b6f9accc920b40eb39ab6dbf98fbc5df9cf90264e756a7e265a",
+        "shift": "87693f5f5cc9df09291f53ff633b3006717a8c6cc94a4142b703a74d48e779e4",
+    },
 }
 
 
-@pytest.mark.parametrize("augment", sorted(WEIGHTS_DIGESTS))
+@pytest.mark.parametrize("augment", ["none", "shift"])
 def test_the_new_options_at_their_defaults_leave_the_weights_as_they_were(augment):
+    kernels = {info.get("architecture") for info in threadpool_info()} & set(WEIGHTS_DIGESTS)
+    if len(kernels) != 1:
+        pytest.skip(f"no stored digest for this BLAS kernel: {threadpool_info()}")
     rng = np.random.default_rng(0)
     x = rng.random((300, NUM_PIXELS), dtype=np.float32)
     split = ArrayRowGroups.of(x, rng.integers(0, 10, 300), 100)
@@ -364,7 +379,7 @@ def test_the_new_options_at_their_defaults_leave_the_weights_as_they_were(augmen
     digest = hashlib.sha256()
     for name in ("W1", "b1", "W2", "b2"):
         digest.update(np.ascontiguousarray(params[name]).tobytes())
-    assert digest.hexdigest() == WEIGHTS_DIGESTS[augment]
+    assert digest.hexdigest() == WEIGHTS_DIGESTS[kernels.pop()][augment]
 
 
 def in_memory_reference(config: TrainConfig, x: np.ndarray, labels: np.ndarray) -> dict:
