@@ -238,8 +238,9 @@ def given_values(model: type[BaseModel], values: dict[str, Any]) -> dict[str, An
 
 
 def run(**values: Any) -> None:
-    """Fetch, prepare, obtain the model (train, random or a file), predict in chunks and write
-    the reports."""
+    """Fetch, prepare and validate the data, obtain the model (train, random or a file) and
+    calibrate it, predict in chunks, write the reports, and bless the model as champion if it
+    passes the gate."""
     try:
         options = RunOptions(**given_values(RunOptions, values))
         train = TrainConfig(**given_values(TrainConfig, values))
