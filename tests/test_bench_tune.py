@@ -3,6 +3,7 @@ tuning.csv, with the test split scored only for the chosen recipes."""
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +20,7 @@ from benchmarks.search import (
     read_rows,
     summarise,
 )
-from fashionnet.model.train import DEFAULT_CONFIG, TrainConfig
+from fashionnet.model.train import ACCURATE_CONFIG, DEFAULT_CONFIG, TrainConfig
 
 
 def test_the_candidates_start_from_the_default_and_search_each_factor():
@@ -123,3 +124,9 @@ def test_a_rerun_skips_the_trainings_in_the_csv_and_test_is_scored_from_saved_we
     tests = tuner.test_accuracies(candidates["wider"])
     assert len(tests) == len(SEEDS) and all(0 <= value <= 1 for value in tests)
     assert len(trained) == len(SEEDS)  # scoring test trained nothing
+
+
+def test_the_accurate_recipe_is_the_one_the_committed_search_picks():
+    committed = read_rows(Path(search.__file__).parent / "tuning.csv")
+    pick = choose(summarise(committed, CANDIDATES))
+    assert config_key(pick.config) == config_key(ACCURATE_CONFIG)
