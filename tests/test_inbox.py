@@ -234,3 +234,37 @@ def test_an_inbox_on_a_tmpfs(tmp_path):
         assert result.scored == len(originals)
         assert stable_files(inbox, 0) == [] and moved_out(inbox) == originals
         assert [p.name for p in batches(project)] == [result.batch_id]
+
+
+def test_the_inbox_flow_scores_its_chunks_as_tasks_on_its_task_runner(
+    prefect_harness, tmp_path, monkeypatch
+):
+    """As the pipeline maps its prediction chunks (flows/pipeline.py `chunk_mapper`): each chunk
+    of the poll's batch is a task run of the flow run."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    import fashionnet_flows.inbox as inbox_flow
+
+    project, inbox = tmp_path / "project", tmp_path / "inbox"
+    inbox.mkdir()
+    weights = tmp_path / "weights.npz"
+    save_params(weights, TwoLayerNet(784, 16, 10, weight_init="he", seed=0).params)
+    monkeypatch.setenv("FASHIONNET_INBOX", str(inbox))
+    monkeypatch.setattr(  # the model to score with, rather than a champion
+        inbox_flow, "scoring_model", lambda layout, _: scoring_model(layout, str(weights))
+    )
+    drop(inbox, range(0, 3))
+
+    state = inbox_flow.score_inbox(project_dir=str(project), settle_seconds=0, return_state=True)
+
+    assert state.is_completed(), state.message
+    assert state.result()["batch_id"] == batches(project)[0].name
+    with get_client(sync_client=True) as client:
+        tasks = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(
+                id=FlowRunFilterId(any_=[state.state_details.flow_run_id])
+            )
+        )
+    chunks = [task for task in tasks if task.name.startswith("score-chunk")]
+    assert len(chunks) == 1 and chunks[0].state.is_completed(), [t.name for t in tasks]
