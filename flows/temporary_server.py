@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Self
 
 from fashionnet.core.atomic import move_aside
+from fashionnet.core.errors import FashionnetError
 from fashionnet.core.paths import A_FILE, clear_way, kind_of
 
 log = logging.getLogger("fashionnet.temporary_server")
@@ -57,6 +58,9 @@ SQLITE_URL_PREFIX = "sqlite+aiosqlite:///"
 SQLITE_COMPANIONS = ("-wal", "-shm")
 # What SQLite calls a file that is not a database, or one that is damaged inside.
 SQLITE_DAMAGE = ("SQLITE_NOTADB", "SQLITE_CORRUPT")
+# The longest path SQLite opens (MAX_PATHNAME of its Unix layer, in bytes): a database deeper
+# down ends the server at start with "unable to open database file".
+SQLITE_MAX_PATH = 512
 
 
 def database_file(connection_url: str) -> Path | None:
@@ -86,7 +90,13 @@ def heal_database(database: Path) -> None:
     """Move the server's database aside, its SQLite companions with it, when it is damaged (not
     SQLite's, cut short, damaged inside) or not a file, with a warning: the server makes a new,
     empty one (the runs the Prefect UI showed stay in the copy). Nothing is opened before its
-    kind is known."""
+    kind is known. A path too long for SQLite is one line (a FashionnetError)."""
+    if len(os.fsencode(database)) > SQLITE_MAX_PATH:
+        raise FashionnetError(
+            f"{database}: too long a path for the temporary Prefect server's SQLite database "
+            f"({len(os.fsencode(database))} bytes; SQLite opens at most {SQLITE_MAX_PATH}): use "
+            "a project folder with a shorter path, or set PREFECT_HOME to one"
+        )
     kind = kind_of(database)
     if kind is None:
         return

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from fashionnet.core.errors import FashionnetError
 from fashionnet_flows.temporary_server import database_file, heal_database
 
 
@@ -101,3 +102,16 @@ def test_what_is_not_a_file_is_moved_aside_never_opened(tmp_path, caplog, make, 
 )
 def test_only_a_sqlite_file_is_the_runs_to_heal(url, file):
     assert database_file(url) == (None if file is None else Path(file))
+
+
+def test_a_database_path_too_long_for_sqlite_is_one_line(tmp_path):
+    """A project folder of ~4,000 characters: SQLite opens no path beyond 512 bytes, and the
+    server ended at start with a traceback; now the run stops before it, in one line."""
+    database = tmp_path.joinpath(*["d" * 200] * 3, ".prefect", "prefect.db")
+    with pytest.raises(FashionnetError) as caught:
+        heal_database(database)
+    assert str(caught.value) == (
+        f"{database}: too long a path for the temporary Prefect server's SQLite database "
+        f"({len(str(database))} bytes; SQLite opens at most 512): use a project folder with a "
+        "shorter path, or set PREFECT_HOME to one"
+    )
