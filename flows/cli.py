@@ -13,7 +13,8 @@ fashionnet score INPUT...     score new images with the champion model (fashionn
 there.
 
 Ctrl-C (SIGINT) and SIGTERM ask the run to stop (`fashionnet.core.interrupts`): the loops stop at
-their next step, the command says `fashionnet: interrupted` and exits 130 or 143. Without
+their next step, the command says `fashionnet: interrupted` and exits 130 or 143; nothing is
+published. Once the run is published, a signal no longer stops it: it ends with 0. Without
 PREFECT_API_URL the run gets a temporary Prefect server of its own
 (`fashionnet_flows.temporary_server`), in its own session so that Ctrl-C at the terminal reaches
 this process alone; it is stopped however the run ends, and ends with it even on SIGKILL.
@@ -82,7 +83,10 @@ def stop_now(signal_number: int) -> NoReturn:
 def on_stop_signal(signal_number: int, frame: object) -> None:
     """The first Ctrl-C or SIGTERM asks the loops to stop (`interrupts.request_stop`); a second
     one, or the same signal again once STOP_GRACE_SECONDS have passed, stops the run where it
-    is."""
+    is. Once the run is published (`interrupts.committed`), signals are ignored: the run
+    finishes its last short steps and ends with 0, as the published run it is."""
+    if interrupts.committed():
+        return
     if interrupts.stop_requested():
         if _forcible.is_set():
             raise KeyboardInterrupt
