@@ -33,8 +33,8 @@ SLOWEST := --durations=15
 test: setup  ## run the test suite (real-data tests use ../shared/fashion-mnist when present)
 	$(BIN)/pytest $(XDIST) $(SLOWEST) $(ARGS)
 
-test-fast: setup  ## the tests without Prefect, servers, a browser or real data (under a minute)
-	$(BIN)/pytest $(XDIST) -m "not prefect and not server and not realdata and not browser" $(ARGS)
+test-fast: setup  ## the tests without Prefect, servers, a browser, real data or whole pipeline runs
+	$(BIN)/pytest $(XDIST) -m "not prefect and not server and not realdata and not browser and not pipeline" $(ARGS)
 
 lint: setup  ## ruff lint and format check
 	$(BIN)/ruff check .

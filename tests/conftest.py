@@ -33,6 +33,12 @@ MODULE_MARKERS = {
     "test_determinism": "prefect",
     "test_interruptions": "prefect",
     "test_reliability_cli": "prefect",
+    # Whole pipeline runs in this process, several per test: `make test` runs them, `make
+    # test-fast` leaves them to it.
+    "test_champion": "pipeline",
+    "test_damage_folders": "pipeline",
+    "test_operations_retention": "pipeline",
+    "test_validate_run": "pipeline",
 }
 
 

@@ -62,6 +62,7 @@ def test_the_modules_tests_import_leave_the_environment_alone():
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO_ROOT)
 
 
+@pytest.mark.pipeline
 def test_a_scaled_run_reports_its_training_rows_time_and_memory(tmp_path):
     raw = tmp_path / "raw"
     raw.mkdir()

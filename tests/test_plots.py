@@ -19,6 +19,7 @@ from report_fixtures import (
 
 from fashionnet.data.catalog import CLASS_NAMES
 from fashionnet.report import plots
+from fashionnet.report.data_card import PairGallery
 from fashionnet.report.metrics import reliability_table
 from fashionnet.report.run_report import most_confident_errors, sample_positions
 
@@ -139,6 +140,18 @@ def test_plot_reliability_puts_validation_beside_test(tmp_path, drawn):
     assert [title.split(":")[0] for title in titles] == ["validation", "test"]
 
 
+def mosaic_images(ax, count: int, columns: int, captioned: bool) -> list[np.ndarray]:
+    """The first `count` 28x28 images of the mosaic drawn on `ax`, row by row."""
+    mosaic = ax.images[0].get_array()
+    above = plots.CAPTION_PIXELS if captioned else 0
+    row_step, column_step = 28 + plots.MOSAIC_GAP + above, 28 + plots.MOSAIC_GAP
+    cells = [divmod(number, columns) for number in range(count)]
+    return [
+        mosaic[row * row_step + above :][:28, column * column_step :][:, :28]
+        for row, column in cells
+    ]
+
+
 def test_plot_misclassified_shows_the_most_confident_errors(tmp_path, drawn):
     predictions = make_predictions(200, 2)
     images = make_images(200, 3)
@@ -147,13 +160,14 @@ def test_plot_misclassified_shows_the_most_confident_errors(tmp_path, drawn):
     plots.plot_misclassified(images, *columns, path, k=12)
     assert_png(path, min_width=800, min_height=500)
     expected = most_confident_errors(*columns, 12)
-    shown = [ax for ax in drawn[0].axes if ax.images]
-    assert len(shown) == 12
-    for ax, position in zip(shown, expected, strict=True):
-        np.testing.assert_array_equal(ax.images[0].get_array(), images[position].reshape(28, 28))
+    (ax,) = drawn[0].axes
+    shown = mosaic_images(ax, 12, plots.GRID_COLUMNS, captioned=True)
+    np.testing.assert_array_equal(shown, images[expected].reshape(-1, 28, 28))
+    assert len(ax.texts) == 12
+    for text, position in zip(ax.texts, expected, strict=True):
         label, predicted = predictions.loc[position, ["label", "predicted"]]
-        assert f"true: {CLASS_NAMES[label]}" in ax.get_title()
-        assert f"pred: {CLASS_NAMES[predicted]}" in ax.get_title()
+        assert f"true: {CLASS_NAMES[label]}" in text.get_text()
+        assert f"pred: {CLASS_NAMES[predicted]}" in text.get_text()
 
 
 def test_plot_misclassified_without_errors_still_writes_a_figure(tmp_path, drawn):
@@ -169,12 +183,12 @@ def test_plot_samples_one_row_per_class(tmp_path, drawn):
     labels = predictions["label"].to_numpy()
     plots.plot_samples(images, labels, tmp_path / "samples.png", per_class=4)
     assert_png(tmp_path / "samples.png", min_width=400, min_height=1000)
-    axes = np.array(drawn[0].axes).reshape(10, 4)
-    for label, row in enumerate(axes):
-        assert row[0].texts[0].get_text() == CLASS_NAMES[label]
-        first = sample_positions(labels, 4)[label]
-        shown = [ax.images[0].get_array() for ax in row if ax.images]
-        np.testing.assert_array_equal(shown, images[first].reshape(-1, 28, 28))
+    (ax,) = drawn[0].axes
+    assert [label.get_text() for label in ax.get_yticklabels()] == list(CLASS_NAMES)
+    shown = mosaic_images(ax, 40, 4, captioned=False)
+    for label, positions in enumerate(sample_positions(labels, 4)):
+        expected = images[positions].reshape(-1, 28, 28)
+        np.testing.assert_array_equal(shown[4 * label : 4 * label + len(positions)], expected)
 
 
 def test_write_run_figures_draws_every_figure_the_report_has(tmp_path, drawn):
@@ -186,8 +200,8 @@ def test_write_run_figures_draws_every_figure_the_report_has(tmp_path, drawn):
         assert_png(path)
     # the galleries are drawn from the report's own images, most confident error first
     wrong = report.misclassified
-    grid = next(figure for figure in drawn if figure.get_suptitle().startswith("Most"))
-    shown = [ax.images[0].get_array() for ax in grid.axes if ax.images]
+    (grid,) = (ax for figure in drawn for ax in figure.axes if ax.get_title().startswith("Most"))
+    shown = mosaic_images(grid, len(wrong.images), plots.GRID_COLUMNS, captioned=True)
     np.testing.assert_array_equal(shown, wrong.images.reshape(-1, 28, 28))
 
 
@@ -234,3 +248,16 @@ def test_plots_never_touch_pyplot(tmp_path):
     )
     assert out.stdout.lower().split() == ["false", "agg"]
     assert_png(tmp_path / "eye.png")
+
+
+def test_plot_duplicate_pairs_shows_each_pair_side_by_side_under_its_caption(tmp_path, drawn):
+    images = make_images(6, 4)
+    captions = ["exact: train 1 / test 2", "near: train 3 / test 4", "exact: train 5 / test 6"]
+    pairs = PairGallery(images_a=images[:3], images_b=images[3:], captions=captions)
+    plots.plot_duplicate_pairs(pairs, tmp_path / "pairs.png")
+    assert_png(tmp_path / "pairs.png")
+    (ax,) = drawn[0].axes
+    shown = mosaic_images(ax, 6, 4, captioned=True)
+    side_by_side = [images[0], images[3], images[1], images[4], images[2], images[5]]
+    np.testing.assert_array_equal(shown, np.reshape(side_by_side, (-1, 28, 28)))
+    assert [text.get_text() for text in ax.texts if text.get_text()] == captions

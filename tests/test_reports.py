@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 from report_fixtures import LEARNING_CURVE_CSV
 
 from fashionnet.core import atomic, formats, interrupts
@@ -30,6 +31,22 @@ from fashionnet.report.run_report import RunReport, package_versions, read_confu
 
 SOURCES = {split: {name: RAW_FILES[name].sha256 for name in SPLITS[split]} for split in SPLITS}
 FINGERPRINTS = {split: split_fingerprint(sources) for split, sources in SOURCES.items()}
+
+
+@pytest.fixture(autouse=True)
+def placeholder_figures(monkeypatch):
+    """Each figure of a run folder as a 1 x 1 PNG: these tests are about the folder and the
+    bookkeeping around it, test_plots.py draws the figures (a second a run here)."""
+    image = io.BytesIO()
+    Image.new("L", (1, 1)).save(image, format="PNG")
+
+    def write_placeholders(run_dir: Path, report: RunReport) -> list[Path]:
+        paths = [Path(run_dir) / name for name in report.figures]
+        for path in paths:
+            path.write_bytes(image.getvalue())
+        return paths
+
+    monkeypatch.setattr(plots, "write_run_figures", write_placeholders)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ so drawing is safe from any thread.
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from fashionnet.core import atomic
-from fashionnet.data.catalog import CLASS_NAMES, IMAGE_SHAPE
+from fashionnet.data.catalog import CLASS_NAMES, IMAGE_SHAPE, NUM_PIXELS
 from fashionnet.data.statistics import PROPERTIES, CardTally
 from fashionnet.report.data_card import DataReport, PairGallery
 from fashionnet.report.metrics import Tally, accuracy_by_class, reliability_table
@@ -194,8 +194,45 @@ def plot_learning_curve(curve: pd.DataFrame, path: Path) -> None:
     save_png(figure, path)
 
 
-def _show_image(ax, pixels: np.ndarray) -> None:
-    ax.imshow(pixels.reshape(IMAGE_SHAPE), cmap="gray", vmin=0.0, vmax=1.0)
+MOSAIC_GAP = 2  # white pixels between the images of a mosaic
+CAPTION_PIXELS = 12  # and above each row of captioned images, room for two lines
+
+
+def _show_mosaic(
+    ax,
+    rows: Sequence[np.ndarray],
+    columns: int,
+    *,
+    row_names: Sequence[str] = (),
+    captions: Sequence[Sequence[str]] = (),
+    caption_align: str = "center",
+) -> None:
+    """Rows of images (each an array of up to `columns` flat images) drawn as one image with
+    white gaps (an empty place stays white): one image draws in a fraction of the time of a grid
+    of axes. Each row is named on the left (`row_names`), each image captioned above
+    (`captions`, per row, per image)."""
+    height, width = IMAGE_SHAPE
+    above = CAPTION_PIXELS if captions else 0
+    row_step, column_step = height + MOSAIC_GAP + above, width + MOSAIC_GAP
+    mosaic = np.ones((len(rows) * row_step - MOSAIC_GAP, columns * column_step - MOSAIC_GAP))
+    for row, images in enumerate(rows):
+        for column, pixels in enumerate(images):
+            top, left = row * row_step + above, column * column_step
+            mosaic[top : top + height, left : left + width] = pixels.reshape(IMAGE_SHAPE)
+    ax.imshow(mosaic, cmap="gray", vmin=0.0, vmax=1.0)
+    for row, texts in enumerate(captions):
+        for column, text in enumerate(texts):
+            x = column * column_step + (width / 2 if caption_align == "center" else 0)
+            ax.text(x, row * row_step + above - 1, text, ha=caption_align, va="bottom", fontsize=8)
+    ax.set_yticks(np.arange(len(row_names)) * row_step + above + height / 2, row_names)
+    ax.set_xticks([])
+    ax.tick_params(length=0)
+    ax.spines[:].set_visible(False)
+
+
+def _mosaic_centres(count: int) -> np.ndarray:
+    """Where the columns of images of a mosaic without captions are centred."""
+    return np.arange(count) * (IMAGE_SHAPE[1] + MOSAIC_GAP) + IMAGE_SHAPE[1] / 2
 
 
 def plot_misclassified(
@@ -206,41 +243,40 @@ def plot_misclassified(
     path: Path,
     k: int = MISCLASSIFIED_SHOWN,
 ) -> None:
-    """A grid of the k most confidently wrong images, each titled true / predicted / confidence."""
+    """The k most confidently wrong images, each captioned true / predicted / confidence."""
     positions = most_confident_errors(labels, predicted, confidence, k)
-    rows = max(1, math.ceil(len(positions) / GRID_COLUMNS))
-    figure = Figure(figsize=(2.2 * GRID_COLUMNS, 2.5 * rows + 0.6), layout="constrained")
-    figure.suptitle("Most confidently wrong predictions")
-    axes = figure.subplots(rows, GRID_COLUMNS, squeeze=False).ravel()
-    for ax in axes:
+    rows = [
+        positions[start : start + GRID_COLUMNS] for start in range(0, len(positions), GRID_COLUMNS)
+    ]
+    height = 3.0 * max(1, len(rows)) + 0.6
+    figure = Figure(figsize=(2.2 * GRID_COLUMNS, height), layout="constrained")
+    ax = figure.add_subplot()
+    ax.set_title("Most confidently wrong predictions")
+    if not rows:
         ax.set_axis_off()
-    if len(positions) == 0:
-        axes[0].text(0, 0.5, "no misclassified images", fontsize=12)
-    for ax, position in zip(axes, positions, strict=False):
-        _show_image(ax, images[position])
-        ax.set_title(
-            f"true: {CLASS_NAMES[labels[position]]}\n"
-            f"pred: {CLASS_NAMES[predicted[position]]} ({confidence[position]:.0%})",
-            fontsize=8,
-        )
+        ax.text(0, 0.5, "no misclassified images", fontsize=12)
+    else:
+        captions = [
+            [
+                f"true: {CLASS_NAMES[labels[position]]}\n"
+                f"pred: {CLASS_NAMES[predicted[position]]} ({confidence[position]:.0%})"
+                for position in row
+            ]
+            for row in rows
+        ]
+        _show_mosaic(ax, [images[row] for row in rows], GRID_COLUMNS, captions=captions)
     save_png(figure, path)
 
 
 def plot_samples(
     images: np.ndarray, labels: np.ndarray, path: Path, per_class: int = SAMPLES_PER_CLASS
 ) -> None:
-    """A grid with one row per class showing its first `per_class` images."""
+    """One row per class showing its first `per_class` images."""
+    rows = [images[positions] for positions in sample_positions(labels, per_class)]
     figure = Figure(figsize=(1.3 * per_class + 1.5, 13), layout="constrained")
-    figure.suptitle("Images by class")
-    axes = figure.subplots(len(CLASS_NAMES), per_class, squeeze=False)
-    for row, name, positions in zip(
-        axes, CLASS_NAMES, sample_positions(labels, per_class), strict=True
-    ):
-        for ax in row:
-            ax.set_axis_off()
-        for ax, position in zip(row, positions, strict=False):
-            _show_image(ax, images[position])
-        row[0].text(-0.1, 0.5, name, transform=row[0].transAxes, ha="right", va="center")
+    ax = figure.add_subplot()
+    ax.set_title("Images by class")
+    _show_mosaic(ax, rows, per_class, row_names=CLASS_NAMES)
     save_png(figure, path)
 
 
@@ -294,43 +330,30 @@ def plot_properties(tallies: Mapping[str, CardTally], path: Path) -> None:
 
 
 def plot_class_means(tallies: Mapping[str, CardTally], path: Path) -> None:
-    """The mean image of each class (columns) in each split (rows), as one mosaic (one image
-    draws in a fraction of the time of a grid of 30 axes); a class without images is black."""
-    gap = 2
-    height, width = IMAGE_SHAPE
-    mosaic = np.ones((len(tallies) * (height + gap) - gap, len(CLASS_NAMES) * (width + gap) - gap))
-    for row, tally in enumerate(tallies.values()):
-        for label, mean in enumerate(tally.class_mean_images()):
-            top, left = row * (height + gap), label * (width + gap)
-            mosaic[top : top + height, left : left + width] = mean.reshape(IMAGE_SHAPE)
+    """The mean image of each class (columns) in each split (rows); a class without images is
+    black."""
+    rows = [tally.class_mean_images() for tally in tallies.values()]
     figure = Figure(figsize=(13, 1.3 * len(tallies) + 1.1), layout="constrained")
     ax = figure.add_subplot()
-    ax.imshow(mosaic, cmap="gray", vmin=0.0, vmax=1.0)
-    ax.set_xticks(
-        np.arange(len(CLASS_NAMES)) * (width + gap) + width / 2,
-        CLASS_NAMES,
-        rotation=30,
-        ha="right",
-    )
-    ax.set_yticks(np.arange(len(tallies)) * (height + gap) + height / 2, list(tallies))
-    ax.tick_params(length=0)
     ax.set_title("Mean image of each class, per split")
+    _show_mosaic(ax, rows, len(CLASS_NAMES), row_names=list(tallies))
+    ax.set_xticks(_mosaic_centres(len(CLASS_NAMES)), CLASS_NAMES, rotation=30, ha="right")
     save_png(figure, path)
 
 
 def plot_duplicate_pairs(pairs: PairGallery, path: Path) -> None:
-    """Each duplicate pair side by side, with its kind, splits and rows."""
-    rows = math.ceil(len(pairs.captions) / 2)
-    figure = Figure(figsize=(2 * GRID_COLUMNS, 2.3 * rows + 0.6), layout="constrained")
-    figure.suptitle("Duplicate pairs across splits")
-    axes = figure.subplots(rows, 4, squeeze=False)
-    for ax in axes.ravel():
-        ax.set_axis_off()
-    for number, caption in enumerate(pairs.captions):
-        left, right = axes[number // 2, 2 * (number % 2)], axes[number // 2, 2 * (number % 2) + 1]
-        _show_image(left, pairs.images_a[number])
-        _show_image(right, pairs.images_b[number])
-        left.set_title(caption, fontsize=8, loc="left")
+    """Each duplicate pair side by side, two pairs a row, captioned with its kind, splits and
+    rows."""
+    side_by_side = np.stack([pairs.images_a, pairs.images_b], axis=1).reshape(-1, NUM_PIXELS)
+    rows = [side_by_side[start : start + 4] for start in range(0, len(side_by_side), 4)]
+    captions = [
+        [caption for pair in pairs.captions[start : start + 2] for caption in (pair, "")]
+        for start in range(0, len(pairs.captions), 2)
+    ]
+    figure = Figure(figsize=(2 * GRID_COLUMNS, 3.5 * len(rows) + 0.6), layout="constrained")
+    ax = figure.add_subplot()
+    ax.set_title("Duplicate pairs across splits")
+    _show_mosaic(ax, rows, 4, captions=captions, caption_align="left")
     save_png(figure, path)
 
 
