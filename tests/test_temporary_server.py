@@ -5,13 +5,21 @@ test_reliability_cli.py)."""
 import contextlib
 import logging
 import os
+import socket
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from fashionnet.core.errors import FashionnetError
-from fashionnet_flows.temporary_server import database_file, heal_database
+from fashionnet_flows.temporary_server import (
+    ServerEnded,
+    TemporaryServer,
+    database_file,
+    heal_database,
+)
 
 
 @pytest.fixture
@@ -115,3 +123,17 @@ def test_a_database_path_too_long_for_sqlite_is_one_line(tmp_path):
         f"({len(str(database))} bytes; SQLite opens at most 512): use a project folder with a "
         "shorter path, or set PREFECT_HOME to one"
     )
+
+
+def test_a_server_that_ended_before_it_answered_is_not_called_slow():
+    """What failed at start (its database, its settings) is not a busy machine: the run's line
+    says the server ended (`ServerEnded`), not to raise the start-up time."""
+    server = object.__new__(TemporaryServer)  # its process, without Prefect's app
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        server.port = probe.getsockname()[1]
+    server.api_url = f"http://127.0.0.1:{server.port}/api"
+    server.process = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    server.process.wait()
+    with pytest.raises(ServerEnded, match="^it ended with exit code 3$"):
+        server.wait_until_ready(60, check=lambda: None)
