@@ -7,8 +7,8 @@ targets run their command through this module, so they get the same environment:
     python -m fashionnet.core.settings COMMAND [ARGS...]   the defaults, then exec COMMAND
     python -m fashionnet.core.settings                     NAME=value lines: what COMMAND would get
 
-The project folder is the current working directory. Standard library (and `errors`) only, so
-it can run before Prefect or TensorFlow is imported.
+The project folder is the current working directory. Standard library (and `fashionnet.core`)
+only, so it can run before Prefect or TensorFlow is imported.
 """
 
 import errno

@@ -191,7 +191,7 @@ def record_unchanged(layout: Layout, report: RunReport, previous: str) -> Path:
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
         raise
-    interrupts.commit()  # recorded: the run is the project's last
+    interrupts.commit()  # recorded in the history: the run is done
     log.info(
         "run %s repeats run %s (same data, model and code): recorded in %s and %s, no copy",
         report.run_id,
