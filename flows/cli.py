@@ -249,8 +249,9 @@ def option_parameters(model: type[BaseModel]) -> list[inspect.Parameter]:
 
 
 def run(**values: Any) -> None:
-    """Fetch, prepare, obtain the model (train, random or a file), predict in chunks and write
-    the reports."""
+    """Fetch, prepare and validate the data, obtain the model (train, random or a file) and
+    calibrate it, predict in chunks, write the reports, and bless the model as champion if it
+    passes the gate."""
     try:
         options = RunOptions(**{name: values[name] for name in RunOptions.model_fields})
         train = TrainConfig(**{name: values[name] for name in TrainConfig.model_fields})
