@@ -137,3 +137,19 @@ def test_the_temporary_server_ends_when_the_run_is_killed(tmp_path):
     if outlived:
         server.kill()
     assert not outlived, "the temporary server outlived the killed run"
+
+
+def test_a_signal_once_the_run_is_published_is_ignored_and_the_run_ends_with_0(monkeypatch):
+    """Ctrl-C or SIGTERM after the commit point: no stop request, no forced stop (the grace
+    timer's repeat included), so `fashionnet run` ends as the published run it is."""
+    from fashionnet.core import interrupts
+    from fashionnet_flows import cli
+
+    monkeypatch.setattr(cli._forcible, "is_set", lambda: True)  # where a stop would be forced
+    interrupts.commit()
+    try:
+        for number in (signal.SIGINT, signal.SIGTERM, signal.SIGINT):
+            cli.on_stop_signal(number, None)  # would raise KeyboardInterrupt the second time
+        assert not interrupts.stop_requested() and cli._grace_timers == []
+    finally:
+        interrupts.reset()
