@@ -14,7 +14,8 @@ there.
 
 Ctrl-C (SIGINT) and SIGTERM ask the run to stop (`fashionnet.core.interrupts`): the loops stop at
 their next step, the command says `fashionnet: interrupted` and exits 130 or 143; nothing is
-published. Once the run is published, a signal no longer stops it: it ends with 0. Without
+published. Once the run is published, the run finishes its last short steps, says `fashionnet:
+interrupted after the run was published (kept)` and exits 130 or 143 all the same. Without
 PREFECT_API_URL the run gets a temporary Prefect server of its own
 (`fashionnet_flows.temporary_server`), in its own session so that Ctrl-C at the terminal reaches
 this process alone; it is stopped however the run ends, and ends with it even on SIGKILL.
@@ -72,6 +73,8 @@ STOP_GRACE_SECONDS = 4.0
 # Set while the run may be stopped wherever it is: not while its server is being stopped.
 _forcible = threading.Event()
 _grace_timers: list[threading.Timer] = []
+# Signals received once the run was published.
+_signals_after_publishing: list[int] = []
 
 
 def stop_now(signal_number: int) -> NoReturn:
@@ -83,9 +86,11 @@ def stop_now(signal_number: int) -> NoReturn:
 def on_stop_signal(signal_number: int, frame: object) -> None:
     """The first Ctrl-C or SIGTERM asks the loops to stop (`interrupts.request_stop`); a second
     one, or the same signal again once STOP_GRACE_SECONDS have passed, stops the run where it
-    is. Once the run is published (`interrupts.committed`), signals are ignored: the run
-    finishes its last short steps and ends with 0, as the published run it is."""
+    is. Once the run is published (`interrupts.committed`), there is nothing left to keep
+    unpublished: the run finishes its last short steps, then says it was interrupted after
+    publishing (`run`)."""
     if interrupts.committed():
+        _signals_after_publishing.append(signal_number)
         return
     if interrupts.stop_requested():
         if _forcible.is_set():
@@ -269,6 +274,9 @@ def run(**values: Any) -> None:
         raise
     accuracy = ", ".join(f"{split} {acc:.4f}" for split, acc in summary["accuracy"].items())
     typer.echo(f"accuracy: {accuracy}\nreports: {summary['run_dir']}")
+    if _signals_after_publishing:
+        typer.echo("fashionnet: interrupted after the run was published (kept)", err=True)
+        raise typer.Exit(128 + _signals_after_publishing[0])
 
 
 def start_pipeline(options: RunOptions, train: TrainConfig) -> dict[str, Any]:

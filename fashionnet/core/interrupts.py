@@ -6,8 +6,8 @@ Signals reach only the main thread, while training and prediction may run in wor
 one step and never in the middle of a file it is writing.
 
 Once the run is published (`commit`, at publishing's commit point), there is nothing left to
-stop: the entry point that handles signals ignores them from then on, so the run ends as the
-success it is (one run per process: `fashionnet run`).
+keep unpublished: the entry point that handles signals lets the run finish its last short steps
+and then names the stop as one after publishing (one run per process: `fashionnet run`).
 """
 
 import signal
