@@ -88,7 +88,7 @@ worker: setup  ## start a worker that runs the deployment's flow runs (uses FASH
 	@echo "Worker on pool $(WORK_POOL); its runs: $(SERVER_URL)/runs   Stop: Ctrl-C (runs in progress end Cancelled)."
 	$(WITH_SETTINGS) $(BIN)/python -m fashionnet_flows.worker --pool $(WORK_POOL)
 
-serve: setup  ## deploy and run prefect.yaml's schedule from this one process, without a worker
+serve: setup  ## deploy and run prefect.yaml's schedules (daily, inbox) from this one process, without a worker
 	@$(require_server)
-	@echo "Serving fashionnet/daily-served (fashionnet/daily's schedule is paused meanwhile); its runs: $(SERVER_URL)/runs   Stop: Ctrl-C."
+	@echo "Serving fashionnet/daily-served and fashionnet-inbox/inbox-served (the schedules of fashionnet/daily and fashionnet-inbox/inbox are paused meanwhile); their runs: $(SERVER_URL)/runs   Stop: Ctrl-C."
 	$(WITH_SETTINGS) $(BIN)/python -m fashionnet_flows.serve

@@ -28,6 +28,7 @@ from scipy.stats import binomtest
 
 from fashionnet.core import atomic
 from fashionnet.core.layout import Layout
+from fashionnet.core.paths import A_FOLDER, kind_of
 from fashionnet.data.catalog import CLASS_NAMES
 from fashionnet.data.parquet import SplitFile
 from fashionnet.model.source import Model, recorded_calibration
@@ -271,11 +272,23 @@ def promote(layout: Layout, blessing: Mapping[str, Any]) -> None:
     if not blessing.get("promoted"):
         return
     link, folder = layout.champion_link, layout.models_dir / blessing["candidate"]["model_key"]
-    if os.path.lexists(link) and not link.is_symlink():
-        aside = atomic.move_aside(link)
-        log.warning("%s is not a link to a model; moved it to %s", link, aside)
+    clear_champion_link(layout)
     atomic.replace_symlink(link, folder)
     log.info("champion: %s -> %s", link, folder)
+
+
+def clear_champion_link(layout: Layout) -> None:
+    """Whatever stands at `models/champion` that is not a link to a folder (a file, a real
+    folder, a FIFO, a broken link, a link loop) is moved aside as `champion.damaged-<UTC time>`
+    with a warning: the run then has no champion, and its blessed model becomes one. Run at the
+    start of a run and before each switch, so no reader meets it twice."""
+    link = layout.champion_link
+    kind = kind_of(link)
+    if not os.path.lexists(link) or (link.is_symlink() and kind == A_FOLDER):
+        return
+    aside = atomic.move_aside(link)
+    what = "a folder" if kind == A_FOLDER else kind  # a real one, not a link
+    log.warning("%s is %s, not a link to a model folder; moved it to %s", link, what, aside)
 
 
 def champion_runs(layout: Layout, history: pd.DataFrame) -> list[str]:

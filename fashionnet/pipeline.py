@@ -277,6 +277,7 @@ def run_pipeline(
     with machine_errors_named(layout.root), run_lock(layout.lock_file, options.lock_timeout):
         for folder in layout.owned_folders:
             clear_way(folder, A_FOLDER)
+        champion.clear_champion_link(layout)
         for folder in (layout.data_dir, layout.models_dir, layout.reports_dir):
             for stale in atomic.sweep_stale_temps(folder):
                 log.info("removed %s, left by an interrupted run", stale)

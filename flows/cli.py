@@ -13,7 +13,9 @@ fashionnet score INPUT...     score new images with the champion model (fashionn
 there.
 
 Ctrl-C (SIGINT) and SIGTERM ask the run to stop (`fashionnet.core.interrupts`): the loops stop at
-their next step, the command says `fashionnet: interrupted` and exits 130 or 143. Without
+their next step, the command says `fashionnet: interrupted` and exits 130 or 143; nothing is
+published. Once the run is published, the run finishes its last short steps, says `fashionnet:
+interrupted after the run was published (kept)` and exits 130 or 143 all the same. Without
 PREFECT_API_URL the run gets a temporary Prefect server of its own
 (`fashionnet_flows.temporary_server`), in its own session so that Ctrl-C at the terminal reaches
 this process alone; it is stopped however the run ends, and ends with it even on SIGKILL.
@@ -44,13 +46,20 @@ from fashionnet.core.settings import (
     SERVER_STARTUP_VARIABLE,
     apply_environment_defaults,
     check_environment,
+    clear_own_prefect_home,
     environment_error,
     flow_timed_out,
 )
 from fashionnet.model.train import TrainConfig
 from fashionnet.options import RunOptions, choices, cli_flag
 from fashionnet_flows.score import score
-from fashionnet_flows.temporary_server import ServerDidNotStart, TemporaryServer
+from fashionnet_flows.temporary_server import (
+    ServerDidNotStart,
+    ServerEnded,
+    TemporaryServer,
+    database_file,
+    heal_database,
+)
 
 
 def fail(message: str) -> None:
@@ -64,6 +73,8 @@ STOP_GRACE_SECONDS = 4.0
 # Set while the run may be stopped wherever it is: not while its server is being stopped.
 _forcible = threading.Event()
 _grace_timers: list[threading.Timer] = []
+# Signals received once the run was published.
+_signals_after_publishing: list[int] = []
 
 
 def stop_now(signal_number: int) -> NoReturn:
@@ -75,7 +86,12 @@ def stop_now(signal_number: int) -> NoReturn:
 def on_stop_signal(signal_number: int, frame: object) -> None:
     """The first Ctrl-C or SIGTERM asks the loops to stop (`interrupts.request_stop`); a second
     one, or the same signal again once STOP_GRACE_SECONDS have passed, stops the run where it
-    is."""
+    is. Once the run is published (`interrupts.committed`), there is nothing left to keep
+    unpublished: the run finishes its last short steps, then says it was interrupted after
+    publishing (`run`)."""
+    if interrupts.committed():
+        _signals_after_publishing.append(signal_number)
+        return
     if interrupts.stop_requested():
         if _forcible.is_set():
             raise KeyboardInterrupt
@@ -122,7 +138,11 @@ def prefect_api() -> Iterator[Callable[[], None]]:
     and of the processes it starts, and it is stopped, after the run's logs and events are sent,
     however the run ends.
     """
-    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
+        get_current_settings,
+    )
 
     if api_url := PREFECT_API_URL.value():
         check_server_answers(api_url)
@@ -131,19 +151,28 @@ def prefect_api() -> Iterator[Callable[[], None]]:
         return
 
     startup = PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()
+    other_server = f"start a server with `make server` and set {API_URL_VARIABLE}={EXAMPLE_API_URL}"
 
     def ready() -> None:
         # Said here, once the flow's import has set up Prefect's logging.
         logger.info(f"Starting temporary server on {server.address}")
         try:
             server.wait_until_ready(startup, check=interrupts.check)
+        except ServerEnded as error:
+            raise FashionnetError(
+                f"the temporary Prefect server failed to start ({error}; its errors are above): "
+                f"fix what they name, or {other_server}"
+            ) from None
         except ServerDidNotStart as error:
             raise FashionnetError(
                 f"the temporary Prefect server did not start within {startup} s ({error}): "
-                f"on a busy machine raise {SERVER_STARTUP_VARIABLE}, or start a server "
-                f"with `make server` and set {API_URL_VARIABLE}={EXAMPLE_API_URL}"
+                f"on a busy machine raise {SERVER_STARTUP_VARIABLE}, or {other_server}"
             ) from None
 
+    connection_url = get_current_settings().server.database.connection_url
+    database = database_file(connection_url.get_secret_value() if connection_url else "")
+    if database is not None:
+        heal_database(database)
     with forcible(), TemporaryServer() as server, api_url_everywhere(server.api_url):
         from prefect.events.worker import EventsWorker
         from prefect.logging import get_logger
@@ -258,6 +287,9 @@ def run(**values: Any) -> None:
         raise
     accuracy = ", ".join(f"{split} {acc:.4f}" for split, acc in summary["accuracy"].items())
     typer.echo(f"accuracy: {accuracy}\nreports: {summary['run_dir']}")
+    if _signals_after_publishing:
+        typer.echo("fashionnet: interrupted after the run was published (kept)", err=True)
+        raise typer.Exit(128 + _signals_after_publishing[0])
 
 
 def start_pipeline(options: RunOptions, train: TrainConfig) -> dict[str, Any]:
@@ -266,6 +298,7 @@ def start_pipeline(options: RunOptions, train: TrainConfig) -> dict[str, Any]:
     # Checked before Prefect is imported: it makes its home in the project folder at import.
     writable_folder(project_dir, option="--project-dir")
     apply_environment_defaults(project_dir)
+    clear_own_prefect_home(project_dir)
     check_environment()  # before Prefect reads it
     # The flow resolves project_dir against the same working directory: passed as given, it is
     # an override in the run's manifest only when the user gave one.

@@ -1,8 +1,10 @@
 """The inbox flow: score what arrived in FASHIONNET_INBOX with the champion, every few minutes.
 
 The library does the work (`fashionnet.score.inbox.poll_inbox`: stable files only, exactly once
-by the sha256 ledger, moved to done/<batch>/ or failed/); the flow adds the UI's artifacts (the
-progress of the batch's images, and a summary of the poll) and the alerts of
+by the sha256 ledger, moved to done/<batch>/ or failed/); the flow maps the batch's chunks as
+tasks on its task runner (threads or Dask, `chunk_mapper`, as the pipeline's prediction chunks),
+and adds the UI's artifacts (the progress of the batch's images, and a summary of the poll) and
+the alerts of
 flows/automations.py: a batch that drifted from the training data emits the event
 `fashionnet.data.drifted` (resource `fashionnet.batch.<batch id>`), and a poll with files that
 could not be scored ends Failed, after they are moved and recorded, so the failure alert (every
@@ -20,12 +22,12 @@ from fashionnet.core import threads
 from fashionnet.core.errors import FashionnetError
 from fashionnet.core.layout import Layout
 from fashionnet.core.runlock import run_lock
-from fashionnet.pipeline import map_in_threads
+from fashionnet.options import RunOptions, TaskRunner
 from fashionnet.score.batch import scoring_model
 from fashionnet.score.inbox import inbox_dir, poll_inbox
 from fashionnet_flows.artifacts import SCORING_PROGRESS_KEY, ChunkProgress
 from fashionnet_flows.logs import configure_run_logging
-from fashionnet_flows.pipeline import announce_drift
+from fashionnet_flows.pipeline import announce_drift, chunk_mapper
 
 POLL_LOCK = ".poll.lock"
 
@@ -44,7 +46,11 @@ class BatchProgress:
 
 @flow(name="fashionnet-inbox")
 def score_inbox(
-    project_dir: str = ".", settle_seconds: float = 10.0, lock_timeout: float = 600.0
+    project_dir: str = ".",
+    settle_seconds: float = 10.0,
+    lock_timeout: float = 600.0,
+    task_runner: TaskRunner = "threads",
+    dask_address: str | None = None,
 ) -> dict[str, Any]:
     """Score the files that stopped changing in the inbox (FASHIONNET_INBOX, default
     data/inbox) with the champion model.
@@ -53,16 +59,24 @@ def score_inbox(
         project_dir: folder holding models/ (the champion) and scores/ (the batch folders).
         settle_seconds: a file is taken once it has not changed for this long.
         lock_timeout: seconds to wait for the poll before (one poll at a time).
+        task_runner: where the scoring chunks run: 'threads' or 'dask'.
+        dask_address: address of a running Dask scheduler (default: a local cluster).
     """
     configure_run_logging()
     layout = Layout(Path(project_dir).resolve())
+    # Where the chunks run, in the pipeline's terms: the same runners, checked by the same rules.
+    where = RunOptions(task_runner=task_runner, dask_address=dask_address)
     inbox = inbox_dir(layout)
     inbox.mkdir(parents=True, exist_ok=True)
-    with run_lock(inbox / POLL_LOCK, lock_timeout), threads.blas_threads_for_chunks(True):
+    with (
+        run_lock(inbox / POLL_LOCK, lock_timeout),
+        threads.blas_threads_for_chunks(task_runner == "threads"),
+        chunk_mapper(where) as map_chunks,
+    ):
         result = poll_inbox(
             layout,
             lambda: scoring_model(layout, None),
-            map_chunks=map_in_threads,
+            map_chunks=map_chunks,
             settle_seconds=settle_seconds,
             inbox=inbox,
             progress=BatchProgress(),

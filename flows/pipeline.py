@@ -1,6 +1,6 @@
 """The fashionnet flow: the library's pipeline (`fashionnet.pipeline.run_pipeline`), each stage
 run as a Prefect task and the validation and prediction chunks mapped as tasks on the run's
-task runner.
+task runner (`chunk_mapper`, which the inbox flow maps its scoring chunks with too).
 
 The stage order is the library's; this module adds what only the orchestrator knows: the flow
 run behind the report (its name says when it was due and what started it; the code version
@@ -15,7 +15,7 @@ import functools
 import signal
 import subprocess
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,7 @@ from fashionnet.pipeline import Context, run_pipeline
 from fashionnet.predict import predict_chunk_job
 from fashionnet.report import publish
 from fashionnet.report.run_report import RunOrigin
+from fashionnet.score.batch import score_chunk
 from fashionnet_flows.artifacts import ChunkProgress, publish_run_artifacts
 from fashionnet_flows.logs import configure_run_logging
 
@@ -86,21 +87,31 @@ def local_dask_workers_share_the_api(options: RunOptions):
 
 
 # What the log says as a chunk step's chunks finish.
-CHUNK_VERBS = {predict_chunk_job: "predicted", card_of_chunk: "counted"}
+CHUNK_VERBS = {predict_chunk_job: "predicted", card_of_chunk: "counted", score_chunk: "scored"}
 
 
-def chunk_mapper(options: RunOptions) -> Callable:
-    """Map a chunk step as one task per chunk on the run's task runner (threads or Dask), with
-    progress in the log and, for the prediction chunks, the UI's progress artifact."""
+@contextlib.contextmanager
+def chunk_mapper(options: RunOptions) -> Iterator[Callable]:
+    """Map chunk steps as one task per chunk on the run's task runner (threads or Dask), with
+    progress in the log and, for the prediction chunks, the UI's progress artifact.
 
-    def map_chunks(step: Callable, jobs: Sequence[Any]) -> list[Any]:
-        logger = get_run_logger()
-        progress = ChunkProgress() if step is predict_chunk_job else None
-        if not jobs:
-            if progress is not None:
-                progress.update(0, 0)
-            return []
-        with local_dask_workers_share_the_api(options), make_task_runner(options) as runner:
+    The runner starts with the first chunks to map (nothing to map starts no Dask cluster) and
+    takes every later step's chunks until the block ends: a run's validation and prediction
+    chunks, or a scored batch's groups of chunks, share one runner and one cluster."""
+    with contextlib.ExitStack() as started:
+        runner: TaskRunner | None = None
+
+        def map_chunks(step: Callable, jobs: Sequence[Any]) -> list[Any]:
+            nonlocal runner
+            logger = get_run_logger()
+            progress = ChunkProgress() if step is predict_chunk_job else None
+            if not jobs:
+                if progress is not None:
+                    progress.update(0, 0)
+                return []
+            if runner is None:
+                started.enter_context(local_dask_workers_share_the_api(options))
+                runner = started.enter_context(make_task_runner(options))
             futures = runner.map(as_task(step), {"job": list(jobs)})
             for done, _ in enumerate(as_completed(futures), start=1):
                 interrupts.check()
@@ -110,7 +121,7 @@ def chunk_mapper(options: RunOptions) -> Callable:
                         progress.update(done, len(futures))
             return [future.result() for future in futures]
 
-    return map_chunks
+        yield map_chunks
 
 
 REGRESSION_EVENT = "fashionnet.accuracy.regressed"
@@ -301,11 +312,11 @@ def fashionnet_pipeline(
     configure_run_logging()
     origin = run_origin(options, train)
     try:
-        with stop_signals_stop_the_run():
+        with stop_signals_stop_the_run(), chunk_mapper(options) as map_chunks:
             outcome = run_pipeline(
                 Context.create(options, train),
                 run_stage=run_as_task,
-                map_chunks=chunk_mapper(options),
+                map_chunks=map_chunks,
                 origin=origin,
                 before_publish=publish_run_artifacts,
             )

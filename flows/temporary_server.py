@@ -9,19 +9,33 @@ is asked to stop (SIGTERM) when the run's process ends, even killed with SIGKILL
 
     python -m fashionnet_flows.temporary_server FD RUN_PID   the child: serve on socket FD
 
+Its SQLite database (`prefect.db` in PREFECT_HOME, the project's `.prefect/`) is looked at
+before it starts (`heal_database`): a damaged one would end the server at start with a
+traceback, every run, so it is moved aside and the server makes a new one.
+
 Standard library only on the run's side: the server starts while the run imports Prefect.
 """
 
+import contextlib
 import ctypes
+import logging
 import os
 import select
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Self
+
+from fashionnet.core.atomic import move_aside
+from fashionnet.core.errors import FashionnetError
+from fashionnet.core.paths import A_FILE, clear_way, kind_of
+
+log = logging.getLogger("fashionnet.temporary_server")
 
 # What Prefect's own temporary server runs with: no UI, only an ephemeral server's services.
 SERVER_ENVIRONMENT = {
@@ -38,8 +52,79 @@ POLL_SECONDS = 0.1
 PR_SET_PDEATHSIG = 1
 
 
+# The URL of a SQLite database file, as Prefect's driver for it spells it; SQLite's own files
+# beside the database: its write-ahead log and the index of it.
+SQLITE_URL_PREFIX = "sqlite+aiosqlite:///"
+SQLITE_COMPANIONS = ("-wal", "-shm")
+# What SQLite calls a file that is not a database, or one that is damaged inside.
+SQLITE_DAMAGE = ("SQLITE_NOTADB", "SQLITE_CORRUPT")
+# The longest path SQLite opens (MAX_PATHNAME of its Unix layer, in bytes): a database deeper
+# down ends the server at start with "unable to open database file".
+SQLITE_MAX_PATH = 512
+
+
+def database_file(connection_url: str) -> Path | None:
+    """The SQLite file of Prefect's database URL; None for another database (Postgres, or
+    SQLite in memory), which is not the run's to heal."""
+    if not connection_url.startswith(SQLITE_URL_PREFIX):
+        return None
+    name = connection_url.removeprefix(SQLITE_URL_PREFIX).partition("?")[0]
+    return None if not name or name.startswith("file:") or ":memory:" in name else Path(name)
+
+
+def sqlite_damage(database: Path) -> str | None:
+    """What is wrong inside the SQLite file `database`, or None when SQLite finds it sound
+    (its quick check: a few ms a MB). A database another server holds locked is not damage."""
+    try:
+        uri = f"{database.absolute().as_uri()}?mode=ro"  # read-only: nothing of it changed here
+        with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=10)) as connection:
+            problems = [row[0] for row in connection.execute("PRAGMA quick_check")]
+    except sqlite3.DatabaseError as error:
+        # Anything else (locked by another run's server, unreadable) is left for the server
+        # to meet and name.
+        return str(error) if error.sqlite_errorname in SQLITE_DAMAGE else None
+    return None if problems == ["ok"] else problems[0]
+
+
+def heal_database(database: Path) -> None:
+    """Move the server's database aside, its SQLite companions with it, when it is damaged (not
+    SQLite's, cut short, damaged inside) or not a file, with a warning: the server makes a new,
+    empty one (the runs the Prefect UI showed stay in the copy). Nothing is opened before its
+    kind is known. A path too long for SQLite is one line (a FashionnetError)."""
+    if len(os.fsencode(database)) > SQLITE_MAX_PATH:
+        raise FashionnetError(
+            f"{database}: too long a path for the temporary Prefect server's SQLite database "
+            f"({len(os.fsencode(database))} bytes; SQLite opens at most {SQLITE_MAX_PATH}): use "
+            "a project folder with a shorter path, or set PREFECT_HOME to one"
+        )
+    kind = kind_of(database)
+    if kind is None:
+        return
+    if kind != A_FILE:
+        clear_way(database, A_FILE)
+        return
+    problem = sqlite_damage(database)
+    if problem is None:
+        return
+    aside = move_aside(database)
+    for suffix in SQLITE_COMPANIONS:
+        companion = database.with_name(database.name + suffix)
+        if os.path.lexists(companion):
+            os.rename(companion, aside.with_name(aside.name + suffix))
+    log.warning(
+        "%s is damaged (%s); moved it to %s; the temporary Prefect server makes a new one",
+        database,
+        problem,
+        aside,
+    )
+
+
 class ServerDidNotStart(Exception):
     """The server did not answer in time, or ended before it answered (the reason: the text)."""
+
+
+class ServerEnded(ServerDidNotStart):
+    """The server ended before it answered: not slow, failed (its errors are on stderr)."""
 
 
 class TemporaryServer:
@@ -75,7 +160,7 @@ class TemporaryServer:
             if status == 200:
                 return
             if self.process.poll() is not None:
-                raise ServerDidNotStart(f"it ended with exit code {self.process.returncode}")
+                raise ServerEnded(f"it ended with exit code {self.process.returncode}")
             if time.monotonic() >= deadline:
                 raise ServerDidNotStart(f"no answer from {self.api_url}/health")
             time.sleep(POLL_SECONDS)

@@ -44,8 +44,8 @@ MODULE_MARKERS = {
 
 # `make test` and `make test-fast` run two pytest-xdist workers (--dist loadscope), each taking
 # whole groups: a module's tests stay together, so its module fixtures are made once, and so do
-# the modules named here: they share a costly session fixture, or run the deploy step in this
-# checkout (one at a time). (xdist's own loadgroup cannot regroup tests under pytest 9.)
+# the modules named here: they share a costly session fixture or import, or run the deploy step in
+# this checkout (one at a time). (xdist's own loadgroup cannot regroup tests under pytest 9.)
 XDIST_GROUPS = {
     "test_reliability_cli": "finished_project",
     "test_damage_derived": "finished_project",
@@ -55,6 +55,9 @@ XDIST_GROUPS = {
     "test_train": "real_default_run",
     "test_deployment": "deploy",
     "test_operations": "deploy",
+    # TensorFlow, imported once (several seconds) for both trusted-reference modules.
+    "test_optimizers": "tensorflow",
+    "test_two_layer_net": "tensorflow",
 }
 # Under xdist, groups with a test of these kinds go first, the slow kinds first (a server test
 # mostly waits, and the other worker works meanwhile); the quick tests fill in at the end.

@@ -3,6 +3,8 @@ is promoted, a worse one is not (and alerts, run after run), force_promote promo
 so, and a run stopped between the gate and the switch leaves the old champion intact."""
 
 import json
+import logging
+import os
 
 import pytest
 from rich.console import Console
@@ -150,3 +152,37 @@ def test_a_run_killed_after_publishing_before_the_switch_is_promoted_by_the_next
     assert forced["promoted"] and champion_key(tmp_path) == trained.model.model_key
     publish.finish_interrupted_publishing(layout)
     assert champion_key(tmp_path) == forced["candidate"]["model_key"]
+
+
+# What stands at models/champion, made by each; what the warning calls it.
+NOT_A_LINK_TO_A_MODEL = {
+    "a file": lambda link: link.write_text("notes\n"),
+    "a folder": os.mkdir,
+    "a FIFO (named pipe)": os.mkfifo,
+    "a broken symbolic link": lambda link: link.symlink_to("gone"),
+    "a symbolic link loop": lambda link: link.symlink_to("champion"),
+}
+
+
+@pytest.mark.timeout(30)  # a FIFO opened would wait for a writer for ever
+@pytest.mark.parametrize("kind", NOT_A_LINK_TO_A_MODEL)
+def test_what_is_not_a_link_to_a_model_folder_is_moved_aside_and_named(tmp_path, caplog, kind):
+    layout = Layout(tmp_path)
+    layout.models_dir.mkdir()
+    NOT_A_LINK_TO_A_MODEL[kind](layout.champion_link)
+    with caplog.at_level(logging.WARNING):
+        champion.clear_champion_link(layout)
+    [aside] = layout.models_dir.glob("champion.damaged-*")
+    assert caplog.messages == [
+        f"{layout.champion_link} is {kind}, not a link to a model folder; moved it to {aside}"
+    ]
+    assert not os.path.lexists(layout.champion_link)
+    assert champion.current_champion(layout) is None
+
+
+def test_a_link_to_a_model_folder_is_left_alone(tmp_path, caplog):
+    layout = Layout(tmp_path)
+    (layout.models_dir / "model-a").mkdir(parents=True)
+    layout.champion_link.symlink_to("model-a")
+    champion.clear_champion_link(layout)
+    assert os.readlink(layout.champion_link) == "model-a" and caplog.messages == []

@@ -74,6 +74,20 @@ CASES = [
     a_file_in_place_of("data/validation", lambda layout: layout.validation_dir),
     a_file_in_place_of("data", lambda layout: layout.data_dir),
     Misplaced(
+        "data/raw a file",
+        lambda layout: layout.raw_dir,
+        lambda path: path.write_text("a file where the download cache belongs\n"),
+        "a file",
+        "a folder",
+    ),
+    Misplaced(
+        "models/champion a broken link",
+        lambda layout: layout.champion_link,
+        lambda path: (path.unlink(), path.symlink_to("a-model-deleted-by-hand")),
+        "a broken symbolic link",
+        "a link to a model folder",
+    ),
+    Misplaced(
         "data/.run.lock a folder",
         lambda layout: layout.lock_file,
         folder_in_place_of_the_lock,
@@ -101,4 +115,4 @@ def test_what_stands_where_an_owned_folder_belongs_is_moved_aside_and_the_run_pu
     aside = Path(warning.removeprefix(prefix))
     assert aside.parent == path.parent and aside.name.startswith(f"{path.name}.damaged-")
     assert os.path.isdir(aside) == (case.kind == "a folder"), "kept as it was"
-    assert os.path.isdir(path) == (case.wanted == "a folder")
+    assert os.path.isdir(path) == (case.wanted != "a file"), "made again"

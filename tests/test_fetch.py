@@ -4,6 +4,7 @@ import contextlib
 import hashlib
 import http.server
 import logging
+import os
 import re
 import socket
 import threading
@@ -360,6 +361,27 @@ def test_a_named_folder_lacking_a_file_stops_the_run_without_cache_or_mirror(
         find(cache, catalog, [mirrors[0].url], local_dir=local)
     assert str(caught.value).startswith(f"raw folder {local} (--raw-dir / FASHIONNET_RAW_DIR) ")
     assert f"lacks {names[0]}:" in str(caught.value)
+    assert mirrors[0].hits == [], "no download"
+
+
+@pytest.mark.timeout(30)  # a FIFO opened would wait for a writer for ever
+def test_a_raw_file_that_is_a_fifo_is_named_as_not_a_regular_file_never_opened(
+    origin, mirrors, cache
+):
+    folder, catalog = origin
+    local = folder.parent / "local"
+    local.mkdir()
+    names = sorted(catalog)
+    for name in names[1:]:
+        (local / name).write_bytes((folder / name).read_bytes())
+    os.mkfifo(local / names[0])
+    with pytest.raises(FashionnetError) as caught:
+        find(cache, catalog, [mirrors[0].url], local_dir=local)
+    assert str(caught.value) == (
+        f"raw folder {local} (--raw-dir / FASHIONNET_RAW_DIR) has {names[0]} that is a FIFO "
+        "(named pipe), not a regular file: put the four Fashion-MNIST .gz files there, or name "
+        "the folder that has them"
+    )
     assert mirrors[0].hits == [], "no download"
 
 

@@ -83,6 +83,38 @@ def test_a_file_on_the_way_to_the_folder_is_one_line(tmp_path):
     assert str(caught.value).startswith(f"{tmp_path / 'file' / 'project'}: not a directory; ")
 
 
+def test_a_project_folder_that_loops_is_one_line_naming_the_option(base):
+    (base / "a").symlink_to("b")
+    (base / "b").symlink_to("a")
+    for given in ("a/project", str(base / "a")):
+        with pytest.raises(FashionnetError) as caught:
+            writable_folder(resolve_output(given, base, option="--project-dir"), option="x")
+        assert str(caught.value) == (
+            f"--project-dir {given}: a symbolic link loop; give a folder, or fix the links"
+        )
+
+
+@pytest.mark.parametrize("name", ["n" * 300, "/".join(["d" * 200] * 21)], ids=["name", "path"])
+def test_a_project_folder_too_long_a_path_is_one_line_naming_the_option(base, name):
+    folder = resolve_output(name, base, option="--project-dir")
+    with pytest.raises(FashionnetError) as caught:
+        writable_folder(folder, option="--project-dir")
+    assert str(caught.value) == (
+        f"--project-dir {folder}: file name too long (a name may have 255 bytes, a path 4095); "
+        "give a shorter path"
+    )
+
+
+@pytest.mark.timeout(30)
+def test_a_fifo_in_place_of_the_folder_is_named_never_opened(tmp_path):
+    os.mkfifo(tmp_path / "project")
+    with pytest.raises(FashionnetError) as caught:
+        writable_folder(tmp_path / "project", option="--project-dir")
+    assert str(caught.value) == (
+        f"{tmp_path / 'project'}: a FIFO (named pipe), not a folder; give --project-dir a folder"
+    )
+
+
 @pytest.mark.parametrize(
     ("code", "problem", "advice"),
     [

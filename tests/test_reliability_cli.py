@@ -29,6 +29,7 @@ from cli_runs import (
     error_line,
     run_fashionnet,
     snapshot,
+    summary,
 )
 
 from fashionnet.data.idx import read_images, read_labels, write_idx
@@ -296,6 +297,31 @@ def test_a_temporary_server_too_slow_to_start_is_one_line_and_leaves_no_process(
     assert message.startswith("the temporary Prefect server did not start within 1 s (")
     assert "raise PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS" in message
     assert not processes_with(env["PREFECT_HOME"]), "the server that was starting is stopped"
+
+
+def test_a_damaged_prefect_database_is_moved_aside_and_the_run_publishes(baseline, tmp_path):
+    """The project's own `.prefect/prefect.db` garbage: the temporary server failed at start with
+    a traceback, every run; now it is moved aside, named, and the server makes a new one."""
+    project = copy_project(baseline, tmp_path)
+    database = project / ".prefect" / "prefect.db"
+    database.parent.mkdir()
+    database.write_bytes(os.urandom(50_000))
+    fresh_shell = {  # the project's own Prefect home: no test settings
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("PREFECT_", "FASHIONNET_"))
+    }
+
+    result = run_fashionnet(
+        "--raw-dir", str(tmp_path / "raw"), *SMALL, env=fresh_shell, cwd=project
+    )
+
+    assert result.returncode == 0 and "Traceback" not in result.stderr, summary(result)
+    [aside] = database.parent.glob("prefect.db.damaged-*")
+    assert (
+        f"{database} is damaged (file is not a database); moved it to {aside}; the temporary "
+        "Prefect server makes a new one"
+    ) in result.stderr.splitlines()
 
 
 def processes_with(prefect_home: str) -> list[psutil.Process]:

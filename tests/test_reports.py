@@ -757,6 +757,29 @@ def test_a_stop_asked_for_while_the_report_is_written_publishes_nothing(tmp_path
     assert layout.history_csv.read_bytes() == history_before
 
 
+def test_a_stop_asked_for_once_the_run_is_published_lets_it_finish(
+    tmp_path, confusions, monkeypatch
+):
+    """Ctrl-C just after the `latest` swap (here: while the champion is switched): the run is
+    published, so it finishes, the history takes its rows, and the run says it is committed
+    (`fashionnet run` then ignores signals and ends with 0: test_signals.py)."""
+    layout, first, second, report = publish_setup(tmp_path, confusions)
+    rows_before = len(publish.read_history(layout.history_csv))
+    monkeypatch.setattr(
+        publish.champion, "promote", lambda layout, blessing: interrupts.request_stop()
+    )
+    report = dataclasses.replace(report, blessing={"promoted": True})
+    interrupts.reset()  # what publish_setup's own publishing committed
+    try:
+        publish.publish_run(layout, second, report)
+        assert interrupts.committed() and interrupts.stop_requested()
+    finally:
+        interrupts.reset()
+    assert layout.latest_link.resolve() == second
+    assert len(publish.read_history(layout.history_csv)) > rows_before
+    assert not (layout.runs_dir / publish.JOURNAL).exists()
+
+
 def test_a_failed_publish_under_a_looping_latest_keeps_its_error_and_removes_the_run(
     tmp_path, confusions
 ):

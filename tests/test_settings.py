@@ -1,18 +1,24 @@
 """fashionnet/core/settings.py: the project's environment, set where the user has not set it."""
 
+import errno
+import logging
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from fashionnet.core import paths, settings
 from fashionnet.core.errors import FashionnetError
 from fashionnet.core.settings import (
+    DATABASE_URL_VARIABLES,
     FLOW_TIMEOUT_VARIABLE,
     RAW_DIR_VARIABLE,
     apply_environment_defaults,
     check_environment,
+    clear_own_prefect_home,
     environment_defaults,
     flow_timed_out,
     flow_timeout_seconds,
@@ -26,6 +32,7 @@ PROJECT_VARIABLES = {
     FLOW_TIMEOUT_VARIABLE,
     "PREFECT_API_URL",
     "PREFECT_LOGGING_LEVEL",
+    *DATABASE_URL_VARIABLES,
 }
 
 
@@ -146,6 +153,17 @@ BAD_ENVIRONMENT = {
         "2h",
         "not a positive number of seconds;",
     ),
+    "database URL garbage": (
+        "PREFECT_API_DATABASE_CONNECTION_URL",
+        "garbage",
+        "not a database URL of sqlite+aiosqlite or postgresql+asyncpg; give one (e.g. "
+        "sqlite+aiosqlite:////path/to/prefect.db), or unset it to use prefect.db in PREFECT_HOME",
+    ),
+    "database URL of a driver Prefect lacks": (
+        "PREFECT_SERVER_DATABASE_CONNECTION_URL",
+        "sqlite:///prefect.db",
+        "not a database URL of sqlite+aiosqlite or postgresql+asyncpg;",
+    ),
 }
 
 
@@ -158,17 +176,84 @@ def test_a_bad_variable_is_one_line_naming_it_and_its_value(environ, case):
     assert str(caught.value).startswith(f"{name}={value}: {problem}")
 
 
-def test_good_values_and_unset_variables_pass(environ):
+def test_good_values_and_unset_variables_pass(environ, tmp_path):
     check_environment()
     environ.update(
         PREFECT_API_URL="https://prefect.example.org/api",
         PREFECT_LOGGING_LEVEL="debug",
         PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="90",
         FASHIONNET_FLOW_TIMEOUT_SECONDS="3600",
+        PREFECT_API_DATABASE_CONNECTION_URL=f"sqlite+aiosqlite:///{tmp_path}/prefect.db",
+        PREFECT_SERVER_DATABASE_CONNECTION_URL="postgresql+asyncpg://prefect@db:5432/prefect",
+        PREFECT_HOME=str(tmp_path / "home"),
     )
     check_environment()
+    assert (tmp_path / "home").is_dir() and list((tmp_path / "home").iterdir()) == []
     environ["PREFECT_API_URL"] = ""  # empty: a temporary server, as unset
     check_environment()
+
+
+def test_a_prefect_home_that_cannot_be_written_is_one_line_naming_the_variable(
+    environ, tmp_path, monkeypatch
+):
+    """Before Prefect is imported: it makes its home at import, a traceback when it cannot."""
+    (tmp_path / "file").write_text("notes\n")
+    environ["PREFECT_HOME"] = str(tmp_path / "file")
+    with pytest.raises(FashionnetError) as caught:
+        check_environment()
+    assert str(caught.value) == (
+        f"PREFECT_HOME={tmp_path / 'file'}: a file, not a folder; give PREFECT_HOME a folder, "
+        "or move the file aside"
+    )
+    environ["PREFECT_HOME"] = str(tmp_path / "read-only")
+
+    def refused(path):  # as mkstemp fails in a folder this user may not write
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path) + ".tmp-x1")
+
+    monkeypatch.setattr(paths, "temp_path_for", refused)
+    with pytest.raises(FashionnetError) as caught:
+        check_environment()
+    assert str(caught.value) == (
+        f"PREFECT_HOME={tmp_path / 'read-only'}: permission denied; give this user write access "
+        "to it, or use another project folder"
+    )
+
+
+def test_a_prefect_home_on_a_full_disk_is_one_line_naming_the_variable(
+    environ, tmp_path, monkeypatch
+):
+    """A full disk under Prefect's database failed the run in its middle with tens of tracebacks
+    (the server's writes): it is named before the run, with the space it needs."""
+    environ["PREFECT_HOME"] = str(tmp_path)
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(settings.shutil, "disk_usage", lambda path: usage._replace(free=3_000_000))
+    with pytest.raises(FashionnetError) as caught:
+        check_environment()
+    assert str(caught.value) == (
+        f"PREFECT_HOME={tmp_path}: no space left on device (3.0 MB free; Prefect's database "
+        "needs 32 MB for a run); free some space on that disk, then run again"
+    )
+
+
+def test_the_projects_own_prefect_home_is_made_again_where_a_file_stood(environ, tmp_path, caplog):
+    home = tmp_path / ".prefect"
+    home.write_text("notes\n")
+    apply_environment_defaults(tmp_path)
+    with caplog.at_level(logging.WARNING):
+        clear_own_prefect_home(tmp_path)
+    [aside] = tmp_path.glob(".prefect.damaged-*")
+    assert caplog.messages == [f"{home} is a file, not a folder; moved it to {aside}"]
+    assert home.is_dir() and aside.read_text() == "notes\n"
+    check_environment()
+
+
+def test_a_prefect_home_the_user_chose_is_not_moved(environ, tmp_path):
+    (tmp_path / "mine").write_text("notes\n")
+    environ["PREFECT_HOME"] = str(tmp_path / "mine")
+    clear_own_prefect_home(tmp_path)
+    assert (tmp_path / "mine").read_text() == "notes\n"
+    with pytest.raises(FashionnetError, match="PREFECT_HOME=.*: a file, not a folder"):
+        check_environment()
 
 
 def settings_command(*command: str, cwd: Path, **variables: str) -> subprocess.Popen:

@@ -13,10 +13,13 @@ from pathlib import Path
 
 import psutil
 import pytest
+import typer
 from cli_runs import LiveRun, leftovers, snapshot
 from synthetic import write_synthetic_raw
 
 from fashionnet.core.atomic import TEMP_MARKER
+from fashionnet.model.train import TrainConfig
+from fashionnet.options import RunOptions
 
 pytestmark = pytest.mark.prefect
 
@@ -137,3 +140,33 @@ def test_the_temporary_server_ends_when_the_run_is_killed(tmp_path):
     if outlived:
         server.kill()
     assert not outlived, "the temporary server outlived the killed run"
+
+
+def test_a_signal_once_the_run_is_published_is_kept_and_then_named(monkeypatch, capsys):
+    """Ctrl-C or SIGTERM after the commit point: no stop request, no forced stop (the grace
+    timer's repeat included); once the run has finished, `fashionnet run` prints its summary,
+    then says the run was interrupted after publishing, with the first signal's exit code."""
+    from fashionnet.core import interrupts
+    from fashionnet_flows import cli
+
+    monkeypatch.setattr(cli._forcible, "is_set", lambda: True)  # where a stop would be forced
+    monkeypatch.setattr(cli, "_signals_after_publishing", [])
+
+    def published_run(options, train):
+        interrupts.commit()
+        for number in (signal.SIGTERM, signal.SIGINT, signal.SIGTERM):
+            cli.on_stop_signal(number, None)  # would raise KeyboardInterrupt the second time
+        assert not interrupts.stop_requested() and cli._grace_timers == []
+        return {"accuracy": {"test": 0.9}, "run_dir": "reports/runs/r1"}
+
+    monkeypatch.setattr(cli, "start_pipeline", published_run)
+    values = {**RunOptions().model_dump(), **TrainConfig().model_dump()}
+    try:
+        with pytest.raises(typer.Exit) as ended:
+            cli.run(**values)
+    finally:
+        interrupts.reset()
+    assert ended.value.exit_code == 128 + signal.SIGTERM
+    out, err = capsys.readouterr()
+    assert "reports: reports/runs/r1" in out
+    assert err.strip() == "fashionnet: interrupted after the run was published (kept)"

@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -59,21 +60,26 @@ def sealing(path: Path) -> Iterator[None]:
     seal(path)
 
 
-def _damage(path: Path, record: Path) -> str | None:
-    """What is wrong with the existing `path` given its record, or None when they agree."""
-    if not path.is_file():
-        return "a folder or special file, not a file"
-    record_kind = kind_of(record)
-    if record_kind != A_FILE:  # looked at before it is opened: a FIFO would block the run
-        return f"its checksum record {record.name} is {record_kind}, not a file"
+# A record's digest: sha256 in hex, either case (`sha256sum -c` accepts upper case too).
+_DIGEST = re.compile(rb"[0-9a-fA-F]{64}")
+# More than a record line holds: a huge or endless record is not read through.
+_RECORD_BYTES = 4096
+
+
+def _read_record(record: Path) -> tuple[str | None, str | None]:
+    """The digest the record holds (lower case), or what is wrong with the record itself. Its
+    kind is looked at before it is opened: a FIFO would block the run."""
+    kind = kind_of(record)
+    if kind != A_FILE:
+        return None, f"{kind}, not a file"
     try:
-        recorded = record.read_text(encoding="ascii", errors="replace").partition(" ")[0]
-        actual = sha256_file(path)
+        with open(record, "rb") as f:
+            digest = f.read(_RECORD_BYTES).partition(b" ")[0]
     except OSError as error:
-        return f"unreadable: {error.strerror or error}"
-    if actual != recorded:
-        return f"its sha256 does not match the one recorded in {record.name}"
-    return None
+        return None, f"unreadable: {error.strerror or error}"
+    if not _DIGEST.fullmatch(digest):
+        return None, "not a sha256 record"
+    return digest.decode("ascii").lower(), None
 
 
 def set_aside(path: Path, problem: str) -> None:
@@ -89,7 +95,9 @@ def verified(path: Path, *, required: bool = False) -> bool:
     When it is not: a missing file is simply not there (a record left behind is replaced when
     the file is written again), but is named if it is `required` (e.g. a companion of a model's
     meta.json); a file without a record (what an interrupted write leaves) gets a
-    warning and is left to be replaced; anything else is damage, moved aside (`set_aside`).
+    warning and is left to be replaced; a damaged record (not a file, not a sha256 record) is
+    named as such and moved aside alone, the file left to be replaced; a file that does not
+    match its record is damage, moved aside with it (`set_aside`).
     """
     if not os.path.lexists(path):
         if required:
@@ -99,8 +107,26 @@ def verified(path: Path, *, required: bool = False) -> bool:
     if path.is_file() and not os.path.lexists(record):
         log.warning("%s has no checksum record (%s); making it again", path, record.name)
         return False
-    problem = _damage(path, record)
-    if problem is not None:
-        set_aside(path, problem)
+    if not path.is_file():
+        set_aside(path, "a folder or special file, not a file")
+        return False
+    recorded, record_problem = _read_record(record)
+    if record_problem is not None:  # the file may be intact, but nothing says so any more
+        aside = atomic.move_aside(record)
+        log.warning(
+            "%s is damaged (%s); moved it to %s; making %s again",
+            record,
+            record_problem,
+            aside,
+            path.name,
+        )
+        return False
+    try:
+        actual = sha256_file(path)
+    except OSError as error:
+        set_aside(path, f"unreadable: {error.strerror or error}")
+        return False
+    if actual != recorded:
+        set_aside(path, f"its sha256 does not match the one recorded in {record.name}")
         return False
     return True

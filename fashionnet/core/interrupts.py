@@ -4,12 +4,17 @@ Signals reach only the main thread, while training and prediction may run in wor
 (Prefect's task runner, the chunk pool). The entry point that handles the signal calls
 `request_stop`; the loops call `check` between minibatches and chunks, so a run stops within
 one step and never in the middle of a file it is writing.
+
+Once the run is published (`commit`, at publishing's commit point), there is nothing left to
+keep unpublished: the entry point that handles signals lets the run finish its last short steps
+and then names the stop as one after publishing (one run per process: `fashionnet run`).
 """
 
 import signal
 import threading
 
 _requested = threading.Event()
+_committed = threading.Event()
 _signal_number: list[int] = []
 
 
@@ -39,7 +44,17 @@ def check() -> None:
         raise Interrupted(_signal_number[0])
 
 
+def commit() -> None:
+    """The run is published: a stop asked for from now on is too late to keep it unpublished."""
+    _committed.set()
+
+
+def committed() -> bool:
+    return _committed.is_set()
+
+
 def reset() -> None:
-    """Forget a request (for a process that goes on, such as a test session)."""
+    """Forget a request and a commit (for a process that goes on, such as a test session)."""
     _requested.clear()
+    _committed.clear()
     _signal_number.clear()

@@ -65,6 +65,7 @@ class Layout:
         after the folder it is in: what stands in their place is moved aside
         (`paths.clear_way`)."""
         return (
+            self.raw_dir,
             self.parquet_dir,
             self.predictions_dir,
             self.validation_dir,

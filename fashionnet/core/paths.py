@@ -80,10 +80,15 @@ def resolve_output(path: str | os.PathLike, base: str | os.PathLike, *, option: 
     `option` names the parameter in the error, e.g. "--project-dir".
     """
     given = Path(path)
-    if given.is_absolute():
-        return given.resolve()
-    base = Path(base).resolve()
-    resolved = (base / given).resolve()
+    try:
+        if given.is_absolute():
+            return given.resolve()
+        base = Path(base).resolve()
+        resolved = (base / given).resolve()
+    except RuntimeError:  # Python 3.11's word for ELOOP while resolving
+        raise FashionnetError(
+            f"{option} {path}: a symbolic link loop; give a folder, or fix the links"
+        ) from None
     if not resolved.is_relative_to(base):
         raise FashionnetError(
             f"{option} {path} leads outside {base} (to {resolved}); "
@@ -95,10 +100,21 @@ def resolve_output(path: str | os.PathLike, base: str | os.PathLike, *, option: 
 def writable_folder(folder: Path, *, option: str) -> Path:
     """`folder`, made if missing, once a file could be created in it; else a FashionnetError
     of one line (`option` names the parameter when a file stands in the folder's place)."""
-    if folder.exists() and not folder.is_dir():
+    try:
+        kind = kind_of(folder)
+    except OSError as error:
+        if error.errno != errno.ENAMETOOLONG:
+            raise
+        raise FashionnetError(
+            f"{option} {folder}: file name too long (a name may have 255 bytes, a path 4095); "
+            "give a shorter path"
+        ) from None
+    if kind == A_FILE:
         raise FashionnetError(
             f"{folder}: a file, not a folder; give {option} a folder, or move the file aside"
         )
+    if kind not in (None, A_FOLDER):
+        raise FashionnetError(f"{folder}: {kind}, not a folder; give {option} a folder")
     with machine_errors_named(folder):
         folder.mkdir(parents=True, exist_ok=True)
         temp_path_for(folder / "write-check").unlink()  # hidden; swept if ever left

@@ -7,17 +7,20 @@ targets run their command through this module, so they get the same environment:
     python -m fashionnet.core.settings COMMAND [ARGS...]   the defaults, then exec COMMAND
     python -m fashionnet.core.settings                     NAME=value lines: what COMMAND would get
 
-The project folder is the current working directory. Standard library (and `errors`) only, so
-it can run before Prefect or TensorFlow is imported.
+The project folder is the current working directory. Standard library (and `fashionnet.core`)
+only, so it can run before Prefect or TensorFlow is imported.
 """
 
+import errno
 import math
 import os
+import shutil
 import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from fashionnet.core.errors import FashionnetError
+from fashionnet.core.errors import MACHINE_ERRORS, FashionnetError
+from fashionnet.core.paths import A_FOLDER, clear_way, writable_folder
 
 RAW_DIR_VARIABLE = "FASHIONNET_RAW_DIR"
 # The longest a flow run may take before Prefect stops it as failed: a hung download or a stuck
@@ -32,6 +35,19 @@ SERVER_STARTUP_VARIABLE = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
 API_URL_VARIABLE = "PREFECT_API_URL"
 LOGGING_LEVEL_VARIABLE = "PREFECT_LOGGING_LEVEL"
 LOGGING_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# Prefect's home (its database, profiles and results; the project's `.prefect` by default), and
+# the database its servers use instead of `prefect.db` there: under either name, the URL must
+# name one of the two drivers Prefect has (async ones only).
+PREFECT_HOME_VARIABLE = "PREFECT_HOME"
+DATABASE_URL_VARIABLES = (
+    "PREFECT_API_DATABASE_CONNECTION_URL",
+    "PREFECT_SERVER_DATABASE_CONNECTION_URL",
+)
+DATABASE_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
+# The free space PREFECT_HOME's disk must have for a run: a run adds a few MB to Prefect's
+# database and its write-ahead log (which grows to about 4 MB between checkpoints). On a full
+# disk the server's writes fail in the middle of the run, each failure a traceback.
+PREFECT_HOME_FREE_BYTES = 32 * 10**6
 EXAMPLE_API_URL = "http://127.0.0.1:4200/api"  # what `make server` serves
 
 # TensorFlow's C++ start-up chatter drowns our output, and its oneDNN kernels change results in
@@ -43,7 +59,7 @@ def environment_defaults(project_dir: Path) -> dict[str, str]:
     """Every variable this project sets for itself, with its value for `project_dir`."""
     return {
         # Prefect's database and profiles belong to this project, not to the user's ~/.prefect.
-        "PREFECT_HOME": str(project_dir / ".prefect"),
+        PREFECT_HOME_VARIABLE: str(project_dir / ".prefect"),
         # No telemetry: the machines this runs on may be offline, and nothing should leave them.
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         # The library logs through `fashionnet` (no Prefect import); Prefect shows those records
@@ -63,6 +79,15 @@ def apply_environment_defaults(project_dir: Path) -> None:
     """Set each default in os.environ, unless the user set that variable already."""
     for name, value in environment_defaults(project_dir).items():
         os.environ.setdefault(name, value)
+
+
+def clear_own_prefect_home(project_dir: Path) -> None:
+    """The project's own Prefect home (PREFECT_HOME as `environment_defaults` sets it) is the
+    pipeline's: a file, a FIFO or a broken link in its place is moved aside and the folder made
+    (`clear_way`). A home the user chose is only checked (`check_environment`)."""
+    own_home = environment_defaults(project_dir)[PREFECT_HOME_VARIABLE]
+    if os.environ.get(PREFECT_HOME_VARIABLE) == own_home:
+        clear_way(Path(own_home), A_FOLDER)
 
 
 def quiet_tensorflow() -> None:
@@ -150,6 +175,30 @@ def check_environment() -> None:
             "not a whole number of seconds above 0",
             "give the seconds the temporary Prefect server may take to start (e.g. 90)",
         )
+    for name in DATABASE_URL_VARIABLES:
+        url = os.environ.get(name, "")
+        if url.strip() and urlsplit(url.strip()).scheme not in DATABASE_DRIVERS:
+            raise environment_error(
+                name,
+                url,
+                f"not a database URL of {' or '.join(DATABASE_DRIVERS)}",
+                "give one (e.g. sqlite+aiosqlite:////path/to/prefect.db), or unset it to use "
+                f"prefect.db in {PREFECT_HOME_VARIABLE}",
+            )
+    if home := os.environ.get(PREFECT_HOME_VARIABLE):
+        try:  # Prefect writes its home at import: a folder it cannot write is a traceback there
+            writable_folder(Path(home).expanduser(), option=PREFECT_HOME_VARIABLE)
+        except FashionnetError as error:  # `<folder>: <problem>; <what to do>`
+            raise FashionnetError(f"{PREFECT_HOME_VARIABLE}={error}") from None
+        free = shutil.disk_usage(Path(home).expanduser()).free
+        if free < PREFECT_HOME_FREE_BYTES:
+            raise environment_error(
+                PREFECT_HOME_VARIABLE,
+                home,
+                f"{os.strerror(errno.ENOSPC).lower()} ({free / 1e6:.1f} MB free; Prefect's "
+                f"database needs {PREFECT_HOME_FREE_BYTES / 1e6:.0f} MB for a run)",
+                MACHINE_ERRORS[errno.ENOSPC],
+            )
 
 
 def _positive_whole_number(text: str) -> bool:

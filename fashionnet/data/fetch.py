@@ -27,6 +27,7 @@ from fashionnet.core import interrupts
 from fashionnet.core.atomic import atomic_path
 from fashionnet.core.errors import FashionnetError
 from fashionnet.core.integrity import sha256_file
+from fashionnet.core.paths import A_FILE, kind_of
 from fashionnet.data.catalog import MIRRORS, RAW_FILES, RawFile
 
 logger = logging.getLogger(__name__)
@@ -265,10 +266,18 @@ def _check_local_dir(local_dir: Path, catalog: Mapping[str, RawFile]) -> None:
         problem = "does not exist"
     elif not local_dir.is_dir():
         problem = "is not a folder"
-    elif missing := [name for name in catalog if not (local_dir / name).is_file()]:
-        problem = f"lacks {', '.join(missing)}"
     else:
-        return
+        kinds = {name: kind_of(local_dir / name) for name in catalog}  # nothing opened yet
+        missing = [name for name, kind in kinds.items() if kind is None]
+        problems = [f"lacks {', '.join(missing)}"] if missing else []
+        problems += [
+            f"has {name} that is {kind}, not a regular file"
+            for name, kind in kinds.items()
+            if kind not in (None, A_FILE)
+        ]
+        if not problems:
+            return
+        problem = "; ".join(problems)
     raise FashionnetError(
         f"raw folder {local_dir} (--raw-dir / FASHIONNET_RAW_DIR) {problem}: put the four "
         "Fashion-MNIST .gz files there, or name the folder that has them"

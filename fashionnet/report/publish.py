@@ -138,6 +138,7 @@ def publish_run(layout: Layout, run_dir: Path, report: RunReport) -> None:
     atomic.write_text(layout.runs_dir / JOURNAL, json.dumps(journal) + "\n")
     with history_appended(layout.history_csv, journal["rows"]):
         publish_latest(layout.latest_link, run_dir)  # the commit point
+        interrupts.commit()
         if report.blessing is not None:
             champion.promote(layout, report.blessing)
     _end_journal(layout)
@@ -190,6 +191,7 @@ def record_unchanged(layout: Layout, report: RunReport, previous: str) -> Path:
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
         raise
+    interrupts.commit()  # recorded in the history: the run is done
     log.info(
         "run %s repeats run %s (same data, model and code): recorded in %s and %s, no copy",
         report.run_id,

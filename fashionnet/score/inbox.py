@@ -5,13 +5,22 @@ stopped changing (unmodified for `settle_seconds`), scores the ones whose sha256
 not know as one batch, and moves each to `done/<batch id>/`, or, unreadable, to `failed/` beside
 a `<name>.reason.txt`. Files that arrive meanwhile wait for the next poll.
 
-Exactly once, whatever is killed where: the batch folder is built under `.staging/`; the ledger
-(`.ledger.json`, sha256 -> batch, status and reason, written atomically) is the commit point;
-only then is the batch folder moved to scores/ and are the files moved out of the inbox. A poll
-first finishes what a killed one committed (its staged folder and its files) and discards what it
-did not (the files are scored again, into a new batch).
+Exactly once, whatever is killed where: the batch folder is built under `scores/.staging/`; the
+ledger (`.ledger.json`, sha256 -> batch, status and reason, written atomically) is the commit
+point; only then is the batch folder moved to scores/ and are the files moved out of the inbox. A
+poll first finishes what a killed one committed (its staged folder and its files) and discards
+what it did not (the files are scored again, into a new batch).
+
+The inbox may be on another filesystem than the project (a mounted share, say), where a rename
+between the two fails (EXDEV). So the batch is staged inside scores/ itself, where its switch
+into place stays one rename; and a file that cannot be renamed to done/ or failed/ is copied
+there under a temporary name, renamed into place, and only then removed from the inbox: killed
+in between, the next poll finds the copy whole, the same bytes, and only removes the original.
 """
 
+import contextlib
+import errno
+import itertools
 import json
 import logging
 import os
@@ -34,7 +43,7 @@ log = logging.getLogger(__name__)
 INBOX_VARIABLE = "FASHIONNET_INBOX"
 LEDGER_NAME = ".ledger.json"
 STAGING_NAME = ".staging"
-KEPT = {"done", "failed", LEDGER_NAME, STAGING_NAME}
+KEPT = {"done", "failed", LEDGER_NAME}
 
 
 def inbox_dir(layout: Layout) -> Path:
@@ -66,17 +75,59 @@ def stable_files(inbox: Path, settle_seconds: float, now: float | None = None) -
 
 
 def move_out(inbox: Path, path: Path, entry: dict[str, Any]) -> None:
-    """Move a ledgered file to done/<batch>/ or failed/ (with its reason); never overwrite."""
+    """Move a ledgered file to done/<batch>/ or failed/ (its reason written first); never over
+    another file. A file already gone (removed by hand) has nothing left to move."""
     target_dir = (
         inbox / "done" / entry["batch"] if entry["status"] == "scored" else inbox / "failed"
     )
     target_dir.mkdir(parents=True, exist_ok=True)
-    target = target_dir / path.name
-    if os.path.lexists(target):
-        target = target_dir / f"{path.stem}-{entry['sha256'][:8]}{path.suffix}"
-    os.rename(path, target)
+    target = target_for(target_dir, path.name, entry["sha256"])
     if entry["status"] == "failed":
         atomic.write_text(target.with_name(target.name + ".reason.txt"), entry["reason"] + "\n")
+    try:
+        if os.path.lexists(target):  # these very bytes are there already (an interrupted move)
+            path.unlink()
+        else:
+            move_file(path, target)
+    except FileNotFoundError:
+        log.warning("inbox: %s was removed before it was moved out", printable(path))
+
+
+def target_for(folder: Path, name: str, sha256: str) -> Path:
+    """Where a file moves in `folder`: its own name, else `<stem>-<sha256 prefix><suffix>`
+    (numbered if need be), whichever is free or already holds the same bytes."""
+    stem, suffix = os.path.splitext(name)
+    others = (f"{stem}-{sha256[:8]}{f'-{n}' if n else ''}{suffix}" for n in itertools.count())
+    for candidate in itertools.chain([name], others):
+        target = folder / candidate
+        if not os.path.lexists(target) or same_file_content(target, sha256):
+            return target
+    raise AssertionError("unreachable: the names never run out")
+
+
+def same_file_content(path: Path, sha256: str) -> bool:
+    """Whether `path` is a regular file (not a link) holding the bytes of that sha256."""
+    return path.is_file() and not path.is_symlink() and file_sha256(path) == sha256
+
+
+def move_file(source: Path, target: Path) -> None:
+    """`source` to the free name `target`: one rename on the same filesystem; across
+    filesystems (EXDEV) a copy written whole under `target` (atomic), then `source` removed,
+    so the file is in one place or both, never in none."""
+    try:
+        os.rename(source, target)
+        return
+    except OSError as error:
+        if error.errno != errno.EXDEV:
+            raise
+    with atomic.atomic_path(target) as copy:
+        shutil.copy2(source, copy)
+    source.unlink()
+
+
+def remove_if_empty(folder: Path) -> None:
+    with contextlib.suppress(OSError):  # not empty: another poll's staged batch (it holds a lock)
+        folder.rmdir()
 
 
 @dataclass(frozen=True)
@@ -108,15 +159,15 @@ def poll_inbox(
     inbox.mkdir(parents=True, exist_ok=True)
     scores_dir = layout.root / SCORES_DIR
     ledger = read_ledger(inbox)
-    staging = inbox / STAGING_NAME
+    staging = scores_dir / STAGING_NAME  # beside the batches: the switch is one rename
     committed = {entry["batch"] for entry in ledger.values()}
     if staging.is_dir():  # what a killed poll left: finish the committed, drop the rest
         for folder in staging.iterdir():
             if folder.name in committed:
-                scores_dir.mkdir(parents=True, exist_ok=True)
                 os.rename(folder, scores_dir / folder.name)
             else:
                 shutil.rmtree(folder, ignore_errors=True)
+        remove_if_empty(staging)
     files = stable_files(inbox, settle_seconds)
     hashes = {path: file_sha256(path) for path in files}
     finished = 0
@@ -151,8 +202,8 @@ def poll_inbox(
     write_ledger(inbox, ledger)  # the commit point
     if after_commit is not None:
         after_commit()
-    scores_dir.mkdir(parents=True, exist_ok=True)
     os.rename(result.folder, scores_dir / batch_id)
+    remove_if_empty(staging)
     for path in new:
         move_out(inbox, path, ledger[hashes[path]])
     failed = sum(1 for path in new if printable(path) in reasons)
