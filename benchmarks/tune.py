@@ -2,29 +2,24 @@
 
     python -m benchmarks.tune [--raw-dir DIR] [--quick]
 
-The search varies hidden size, epochs, learning rate and weight decay around the defaults
-(`TrainConfig`), at most 16 recipes, in two stages:
+Each candidate of `search.CANDIDATES` (batch size, schedule length, dropout, label smoothing,
+flips and shifts around the default recipe) is trained with seeds 0, 1 and 2 by `train()`, on
+the training split, and scored on the validation split. The rule (`search.choose`), applied
+twice: the *accurate* recipe is the cheapest candidate whose mean paired difference to the best
+is within one standard error of it; the *fast* recipe is the same rule among the candidates
+that cost no more than the default (hidden units x epochs). Only then are the chosen recipes'
+saved weights scored on the test split, reported once: the test split chooses nothing.
 
-1. coarse: hidden size x epochs x weight decay, two values each (8 recipes) at the default
-   learning rate;
-2. refine: the coarse winner with, one at a time, half and twice its learning rate, twice its
-   hidden size, half again its epochs, and a weight decay a third and three times its own
-   (or, at 0, the smaller coarse value halved) (at most 6 recipes).
-
-Each recipe is trained with the library (`train()`, seed 0) on the training split and scored on
-the validation split only. The rule: the highest validation accuracy rounded to 0.001 (10 of
-the 10,000 validation images); among equals, the cheaper recipe (hidden size x epochs), then
-the earlier. After the pick, and only then, the chosen recipe is trained with seeds 0, 1, 2 and
-their test accuracy is reported once, as their mean: the test split chooses nothing.
-
-Resumable: each finished training is appended to benchmarks/tuning.csv, keyed by its stage and
-its full TrainConfig; a rerun skips what is there. Writes benchmarks/tuning.md (the table, the
-rule, the pick) and prints the chosen recipe. `--quick` tunes a slice of the rows with small
-recipes (benchmarks/work/tuning-quick.csv and .md), to check the script end to end.
+Resumable: each finished training is appended to benchmarks/tuning.csv, keyed by its full
+TrainConfig (seed included), its weights kept in benchmarks/work/tuning-weights; a rerun skips
+what is there. Writes benchmarks/tuning.md (the table, the rule, the picks). `--quick` tunes a
+slice of the rows with small recipes (benchmarks/work/tuning-quick.csv and .md), to check the
+script end to end.
 """
 
 import argparse
 import logging
+import os
 import statistics
 import sys
 from collections.abc import Sequence
@@ -34,56 +29,103 @@ import benchmarks.environment  # noqa: F401  (first: the benchmark's environment
 from benchmarks import PROJECT_DIR, WORK, add_raw_dir_argument, prepared_splits, run_context
 from benchmarks.data import Splits, load_splits
 from benchmarks.search import (
-    FULL_SPACE,
-    QUICK_SPACE,
+    CANDIDATES,
+    QUICK_CANDIDATES,
+    SEEDS,
+    Summary,
     Tuner,
-    coarse_configs,
-    config_of,
-    pick,
-    refined_configs,
+    choose,
+    summarise,
 )
 from fashionnet.core import atomic
 from fashionnet.core.layout import Layout
-from fashionnet.model.train import TrainConfig
+from fashionnet.model.train import DEFAULT_CONFIG, TrainConfig
 
 log = logging.getLogger("benchmarks.tune")
 
 HERE = Path(__file__).resolve().parent
-FINAL_SEEDS = (0, 1, 2)
 QUICK_ROWS = 3_000
+# Below this 1-minute load average per core, the machine counts as quiet.
+QUIET_LOAD_PER_CORE = 0.25
 
 
-def _table(rows: Sequence[dict[str, str]], columns: Sequence[str]) -> str:
+def _table(rows: Sequence[Sequence[str]], columns: Sequence[str]) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(row[column] for column in columns) + " |" for row in rows]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
 
 
+def _recipe(config: TrainConfig) -> str:
+    """The fields that differ from the default recipe (seed aside)."""
+    default = DEFAULT_CONFIG.model_dump()
+    changed = {
+        name: value
+        for name, value in config.model_dump().items()
+        if name != "seed" and value != default[name]
+    }
+    return ", ".join(f"{name}={value}" for name, value in changed.items()) or "the default"
+
+
+def _timing_note(loads: Sequence[float]) -> str:
+    cores = os.cpu_count() or 1
+    span = f"{min(loads):.2f} to {max(loads):.2f} on {cores} cores"
+    if max(loads) / cores < QUIET_LOAD_PER_CORE:
+        return f"Timings from a quiet machine (1-minute load average {span})."
+    return (
+        f"**Timings from a shared machine, not a quiet one** (1-minute load average {span}, "
+        "other work running beside the search): they rank the candidates' costs roughly; the "
+        "rule's cost is hidden units x epochs, not these seconds."
+    )
+
+
 def tuning_markdown(
-    searched: Sequence[dict[str, str]],
-    chosen: TrainConfig,
-    final: Sequence[dict[str, str]],
+    summaries: Sequence[Summary],
+    picks: dict[str, Summary],
+    tests: dict[str, list[float]],
     splits: Splits,
+    loads: Sequence[float],
 ) -> str:
-    shown = ["stage", "hidden_size", "epochs", "learning_rate", "weight_decay",
-             "validation_accuracy", "seconds"]  # fmt: skip
-    tests = [float(row["test_accuracy"]) for row in final]
-    validations = [float(row["validation_accuracy"]) for row in final]
+    columns = ["candidate", "changes from the default", "validation per seed", "mean",
+               "paired difference to the best ± SE", "within reach", "mean seconds"]  # fmt: skip
+    rows = [
+        (
+            summary.name,
+            _recipe(summary.config),
+            ", ".join(f"{value:.4f}" for value in summary.validation),
+            f"{summary.mean:.4f}",
+            f"{summary.difference:+.4f} ± {summary.standard_error:.4f}",
+            "yes" if summary.within_reach else "no",
+            f"{statistics.mean(summary.seconds):.1f}",
+        )
+        for summary in summaries
+    ]
+    pick_lines = []
+    for role, summary in picks.items():
+        test = tests[summary.name]
+        pick_lines.append(
+            f"- **{role}**: {summary.name} (`{_recipe(summary.config)}`): validation "
+            f"{summary.mean:.4f} (mean of {len(SEEDS)} seeds), training "
+            f"{statistics.mean(summary.seconds):.1f} s (mean); **test accuracy "
+            f"{statistics.mean(test):.4f}** (mean; each seed "
+            f"{', '.join(f'{value:.4f}' for value in test)}), reported once, after the pick."
+        )
     return (
         "# Tuning the training recipe\n\n"
-        "Written by `make tune` (benchmarks/tune.py); every row is in benchmarks/tuning.csv. "
-        f"{len(searched)} recipes, each trained once (seed 0) on the "
-        f"{len(splits.train.label):,} images of the training split and scored on the "
-        f"{len(splits.validation.label):,} of the validation split only.\n\n"
-        + _table(searched, shown)
-        + "\n\n## The rule\n\nThe highest validation accuracy rounded to 0.001 (10 images "
-        "in 10,000); among equals, the cheaper recipe (hidden size x epochs), then the earlier. "
-        "The test split is not looked at until the pick is made.\n\n"
-        f"## The pick\n\n`{chosen.model_dump()}`\n\n"
-        f"Trained with seeds {', '.join(str(row['seed']) for row in final)}: validation "
-        f"accuracy {statistics.mean(validations):.4f} (mean), **test accuracy "
-        f"{statistics.mean(tests):.4f}** (mean; each seed "
-        f"{', '.join(f'{value:.4f}' for value in tests)}), reported once, after the pick.\n"
+        "Written by `make tune` (benchmarks/tune.py); every training is a row of "
+        f"benchmarks/tuning.csv. {len(summaries)} candidates, each trained by `train()` (the "
+        f"numeric path `fashionnet run` ships: its threads, one BLAS thread each) with seeds "
+        f"{', '.join(map(str, SEEDS))} on the {len(splits.train.label):,} images of the "
+        f"training split, and scored on the {len(splits.validation.label):,} of the validation "
+        f"split only. {_timing_note(loads)}\n\n" + _table(rows, columns) + "\n\n## The rule\n\n"
+        "Paired differences: on each seed, a candidate's validation accuracy minus the best "
+        "candidate's (highest mean), so what a seed gives both cancels; their mean, and its "
+        "standard error (standard deviation of the differences / sqrt(seeds)). A candidate is "
+        "within reach of the best when its mean difference is no further below 0 than one "
+        "standard error. **Accurate**: the cheapest candidate within reach (hidden units x "
+        "epochs, then the shorter mean training time). **Fast**: the same rule among the "
+        "candidates costing no more than the first, the default (the best of them if none is "
+        "within reach). The test split is not looked at until the picks are made.\n\n"
+        "## The picks\n\n" + "\n".join(pick_lines) + "\n"
     )
 
 
@@ -99,23 +141,23 @@ def main() -> int:
     prepared = prepared_splits(run_context(layout, args.raw_dir.resolve()))
     splits = load_splits(prepared)
     if args.quick:
-        splits, space = splits.head(QUICK_ROWS), QUICK_SPACE
+        splits, candidates = splits.head(QUICK_ROWS), QUICK_CANDIDATES
         csv_path, md_path = WORK / "tuning-quick.csv", WORK / "tuning-quick.md"
+        weights_dir = WORK / "tuning-quick-weights"
     else:
-        space, csv_path, md_path = FULL_SPACE, HERE / "tuning.csv", HERE / "tuning.md"
-    tuner = Tuner(splits, csv_path)
-
-    coarse = tuner.run_stage("coarse", coarse_configs(space))
-    refine = tuner.run_stage(
-        "refine", refined_configs(config_of(pick(coarse)), space, coarse_configs(space))
-    )
-    searched = [*coarse, *refine]
-    chosen = config_of(pick(searched))
-    print(f"chosen: {chosen.model_dump()}")
-    final = tuner.run_stage("final", [chosen.replace(seed=seed) for seed in FINAL_SEEDS], test=True)
-    atomic.write_text(md_path, tuning_markdown(searched, chosen, final, splits))
-    mean_test = statistics.mean(float(row["test_accuracy"]) for row in final)
-    print(f"test accuracy of the chosen recipe, mean of {len(final)} seeds: {mean_test:.4f}")
+        candidates, csv_path, md_path = CANDIDATES, HERE / "tuning.csv", HERE / "tuning.md"
+        weights_dir = WORK / "tuning-weights"
+    tuner = Tuner(splits, csv_path, weights_dir)
+    rows = tuner.run(candidates)
+    summaries = summarise(rows, candidates)
+    # The first candidate is the reference the fast recipe may not cost more than (the default).
+    picks = {"accurate": choose(summaries), "fast": choose(summaries, max_cost=summaries[0].cost)}
+    tests = {pick.name: tuner.test_accuracies(pick.config) for pick in picks.values()}
+    loads = [float(row["load"]) for row in rows]
+    atomic.write_text(md_path, tuning_markdown(summaries, picks, tests, splits, loads))
+    for role, pick in picks.items():
+        print(f"{role}: {pick.name}: validation {pick.mean:.4f}, "
+              f"test {statistics.mean(tests[pick.name]):.4f} (reported once)")  # fmt: skip
     return 0
 
 

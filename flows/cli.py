@@ -232,7 +232,12 @@ def api_url_everywhere(api_url: str) -> Iterator[None]:
 
 
 def option_parameters(model: type[BaseModel]) -> list[inspect.Parameter]:
-    """One typer option per field of `model`: --field-name, its default, its description."""
+    """One typer option per field of `model`: --field-name, its default, its description.
+
+    In a model with presets (`TrainConfig.recipe`), the other options are None unless given,
+    so that the preset fills them (`given_values`); their help shows the default preset's value.
+    """
+    presets = getattr(model, "presets", None)
     parameters = []
     for name, field in model.model_fields.items():
         allowed = choices(model, name)
@@ -241,16 +246,24 @@ def option_parameters(model: type[BaseModel]) -> list[inspect.Parameter]:
         flag = cli_flag(name)
         if field.annotation is bool:  # a switch: --verify / --no-verify
             flag = f"{flag}/{cli_flag('no_' + name)}"
-        option = typer.Option(flag, help=help_text, show_default=True)
+        filled = presets not in (None, name)
+        show_default = f"{field.default}, or the {presets}'s" if filled else True
+        option = typer.Option(flag, help=help_text, show_default=show_default)
         parameters.append(
             inspect.Parameter(
                 name,
                 inspect.Parameter.KEYWORD_ONLY,
-                default=field.default,
+                default=None if filled else field.default,
                 annotation=Annotated[annotation, option],
             )
         )
     return parameters
+
+
+def given_values(model: type[BaseModel], values: dict[str, Any]) -> dict[str, Any]:
+    """The options of `model` the command line set (None: not given, the default or the
+    preset's value applies)."""
+    return {name: values[name] for name in model.model_fields if values[name] is not None}
 
 
 def run(**values: Any) -> None:
@@ -258,8 +271,8 @@ def run(**values: Any) -> None:
     calibrate it, predict in chunks, write the reports, and bless the model as champion if it
     passes the gate."""
     try:
-        options = RunOptions(**{name: values[name] for name in RunOptions.model_fields})
-        train = TrainConfig(**{name: values[name] for name in TrainConfig.model_fields})
+        options = RunOptions(**given_values(RunOptions, values))
+        train = TrainConfig(**given_values(TrainConfig, values))
         with stop_on_signals():
             summary = start_pipeline(options, train)
     except BaseException as exc:

@@ -1,47 +1,88 @@
-"""The tuning search's plan, its rule, and its resumption from tuning.csv."""
+"""The tuning search: its candidates, its rule on paired differences, and its resumption from
+tuning.csv, with the test split scored only for the chosen recipes."""
+
+import json
+import math
+from pathlib import Path
 
 import numpy as np
+import pytest
 
 from benchmarks import search
 from benchmarks.data import Split, Splits
 from benchmarks.search import (
-    QUICK_SPACE,
+    CANDIDATES,
+    QUICK_CANDIDATES,
+    SEEDS,
     Tuner,
-    coarse_configs,
+    choose,
     config_key,
-    pick,
     read_rows,
-    refined_configs,
+    summarise,
 )
-from fashionnet.model.train import TrainConfig
+from fashionnet.model.train import ACCURATE_CONFIG, DEFAULT_CONFIG, TrainConfig
 
 
-def test_the_search_stays_within_sixteen_distinct_recipes():
-    coarse = coarse_configs(search.FULL_SPACE)
-    for best in coarse:
-        refined = refined_configs(best, search.FULL_SPACE, coarse)
-        keys = {config_key(config) for config in [*coarse, *refined]}
-        assert len(keys) == len(coarse) + len(refined) <= 16
+def test_the_candidates_start_from_the_default_and_search_each_factor():
+    configs = list(CANDIDATES.values())
+    assert configs[0] == DEFAULT_CONFIG and len(SEEDS) >= 3
+    assert len({config_key(config) for config in configs}) == len(configs) <= 12
+    for factor in ("batch_size", "epochs", "dropout", "label_smoothing", "augment"):
+        assert len({getattr(config, factor) for config in configs}) > 1, factor
+    assert all(config.hidden_size <= 64 for config in QUICK_CANDIDATES.values())
 
 
-def test_a_weight_decay_of_zero_is_refined_towards_a_small_one():
-    best = TrainConfig(weight_decay=0.0)
-    decays = {config.weight_decay for config in refined_configs(best, search.FULL_SPACE, [])}
-    assert decays == {0.0, 5e-5}
+def rows(name: str, config: TrainConfig, validations: list[float]) -> list[dict[str, str]]:
+    return [
+        {
+            "candidate": name,
+            "seed": str(seed),
+            "validation_accuracy": str(value),
+            "seconds": "10.0",
+            "config": config_key(config.replace(seed=seed)),
+        }
+        for seed, value in zip(SEEDS, validations, strict=True)
+    ]
 
 
-def row(validation: float, hidden: int, epochs: int) -> dict[str, str]:
-    return {
-        "validation_accuracy": str(validation),
-        "hidden_size": str(hidden),
-        "epochs": str(epochs),
-    }
+CHEAP, LONG, LONGER = (DEFAULT_CONFIG.replace(epochs=epochs) for epochs in (15, 30, 40))
 
 
-def test_the_rule_prefers_accuracy_then_the_cheaper_recipe():
-    assert pick([row(0.8991, 512, 15), row(0.9012, 1024, 30)])["hidden_size"] == "1024"
-    # 0.9012 and 0.9009 are equal to 0.001: the cheaper recipe wins
-    assert pick([row(0.9012, 1024, 30), row(0.9009, 512, 15)])["hidden_size"] == "512"
+def test_candidates_are_compared_by_paired_differences_to_the_best():
+    summaries = summarise(
+        rows("cheap", CHEAP, [0.900, 0.905, 0.910]) + rows("long", LONG, [0.903, 0.907, 0.911]),
+        ["cheap", "long"],
+    )
+    cheap, long = summaries
+    assert long.difference == 0 and long.standard_error == 0 and long.within_reach
+    # differences -0.003, -0.002, -0.001: mean -0.002, standard error 0.001 / sqrt(3)
+    assert cheap.difference == pytest.approx(-0.002)
+    assert cheap.standard_error == pytest.approx(0.001 / math.sqrt(3))
+    assert not cheap.within_reach  # consistently worse, though by less than the seeds' spread
+    assert choose(summaries) == long
+    assert cheap.config == CHEAP and cheap.cost < long.cost
+
+
+def test_the_cheapest_within_one_standard_error_of_the_best_is_chosen():
+    summaries = summarise(
+        rows("cheap", CHEAP, [0.899, 0.911, 0.906])
+        + rows("longer", LONGER, [0.905, 0.904, 0.910])
+        + rows("long", LONG, [0.900, 0.909, 0.909]),
+        ["cheap", "longer", "long"],
+    )
+    by_name = {summary.name: summary for summary in summaries}
+    assert by_name["longer"].difference == 0  # the best mean
+    assert by_name["cheap"].within_reach and by_name["long"].within_reach
+    assert choose(summaries).name == "cheap"
+
+
+def test_within_a_cost_the_best_is_taken_when_none_is_within_reach():
+    summaries = summarise(
+        rows("cheap", CHEAP, [0.890, 0.891, 0.892]) + rows("long", LONG, [0.900, 0.901, 0.903]),
+        ["cheap", "long"],
+    )
+    assert choose(summaries, max_cost=CHEAP.hidden_size * CHEAP.epochs).name == "cheap"
+    assert choose(summaries).name == "long"
 
 
 def tiny_splits() -> Splits:
@@ -56,28 +97,36 @@ def tiny_splits() -> Splits:
     return Splits(split(200), split(100), split(100))
 
 
-def test_a_rerun_skips_the_recipes_already_in_the_csv_and_keeps_test_out_of_the_search(
+def test_a_rerun_skips_the_trainings_in_the_csv_and_test_is_scored_from_saved_weights(
     tmp_path, monkeypatch
 ):
-    csv_path = tmp_path / "tuning.csv"
-    configs = [TrainConfig(hidden_size=8, epochs=1, seed=0), TrainConfig(hidden_size=16, epochs=1)]
-    first = Tuner(tiny_splits(), csv_path).run_stage("coarse", configs[:1])
-    assert first[0]["test_accuracy"] == ""  # the search never scores the test split
+    csv_path, weights = tmp_path / "tuning.csv", tmp_path / "weights"
+    small = TrainConfig(hidden_size=8, epochs=1)
+    candidates = {"small": small, "wider": small.replace(hidden_size=16, dropout=0.2)}
+    first = Tuner(tiny_splits(), csv_path, weights).run({"small": small})
+    assert [row["seed"] for row in first] == [str(seed) for seed in SEEDS]
+    assert "test_accuracy" not in first[0]  # the search never scores the test split
 
     trained = []
     original = search.train
     monkeypatch.setattr(
         search, "train", lambda config, *a: trained.append(config) or original(config, *a)
     )
-    again = Tuner(tiny_splits(), csv_path).run_stage("coarse", configs)
-    assert trained == configs[1:]
-    assert again[0] == first[0]
-    assert [r["config"] for r in read_rows(csv_path)] == [config_key(c) for c in configs]
+    tuner = Tuner(tiny_splits(), csv_path, weights)
+    again = tuner.run(candidates)
+    assert trained == [candidates["wider"].replace(seed=seed) for seed in SEEDS]
+    assert again[: len(SEEDS)] == first
+    hidden_sizes = [json.loads(row["config"])["hidden_size"] for row in read_rows(csv_path)]
+    assert hidden_sizes == [8, 8, 8, 16, 16, 16]
+    summaries = summarise(again, candidates)
+    assert [summary.name for summary in summaries] == ["small", "wider"]
+    assert summaries[1].config == candidates["wider"]
+    tests = tuner.test_accuracies(candidates["wider"])
+    assert len(tests) == len(SEEDS) and all(0 <= value <= 1 for value in tests)
+    assert len(trained) == len(SEEDS)  # scoring test trained nothing
 
-    final = Tuner(tiny_splits(), csv_path).run_stage("final", configs[:1], test=True)
-    assert final[0]["test_accuracy"] != ""
-    assert len(read_rows(csv_path)) == 3  # the same recipe in another stage is another row
 
-
-def test_the_quick_space_is_small():
-    assert all(config.hidden_size <= 64 for config in coarse_configs(QUICK_SPACE))
+def test_the_accurate_recipe_is_the_one_the_committed_search_picks():
+    committed = read_rows(Path(search.__file__).parent / "tuning.csv")
+    pick = choose(summarise(committed, CANDIDATES))
+    assert config_key(pick.config) == config_key(ACCURATE_CONFIG)

@@ -8,7 +8,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from fashionnet.model.functions import cross_entropy_error, log_softmax, relu, softmax
+from fashionnet.model.functions import (
+    cross_entropy_error,
+    cross_entropy_gradient,
+    log_softmax,
+    relu,
+    softmax,
+)
 
 # Rows of moderate logits, where float64 sums are exact enough to compare tightly.
 logit_rows = arrays(
@@ -121,3 +127,14 @@ def test_cross_entropy_is_exact_at_extreme_logits_in_float32():
 
 def test_cross_entropy_of_a_certain_right_answer_is_zero():
     assert cross_entropy_error(np.array([[1000.0, -1000.0]]), np.array([0])) == 0.0
+
+
+def test_label_smoothing_is_the_cross_entropy_against_the_mixed_targets():
+    scores = np.array([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]])
+    labels = np.array([0, 2])
+    eps = 0.3
+    targets = (1 - eps) * np.eye(3)[labels] + eps / 3
+    expected = -np.mean(np.sum(targets * log_softmax(scores), axis=1))
+    assert cross_entropy_error(scores, labels, eps) == pytest.approx(expected, rel=1e-12)
+    gradient = cross_entropy_gradient(scores, labels, eps)
+    np.testing.assert_allclose(gradient, (softmax(scores) - targets) / 2, rtol=1e-12)

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from fashionnet.core.errors import FashionnetError
 from fashionnet.model.optimizers import OPTIMIZERS, Momentum
-from fashionnet.model.train import BOOK_CONFIG, DEFAULT_CONFIG, TrainConfig
+from fashionnet.model.train import ACCURATE_CONFIG, BOOK_CONFIG, DEFAULT_CONFIG, TrainConfig
 from fashionnet.options import RunOptions, choices, cli_args
 from fashionnet_flows import cli
 
@@ -31,11 +31,26 @@ def invoke(*args: str):
     return CliRunner().invoke(cli.make_app(), ["run", *args])
 
 
-@pytest.mark.parametrize("config", [DEFAULT_CONFIG, BOOK_CONFIG], ids=["default", "book"])
+@pytest.mark.parametrize(
+    "config",
+    [DEFAULT_CONFIG, BOOK_CONFIG, ACCURATE_CONFIG.replace(epochs=2)],
+    ids=["default", "book", "accurate-changed"],
+)
 def test_cli_args_give_back_the_same_config(started, config):
     result = invoke(*cli_args(config))
     assert result.exit_code == 0, result.output
     assert started == [(RunOptions(), config)]
+
+
+def test_a_recipe_fills_the_training_options_not_given(started):
+    assert invoke("--recipe", "accurate").exit_code == 0
+    assert invoke("--recipe", "book", "--epochs", "3", "--standardize").exit_code == 0
+    assert invoke("--epochs", "3").exit_code == 0
+    assert [train for _, train in started] == [
+        ACCURATE_CONFIG,
+        BOOK_CONFIG.replace(epochs=3, standardize=True),
+        DEFAULT_CONFIG.replace(epochs=3),
+    ]
 
 
 def test_every_field_is_an_option_with_its_description_and_default():

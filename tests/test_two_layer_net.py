@@ -7,7 +7,8 @@ import pytest
 
 from fashionnet.core.errors import FashionnetError
 from fashionnet.core.threads import Workers, run_in_order
-from fashionnet.model.functions import softmax
+from fashionnet.model.functions import cross_entropy_error, relu, softmax
+from fashionnet.model.gradient import numerical_gradient
 from fashionnet.model.source import obtain_model
 from fashionnet.model.train import TrainConfig
 from fashionnet.model.two_layer_net import (
@@ -64,6 +65,34 @@ def test_blocked_backprop_matches_numerical_gradient():
     np.testing.assert_allclose(output, scores(net.params, x), rtol=1e-12)
     for name in PARAM_NAMES:
         assert relative_error(grads[name], numerical[name]) < 1e-6, name
+
+
+@pytest.mark.parametrize(("dropout", "label_smoothing"), [(0.5, 0.0), (0.0, 0.1), (0.3, 0.2)])
+def test_blocked_backprop_with_dropout_and_label_smoothing_matches_numerical_gradient(
+    dropout, label_smoothing
+):
+    """The derivative of the loss training minimises: the cross-entropy against the smoothed
+    targets, of the scores with the hidden units scaled by a fixed inverted-dropout mask."""
+    rng = np.random.default_rng(5)
+    hidden_size = HIDDEN_BLOCK + 3
+    net = TwoLayerNet(INPUT, hidden_size, OUTPUT, weight_init="he", seed=5, dtype=np.float64)
+    for name in ("b1", "b2"):
+        net.params[name] += 0.1 * rng.standard_normal(net.params[name].shape)
+    x, t = rng.standard_normal((BATCH, INPUT)), rng.integers(0, OUTPUT, BATCH)
+    scale = (rng.random((hidden_size, BATCH)) >= dropout) / (1 - dropout)  # (units, images)
+    assert dropout == 0 or (scale == 0).any()
+
+    def loss(_: np.ndarray) -> float:
+        hidden = relu(x @ net.params["W1"] + net.params["b1"]) * scale.T
+        output = hidden @ net.params["W2"] + net.params["b2"]
+        return cross_entropy_error(output, t, label_smoothing)
+
+    backprop = BlockedBackprop(net.params, BATCH, run_in_order, label_smoothing=label_smoothing)
+    output, grads = backprop(x, t, dropout_scale=scale)
+    assert cross_entropy_error(output, t, label_smoothing) == pytest.approx(loss(x))
+    for name in PARAM_NAMES:
+        numerical = numerical_gradient(loss, net.params[name])
+        assert relative_error(grads[name], numerical) < 1e-6, name
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""The network's building blocks as plain functions: ReLU, softmax, log-softmax, cross-entropy.
+"""The network's building blocks as plain functions: ReLU, softmax, log-softmax, cross-entropy
+and its gradient.
 
 Each works on one sample (1-D) or a batch (2-D, one sample per row) and keeps the
 input's float dtype, so float32 stays float32 on the hot path.
@@ -35,11 +36,13 @@ def log_softmax(x: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
 
 
-def cross_entropy_error(scores: np.ndarray, t: np.ndarray) -> float:
-    """Mean of -log softmax(scores)[true class] over the batch, by log-sum-exp (no clipping).
+def cross_entropy_error(scores: np.ndarray, t: np.ndarray, label_smoothing: float = 0.0) -> float:
+    """Mean cross-entropy of softmax(scores) against the targets, by log-sum-exp (no clipping).
 
     `scores` are the network's outputs before softmax (logits), one row per sample (a 1-D
     `scores` is a batch of one). `t` holds the true classes, as indices or as one-hot rows.
+    The target of a sample is its one-hot row, or with label smoothing eps the mixture
+    (1 - eps) * one_hot + eps / classes (`cross_entropy_gradient` is its derivative).
     """
     scores = scores.reshape(-1, scores.shape[-1])
     t = np.asarray(t)
@@ -47,6 +50,23 @@ def cross_entropy_error(scores: np.ndarray, t: np.ndarray) -> float:
         t = t.argmax(axis=-1)
     t = t.reshape(-1)
     batch_size = scores.shape[0]
-    true_log_prob = log_softmax(scores)[np.arange(batch_size), t]
+    log_probs = log_softmax(scores)
     # Summed in float64: a float32 sum over a large batch would lose the last digits.
-    return float(-np.sum(true_log_prob, dtype=np.float64) / batch_size)
+    loss = -np.sum(log_probs[np.arange(batch_size), t], dtype=np.float64)
+    if label_smoothing:
+        loss *= 1 - label_smoothing
+        loss -= label_smoothing / scores.shape[1] * np.sum(log_probs, dtype=np.float64)
+    return float(loss / batch_size)
+
+
+def cross_entropy_gradient(
+    scores: np.ndarray, labels: np.ndarray, label_smoothing: float = 0.0
+) -> np.ndarray:
+    """The derivative of `cross_entropy_error` (class indices `labels`) with respect to the
+    scores: softmax followed by cross-entropy has the simple one (softmax - target) / n."""
+    batch_size, classes = scores.shape
+    grad = softmax(scores) / batch_size
+    grad[np.arange(batch_size), labels] -= (1 - label_smoothing) / batch_size
+    if label_smoothing:
+        grad -= label_smoothing / classes / batch_size
+    return grad

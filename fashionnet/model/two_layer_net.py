@@ -12,7 +12,12 @@ import numpy as np
 
 from fashionnet.core.errors import FashionnetError
 from fashionnet.core.threads import Run
-from fashionnet.model.functions import cross_entropy_error, relu, softmax
+from fashionnet.model.functions import (
+    cross_entropy_error,
+    cross_entropy_gradient,
+    relu,
+    softmax,
+)
 from fashionnet.model.gradient import numerical_gradient
 
 PARAM_NAMES = ("W1", "b1", "W2", "b2")
@@ -55,10 +60,7 @@ def backprop(
     with respect to each parameter. `labels` are class indices, shape (n,).
     """
     hidden, output = _forward(params, x)
-    batch_size = x.shape[0]
-    # Softmax followed by cross-entropy has the simple derivative (softmax - one_hot) / n.
-    dscores = softmax(output) / batch_size
-    dscores[np.arange(batch_size), labels] -= 1 / batch_size
+    dscores = cross_entropy_gradient(output, labels)
     dhidden = dscores @ params["W2"].T
     dhidden *= hidden > 0  # ReLU lets the gradient through only where it was active
     grads = {
@@ -86,11 +88,24 @@ class BlockedBackprop:
     The hidden activations and their gradient are kept transposed (a row per hidden unit), so
     that a block's are contiguous and the element-wise work on them (bias, ReLU, its mask and
     sums) goes in one pass instead of one per image.
+
+    Training's regularisers: with `label_smoothing` eps the targets are (1 - eps) * one_hot +
+    eps / classes (`functions.cross_entropy_gradient`); a call's `dropout_scale` multiplies the
+    hidden activations after ReLU (inverted dropout: 0 for a dropped unit, 1 / (1 - rate) for
+    a kept one), drawn by the caller, so the bits do not depend on which thread ran a block.
     """
 
-    def __init__(self, params: Mapping[str, np.ndarray], batch_size: int, run: Run) -> None:
+    def __init__(
+        self,
+        params: Mapping[str, np.ndarray],
+        batch_size: int,
+        run: Run,
+        *,
+        label_smoothing: float = 0.0,
+    ) -> None:
         self.params = params
         self.run = run
+        self.label_smoothing = label_smoothing
         hidden_size, classes = params["W2"].shape
         self.blocks = [
             slice(start, min(start + HIDDEN_BLOCK, hidden_size))
@@ -107,10 +122,13 @@ class BlockedBackprop:
         x: np.ndarray,
         labels: np.ndarray,
         *,
+        dropout_scale: np.ndarray | None = None,
         after_block: Callable[[slice], object] | None = None,
         beside: Sequence[Callable[[], object]] = (),
     ) -> tuple[np.ndarray, Params]:
         """`backprop(params, x, labels)`: the scores and the gradients (kept in `grads`).
+
+        `dropout_scale`, if given, is (hidden units, images), transposed as the hidden layer.
 
         `after_block(block)` runs in each block's backward job once the block's gradients are
         computed (training updates the block's weights there, while they are in cache);
@@ -126,12 +144,16 @@ class BlockedBackprop:
             np.matmul(w1[:, block].T, x.T, out=hidden)
             hidden += b1[block, None]
             np.maximum(hidden, 0, out=hidden)  # ReLU
+            if dropout_scale is not None:
+                hidden *= dropout_scale[block]
             np.matmul(hidden.T, w2[block], out=self.block_scores[number, :n])
 
         def backward(block: slice) -> None:
             hidden, dhidden = self.hidden[block, :n], self.dhidden[block, :n]
             np.matmul(w2[block], dscores.T, out=dhidden)
             dhidden *= hidden > 0  # ReLU lets the gradient through only where it was active
+            if dropout_scale is not None:
+                dhidden *= dropout_scale[block]
             np.matmul(x.T, dhidden.T, out=grads["W1"][:, block])
             np.sum(dhidden, axis=1, out=grads["b1"][block])
             np.matmul(hidden, dscores, out=grads["W2"][block])
@@ -141,9 +163,7 @@ class BlockedBackprop:
         self.run([partial(forward, number, block) for number, block in enumerate(self.blocks)])
         output = self.block_scores[:, :n].sum(axis=0)
         output += b2
-        # Softmax followed by cross-entropy has the simple derivative (softmax - one_hot) / n.
-        dscores = softmax(output) / n
-        dscores[np.arange(n), labels] -= 1 / n
+        dscores = cross_entropy_gradient(output, labels, self.label_smoothing)
         np.sum(dscores, axis=0, out=grads["b2"])
         self.run([*beside, *(partial(backward, block) for block in self.blocks)])
         return output, grads
