@@ -1,13 +1,17 @@
 """A small but complete run report, and its run folder, for the plots, report.md and terminal
 tests."""
 
+import contextlib
 import io
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
+from PIL import Image
 
-from fashionnet.report import publish
+from fashionnet.report import plots, publish
 from fashionnet.report.metrics import Tally
 from fashionnet.report.run_report import RunReport, galleries, reliability_tallies
 
@@ -115,3 +119,23 @@ def make_report(
 def make_run(tmp_path: Path, **report_options: bool) -> Path:
     """The run folder of `make_report(**report_options)` under tmp_path/runs."""
     return publish.write_run(tmp_path / "runs", make_report(**report_options))
+
+
+def write_placeholder_figures(run_dir: Path, report: RunReport) -> list[Path]:
+    """Each figure of `report` in `run_dir` as a 1 x 1 PNG, in place of
+    `plots.write_run_figures`, for tests of what surrounds the figures (test_plots.py draws
+    them; that takes a second or more a run)."""
+    image = io.BytesIO()
+    Image.new("L", (1, 1)).save(image, format="PNG")
+    paths = [Path(run_dir) / name for name in report.figures]
+    for path in paths:
+        path.write_bytes(image.getvalue())
+    return paths
+
+
+@contextlib.contextmanager
+def placeholder_figures() -> Iterator[None]:
+    """A block in which run folders get placeholder figures."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(plots, "write_run_figures", write_placeholder_figures)
+        yield

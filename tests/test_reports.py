@@ -11,8 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
-from report_fixtures import LEARNING_CURVE_CSV
+from report_fixtures import LEARNING_CURVE_CSV, write_placeholder_figures
 
 from fashionnet.core import atomic, formats, interrupts
 from fashionnet.core.errors import FashionnetError
@@ -35,18 +34,8 @@ FINGERPRINTS = {split: split_fingerprint(sources) for split, sources in SOURCES.
 
 @pytest.fixture(autouse=True)
 def placeholder_figures(monkeypatch):
-    """Each figure of a run folder as a 1 x 1 PNG: these tests are about the folder and the
-    bookkeeping around it, test_plots.py draws the figures (a second a run here)."""
-    image = io.BytesIO()
-    Image.new("L", (1, 1)).save(image, format="PNG")
-
-    def write_placeholders(run_dir: Path, report: RunReport) -> list[Path]:
-        paths = [Path(run_dir) / name for name in report.figures]
-        for path in paths:
-            path.write_bytes(image.getvalue())
-        return paths
-
-    monkeypatch.setattr(plots, "write_run_figures", write_placeholders)
+    """These tests are about the run folder and the bookkeeping around it, not its figures."""
+    monkeypatch.setattr(plots, "write_run_figures", write_placeholder_figures)
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from report_fixtures import make_report, make_run
+from report_fixtures import make_report, make_run, placeholder_figures
 from rich.console import Console
 from test_reports import GOOD_ROW, HEADER, append
 from typer.testing import CliRunner
@@ -177,7 +177,8 @@ def assert_nothing_cut(text: str, width: int = NARROW) -> None:
 def project(tmp_path_factory):
     """A project whose reports/runs holds one run of three splits, reports/latest points at."""
     root = tmp_path_factory.mktemp("project")
-    run = make_run(root / "reports", splits=("train", "validation", "test"))
+    with placeholder_figures():  # these tests read the run's tables, not its figures
+        run = make_run(root / "reports", splits=("train", "validation", "test"))
     publish.publish_latest(Layout(root).latest_link, run)
     return root
 
