@@ -346,15 +346,23 @@ def test_a_copy_of_another_canonical_file_is_named(origin, cache, closed_port_ur
         find(cache, catalog, [closed_port_url], local_dir=folder, verify=False)
 
 
-def test_a_named_folder_lacking_a_file_stops_the_run_without_cache_or_mirror(
-    origin, mirrors, cache
-):
+def all_but_the_first_file(origin) -> tuple[Path, list[str]]:
+    """A raw folder `local` beside the origin's with a copy of every raw file but the first
+    (by name); the names, sorted."""
     folder, catalog = origin
     local = folder.parent / "local"
     local.mkdir()
     names = sorted(catalog)
     for name in names[1:]:
         (local / name).write_bytes((folder / name).read_bytes())
+    return local, names
+
+
+def test_a_named_folder_lacking_a_file_stops_the_run_without_cache_or_mirror(
+    origin, mirrors, cache
+):
+    folder, catalog = origin
+    local, names = all_but_the_first_file(origin)
     cache.mkdir()
     (cache / names[0]).write_bytes((folder / names[0]).read_bytes())  # not taken from here
     with pytest.raises(FashionnetError) as caught:
@@ -368,12 +376,8 @@ def test_a_named_folder_lacking_a_file_stops_the_run_without_cache_or_mirror(
 def test_a_raw_file_that_is_a_fifo_is_named_as_not_a_regular_file_never_opened(
     origin, mirrors, cache
 ):
-    folder, catalog = origin
-    local = folder.parent / "local"
-    local.mkdir()
-    names = sorted(catalog)
-    for name in names[1:]:
-        (local / name).write_bytes((folder / name).read_bytes())
+    _, catalog = origin
+    local, names = all_but_the_first_file(origin)
     os.mkfifo(local / names[0])
     with pytest.raises(FashionnetError) as caught:
         find(cache, catalog, [mirrors[0].url], local_dir=local)
