@@ -366,7 +366,8 @@ class _Buffers:
 
     def __init__(self, config: TrainConfig, num_features: int) -> None:
         self.pixels = np.empty((config.batch_size, num_features), np.float32)
-        self.dropout = np.empty(config.hidden_size * config.batch_size, np.float32)
+        dropout_size = config.hidden_size * config.batch_size if config.dropout else 0
+        self.dropout = np.empty(dropout_size, np.float32)  # none needed without dropout
         self.hidden_size = config.hidden_size
 
 
