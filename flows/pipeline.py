@@ -9,6 +9,7 @@ that failed for a reason that may pass, and a stop on request ending the run `Ca
 Run it with `make run` (`fashionnet run --help` lists the options).
 """
 
+import asyncio
 import contextlib
 import dataclasses
 import functools
@@ -238,6 +239,24 @@ def retry_may_help(error: BaseException) -> bool:
     )
 
 
+def time_limit_behind(error: BaseException) -> BaseException | None:
+    """The flow's time limit, when Prefect's own handling of it raised another error instead.
+
+    The limit reaches the flow's thread as a CancelledError (Prefect's subclass of asyncio's)
+    wherever it is, and Prefect turns it into FlowRunTimeoutError; but landing while Prefect
+    sets up a task run, it makes Prefect's crash handling fail ("Task run is not set"), and
+    that error, not the limit, would end the run. The flow's only cancellation is its limit.
+    """
+    if isinstance(error, asyncio.CancelledError):
+        return None  # the limit itself, which Prefect handles
+    context = error.__context__
+    while context is not None:
+        if isinstance(context, asyncio.CancelledError):
+            return context
+        context = context.__context__
+    return None
+
+
 def forbid_retry() -> None:
     """Make this failure final: the server retries a failed run while its policy allows."""
     flow_run = FlowRunContext.get().flow_run
@@ -324,7 +343,8 @@ def fashionnet_pipeline(
         if not interrupts.stop_requested():
             raise
         return stopped()
-    except BaseException as error:
+    except BaseException as caught:
+        error = time_limit_behind(caught) or caught
         if isinstance(error, DataDrifted):  # --on-drift stop: the alert goes out, then it fails
             run = origin.flow_run_name or "stopped"
             announce_drift(error.validation.drift, f"fashionnet.run.{run}")
@@ -332,6 +352,8 @@ def fashionnet_pipeline(
             # The API failing as well must not hide the run's own error: at worst it is retried.
             with contextlib.suppress(Exception):
                 forbid_retry()
+        if error is not caught:
+            raise error from caught  # the time limit, for Prefect to end the run as timed out
         raise
     if outcome.validation.drifted:
         announce_drift(outcome.validation.drift, f"fashionnet.run.{outcome.run_dir.name}")

@@ -201,3 +201,22 @@ def test_the_flow_has_the_timeout_of_the_environment(value, seconds):
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == seconds
+
+
+def test_the_time_limit_is_found_behind_the_error_prefect_raised_in_its_place():
+    from prefect._internal.concurrency.cancellation import CancelledError
+
+    from fashionnet_flows.pipeline import time_limit_behind
+
+    def prefect_failing_while_handling(limit):
+        try:
+            raise limit
+        except BaseException:
+            raise ValueError("Task run is not set") from None  # as Prefect's handle_crash
+
+    limit = CancelledError()
+    with pytest.raises(ValueError) as raised:
+        prefect_failing_while_handling(limit)
+    assert time_limit_behind(raised.value) is limit
+    assert time_limit_behind(limit) is None
+    assert time_limit_behind(ValueError("a bug of ours")) is None
