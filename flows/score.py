@@ -13,8 +13,6 @@ from rich.table import Table
 from fashionnet.core import threads
 from fashionnet.core.errors import FashionnetError
 from fashionnet.core.layout import Layout
-from fashionnet.pipeline import map_in_threads
-from fashionnet.score.batch import SCORES_DIR, score_batch, scoring_model
 from fashionnet.score.convert import Invert
 
 
@@ -41,6 +39,9 @@ def score(
     ),
 ) -> None:
     """Score new images with the champion: predictions, failures, summary and report.html."""
+    # Imported here, not with the command: every `fashionnet` command (and --help) starts faster.
+    from fashionnet.pipeline import map_in_threads
+    from fashionnet.score.batch import SCORES_DIR, score_batch, scoring_model
     from fashionnet_flows.cli import fail
 
     if invert not in Invert.__args__:

@@ -34,6 +34,20 @@ def test_importing_fashionnet_imports_nothing_heavy():
     assert done.stdout == "[]\n"
 
 
+def test_the_command_line_starts_without_the_stages_libraries():
+    """`fashionnet --help` (and every command before its work) imports neither Prefect nor the
+    report's and the statistics' libraries: each command imports what it uses."""
+    late = ("prefect", "scipy", "matplotlib", "tensorflow", "fashionnet.pipeline")
+    script = (
+        "import sys\nimport fashionnet_flows.cli\n"
+        f"print(sorted(name for name in {late!r} if name in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout == "[]\n"
+
+
 def test_core_imports_no_later_stage():
     """fashionnet.core is what every stage stands on: it imports none of them (beyond the seed
     API that `import fashionnet` brings)."""
