@@ -22,30 +22,25 @@ def test_the_seed_api_is_at_the_top():
     assert fashionnet.__version__
 
 
-def test_importing_fashionnet_imports_nothing_heavy():
-    # A fresh interpreter: this one has imported Prefect and pandas for other tests.
-    script = (
-        "import sys\nfrom fashionnet import *\n"
-        f"print(sorted(name for name in {HEAVY!r} if name in sys.modules))"
-    )
+def heavy_modules_after(statement: str, heavy: tuple[str, ...]) -> str:
+    """Which of `heavy` a fresh interpreter has imported after `statement` (this one has
+    imported Prefect and pandas for other tests)."""
+    script = f"import sys\n{statement}\nprint(sorted(n for n in {heavy!r} if n in sys.modules))"
     done = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
     )
-    assert done.stdout == "[]\n"
+    return done.stdout
+
+
+def test_importing_fashionnet_imports_nothing_heavy():
+    assert heavy_modules_after("from fashionnet import *", HEAVY) == "[]\n"
 
 
 def test_the_command_line_starts_without_the_stages_libraries():
     """`fashionnet --help` (and every command before its work) imports neither Prefect nor the
     report's and the statistics' libraries: each command imports what it uses."""
     late = ("prefect", "scipy", "matplotlib", "tensorflow", "fashionnet.pipeline")
-    script = (
-        "import sys\nimport fashionnet_flows.cli\n"
-        f"print(sorted(name for name in {late!r} if name in sys.modules))"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
-    )
-    assert done.stdout == "[]\n"
+    assert heavy_modules_after("import fashionnet_flows.cli", late) == "[]\n"
 
 
 def test_core_imports_no_later_stage():
