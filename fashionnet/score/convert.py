@@ -72,8 +72,8 @@ def stacked(pictures: Sequence[Image.Image]) -> np.ndarray:
 
 def _box_of_differences(difference: Image.Image, level: int) -> tuple[int, int, int, int] | None:
     """The box around the pixels of `difference` with a channel of `level` or more."""
-    below = Image.new(difference.mode, difference.size, (level - 1,) * len(difference.getbands()))
-    return ImageChops.subtract(difference, below).getbbox()
+    # (d + d) / 2 + 1 - level is above zero exactly where d >= level: no constant image to make
+    return ImageChops.add(difference, difference, scale=2.0, offset=1 - level).getbbox()
 
 
 def trim_box(picture: Image.Image) -> tuple[int, int, int, int]:
