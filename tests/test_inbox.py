@@ -192,7 +192,13 @@ def test_an_inbox_on_other_filesystems_scores_every_file_once_even_when_killed(
     [batch] = batches(project)
     # broken.png renamed to failed/ (the inbox's filesystem), two copied to done/ and removed
     assert len(stable_files(inbox, 0)) == len(originals) - 3, "three moved out before the stop"
+    # What a SIGKILL in the middle of a copy to done/, or of the ledger's write, leaves.
+    half_copy = inbox / "done" / batch.name / ".0.png.tmp-killed"
+    half_ledger = inbox / f".{LEDGER_NAME}.tmp-killed"
+    for temporary in (half_copy, half_ledger):
+        temporary.write_bytes(b"cut short")
     poll_inbox(layout, model, map_chunks=map_in_threads, settle_seconds=0, inbox=inbox)
+    assert not half_copy.exists() and not half_ledger.exists(), "the killed poll's temporaries"
 
     assert stable_files(inbox, 0) == [], "every file moved out of the inbox"
     assert moved_out(inbox) == originals, "none lost, none copied twice, none changed"

@@ -15,7 +15,8 @@ The inbox may be on another filesystem than the project (a mounted share, say), 
 between the two fails (EXDEV). So the batch is staged inside scores/ itself, where its switch
 into place stays one rename; and a file that cannot be renamed to done/ or failed/ is copied
 there under a temporary name, renamed into place, and only then removed from the inbox: killed
-in between, the next poll finds the copy whole, the same bytes, and only removes the original.
+in between, the next poll finds the copy whole, the same bytes, and only removes the original;
+killed during the copy, it finds a hidden temporary, removes it, and moves the file again.
 """
 
 import contextlib
@@ -168,6 +169,13 @@ def poll_inbox(
             else:
                 shutil.rmtree(folder, ignore_errors=True)
         remove_if_empty(staging)
+    # A poll killed while copying a file out (across filesystems) or writing the ledger left a
+    # temporary: the file itself is still in the inbox (removed only after its copy is whole).
+    for half_ledger in inbox.glob(f".{LEDGER_NAME}{atomic.TEMP_MARKER}*"):
+        half_ledger.unlink(missing_ok=True)
+    for folder in ("done", "failed"):
+        for stale in atomic.sweep_stale_temps(inbox / folder):
+            log.info("inbox: removed %s, left by an interrupted poll", printable(stale))
     files = stable_files(inbox, settle_seconds)
     hashes = {path: file_sha256(path) for path in files}
     finished = 0
