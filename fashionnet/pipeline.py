@@ -135,7 +135,8 @@ def save_predictions(
 
 def write_report(context: Context, report: RunReport) -> Path:
     """The run folder `reports/runs/<run id>/`, complete but not yet published."""
-    return publish.write_run(context.layout.runs_dir, report)
+    layout = context.layout
+    return publish.write_run(layout.runs_dir, report, layout.figure_cache_dir)
 
 
 def bless(

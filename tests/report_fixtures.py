@@ -121,7 +121,9 @@ def make_run(tmp_path: Path, **report_options: bool) -> Path:
     return publish.write_run(tmp_path / "runs", make_report(**report_options))
 
 
-def write_placeholder_figures(run_dir: Path, report: RunReport) -> list[Path]:
+def write_placeholder_figures(
+    run_dir: Path, report: RunReport, cache: Path | None = None
+) -> list[Path]:
     """Each figure of `report` in `run_dir` as a 1 x 1 PNG, in place of
     `plots.write_run_figures`, for tests of what surrounds the figures (test_plots.py draws
     them; that takes a second or more a run)."""

@@ -1,5 +1,6 @@
 import dataclasses
 import io
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -230,6 +231,52 @@ def test_write_run_figures_draws_a_confusion_matrix_for_every_split(tmp_path):
         "reliability.png",
     ]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in written)
+
+
+def write_figures(folder: Path, report, cache: Path) -> dict[str, bytes]:
+    folder.mkdir()
+    return {p.name: p.read_bytes() for p in plots.write_run_figures(folder, report, cache)}
+
+
+def test_a_report_with_the_same_data_copies_the_figures_the_last_report_drew(tmp_path, drawn):
+    cache = tmp_path / "cache"
+    report = make_report(with_galleries=False)
+    first = write_figures(tmp_path / "first", report, cache)
+    drawings = len(drawn)
+    assert drawings == len(first)
+    another_run = dataclasses.replace(report, run_id="r2", manifest={"run_id": "r2"})
+    assert write_figures(tmp_path / "second", another_run, cache) == first
+    assert len(drawn) == drawings, "copied, not drawn"
+
+    other_data = make_report(with_galleries=False, with_curve=False)
+    third = write_figures(tmp_path / "third", other_data, cache)
+    assert len(drawn) == drawings + len(third), "drawn afresh"
+    assert sorted(p.name for p in cache.iterdir()) == sorted(
+        [plots.CACHE_KEY_NAME, *third, *(f"{name}.sha256" for name in third)]
+    ), "the cache holds the last report's figures alone"
+
+
+@pytest.mark.parametrize(
+    "damage", ["a figure overwritten", "the key lost mid-update", "a file in the cache's place"]
+)
+def test_a_damaged_figure_cache_is_drawn_again(tmp_path, drawn, caplog, damage):
+    cache = tmp_path / "cache"
+    report = make_report(with_galleries=False)
+    first = write_figures(tmp_path / "first", report, cache)
+    if damage == "a figure overwritten":
+        (cache / "per_class_accuracy.png").write_bytes(b"not the figure")
+    elif damage == "the key lost mid-update":
+        (cache / plots.CACHE_KEY_NAME).unlink()
+    else:
+        shutil.rmtree(cache)
+        cache.write_text("a file")
+    drawings = len(drawn)
+    assert write_figures(tmp_path / "second", report, cache) == first
+    assert len(drawn) == drawings + len(first), "drawn again"
+    if damage == "a figure overwritten":
+        assert "per_class_accuracy.png is damaged" in caplog.text
+    if damage == "a file in the cache's place":
+        assert f"figure cache {cache} not used" in caplog.text
 
 
 def test_plots_never_touch_pyplot(tmp_path):

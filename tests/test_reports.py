@@ -318,7 +318,7 @@ def test_figures_and_report_md_are_in_the_folder_before_it_appears(
 def test_a_failing_figure_leaves_nothing(tmp_path, confusions, monkeypatch):
     runs = tmp_path / "runs"
 
-    def broken(folder, report):
+    def broken(folder, report, cache):
         raise RuntimeError("figure failed")
 
     monkeypatch.setattr(plots, "write_run_figures", broken)

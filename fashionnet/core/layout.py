@@ -56,6 +56,11 @@ class Layout:
         return self.reports_dir / "history.csv"
 
     @property
+    def figure_cache_dir(self) -> Path:
+        """The figures of the last report drawn, kept for a report drawn from the same data."""
+        return self.root / ".cache" / "figures"
+
+    @property
     def lock_file(self) -> Path:
         return self.data_dir / ".run.lock"
 

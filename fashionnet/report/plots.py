@@ -2,7 +2,8 @@
 curve, images, and the data card's (class balance, image properties, class means, duplicates).
 
 Each `plot_*` function takes plain data and a path and writes one PNG atomically;
-`write_run_figures` draws every figure a `RunReport` has data for. The data behind a figure
+`write_run_figures` draws every figure a `RunReport` has data for, or copies them from the
+figure cache when the last report drawn had the same data (`figures_key`). The data behind a figure
 comes from small pure functions (`run_report.most_confident_errors`,
 `run_report.sample_positions`, `metrics.accuracy_by_class`, `metrics.reliability_table`), so
 tests check numbers, not pixels.
@@ -10,10 +11,15 @@ Figures are built with `matplotlib.figure.Figure`, never pyplot: no global figur
 so drawing is safe from any thread.
 """
 
+import hashlib
 import logging
 import math
-from collections.abc import Mapping, Sequence
+import pickle
+import shutil
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 import numpy as np
@@ -21,7 +27,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from fashionnet.core import atomic
+from fashionnet.core import atomic, integrity
 from fashionnet.data.catalog import CLASS_NAMES, IMAGE_SHAPE, NUM_PIXELS
 from fashionnet.data.statistics import PROPERTIES, CardTally
 from fashionnet.report.data_card import DataReport, PairGallery
@@ -366,9 +372,15 @@ def write_data_figures(run_dir: Path, data: DataReport) -> None:
         plot_duplicate_pairs(data.pairs, run_dir / "duplicate_pairs.png")
 
 
-def write_run_figures(run_dir: Path, report: RunReport) -> list[Path]:
-    """Draw the figures of `report.figures` into `run_dir`; returns their paths."""
+def write_run_figures(run_dir: Path, report: RunReport, cache: Path | None = None) -> list[Path]:
+    """Draw the figures of `report.figures` into `run_dir`; returns their paths. With a `cache`
+    folder: copied from it when the report it holds had the same data, else drawn and kept
+    there for the next report."""
     run_dir = Path(run_dir)
+    paths = [run_dir / name for name in report.figures]
+    key = figures_key(report) if cache is not None else ""
+    if cache is not None and cache_used(copied_from_cache, cache, key, paths):
+        return paths
     for split, confusion in report.confusions.items():
         title = f"Confusion matrix ({split})"
         plot_confusion(confusion, run_dir / f"confusion_{split}.png", title=title)
@@ -385,4 +397,82 @@ def write_run_figures(run_dir: Path, report: RunReport) -> list[Path]:
         plot_samples(samples.images, samples.labels, run_dir / "samples.png")
     if report.data is not None:
         write_data_figures(run_dir, report.data)
-    return [run_dir / name for name in report.figures]
+    if cache is not None:
+        cache_used(keep_in_cache, cache, key, paths)
+    return paths
+
+
+# The modules whose code draws the figures: a change in any of them draws them afresh.
+DRAWING_MODULES = (
+    __name__,
+    "fashionnet.report.metrics",
+    "fashionnet.report.run_report",
+    "fashionnet.report.data_card",
+    "fashionnet.data.statistics",
+    "fashionnet.data.catalog",
+)
+CACHE_KEY_NAME = "key"
+
+
+def figures_key(report: RunReport) -> str:
+    """The sha256 of everything a report's figures are drawn from: the report's figure data,
+    the code that draws them and matplotlib's version. Two reports with the same key have the
+    same figures, byte for byte (a repeated run by hand, a run after a damaged file was made
+    again)."""
+    data = report.data
+    inputs = (
+        report.figures,
+        report.confusions,
+        report.per_class,
+        report.overall,
+        report.calibration,
+        report.learning_curve,
+        report.misclassified,
+        report.samples,
+        None if data is None else (data.validation.tallies, data.pairs),
+        [Path(sys.modules[name].__file__).read_bytes() for name in DRAWING_MODULES],
+        matplotlib.__version__,
+    )
+    return hashlib.sha256(pickle.dumps(inputs, protocol=5)).hexdigest()
+
+
+def cache_used(step: Callable[..., bool | None], cache: Path, *args: Any) -> bool:
+    """`step(cache, *args)`, a cache that cannot be read or written (a file in its place, a
+    folder that may not be written) named in a warning: the figures are drawn all the same."""
+    try:
+        return bool(step(cache, *args))
+    except OSError as error:
+        log.warning("figure cache %s not used (%s); drawing the figures", cache, error)
+        return False
+
+
+def copied_from_cache(cache: Path, key: str, paths: Sequence[Path]) -> bool:
+    """Copy the cached figures to `paths` when the cache holds the figures of `key`, each
+    matching its checksum record; whether it did."""
+    key_file = cache / CACHE_KEY_NAME
+    if not key_file.is_file() or key_file.read_text().strip() != key:
+        return False
+    if not all(integrity.verified(cache / path.name) for path in paths):
+        return False  # damage is named and set aside by `verified`; the figures are drawn
+    for path in paths:
+        shutil.copyfile(cache / path.name, path)
+    log.info(
+        "copied %d figures from %s: the last report drawn had the same data", len(paths), cache
+    )
+    return True
+
+
+def keep_in_cache(cache: Path, key: str, paths: Sequence[Path]) -> None:
+    """The figures just drawn, as the cache's: its key goes first and comes back last, so an
+    interrupted update leaves a cache that matches no key."""
+    cache.mkdir(parents=True, exist_ok=True)
+    (cache / CACHE_KEY_NAME).unlink(missing_ok=True)
+    kept = {path.name for path in paths}
+    for old in cache.iterdir():
+        if old.name.removesuffix(integrity.RECORD_SUFFIX) not in kept:
+            old.unlink()
+    for path in paths:
+        with atomic.atomic_path(cache / path.name) as tmp:
+            shutil.copyfile(path, tmp)
+        integrity.seal(cache / path.name)
+    atomic.write_text(cache / CACHE_KEY_NAME, key + "\n")

@@ -69,8 +69,9 @@ def confusion_frame(confusion: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(np.asarray(confusion, dtype=np.int64), index=names, columns=CLASS_NAMES)
 
 
-def write_run(runs_dir: Path, report: RunReport) -> Path:
-    """Render `report` into the run folder `runs_dir/<run id>`, all at once; return its path."""
+def write_run(runs_dir: Path, report: RunReport, figure_cache: Path | None = None) -> Path:
+    """Render `report` into the run folder `runs_dir/<run id>`, all at once; return its path.
+    `figure_cache`: where the last report's figures are kept (`plots.write_run_figures`)."""
     runs_dir = Path(runs_dir)
     final = runs_dir / report.run_id
     if final.exists():
@@ -88,7 +89,7 @@ def write_run(runs_dir: Path, report: RunReport) -> Path:
         for name, text in (report.data.files() if report.data is not None else {}).items():
             atomic.write_text(building / name, text)
         atomic.write_text(building / MANIFEST_NAME, manifest_text(report.manifest))
-        plots.write_run_figures(building, report)
+        plots.write_run_figures(building, report, figure_cache)
         markdown.write_report_md(building, report)
         html.write_report_html(building, report)
         os.chmod(building, 0o755)  # mkdtemp makes it owner-only; a report is for everyone
