@@ -256,6 +256,26 @@ def test_a_report_with_the_same_data_copies_the_figures_the_last_report_drew(tmp
     ), "the cache holds the last report's figures alone"
 
 
+def test_the_figures_key_changes_with_any_value_drawn():
+    report = make_report()
+    key = plots.figures_key(report)
+    assert plots.figures_key(make_report()) == key, "the same data, the same key"
+    confusions = {split: matrix.copy() for split, matrix in report.confusions.items()}
+    confusions["test"][0, 0] += 1
+    curve = report.learning_curve.copy()
+    curve.loc[0, "loss"] = np.nextafter(curve.loc[0, "loss"], np.inf)  # one float step
+    wrong = report.misclassified
+    images = wrong.images.copy()
+    images[0, 0] += 1 / 255
+    changed = [
+        dataclasses.replace(report, confusions=confusions),
+        dataclasses.replace(report, learning_curve=curve),
+        dataclasses.replace(report, misclassified=dataclasses.replace(wrong, images=images)),
+    ]
+    keys = {plots.figures_key(one) for one in changed}
+    assert key not in keys and len(keys) == len(changed)
+
+
 @pytest.mark.parametrize(
     "damage", ["a figure overwritten", "the key lost mid-update", "a file in the cache's place"]
 )

@@ -11,10 +11,10 @@ Figures are built with `matplotlib.figure.Figure`, never pyplot: no global figur
 so drawing is safe from any thread.
 """
 
+import dataclasses
 import hashlib
 import logging
 import math
-import pickle
 import shutil
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -433,7 +433,36 @@ def figures_key(report: RunReport) -> str:
         [Path(sys.modules[name].__file__).read_bytes() for name in DRAWING_MODULES],
         matplotlib.__version__,
     )
-    return hashlib.sha256(pickle.dumps(inputs, protocol=5)).hexdigest()
+    hasher = hashlib.sha256()
+    _digest_into(hasher, inputs)
+    return hasher.hexdigest()
+
+
+def _digest_into(hasher: Any, value: Any) -> None:
+    """Feed `value` to `hasher` with its type and size, so that only equal values feed the same
+    bytes: arrays by dtype, shape and bytes; frames as CSV (floats written exactly);
+    dataclasses field by field."""
+    if isinstance(value, np.ndarray):
+        hasher.update(f"array {value.dtype.str} {value.shape}:".encode())
+        hasher.update(np.ascontiguousarray(value).tobytes())
+    elif isinstance(value, bytes):
+        hasher.update(f"bytes {len(value)}:".encode() + value)
+    elif isinstance(value, pd.DataFrame):
+        _digest_into(hasher, [str(value.dtypes.to_dict()), value.to_csv()])
+    elif dataclasses.is_dataclass(value):
+        hasher.update(f"{type(value).__name__}:".encode())
+        for one in dataclasses.fields(value):
+            _digest_into(hasher, [one.name, getattr(value, one.name)])
+    elif isinstance(value, Mapping):
+        _digest_into(hasher, list(value.items()))
+    elif isinstance(value, list | tuple):
+        hasher.update(f"sequence {len(value)}:".encode())
+        for item in value:
+            _digest_into(hasher, item)
+    elif value is None or isinstance(value, str | int | float | np.generic):
+        hasher.update(f"{type(value).__name__} {value!r};".encode())
+    else:
+        raise TypeError(f"figures_key: no digest for a {type(value).__name__}")
 
 
 def cache_used(step: Callable[..., bool | None], cache: Path, *args: Any) -> bool:
