@@ -212,7 +212,7 @@ def test_the_time_limit_is_found_behind_the_error_prefect_raised_in_its_place():
         try:
             raise limit
         except BaseException:
-            raise ValueError("Task run is not set") from None  # as Prefect's handle_crash
+            raise ValueError("Task run is not set")  # noqa: B904 (as Prefect's handle_crash)
 
     limit = CancelledError()
     with pytest.raises(ValueError) as raised:
