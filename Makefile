@@ -30,11 +30,15 @@ XDIST := -n 2 --dist loadscope --no-loadscope-reorder
 # The slowest tests are listed at the end, so where the suite's time goes stays in sight.
 SLOWEST := --durations=15
 
+# pytest keeps the test modules it rewrites (for its assert messages) in __pycache__: where the
+# environment forbids bytecode files, each worker would rewrite them all again, every run.
+test test-fast: export PYTHONDONTWRITEBYTECODE =
+
 test: setup  ## run the test suite (real-data tests use ../shared/fashion-mnist when present)
 	$(BIN)/pytest $(XDIST) $(SLOWEST) $(ARGS)
 
-test-fast: setup  ## the tests without Prefect, servers, a browser, real data or whole pipeline runs
-	$(BIN)/pytest $(XDIST) -m "not prefect and not server and not realdata and not browser and not pipeline" $(ARGS)
+test-fast: setup  ## the tests without Prefect, servers, a browser, real data, whole pipeline runs or TensorFlow
+	$(BIN)/pytest $(XDIST) -m "not prefect and not server and not realdata and not browser and not pipeline and not tensorflow" $(ARGS)
 
 lint: setup  ## ruff lint and format check
 	$(BIN)/ruff check .

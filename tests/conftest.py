@@ -22,7 +22,11 @@ apply_environment_defaults(REPO_ROOT)
 DEFAULT_REAL_RAW_DIR = REPO_ROOT.parent / "shared" / "fashion-mnist"
 
 # A test that uses one of these fixtures, directly or through another fixture, gets its marker.
-FIXTURE_MARKERS = {"prefect_harness": "prefect", "real_raw_dir": "realdata"}
+FIXTURE_MARKERS = {
+    "prefect_harness": "prefect",
+    "real_raw_dir": "realdata",
+    "tensorflow": "tensorflow",
+}
 # Modules built around processes that import Prefect: a real server and worker,
 # `fashionnet_flows.serve`, or `fashionnet run` (cli_runs.py). Each of their tests is marked, also
 # one that starts its own temporary Prefect server instead of using prefect_harness.
@@ -119,6 +123,13 @@ def real_raw_dir() -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return folder
+
+
+@pytest.fixture(scope="session")
+def tensorflow():
+    """TensorFlow, the trusted reference of the network and the optimizers (its import takes
+    several seconds, so `make test-fast` leaves its tests out)."""
+    return pytest.importorskip("tensorflow")
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,10 @@ def real_raw_dir():
     return None
 
 @pytest.fixture
+def tensorflow():
+    return None
+
+@pytest.fixture
 def through_another(prefect_harness):
     return None
 """
@@ -29,8 +33,9 @@ def test_plain(): pass
 def test_harness(prefect_harness): pass
 def test_harness_through_a_fixture(through_another): pass
 def test_real_data(real_raw_dir): pass
+def test_reference(tensorflow): pass
 """
-MARKERS = {"prefect", "server", "realdata"}
+MARKERS = {"prefect", "server", "realdata", "tensorflow"}
 
 
 @pytest.fixture
@@ -52,16 +57,18 @@ def test_tests_are_marked_by_what_they_use(suite):
         "test_example.py::test_harness": {"prefect"},
         "test_example.py::test_harness_through_a_fixture": {"prefect"},
         "test_example.py::test_real_data": {"realdata"},
+        "test_example.py::test_reference": {"tensorflow"},
         "inner/test_deployment.py::test_plain": {"server"},
         "inner/test_deployment.py::test_harness": {"prefect", "server"},
         "inner/test_deployment.py::test_harness_through_a_fixture": {"prefect", "server"},
         "inner/test_deployment.py::test_real_data": {"realdata", "server"},
+        "inner/test_deployment.py::test_reference": {"server", "tensorflow"},
     }
 
 
 def test_the_fast_selection_runs_the_unmarked_tests_alone(suite):
-    result = suite.runpytest("-m", "not prefect and not server and not realdata")
-    result.assert_outcomes(passed=1, deselected=7)
+    result = suite.runpytest("-m", "not prefect and not server and not realdata and not tensorflow")
+    result.assert_outcomes(passed=1, deselected=9)
 
 
 def test_modules_sharing_a_costly_session_fixture_are_one_xdist_group():

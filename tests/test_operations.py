@@ -84,6 +84,7 @@ SERVER_SETTINGS = {
     "PREFECT_SERVER_SERVICES_FOREMAN_INACTIVITY_HEARTBEAT_MULTIPLE": "2",
 }
 ALL_ALERTS = sorted(set(ALERT_KINDS) - {STOP_ALERT})
+LATE_ALERT = "flow run Late: not started"
 
 
 class Receiver:
@@ -121,25 +122,18 @@ class Receiver:
     def alerts_for(
         self, flow_run_id: str, alert: str | None = None, timeout: float = ALERT_DELAY
     ) -> list[dict]:
-        """The alerts (not pings) naming the flow run, of the kind `alert` if given."""
+        """The alerts (not pings) naming the flow run: of the kind `alert` if given, else of
+        any kind but Late (on a loaded machine a triggered run can wait longer than the
+        server's 5 s for the worker, and its Late alert then comes first)."""
         return self.wait(
             lambda b: (
                 b["path"] == "/alerts"
                 and b.get("flow_run_id") == flow_run_id
-                and alert in (None, b["alert"])
+                and (b["alert"] == alert if alert else b["alert"] != LATE_ALERT)
             ),
             f"alert {alert or ''} for flow run {flow_run_id}",
             timeout,
         )
-
-    def sent_for(self, flow_run_id: str, path: str = "/alerts") -> list[dict]:
-        """What reached the receiver so far about the flow run."""
-        with contextlib.suppress(queue.Empty):
-            while True:
-                self.received.append(self.bodies.get_nowait())
-        return [
-            b for b in self.received if b["path"] == path and b.get("flow_run_id") == flow_run_id
-        ]
 
 
 @dataclass(frozen=True)
@@ -439,13 +433,13 @@ def test_a_scheduled_run_no_worker_takes_posts_a_late_alert(server, deployed, wo
     server.patch(f"/work_pools/{POOL}", {"is_paused": True})  # as if no worker were there
     try:
         flow_run_id = trigger(server)
-        [alert] = receiver.alerts_for(flow_run_id)
+        [alert] = receiver.alerts_for(flow_run_id, LATE_ALERT)
     finally:
         server.post(
             f"/flow_runs/{flow_run_id}/set_state", {"state": {"type": "CANCELLED"}, "force": True}
         )
         server.patch(f"/work_pools/{POOL}", {"is_paused": False})
-    assert alert["alert"] == "flow run Late: not started" and alert["deployment"] == DEPLOYMENT
+    assert alert["deployment"] == DEPLOYMENT
     assert alert["flow_run_url"].endswith(f"/runs/flow-run/{flow_run_id}")
 
 

@@ -138,8 +138,8 @@ def test_make_optimizer_refuses_unknown_names():
 
 
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
-def test_updates_match_keras(name):
-    tf = pytest.importorskip("tensorflow")
+def test_updates_match_keras(name, tensorflow):
+    tf = tensorflow
     keras_optimizer = {
         "sgd": lambda: tf.keras.optimizers.SGD(learning_rate=0.05),
         "momentum": lambda: tf.keras.optimizers.SGD(learning_rate=0.05, momentum=0.9),

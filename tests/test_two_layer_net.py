@@ -170,8 +170,8 @@ def test_numerical_gradient_leaves_params_as_they_were():
         np.testing.assert_array_equal(net.params[name], before[name])
 
 
-def test_forward_and_gradient_match_tensorflow():
-    tf = pytest.importorskip("tensorflow")
+def test_forward_and_gradient_match_tensorflow(tensorflow):
+    tf = tensorflow
     net, x, t = small_problem()
     variables = {name: tf.Variable(array) for name, array in net.params.items()}
     with tf.GradientTape() as tape:
