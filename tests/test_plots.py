@@ -295,10 +295,16 @@ def test_the_figures_key_changes_with_any_value_drawn():
     assert key not in keys and len(keys) == len(changed)
 
 
-@pytest.mark.parametrize(
-    "damage", ["a figure overwritten", "the key lost mid-update", "a file in the cache's place"]
-)
-def test_a_damaged_figure_cache_is_drawn_again(
+DAMAGES = [
+    "a figure overwritten",
+    "the key lost mid-update",
+    "a folder in the key's place",
+    "a file in the cache's place",
+]
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_a_damaged_figure_cache_is_drawn_again_and_healed(
     tmp_path, drawn, caplog, damage, first_report, cache
 ):
     first, _ = first_report
@@ -306,6 +312,9 @@ def test_a_damaged_figure_cache_is_drawn_again(
         (cache / "per_class_accuracy.png").write_bytes(b"not the figure")
     elif damage == "the key lost mid-update":
         (cache / plots.CACHE_KEY_NAME).unlink()
+    elif damage == "a folder in the key's place":
+        (cache / plots.CACHE_KEY_NAME).unlink()
+        (cache / plots.CACHE_KEY_NAME / "inside").mkdir(parents=True)
     else:
         shutil.rmtree(cache)
         cache.write_text("a file")
@@ -314,7 +323,10 @@ def test_a_damaged_figure_cache_is_drawn_again(
     if damage == "a figure overwritten":
         assert "per_class_accuracy.png is damaged" in caplog.text
     if damage == "a file in the cache's place":
-        assert f"figure cache {cache} not used" in caplog.text
+        assert f"{cache} is a file, not a folder; moved it to" in caplog.text
+    assert "not used" not in caplog.text
+    assert write_figures(tmp_path / "third", few_figures(), cache) == first
+    assert len(drawn) == len(first), "healed: the next report copies"
 
 
 def test_plots_never_touch_pyplot(tmp_path):

@@ -28,6 +28,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from fashionnet.core import atomic, integrity
+from fashionnet.core.paths import A_FILE, A_FOLDER, clear_way, kind_of
 from fashionnet.data.catalog import CLASS_NAMES, IMAGE_SHAPE, NUM_PIXELS
 from fashionnet.data.statistics import PROPERTIES, CardTally
 from fashionnet.report.data_card import DataReport, PairGallery
@@ -493,13 +494,18 @@ def copied_from_cache(cache: Path, key: str, paths: Sequence[Path]) -> bool:
 
 def keep_in_cache(cache: Path, key: str, paths: Sequence[Path]) -> None:
     """The figures just drawn, as the cache's: its key goes first and comes back last, so an
-    interrupted update leaves a cache that matches no key."""
+    interrupted update leaves a cache that matches no key. Everything else in the cache goes
+    (the last report's figures, a folder where a file belongs), and a file in the cache
+    folder's place is moved aside: whatever the damage, the next report can use the cache."""
+    clear_way(cache, A_FOLDER)
     cache.mkdir(parents=True, exist_ok=True)
-    (cache / CACHE_KEY_NAME).unlink(missing_ok=True)
     kept = {path.name for path in paths}
-    for old in cache.iterdir():
-        if old.name.removesuffix(integrity.RECORD_SUFFIX) not in kept:
-            old.unlink()
+    for old in [cache / CACHE_KEY_NAME, *cache.iterdir()]:
+        if old.name.removesuffix(integrity.RECORD_SUFFIX) not in kept or kind_of(old) != A_FILE:
+            if old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old)
+            else:
+                old.unlink(missing_ok=True)
     for path in paths:
         with atomic.atomic_path(cache / path.name) as tmp:
             shutil.copyfile(path, tmp)
