@@ -85,6 +85,15 @@ def test_another_recipe_other_data_or_split_rule_is_another_model_key(splits):
     assert trained_key(TINY, sources, {**rule, "validation_seed": 1}) != key
 
 
+def test_training_names_the_options_that_override_the_recipe(splits, tmp_path, caplog):
+    tiny_accurate = TINY.replace(recipe="accurate")  # TINY's network, not the recipe's
+    with caplog.at_level(logging.INFO, logger=model_source.__name__):
+        obtain_model("train", tiny_accurate, splits, tmp_path)
+    assert "the options given override the 'accurate' recipe: hidden_size=8 (its 2048)" in (
+        caplog.text
+    )
+
+
 def test_training_never_reads_the_test_split(splits, tmp_path):
     without_test = {name: split for name, split in splits.items() if name != "test"}
     assert obtain_model("train", TINY, without_test, tmp_path).model_id == (

@@ -343,6 +343,16 @@ def test_a_recipe_fills_the_options_not_given_and_keeps_its_name():
     assert TrainConfig(**shorter.model_dump()) == shorter
 
 
+def test_the_fields_given_that_override_the_recipe_are_named():
+    assert TrainConfig(recipe="accurate", epochs=3).recipe_overrides() == {}
+    # What a form pre-filled with the default recipe's fields sends with another recipe chosen.
+    prefilled = TrainConfig(**{**DEFAULT_CONFIG.model_dump(), "recipe": "accurate"})
+    assert prefilled.recipe_overrides() == {
+        "hidden_size": (DEFAULT_CONFIG.hidden_size, ACCURATE_CONFIG.hidden_size),
+        "label_smoothing": (0.0, ACCURATE_CONFIG.label_smoothing),
+    }
+
+
 # sha256 of the weights of DEFAULT_CONFIG (but smaller) trained on random images, as training
 # computed them before dropout, label smoothing and flips existed, on each OpenBLAS kernel it was
 # measured on (another kernel rounds differently): at their defaults (off), the new options

@@ -153,6 +153,14 @@ def store_trained(
 
 def _trained(config: TrainConfig, splits: Mapping[str, SplitFile], models_dir: Path) -> StoredModel:
     train_split, validation_split = splits["train"], splits.get("validation")
+    if overrides := config.recipe_overrides():
+        log.info(
+            "the options given override the %r recipe: %s",
+            config.recipe,
+            ", ".join(
+                f"{name}={mine!r} (its {theirs!r})" for name, (mine, theirs) in overrides.items()
+            ),
+        )
     # Cut from the same raw files as the validation split; the test split plays no part.
     sources, split_rule = train_split.sources, train_split.split_rule
     stored = load_stored(models_dir, trained_key(config, sources, split_rule))

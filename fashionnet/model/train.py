@@ -161,6 +161,16 @@ class TrainConfig(Options):
             return {**RECIPES.get(values.get("recipe", "default"), {}), **values}
         return values
 
+    def recipe_overrides(self) -> dict[str, tuple[Any, Any]]:
+        """The named recipe's fields this config sets otherwise: name -> (value, the recipe's).
+        Said in the run's log: a form that sends every field (Prefect's, pre-filled with the
+        defaults) overrides the recipe chosen in it."""
+        return {
+            name: (getattr(self, name), value)
+            for name, value in RECIPES[self.recipe].items()
+            if getattr(self, name) != value
+        }
+
 
 DEFAULT_CONFIG = TrainConfig()
 ACCURATE_CONFIG = TrainConfig(recipe="accurate")
