@@ -27,15 +27,20 @@ def temp_path_for(path: Path) -> Path:
     return Path(name)
 
 
+def remove(path: Path, *, ignore_errors: bool = False) -> None:
+    """Remove what stands at `path`: a folder with all it holds, or a file or a link (never
+    what the link points to); nothing when it is gone already. `ignore_errors` is rmtree's."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=ignore_errors)
+    else:
+        path.unlink(missing_ok=True)
+
+
 def sweep_stale_temps(folder: str | os.PathLike) -> list[Path]:
     """Delete the temporaries that interrupted writes left anywhere under `folder`."""
     swept = []
     for stale in sorted(Path(folder).rglob(f".*{TEMP_MARKER}*"), reverse=True):
-        if stale.is_dir() and not stale.is_symlink():
-            shutil.rmtree(stale, ignore_errors=True)
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                stale.unlink()
+        remove(stale, ignore_errors=True)
         swept.append(stale)
     return swept
 

@@ -499,13 +499,11 @@ def keep_in_cache(cache: Path, key: str, paths: Sequence[Path]) -> None:
     folder's place is moved aside: whatever the damage, the next report can use the cache."""
     clear_way(cache, A_FOLDER)
     cache.mkdir(parents=True, exist_ok=True)
+    atomic.remove(cache / CACHE_KEY_NAME)
     kept = {path.name for path in paths}
-    for old in [cache / CACHE_KEY_NAME, *cache.iterdir()]:
+    for old in cache.iterdir():
         if old.name.removesuffix(integrity.RECORD_SUFFIX) not in kept or kind_of(old) != A_FILE:
-            if old.is_dir() and not old.is_symlink():
-                shutil.rmtree(old)
-            else:
-                old.unlink(missing_ok=True)
+            atomic.remove(old)
     for path in paths:
         with atomic.atomic_path(cache / path.name) as tmp:
             shutil.copyfile(path, tmp)
