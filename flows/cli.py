@@ -303,14 +303,12 @@ def start_pipeline(options: RunOptions, train: TrainConfig) -> dict[str, Any]:
     # The flow resolves project_dir against the same working directory: passed as given, it is
     # an override in the run's manifest only when the user gave one.
     with prefect_api() as ready:
-        from prefect.flow_engine import FlowRunTimeoutError
-
-        from fashionnet_flows.pipeline import fashionnet_pipeline  # while the server starts
+        from fashionnet_flows.pipeline import RunTimedOut, fashionnet_pipeline  # as it starts
 
         ready()
         try:
             return fashionnet_pipeline(options=options, train=train)
-        except FlowRunTimeoutError:
+        except RunTimedOut:
             raise flow_timed_out() from None
 
 

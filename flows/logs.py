@@ -9,9 +9,10 @@ from fashionnet.core.errors import is_user_fixable
 
 class UserErrorFilter(logging.Filter):
     """Drop the traceback of records about a user-fixable error (a FashionnetError, or a full
-    disk, a read-only mount...: `errors.MACHINE_ERRORS`) or a stop request (Ctrl-C, SIGTERM);
-    the message already says it all. After a stop request, the task runs it ended (every
-    prediction chunk under way or queued) say nothing: the flow run's final state says it once."""
+    disk, a read-only mount...: `errors.MACHINE_ERRORS`), a stop request (Ctrl-C, SIGTERM) or
+    the run's time limit; the message already says it all. After a stop request, the task runs
+    it ended (every prediction chunk under way or queued) say nothing: the flow run's final
+    state says it once."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if (
@@ -22,7 +23,8 @@ class UserErrorFilter(logging.Filter):
             return False
         error = record.exc_info[1] if record.exc_info else None
         if error is not None and (
-            is_user_fixable(error) or isinstance(error, interrupts.Interrupted)
+            is_user_fixable(error)
+            or isinstance(error, (interrupts.Interrupted, interrupts.TimeLimitReached))
         ):
             record.exc_info = None
             record.exc_text = None

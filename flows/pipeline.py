@@ -9,7 +9,6 @@ that failed for a reason that may pass, and a stop on request ending the run `Ca
 Run it with `make run` (`fashionnet run --help` lists the options).
 """
 
-import asyncio
 import contextlib
 import dataclasses
 import functools
@@ -228,33 +227,20 @@ def stopped() -> State:
     raise AssertionError("no stop was requested")
 
 
+class RunTimedOut(TimeoutError):
+    """The run went past FASHIONNET_FLOW_TIMEOUT_SECONDS: a TimeoutError, which Prefect ends the
+    flow run `TimedOut` for (a failure that is not retried)."""
+
+
 def retry_may_help(error: BaseException) -> bool:
     """A download no mirror answered, or an error nobody foresaw (the Prefect API failing, a
-    bug that depends on the moment); not what a person must fix, nor the flow's timeout (which
-    reaches the flow's code as a cancellation), nor any other interruption."""
+    bug that depends on the moment); not what a person must fix, nor the run's time limit, nor
+    any other interruption."""
     if isinstance(error, DownloadError):
         return True
     return isinstance(error, Exception) and not (
-        is_user_fixable(error) or isinstance(error, TimeoutError)
+        is_user_fixable(error) or isinstance(error, interrupts.TimeLimitReached)
     )
-
-
-def time_limit_behind(error: BaseException) -> BaseException | None:
-    """The flow's time limit, when Prefect's own handling of it raised another error instead.
-
-    The limit reaches the flow's thread as a CancelledError (Prefect's subclass of asyncio's)
-    wherever it is, and Prefect turns it into FlowRunTimeoutError; but landing while Prefect
-    sets up a task run, it makes Prefect's crash handling fail ("Task run is not set"), and
-    that error, not the limit, would end the run. The flow's only cancellation is its limit.
-    """
-    if isinstance(error, asyncio.CancelledError):
-        return None  # the limit itself, which Prefect handles
-    context = error.__context__
-    while context is not None:
-        if isinstance(context, asyncio.CancelledError):
-            return context
-        context = context.__context__
-    return None
 
 
 def forbid_retry() -> None:
@@ -312,7 +298,6 @@ def announce_drift(drift: pd.DataFrame, resource: str) -> None:
 @flow(
     name="fashionnet",
     flow_run_name=run_name,
-    timeout_seconds=flow_timeout_seconds(),
     retries=RETRIES,
     retry_delay_seconds=RETRY_DELAY_SECONDS,
 )
@@ -331,7 +316,13 @@ def fashionnet_pipeline(
     configure_run_logging()
     origin = run_origin(options, train)
     try:
-        with stop_signals_stop_the_run(), chunk_mapper(options) as map_chunks:
+        # The time limit is kept at the steps' checks (`interrupts`), not by Prefect's
+        # timeout_seconds, which raises into the flow's thread wherever it is.
+        with (
+            interrupts.time_limit(flow_timeout_seconds()),
+            stop_signals_stop_the_run(),
+            chunk_mapper(options) as map_chunks,
+        ):
             outcome = run_pipeline(
                 Context.create(options, train),
                 run_stage=run_as_task,
@@ -343,8 +334,7 @@ def fashionnet_pipeline(
         if not interrupts.stop_requested():
             raise
         return stopped()
-    except BaseException as caught:
-        error = time_limit_behind(caught) or caught
+    except BaseException as error:
         if isinstance(error, DataDrifted):  # --on-drift stop: the alert goes out, then it fails
             run = origin.flow_run_name or "stopped"
             announce_drift(error.validation.drift, f"fashionnet.run.{run}")
@@ -352,8 +342,8 @@ def fashionnet_pipeline(
             # The API failing as well must not hide the run's own error: at worst it is retried.
             with contextlib.suppress(Exception):
                 forbid_retry()
-        if error is not caught:
-            raise error from caught  # the time limit, for Prefect to end the run as timed out
+        if isinstance(error, interrupts.TimeLimitReached):
+            raise RunTimedOut(str(error)) from error
         raise
     if outcome.validation.drifted:
         announce_drift(outcome.validation.drift, f"fashionnet.run.{outcome.run_dir.name}")

@@ -2,8 +2,6 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
@@ -188,35 +186,14 @@ def test_the_manifest_names_the_flow_run_and_the_changed_parameters(
     assert "cli" in cells and "lock_timeout=7.0" in cells[-2].split()
 
 
-@pytest.mark.prefect
-@pytest.mark.parametrize(("value", "seconds"), [(None, "7200.0"), ("90", "90.0")])
-def test_the_flow_has_the_timeout_of_the_environment(value, seconds):
-    env = {k: v for k, v in os.environ.items() if k != "FASHIONNET_FLOW_TIMEOUT_SECONDS"}
-    if value is not None:
-        env["FASHIONNET_FLOW_TIMEOUT_SECONDS"] = value
-    code = (
-        "from fashionnet_flows.pipeline import fashionnet_pipeline as f; print(f.timeout_seconds)"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
-    )
-    assert result.stdout.strip() == seconds
+def test_a_run_past_its_time_limit_ends_timed_out_at_its_next_step(
+    prefect_harness, synthetic_raw, tmp_path, monkeypatch
+):
+    """FASHIONNET_FLOW_TIMEOUT_SECONDS is read when the run starts, and kept at its steps."""
+    from fashionnet_flows.pipeline import fashionnet_pipeline
 
-
-def test_the_time_limit_is_found_behind_the_error_prefect_raised_in_its_place():
-    from prefect._internal.concurrency.cancellation import CancelledError
-
-    from fashionnet_flows.pipeline import time_limit_behind
-
-    def prefect_failing_while_handling(limit):
-        try:
-            raise limit
-        except BaseException:
-            raise ValueError("Task run is not set")  # noqa: B904 (as Prefect's handle_crash)
-
-    limit = CancelledError()
-    with pytest.raises(ValueError) as raised:
-        prefect_failing_while_handling(limit)
-    assert time_limit_behind(raised.value) is limit
-    assert time_limit_behind(limit) is None
-    assert time_limit_behind(ValueError("a bug of ours")) is None
+    monkeypatch.setenv("FASHIONNET_FLOW_TIMEOUT_SECONDS", "0.001")
+    state = fashionnet_pipeline(**small_run(synthetic_raw, tmp_path), return_state=True)
+    assert state.is_failed() and state.name == "TimedOut"
+    assert "the run took longer than its time limit of 0.001 s" in state.message
+    assert not os.path.lexists(Layout(tmp_path).latest_link), "nothing published"

@@ -473,6 +473,18 @@ def test_a_stop_request_ends_training_at_the_next_minibatch(data):
     assert epochs_seen == [1]
 
 
+def test_training_past_its_time_limit_ends_at_the_next_minibatch(data):
+    train_split, _ = data
+    epochs_seen = []
+    with (
+        interrupts.time_limit(0.0),
+        pytest.raises(interrupts.TimeLimitReached, match="time limit of 0 s"),
+    ):
+        train(SMALL, train_split, on_epoch=lambda record: epochs_seen.append(record.epoch))
+    assert epochs_seen == []
+    interrupts.check()  # the limit ends with its block
+
+
 def real_split(raw_dir, split: str) -> tuple[np.ndarray, np.ndarray]:
     images, labels = read_split(*(raw_dir / name for name in SPLITS[split]))
     return images.reshape(-1, NUM_PIXELS).astype(np.float32) / 255, labels
