@@ -19,7 +19,10 @@ $(BIN)/fashionnet: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[tensorflow,dev]'
 	touch $@
 
+# Also made once per installation: the empty Prefect database each new project's temporary
+# server starts from (Prefect's migrations, run here rather than on every new project).
 setup: $(BIN)/fashionnet  ## create .venv and install fashionnet with TensorFlow and the test tools
+	@$(BIN)/python -m fashionnet_flows.temporary_server template > /dev/null
 
 run: setup  ## run the pipeline with its defaults (options: make run ARGS="--epochs 5")
 	$(BIN)/fashionnet run $(ARGS)

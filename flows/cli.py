@@ -59,6 +59,7 @@ from fashionnet_flows.temporary_server import (
     TemporaryServer,
     database_file,
     heal_database,
+    start_from_template,
 )
 
 
@@ -173,6 +174,7 @@ def prefect_api() -> Iterator[Callable[[], None]]:
     database = database_file(connection_url.get_secret_value() if connection_url else "")
     if database is not None:
         heal_database(database)
+        start_from_template(database)
     with forcible(), TemporaryServer() as server, api_url_everywhere(server.api_url):
         from prefect.events.worker import EventsWorker
         from prefect.logging import get_logger

@@ -27,6 +27,8 @@ import yaml
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from fashionnet_flows.temporary_server import start_from_template
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PYTHON = Path(sys.executable)
 PREFECT = PYTHON.with_name("prefect")
@@ -167,6 +169,9 @@ def running_server(folder: Path, **settings: str) -> Iterator[Server]:
         "PREFECT_PROFILE",
     ):
         env.pop(name, None)
+    # Its new database from the installation's template, as a new project's temporary server
+    # starts (Prefect's migrations would take seconds of CPU from the other tests).
+    start_from_template(folder / "home" / "prefect.db")
     log = folder / "server.log"
     command = [str(PREFECT), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     process = spawn(command, env, log)

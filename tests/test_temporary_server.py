@@ -1,6 +1,6 @@
 """flows/temporary_server.py: the database of `fashionnet run`'s temporary Prefect server is
 looked at before the server starts, and a damaged one moved aside (the run with it:
-test_reliability_cli.py)."""
+test_reliability_cli.py); a new one starts as a copy of the installation's template."""
 
 import contextlib
 import logging
@@ -14,11 +14,14 @@ from pathlib import Path
 import pytest
 
 from fashionnet.core.errors import FashionnetError
+from fashionnet_flows import temporary_server
 from fashionnet_flows.temporary_server import (
     ServerEnded,
     TemporaryServer,
     database_file,
+    database_template,
     heal_database,
+    start_from_template,
 )
 
 
@@ -137,3 +140,34 @@ def test_a_server_that_ended_before_it_answered_is_not_called_slow():
     server.process.wait()
     with pytest.raises(ServerEnded, match="^it ended with exit code 3$"):
         server.wait_until_ready(60, check=lambda: None)
+
+
+def test_make_setup_leaves_a_template_at_the_head_of_prefects_migrations():
+    import prefect.server.database
+    from alembic.script import ScriptDirectory
+
+    migrations = Path(prefect.server.database.__file__).parent / "_migrations"
+    sqlite_versions = str(migrations / "versions" / "sqlite")
+    heads = ScriptDirectory(str(migrations), version_locations=[sqlite_versions]).get_heads()
+    template = database_template()
+    assert template.is_file(), "make setup makes it"
+    with contextlib.closing(sqlite3.connect(f"{template.as_uri()}?mode=ro", uri=True)) as db:
+        revisions = [row[0] for row in db.execute("SELECT version_num FROM alembic_version")]
+    assert revisions == heads
+    assert not os.path.lexists(f"{template}-wal"), "whole in one file"
+
+
+def test_only_a_database_not_there_yet_starts_from_the_template(sound, tmp_path, monkeypatch):
+    monkeypatch.setattr(temporary_server, "database_template", lambda: sound)
+    new = tmp_path / "new" / "prefect.db"
+    start_from_template(new)
+    assert new.read_bytes() == sound.read_bytes()
+
+    existing = tmp_path / "existing.db"
+    existing.write_bytes(b"the project's own")
+    start_from_template(existing)
+    assert existing.read_bytes() == b"the project's own"
+
+    monkeypatch.setattr(temporary_server, "database_template", lambda: tmp_path / "none.db")
+    start_from_template(tmp_path / "left" / "prefect.db")
+    assert not (tmp_path / "left" / "prefect.db").exists(), "the server makes its own"

@@ -23,8 +23,8 @@ from fashionnet.core.errors import MACHINE_ERRORS, FashionnetError
 from fashionnet.core.paths import A_FOLDER, clear_way, writable_folder
 
 RAW_DIR_VARIABLE = "FASHIONNET_RAW_DIR"
-# The longest a flow run may take before Prefect stops it as failed: a hung download or a stuck
-# worker must end some time. Read when the flow is defined (its decorator).
+# The longest a flow run may take before it stops at its next step and ends TimedOut (a failure):
+# a run that loops on must end some time. Read when the run starts.
 FLOW_TIMEOUT_VARIABLE = "FASHIONNET_FLOW_TIMEOUT_SECONDS"
 DEFAULT_FLOW_TIMEOUT_SECONDS = 7200.0
 # How long `fashionnet run` waits for its temporary Prefect server to answer (Prefect's own
