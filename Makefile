@@ -22,7 +22,7 @@ $(BIN)/fashionnet: pyproject.toml
 # Also made once per installation: the empty Prefect database each new project's temporary
 # server starts from (Prefect's migrations, run here rather than on every new project).
 setup: $(BIN)/fashionnet  ## create .venv and install fashionnet with TensorFlow and the test tools
-	@$(BIN)/python -m fashionnet_flows.temporary_server template > /dev/null
+	@$(BIN)/python -m fashionnet_flows.temporary_server template
 
 run: setup  ## run the pipeline with its defaults (options: make run ARGS="--epochs 5")
 	$(BIN)/fashionnet run $(ARGS)

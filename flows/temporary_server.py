@@ -276,8 +276,8 @@ def main() -> None:
     if sys.argv[1:] == ["template"]:
         template = database_template()
         if not template.is_file():
+            print(f"Running Prefect's migrations once for new projects: {template}")
             make_database_template(template)
-        print(template)
         return
     fd, parent_pid = map(int, sys.argv[1:3])
     if not end_with_parent(parent_pid):
