@@ -3,6 +3,7 @@ labels that disagree, near copies (a pixel changed, a one-pixel move) at their s
 nothing between different garments that merely share blank corners."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from fashionnet.data import duplicates
@@ -128,3 +129,28 @@ def test_keys_combine_across_chunks_and_survive_their_arrays():
     again = ImageKeys.from_arrays(joined.arrays("k."), "k.")
     for name in ("rows", "labels", "exact", "reference", "aligned"):
         np.testing.assert_array_equal(getattr(again, name), getattr(whole, name))
+
+
+def test_pairs_found_a_block_at_a_time_are_those_found_at_once(monkeypatch):
+    """Blocks bound memory; the counts, the list and the shared rows do not depend on them."""
+    monkeypatch.setattr(duplicates, "LISTED_PAIRS", 5)
+    train = garments(20, 10)
+    test = np.concatenate([train, shift(train, 1, 0), train[:7]])  # exact, near, exact again
+    labels = np.arange(len(test)) % 10
+    keys = {
+        "train": keys_of(train, np.arange(20) % 10, False),
+        "test": keys_of(test, labels, True),
+    }
+    at_once = find_duplicates(keys)
+    monkeypatch.setattr(duplicates, "NEAR_BLOCK", 3)
+    in_blocks = find_duplicates(keys)
+    counts = in_blocks.counts_table()
+    pd.testing.assert_frame_equal(counts, at_once.counts_table())
+    pd.testing.assert_frame_equal(in_blocks.pairs_table(), at_once.pairs_table())
+    np.testing.assert_array_equal(
+        in_blocks.shared_rows("test", "train"), at_once.shared_rows("test", "train")
+    )
+    rows = counts.set_index(["kind", "split_a", "split_b"])
+    exact, near = rows.loc[("exact", "train", "test")], rows.loc[("near", "train", "test")]
+    assert (exact["pairs"], exact["listed"], exact["images_b"]) == (27, 5, 27)
+    assert (near["pairs"], near["listed"], near["images_b"]) == (20, 5, 20)

@@ -177,45 +177,93 @@ COUNT_COLUMNS = ["kind", "split_a", "split_b", "pairs", "labels_disagree", "imag
 
 @dataclass(frozen=True)
 class Pairs:
-    """Pairs of one kind between split_a and split_b (the same split for pairs within one)."""
+    """Pairs of one kind between split_a and split_b (the same split for pairs within one):
+    how many, and the first LISTED_PAIRS of them (by row of b, then row of a), so that memory
+    stays bounded by the splits' sizes however many pairs a data set holds."""
 
     kind: str  # "exact" or "near"
     split_a: str
     split_b: str
-    rows_a: np.ndarray  # int64
+    count: int
+    labels_disagree: int  # among all `count` pairs
+    shared_b: np.ndarray  # int64: the rows of split_b in any of the pairs, sorted
+    rows_a: np.ndarray  # int64, the listed pairs from here on
     rows_b: np.ndarray  # int64
     labels_a: np.ndarray
     labels_b: np.ndarray
     shifts: np.ndarray  # int64 (n, 2): (rows, columns) b is moved against a
 
-    def table(self, limit: int | None = None) -> pd.DataFrame:
-        shown = slice(None, limit)
+    def table(self) -> pd.DataFrame:
         return pd.DataFrame(
             {
                 "kind": self.kind,
                 "split_a": self.split_a,
-                "row_a": self.rows_a[shown],
-                "label_a": self.labels_a[shown].astype(np.int64),
+                "row_a": self.rows_a,
+                "label_a": self.labels_a.astype(np.int64),
                 "split_b": self.split_b,
-                "row_b": self.rows_b[shown],
-                "label_b": self.labels_b[shown].astype(np.int64),
-                "labels_agree": self.labels_a[shown] == self.labels_b[shown],
-                "shift_rows": self.shifts[shown, 0],
-                "shift_columns": self.shifts[shown, 1],
+                "row_b": self.rows_b,
+                "label_b": self.labels_b.astype(np.int64),
+                "labels_agree": self.labels_a == self.labels_b,
+                "shift_rows": self.shifts[:, 0],
+                "shift_columns": self.shifts[:, 1],
             },
             columns=PAIR_COLUMNS,
         )
 
-    def count_row(self, images_b: int) -> dict:
+    def count_row(self) -> dict:
         return {
             "kind": self.kind,
             "split_a": self.split_a,
             "split_b": self.split_b,
-            "pairs": len(self.rows_a),
-            "labels_disagree": int(np.count_nonzero(self.labels_a != self.labels_b)),
-            "images_b": int(len(np.unique(self.rows_b))),
-            "listed": min(len(self.rows_a), LISTED_PAIRS),
+            "pairs": self.count,
+            "labels_disagree": self.labels_disagree,
+            "images_b": len(self.shared_b),
+            "listed": len(self.rows_a),
         }
+
+
+class _Tally:
+    """Pairs as they are found, a block of them at a time: the count, the rows of b they
+    touch, and the first LISTED_PAIRS (`Pairs`)."""
+
+    def __init__(self, kind: str, split_a: str, keys_a: ImageKeys, split_b: str, keys_b: ImageKeys):
+        self.kind, self.split_a, self.split_b = kind, split_a, split_b
+        self.keys_a, self.keys_b = keys_a, keys_b
+        self.count = self.labels_disagree = 0
+        self.in_pairs_b = np.zeros(len(keys_b.rows), dtype=bool)
+        self.listed = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 2), np.int64))
+
+    def add(self, at_a: np.ndarray, at_b: np.ndarray, shifts: np.ndarray | None = None) -> None:
+        """Pairs (positions in keys_a, in keys_b) and how b is moved against a (0: exact)."""
+        if shifts is None:
+            shifts = np.zeros((len(at_a), 2), np.int64)
+        self.count += len(at_a)
+        self.labels_disagree += int(
+            np.count_nonzero(self.keys_a.labels[at_a] != self.keys_b.labels[at_b])
+        )
+        self.in_pairs_b[at_b] = True
+        at_a, at_b, shifts = (
+            np.concatenate([listed, new])
+            for listed, new in zip(self.listed, (at_a, at_b, shifts), strict=True)
+        )
+        first = np.lexsort((self.keys_a.rows[at_a], self.keys_b.rows[at_b]))[:LISTED_PAIRS]
+        self.listed = (at_a[first], at_b[first], shifts[first])
+
+    def pairs(self) -> Pairs:
+        at_a, at_b, shifts = self.listed
+        return Pairs(
+            self.kind,
+            self.split_a,
+            self.split_b,
+            self.count,
+            self.labels_disagree,
+            np.sort(self.keys_b.rows[self.in_pairs_b]),
+            self.keys_a.rows[at_a],
+            self.keys_b.rows[at_b],
+            self.keys_a.labels[at_a],
+            self.keys_b.labels[at_b],
+            shifts,
+        )
 
 
 class SortedKeys:
@@ -247,21 +295,6 @@ class SortedKeys:
         return self.order[np.repeat(self.starts[place], counts) + within], at_sought
 
 
-def _pairs(kind, split_a, split_b, keys_a, keys_b, at_a, at_b, shifts=None) -> Pairs:
-    order = np.lexsort((keys_a.rows[at_a], keys_b.rows[at_b]))  # by row_b, then row_a
-    at_a, at_b = at_a[order], at_b[order]
-    return Pairs(
-        kind,
-        split_a,
-        split_b,
-        keys_a.rows[at_a],
-        keys_b.rows[at_b],
-        keys_a.labels[at_a],
-        keys_b.labels[at_b],
-        np.zeros((len(at_a), 2), np.int64) if shifts is None else shifts[order],
-    )
-
-
 def exact_within(split: str, keys: ImageKeys) -> Pairs:
     """Each image whose bytes occur earlier in its split, paired with the first copy."""
     order = np.argsort(keys.exact, kind="stable")  # stable: copies stay in row order
@@ -271,36 +304,42 @@ def exact_within(split: str, keys: ImageKeys) -> Pairs:
     starts = np.flatnonzero(new_value)
     first = np.repeat(order[starts], np.diff(np.append(starts, len(order))))
     later = first != order
-    return _pairs("exact", split, split, keys, keys, first[later], order[later])
+    tally = _Tally("exact", split, keys, split, keys)
+    tally.add(first[later], order[later])
+    return tally.pairs()
+
+
+def blocks_of(keys: ImageKeys) -> range:
+    """Where each block of NEAR_BLOCK images starts: pairs are found a block at a time, so
+    that the candidates in memory are bounded (a data set of shifted copies has millions)."""
+    return range(0, len(keys.rows), NEAR_BLOCK)
 
 
 def exact_across(split_a: str, keys_a: ImageKeys, split_b: str, keys_b: ImageKeys) -> Pairs:
     """Every pair of an image of split_a and one of split_b with the same bytes."""
-    at_a, at_b = SortedKeys(keys_a.exact).matches(keys_b.exact)
-    return _pairs("exact", split_a, split_b, keys_a, keys_b, at_a, at_b)
+    index = SortedKeys(keys_a.exact)
+    tally = _Tally("exact", split_a, keys_a, split_b, keys_b)
+    for first in blocks_of(keys_b):
+        at_a, at_b = index.matches(keys_b.exact[first : first + NEAR_BLOCK])
+        tally.add(at_a, at_b + first)
+    return tally.pairs()
 
 
-def near_across(
-    split_a: str, keys_a: ImageKeys, split_b: str, keys_b: ImageKeys, exact: Pairs
-) -> Pairs:
+def near_across(split_a: str, keys_a: ImageKeys, split_b: str, keys_b: ImageKeys) -> Pairs:
     """Near-duplicate pairs (see the module's definition) of split_a's images and split_b's,
-    leaving out the exact ones; each pair once, at its best alignment (most equal quadrants,
-    then the smallest shift)."""
+    leaving out the exact ones (the same bytes: `exact_across`); each pair once, at its best
+    alignment (most equal quadrants, then the smallest shift)."""
     if keys_b.aligned is None:
         raise ValueError(f"the keys of {split_b} lack the aligned quadrant hashes")
-    reference, aligned = keys_a.reference, keys_b.aligned
+    reference = keys_a.reference
     inked = np.nonzero(reference != BLANK)
     index = SortedKeys(reference[inked] ^ _QUADRANT_TAGS[inked[1]])
-    none = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 2), np.int64))
-    found = [none] + [
-        _near_block(index, inked[0], reference, aligned, first)
-        for first in range(0, len(aligned), NEAR_BLOCK)
-    ]
-    at_a, at_b, shifts = (np.concatenate([part[i] for part in found]) for i in range(3))
-    pair_key = keys_a.rows[at_a] * (keys_b.rows.max(initial=0) + 1) + keys_b.rows[at_b]
-    exact_key = exact.rows_a * (keys_b.rows.max(initial=0) + 1) + exact.rows_b
-    keep = ~np.isin(pair_key, exact_key)
-    return _pairs("near", split_a, split_b, keys_a, keys_b, at_a[keep], at_b[keep], shifts[keep])
+    tally = _Tally("near", split_a, keys_a, split_b, keys_b)
+    for first in blocks_of(keys_b):
+        at_a, at_b, shifts = _near_block(index, inked[0], reference, keys_b.aligned, first)
+        inexact = keys_a.exact[at_a] != keys_b.exact[at_b]
+        tally.add(at_a[inexact], at_b[inexact], shifts[inexact])
+    return tally.pairs()
 
 
 def _near_block(
@@ -312,7 +351,7 @@ def _near_block(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The near pairs of the images first..first + NEAR_BLOCK of split b: (rows of a, rows of
     b, shifts), each pair once, at its best alignment (most equal quadrants, then the smallest
-    shift). A block at a time: a data set of shifted copies has millions of candidates."""
+    shift)."""
     block = aligned[first : first + NEAR_BLOCK]
     inked = np.nonzero(block != BLANK)
     found_a, found_b = index.matches(block[inked] ^ _QUADRANT_TAGS[inked[2]])
@@ -334,27 +373,26 @@ def _near_block(
 
 @dataclass(frozen=True)
 class Duplicates:
-    """Every pair found between and within the splits, and how many images each split had."""
+    """The pairs found between and within the splits."""
 
     found: list[Pairs]
-    images: dict[str, int]
 
     def pairs_table(self) -> pd.DataFrame:
         """duplicates.csv: the first LISTED_PAIRS pairs of each kind and pair of splits."""
-        tables = [pairs.table(LISTED_PAIRS) for pairs in self.found]
+        tables = [pairs.table() for pairs in self.found]
         return (
             pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=PAIR_COLUMNS)
         )
 
     def counts_table(self) -> pd.DataFrame:
         """duplicate_counts.csv: every kind and pair of splits searched, found or not."""
-        rows = [pairs.count_row(self.images[pairs.split_b]) for pairs in self.found]
+        rows = [pairs.count_row() for pairs in self.found]
         return pd.DataFrame(rows, columns=COUNT_COLUMNS)
 
     def shared_rows(self, split: str, with_split: str) -> np.ndarray:
         """The rows of `split` that are an exact or near copy of an image of `with_split`."""
         rows = [
-            pairs.rows_b
+            pairs.shared_b
             for pairs in self.found
             if pairs.split_b == split and pairs.split_a == with_split
         ]
@@ -368,7 +406,8 @@ def find_duplicates(keys: Mapping[str, ImageKeys]) -> Duplicates:
     names = list(keys)
     for later, split_b in enumerate(names):
         for split_a in names[:later]:
-            exact = exact_across(split_a, keys[split_a], split_b, keys[split_b])
-            near = near_across(split_a, keys[split_a], split_b, keys[split_b], exact)
-            found += [exact, near]
-    return Duplicates(found, {split: len(split_keys.rows) for split, split_keys in keys.items()})
+            found += [
+                exact_across(split_a, keys[split_a], split_b, keys[split_b]),
+                near_across(split_a, keys[split_a], split_b, keys[split_b]),
+            ]
+    return Duplicates(found)
