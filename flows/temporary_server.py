@@ -155,9 +155,14 @@ def make_database_template(template: Path) -> None:
 
 
 def start_from_template(database: Path) -> None:
-    """A database that is not there yet starts as a copy of the template, when there is one."""
+    """A database that is not there yet starts as a copy of the template, when there is a sound
+    one: a damaged template is moved aside like a damaged database (`heal_database`), and the
+    server makes its own database (the next `make setup` makes the template again)."""
+    if os.path.lexists(database):
+        return
     template = database_template()
-    if os.path.lexists(database) or not template.is_file():
+    heal_database(template)
+    if not template.is_file():
         return
     with atomic_path(database) as copy:
         shutil.copyfile(template, copy)
@@ -275,6 +280,7 @@ def serve(fd: int) -> int:
 def main() -> None:
     if sys.argv[1:] == ["template"]:
         template = database_template()
+        heal_database(template)  # a damaged one is made again
         if not template.is_file():
             print(f"Running Prefect's migrations once for new projects: {template}")
             make_database_template(template)

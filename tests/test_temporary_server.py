@@ -179,3 +179,21 @@ def test_only_a_database_not_there_yet_starts_from_the_template(sound, tmp_path,
     monkeypatch.setattr(temporary_server, "database_template", lambda: tmp_path / "none.db")
     start_from_template(tmp_path / "left" / "prefect.db")
     assert not (tmp_path / "left" / "prefect.db").exists(), "the server makes its own"
+
+
+@pytest.mark.parametrize("case", DAMAGE)
+def test_a_damaged_template_is_moved_aside_named_and_never_copied(
+    sound, tmp_path, monkeypatch, caplog, case
+):
+    damage, problem = DAMAGE[case]
+    damage(sound)
+    monkeypatch.setattr(temporary_server, "database_template", lambda: sound)
+    new = tmp_path / "new" / "prefect.db"
+    with caplog.at_level(logging.WARNING):
+        start_from_template(new)
+    assert not os.path.lexists(new), "the server makes its own"
+    [aside] = sound.parent.glob("prefect.db.damaged-*[0-9Z]")
+    assert caplog.messages == [
+        f"{sound} is {problem}; moved it to {aside}; the temporary Prefect server makes a new one"
+    ]
+    assert not os.path.lexists(sound), "make setup makes it again"
