@@ -142,7 +142,7 @@ def test_pairs_found_a_block_at_a_time_are_those_found_at_once(monkeypatch):
         "test": keys_of(test, labels, True),
     }
     at_once = find_duplicates(keys)
-    monkeypatch.setattr(duplicates, "NEAR_BLOCK", 3)
+    monkeypatch.setattr(duplicates, "SEARCH_BLOCK", 3)
     in_blocks = find_duplicates(keys)
     counts = in_blocks.counts_table()
     pd.testing.assert_frame_equal(counts, at_once.counts_table())

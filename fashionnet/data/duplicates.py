@@ -40,7 +40,7 @@ QUADRANTS = 4
 OFFSETS = tuple((row, column) for row in range(3) for column in range(3))
 CENTRE = OFFSETS.index((1, 1))
 NEAR_QUADRANTS = 3
-NEAR_BLOCK = 10_000  # images of the later split searched at a time (bounds the candidates)
+SEARCH_BLOCK = 10_000  # images of the later split searched at a time (bounds the candidates)
 LISTED_PAIRS = 1_000
 # Marks a quadrant without ink: never a key to look up, so blank corners match nothing.
 BLANK = np.uint64(0)
@@ -310,9 +310,9 @@ def exact_within(split: str, keys: ImageKeys) -> Pairs:
 
 
 def blocks_of(keys: ImageKeys) -> range:
-    """Where each block of NEAR_BLOCK images starts: pairs are found a block at a time, so
+    """Where each block of SEARCH_BLOCK images starts: pairs are found a block at a time, so
     that the candidates in memory are bounded (a data set of shifted copies has millions)."""
-    return range(0, len(keys.rows), NEAR_BLOCK)
+    return range(0, len(keys.rows), SEARCH_BLOCK)
 
 
 def exact_across(split_a: str, keys_a: ImageKeys, split_b: str, keys_b: ImageKeys) -> Pairs:
@@ -320,7 +320,7 @@ def exact_across(split_a: str, keys_a: ImageKeys, split_b: str, keys_b: ImageKey
     index = SortedKeys(keys_a.exact)
     tally = _Tally("exact", split_a, keys_a, split_b, keys_b)
     for first in blocks_of(keys_b):
-        at_a, at_b = index.matches(keys_b.exact[first : first + NEAR_BLOCK])
+        at_a, at_b = index.matches(keys_b.exact[first : first + SEARCH_BLOCK])
         tally.add(at_a, at_b + first)
     return tally.pairs()
 
@@ -349,10 +349,10 @@ def _near_block(
     aligned: np.ndarray,
     first: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The near pairs of the images first..first + NEAR_BLOCK of split b: (rows of a, rows of
+    """The near pairs of the images first..first + SEARCH_BLOCK of split b: (rows of a, rows of
     b, shifts), each pair once, at its best alignment (most equal quadrants, then the smallest
     shift)."""
-    block = aligned[first : first + NEAR_BLOCK]
+    block = aligned[first : first + SEARCH_BLOCK]
     inked = np.nonzero(block != BLANK)
     found_a, found_b = index.matches(block[inked] ^ _QUADRANT_TAGS[inked[2]])
     at_a, at_b, offset = inked_rows[found_a], inked[0][found_b], inked[1][found_b]
