@@ -19,7 +19,6 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
-from scipy.optimize import minimize_scalar
 from scipy.special import logsumexp
 
 from fashionnet.core.threads import blas_threads_for_training
@@ -116,6 +115,8 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     images."""
     if len(labels) == 0:
         return 1.0
+    from scipy.optimize import minimize_scalar  # here: only a new model is calibrated
+
     low, high = (math.log(bound) for bound in TEMPERATURE_BOUNDS)
     found = minimize_scalar(
         lambda log_t: mean_log_loss(logits, labels, math.exp(log_t)),
