@@ -56,7 +56,8 @@ def runs_table(history: pd.DataFrame) -> pd.DataFrame:
 
 def plot_history(runs: pd.DataFrame, splits: list[str], path: Path) -> None:
     """Accuracy per split over time (a `runs_table`), model changes as dotted lines."""
-    figure = Figure(figsize=(10, 4.5), layout="constrained")
+    figure = Figure(figsize=(10, 4.5))
+    figure.subplots_adjust(left=0.08, right=0.98, bottom=0.14, top=0.92)  # as plots.py's figures
     ax = figure.add_subplot()
     by_hand = runs["trigger"].isin(BY_HAND)
     for split in splits:
