@@ -116,9 +116,13 @@ def main() -> None:
     name = args.name or f"{pool}-{socket.gethostname()}"
 
     asked = threading.Event()
+    # Taken by the first stop signal alone. A handler can be interrupted by the next signal's
+    # (make and the process group send SIGTERM at once): checking and then setting `asked`
+    # let both say "stopping"; taking a lock is one step.
+    first = threading.Lock()
 
     def on_stop_signal(number: int, _frame: object) -> None:
-        if asked.is_set():
+        if not first.acquire(blocking=False):
             say(f"{signal.Signals(number).name}: already stopping")
             return
         asked.set()

@@ -83,7 +83,8 @@ def plot_history(runs: pd.DataFrame, splits: list[str], path: Path) -> None:
     ax.set_ylabel("accuracy")
     ax.set_title("Accuracy per run")
     ax.grid(alpha=0.3)
-    ax.legend()
+    if splits:  # a history of runs without accuracies has no line to name
+        ax.legend()
     save_png(figure, path)
 
 
