@@ -141,16 +141,23 @@ def prefect(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([str(PREFECT), *args], cwd=PROJECT_DIR, text=True, check=False)
 
 
-def ensure_work_pools(spec: dict[str, Any]) -> None:
+def ensure_work_pools(client: Any, spec: dict[str, Any]) -> None:
+    """Make each work pool prefect.yaml names that the server does not have, as `prefect
+    work-pool create --type process` would (through the client: each `prefect` command costs
+    seconds of start-up)."""
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectNotFound
+    from prefect.workers.process import ProcessWorker
+
     for pool in sorted(work_pools(spec)):
-        inspected = subprocess.run(
-            [str(PREFECT), "work-pool", "inspect", pool], cwd=PROJECT_DIR, capture_output=True
-        )
-        if (
-            inspected.returncode != 0
-            and prefect("work-pool", "create", pool, "--type", "process").returncode
-        ):
-            raise FashionnetError(f"could not create the work pool {pool!r} (see above)")
+        try:
+            client.read_work_pool(pool)
+        except ObjectNotFound:
+            template = ProcessWorker.get_default_base_job_template()
+            client.create_work_pool(
+                WorkPoolCreate(name=pool, type="process", base_job_template=template)
+            )
+            print(f"Created work pool {pool!r} (type process).")
 
 
 @dataclass(frozen=True)
@@ -290,8 +297,8 @@ def deploy(extra_args: Sequence[str], given_parameters: Sequence[str] = ()) -> N
             "no Prefect server configured; start one with `make server` and use `make deploy` "
             "(or set PREFECT_API_URL=http://127.0.0.1:4200/api)"
         )
-    ensure_work_pools(spec)
     with get_client(sync_client=True) as client:
+        ensure_work_pools(client, spec)
         saved = read_pauses(client, list(names.values()))
     version = code_version()
     versioned = ["--version", version] if version else []
