@@ -19,6 +19,10 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
+
+# Imported with the module, before any stage allocates: imported when a new model is calibrated,
+# after training, it raised the model stage's peak memory at ten times the data by ~90 MB.
+from scipy.optimize import minimize_scalar
 from scipy.special import logsumexp
 
 from fashionnet.core.threads import blas_threads_for_training
@@ -115,8 +119,6 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     images."""
     if len(labels) == 0:
         return 1.0
-    from scipy.optimize import minimize_scalar  # here: only a new model is calibrated
-
     low, high = (math.log(bound) for bound in TEMPERATURE_BOUNDS)
     found = minimize_scalar(
         lambda log_t: mean_log_loss(logits, labels, math.exp(log_t)),
