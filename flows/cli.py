@@ -146,7 +146,11 @@ def prefect_api() -> Iterator[Callable[[], None]]:
     )
 
     if api_url := PREFECT_API_URL.value():
-        check_server_answers(api_url)
+        check_server_answers(
+            api_url,
+            f"start it (`make server` serves {EXAMPLE_API_URL}), or unset it to run with a "
+            "temporary server",
+        )
         with forcible():
             yield lambda: None
         return
@@ -192,10 +196,10 @@ def prefect_api() -> Iterator[Callable[[], None]]:
             logger.info(f"Stopping temporary server on {server.address}")
 
 
-def check_server_answers(api_url: str) -> None:
+def check_server_answers(api_url: str, what_to_do: str) -> None:
     """Ask the Prefect server at PREFECT_API_URL whether it is there (its health check), so that
-    a server that is down or an address that is wrong is one line before the run, not a
-    traceback in it."""
+    a server that is down or an address that is wrong is one line (ending with `what_to_do`)
+    before the work, not a traceback in it."""
     from prefect.client.orchestration import get_client
 
     with get_client(sync_client=True) as client:
@@ -208,8 +212,7 @@ def check_server_answers(api_url: str) -> None:
         API_URL_VARIABLE,
         api_url,
         f"no Prefect server answers there ({problem})",
-        f"start it (`make server` serves {EXAMPLE_API_URL}), or unset it to run with a temporary "
-        "server",
+        what_to_do,
     )
 
 

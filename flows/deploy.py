@@ -146,18 +146,33 @@ def ensure_work_pools(client: Any, spec: dict[str, Any]) -> None:
     work-pool create --type process` would (through the client: each `prefect` command costs
     seconds of start-up)."""
     from prefect.client.schemas.actions import WorkPoolCreate
-    from prefect.exceptions import ObjectNotFound
+    from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
     from prefect.workers.process import ProcessWorker
+    from pydantic import ValidationError
+
+    def refused(pool: str, reason: str) -> FashionnetError:
+        return FashionnetError(
+            f"{PREFECT_YAML}: could not create the work pool {pool!r} ({reason}); fix the work "
+            "pool's name there"
+        )
 
     for pool in sorted(work_pools(spec)):
         try:
             client.read_work_pool(pool)
+            continue
         except ObjectNotFound:
-            template = ProcessWorker.get_default_base_job_template()
+            pass
+        template = ProcessWorker.get_default_base_job_template()
+        try:
             client.create_work_pool(
                 WorkPoolCreate(name=pool, type="process", base_job_template=template)
             )
-            print(f"Created work pool {pool!r} (type process).")
+        except ValidationError as error:  # Prefect's own check of the name
+            raise refused(pool, error.errors()[0]["msg"]) from None
+        except PrefectHTTPStatusError as error:  # the server's
+            response = error.response
+            raise refused(pool, f"HTTP {response.status_code}: {response.text.strip()}") from None
+        print(f"Created work pool {pool!r} (type process).")
 
 
 @dataclass(frozen=True)
@@ -290,13 +305,15 @@ def deploy(extra_args: Sequence[str], given_parameters: Sequence[str] = ()) -> N
     from prefect.client.orchestration import get_client
     from prefect.settings import get_current_settings
 
+    from fashionnet_flows.cli import check_server_answers
     from fashionnet_flows.pipeline import code_version
 
-    if not get_current_settings().api.url:
+    if not (api_url := get_current_settings().api.url):
         raise FashionnetError(
             "no Prefect server configured; start one with `make server` and use `make deploy` "
             "(or set PREFECT_API_URL=http://127.0.0.1:4200/api)"
         )
+    check_server_answers(api_url, "start it with `make server`, or point PREFECT_API_URL at it")
     with get_client(sync_client=True) as client:
         ensure_work_pools(client, spec)
         saved = read_pauses(client, list(names.values()))

@@ -8,6 +8,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from prefect.exceptions import ObjectNotFound
 
 from fashionnet.core.errors import FashionnetError
 from fashionnet_flows.deploy import (
@@ -18,6 +19,7 @@ from fashionnet_flows.deploy import (
     AlertRequest,
     alert_request,
     deployment_names,
+    ensure_work_pools,
     parameters_by_deployment,
     read_spec,
     schedule_key,
@@ -56,8 +58,13 @@ def test_a_schedule_is_known_by_its_slug_else_by_its_definition():
     assert schedule_key(SimpleNamespace(slug=None, schedule=definition)) == '{"cron": "0 3 * * *"}'
 
 
-def test_make_deploy_with_a_bad_alert_url_stops_with_one_line_before_deploying():
-    env = {**os.environ, ALERT_VARIABLE: "not-a-url", "PREFECT_API_URL": "http://127.0.0.1:9/api"}
+# Nothing listens there.
+NO_SERVER = "http://127.0.0.1:9/api"
+
+
+def deploy_errors(**environ: str) -> list[str]:
+    """The deploy step's error lines with these variables set (it must fail)."""
+    env = {**os.environ, "PREFECT_API_URL": NO_SERVER, **environ}
     done = subprocess.run(
         [sys.executable, "-m", "fashionnet_flows.deploy"],
         cwd=REPO_ROOT,
@@ -67,10 +74,22 @@ def test_make_deploy_with_a_bad_alert_url_stops_with_one_line_before_deploying()
         timeout=120,
     )
     assert done.returncode != 0
-    assert done.stderr.strip().splitlines() == [
+    return done.stderr.strip().splitlines()
+
+
+def test_make_deploy_with_a_bad_alert_url_stops_with_one_line_before_deploying():
+    assert deploy_errors(**{ALERT_VARIABLE: "not-a-url"}) == [
         f"fashionnet deploy: error: {ALERT_VARIABLE}='not-a-url' is not an http(s) URL; give the "
         "full address, e.g. https://hooks.example.com/..."
     ]
+
+
+def test_make_deploy_without_a_server_stops_with_one_line_naming_the_address():
+    [line] = deploy_errors()
+    assert line.startswith(
+        f"fashionnet deploy: error: PREFECT_API_URL={NO_SERVER}: no Prefect server answers there ("
+    )
+    assert line.endswith("start it with `make server`, or point PREFECT_API_URL at it")
 
 
 def test_each_deployment_is_given_its_own_parameters_by_name():
@@ -93,3 +112,21 @@ def test_prefect_yaml_names_both_flows_and_make_deploy_deploys_each_by_name():
         "daily": "fashionnet/daily",
         "inbox": "fashionnet-inbox/inbox",
     }
+
+
+class NoWorkPools:
+    """A server without work pools, that makes none."""
+
+    def read_work_pool(self, name: str):
+        raise ObjectNotFound(http_exc=Exception(f"no work pool {name}"))
+
+    def create_work_pool(self, work_pool):
+        raise AssertionError(f"asked to create {work_pool.name!r}")
+
+
+def test_a_work_pool_name_prefect_refuses_is_one_line_naming_prefect_yaml():
+    spec = {"deployments": [{"name": "daily", "work_pool": {"name": "a/b"}}]}
+    with pytest.raises(
+        FashionnetError, match=r"prefect.yaml: could not create the work pool 'a/b' \(.+\); fix"
+    ):
+        ensure_work_pools(NoWorkPools(), spec)
