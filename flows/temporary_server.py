@@ -10,6 +10,11 @@ is asked to stop (SIGTERM) when the run's process ends, even killed with SIGKILL
     python -m fashionnet_flows.temporary_server FD RUN_PID   the child: serve on socket FD
     python -m fashionnet_flows.temporary_server template     `make setup`: the database template
 
+Prefect's task run recorder logs a write of task run events that the server's stop cancels as an
+error with a traceback, though it keeps the events for its last write (Prefect's event persister
+logs the same at debug level): a run stopped as its last events arrived ended with that
+traceback. The server drops those records (`not_a_cancelled_write`).
+
 Its SQLite database (`prefect.db` in PREFECT_HOME, the project's `.prefect/`) is looked at
 before it starts (`heal_database`): a damaged one would end the server at start with a
 traceback, every run, so it is moved aside and the server makes a new one. A new database
@@ -20,6 +25,7 @@ its first run.
 Standard library only on the run's side: the server starts while the run imports Prefect.
 """
 
+import asyncio
 import contextlib
 import ctypes
 import importlib.metadata
@@ -52,6 +58,7 @@ SERVER_ENVIRONMENT = {
     "PREFECT__SERVER_FINAL": "1",
 }
 PREFECT_APP = "prefect.server.api.server:create_app"
+TASK_RUN_RECORDER_LOGGER = "prefect.server.services.task_run_recorder"
 # How long the server gets to stop by itself before it is killed.
 STOP_SECONDS = 5.0
 # How often the wait for the server looks at the run's stop requests.
@@ -267,9 +274,17 @@ def end_with_parent(parent_pid: int) -> bool:
     return os.getppid() == parent_pid
 
 
+def not_a_cancelled_write(record: logging.LogRecord) -> bool:
+    """False for the task run recorder's record of a write cancelled by the server's stop: the
+    events are put back and written by its last write (a failure of that one still shows)."""
+    return record.exc_info is None or not isinstance(record.exc_info[1], asyncio.CancelledError)
+
+
 def serve(fd: int) -> int:
     """Serve Prefect's API on the listening socket `fd` until SIGTERM; uvicorn's exit code."""
     import uvicorn
+
+    logging.getLogger(TASK_RUN_RECORDER_LOGGER).addFilter(not_a_cancelled_write)
 
     config = uvicorn.Config(PREFECT_APP, factory=True, lifespan="on", log_level="error")
     server = uvicorn.Server(config)

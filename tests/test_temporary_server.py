@@ -197,3 +197,63 @@ def test_a_damaged_template_is_moved_aside_named_and_never_copied(
         f"{sound} is {problem}; moved it to {aside}; the temporary Prefect server makes a new one"
     ]
     assert not os.path.lexists(sound), "make setup makes it again"
+
+
+def test_a_write_the_servers_stop_cancels_is_written_last_and_leaves_no_traceback(
+    caplog, monkeypatch
+):
+    """Prefect's task run recorder, stopped while it writes an event, puts the event back and
+    writes it as it ends, but logs the cancelled write as an error with a traceback: the server
+    drops that record (`not_a_cancelled_write`); a write that fails otherwise still shows."""
+    import asyncio
+    import datetime
+    import uuid
+
+    from prefect.server.events.schemas.events import ReceivedEvent
+    from prefect.server.services import task_run_recorder
+
+    written = []
+    first_write_started = asyncio.Event()
+
+    async def write(events):
+        if not first_write_started.is_set():
+            first_write_started.set()
+            await asyncio.sleep(60)  # the write the server's stop cancels
+        written.extend(event.id for event in events)
+
+    monkeypatch.setattr(task_run_recorder, "record_bulk_task_run_events", write)
+    recorder_log = logging.getLogger(temporary_server.TASK_RUN_RECORDER_LOGGER)
+    monkeypatch.setattr(recorder_log, "filters", [temporary_server.not_a_cancelled_write])
+    event = ReceivedEvent(
+        id=uuid.uuid4(),
+        occurred=datetime.datetime.now(datetime.UTC),
+        event="prefect.task-run.Completed",
+        resource={
+            "prefect.resource.id": f"prefect.task-run.{uuid.uuid4()}",
+            "prefect.orchestration": "client",
+        },
+    )
+
+    class Message:
+        data = event.model_dump_json()
+        attributes = {}
+
+    async def stopped_while_writing():
+        async with task_run_recorder.consumer(write_batch_size=1, flush_every=60) as handle:
+            handling = asyncio.create_task(handle(Message()))
+            await first_write_started.wait()
+            handling.cancel()  # what the service's stop does to its consumer
+            with contextlib.suppress(asyncio.CancelledError):
+                await handling
+
+    with caplog.at_level(logging.DEBUG, logger=recorder_log.name):
+        asyncio.run(stopped_while_writing())
+    assert written == [event.id]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+    failure = logging.LogRecord(recorder_log.name, logging.ERROR, __file__, 1, "x", None, None)
+    try:
+        raise OSError("disk full")
+    except OSError:
+        failure.exc_info = sys.exc_info()
+    assert temporary_server.not_a_cancelled_write(failure)
