@@ -39,7 +39,7 @@ from fashionnet.core.layout import Layout
 from fashionnet.core.runlock import run_lock
 from fashionnet.data.catalog import CLASS_NAMES
 from fashionnet.model.train import curve_csv
-from fashionnet.report import html, markdown, plots, trend
+from fashionnet.report import html, markdown
 from fashionnet.report.columns import CONFUSION_INDEX, HISTORY_COLUMNS, csv_text
 from fashionnet.report.run_report import EVALUATION_SPLIT, MANIFEST_NAME, RunReport
 
@@ -89,6 +89,10 @@ def write_run(runs_dir: Path, report: RunReport, figure_cache: Path | None = Non
         for name, text in (report.data.files() if report.data is not None else {}).items():
             atomic.write_text(building / name, text)
         atomic.write_text(building / MANIFEST_NAME, manifest_text(report.manifest))
+        # matplotlib with it, imported only to draw: `fashionnet runs` and `fashionnet report`
+        # read history through this module, and its import took a fifth of their time.
+        from fashionnet.report import plots
+
         plots.write_run_figures(building, report, figure_cache)
         markdown.write_report_md(building, report)
         html.write_report_html(building, report)
@@ -259,6 +263,8 @@ def write_trend_of_history(layout: Layout) -> None:
     The run is published by now, so a failure here is a warning, not a failed run: both files
     are drawn again from the whole history by the next run.
     """
+    from fashionnet.report import trend  # matplotlib, only to draw (as in `write_run`)
+
     try:
         trend.write_trend(layout, read_history(layout.history_csv))
     except Exception as error:  # noqa: BLE001 (any failure: the published run stands)

@@ -33,13 +33,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from matplotlib.figure import Figure
 from PIL import Image
 
 from fashionnet.champion import current_champion
@@ -69,6 +68,9 @@ from fashionnet.score.reference import (
     batch_drift,
     outside_ranges,
 )
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 log = logging.getLogger(__name__)
 
@@ -481,7 +483,7 @@ def write_batch(
     return final
 
 
-def _png_uri(figure: Figure) -> str:
+def _png_uri(figure: "Figure") -> str:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=90)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
@@ -517,6 +519,9 @@ def report_html(
 ) -> str:
     """The batch at a glance: classes against training, confidences, drift, the least sure
     images and those unlike the training images."""
+    # Imported to draw only: every run imports this module, to score chunks.
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=(11, 4))
     figure.subplots_adjust(bottom=0.3, wspace=0.25)
     classes_ax, confidence_ax = figure.subplots(1, 2)
