@@ -308,7 +308,11 @@ def start_pipeline(options: RunOptions, train: TrainConfig) -> dict[str, Any]:
     # The flow resolves project_dir against the same working directory: passed as given, it is
     # an override in the run's manifest only when the user gave one.
     with prefect_api() as ready:
-        from fashionnet_flows.pipeline import RunTimedOut, fashionnet_pipeline  # as it starts
+        # Imported as the server starts: the flow, and what its report stage draws with
+        # (matplotlib, which the library imports only to draw), at no cost to the run's time.
+        import fashionnet.report.plots  # noqa: F401
+        import fashionnet.report.trend  # noqa: F401
+        from fashionnet_flows.pipeline import RunTimedOut, fashionnet_pipeline
 
         ready()
         try:
