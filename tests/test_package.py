@@ -44,9 +44,9 @@ def test_the_command_line_starts_without_the_stages_libraries():
 
 
 def test_reading_runs_and_running_the_pipeline_import_matplotlib_only_to_draw():
-    """`fashionnet runs` and `fashionnet report` (the terminal views) and a run until its report
-    stage do without matplotlib: its import took a third of those commands' time."""
-    statement = "import fashionnet.report.terminal, fashionnet_flows.pipeline"
+    """`fashionnet runs` and `fashionnet report` (the terminal views), the pipeline and scoring
+    do without matplotlib until they draw: its import took a third of those commands' time."""
+    statement = "import fashionnet.report.terminal, fashionnet.pipeline, fashionnet.score.batch"
     assert heavy_modules_after(statement, ("matplotlib",)) == "[]\n"
 
 
