@@ -27,7 +27,7 @@ from prefect.blocks.webhook import Webhook
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import StateType
 from prefect.events.actions import CallWebhook, ChangeFlowRunState
-from prefect.events.schemas.automations import EventTrigger, Posture
+from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
 
 # Emitted by the flows; the resource is `fashionnet.run.<run folder name>`, or for a batch the
 # inbox flow scored, `fashionnet.batch.<batch id>`.
@@ -309,17 +309,32 @@ def exists(name: str) -> bool:
 
 
 def save_automation(automation: Automation) -> str:
-    """Create the automation, or update the one of the same name; 'created' or 'updated'."""
+    """Create the automation, or update the one of the same name where its definition differs;
+    'created', 'updated' or 'unchanged'.
+
+    An unchanged one is left alone: updating an automation restarts its trigger, and the zombie
+    automation would forget the runs whose grace it is timing. A run whose process died just
+    before a `make deploy` would then stay Running for ever, holding its deployment's
+    concurrency slot, so that no later run of it starts."""
     with get_client(sync_client=True) as client:
         existing = client.read_automations_by_name(automation.name)
         for duplicate in existing[1:]:  # left by two deploys that raced: keep one
             client.delete_automation(duplicate.id)
-    if existing:
-        automation.id = existing[0].id
-        automation.update()
-        return "updated"
-    automation.create()
-    return "created"
+    if not existing:
+        automation.create()
+        return "created"
+    if definition(existing[0]) == definition(automation):
+        return "unchanged"
+    automation.id = existing[0].id
+    automation.update()
+    return "updated"
+
+
+def definition(automation: AutomationCore) -> dict:
+    """What an automation does, as JSON: its fields without the ids the server gave it."""
+    fields = automation.model_dump(mode="json", include=set(AutomationCore.model_fields))
+    fields["trigger"].pop("id", None)
+    return fields
 
 
 def delete_automation(name: str) -> bool:

@@ -222,8 +222,8 @@ def alert_request(environ: dict[str, str]) -> AlertRequest:
 
 def save_automations(request: AlertRequest, pools: list[str]) -> list[str]:
     """Save the zombie automation and the alerts; alerts already on the server stay as they are
-    (updated to this version's definitions) unless the request changes them. One line per
-    change, then the alerts now active."""
+    (updated where this version's definitions differ) unless the request changes them. One line
+    per change, then the alerts now active."""
     from fashionnet_flows import automations as a
 
     lines = []

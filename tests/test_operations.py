@@ -4,9 +4,9 @@ late run and lost worker reaches a person, and the worker stops when asked.
 One real Prefect server and worker for the module (tests/prefect_server.py), the deploy step of
 `make deploy` with FASHIONNET_ALERT_WEBHOOK (and the success ping) pointing at an HTTP receiver
 in this process on 127.0.0.1, and runs on small synthetic data. The server marks runs Late and
-workers offline within seconds here (SERVER_SETTINGS). The last test kills the worker and waits
-for the zombie automation (up to 3 minutes: heartbeats come every 30 s at the least). About 6
-minutes.
+workers offline within seconds here (SERVER_SETTINGS). A test kills the worker during a run,
+and the tests after it run while the zombie automation waits out its grace (heartbeats come
+every 30 s at the least); the last tests check what it did. About 5 minutes.
 """
 
 import contextlib
@@ -46,10 +46,13 @@ from prefect_server import (
 from synthetic import SMALL_TRAIN, inbox_poll, small_run, write_synthetic_raw
 
 from fashionnet.core.layout import Layout
+from fashionnet.core.runlock import run_lock
 from fashionnet.data.idx import read_images, write_idx
 from fashionnet.report.publish import read_history
+from fashionnet.score.inbox import inbox_dir
 from fashionnet_flows.automations import (
     ALERT_KINDS,
+    HEARTBEAT_GRACE,
     PING_BLOCK,
     STOP_ALERT,
     SUCCESS_PING,
@@ -65,6 +68,7 @@ from fashionnet_flows.deploy import (
     alert_request,
     save_automations,
 )
+from fashionnet_flows.inbox import POLL_LOCK
 from fashionnet_flows.pipeline import code_version
 
 pytestmark = pytest.mark.server
@@ -212,6 +216,20 @@ def worker(server, deployed, tmp_path_factory) -> Iterator[Worker]:
         worker.stop()
 
 
+@dataclass(frozen=True)
+class DeadRun:
+    """A flow run whose worker a test killed, left to the zombie automation."""
+
+    flow_run_id: str
+    killed: float  # time.monotonic() when it was killed
+
+
+@pytest.fixture(scope="module")
+def dead_runs() -> list[DeadRun]:
+    """The runs killed by a test, checked by a later one."""
+    return []
+
+
 def automation_names(server: Server) -> list[str]:
     return sorted(a["name"] for a in server.post("/automations/filter", {}))
 
@@ -279,6 +297,9 @@ def test_redeploys_keep_pauses_and_alerts_until_alerts_are_switched_off(server, 
     assert schedule_states(server) == [False], output
     assert "stays paused" in output
     assert automation_names(server) == everything, "a plain redeploy keeps every alert"
+    # Not updated: an update would restart the zombie automation's timing of dead runs.
+    assert f"Automation {ZOMBIE_AUTOMATION!r} unchanged" in output
+    assert "updated" not in output
     [active] = [line for line in output.splitlines() if line.startswith("Alerts active")]
     assert "TimedOut" in active and "Late" in active and "Cancelled" not in active
 
@@ -295,6 +316,55 @@ def test_redeploys_keep_pauses_and_alerts_until_alerts_are_switched_off(server, 
     assert "runs stopped on request (Cancelled)" in lines[-2]
     assert automation_names(server) == sorted([*everything, STOP_ALERT]), "never duplicated"
     assert block_names(server) == [WEBHOOK_BLOCK, PING_BLOCK]
+
+
+def test_a_run_past_the_flow_timeout_ends_timed_out_and_posts_an_alert(
+    server, deployed, worker, receiver
+):
+    """...and the zombie automation leaves it alone (checked at the end of the module)."""
+    env = {**SPEC["work_pool"]["job_variables"]["env"], "FASHIONNET_FLOW_TIMEOUT_SECONDS": "15"}
+    flow_run_id = trigger(
+        server, *run_with(deployed, epochs=10**6), "--job-variable", "env=" + json.dumps(env)
+    )
+    run = finished(server, flow_run_id)
+    assert run["state"]["type"] == "FAILED" and run["state"]["name"] == "TimedOut"
+
+    [alert] = receiver.alerts_for(flow_run_id)
+    assert alert["state"] == "TimedOut" and alert["state_type"] == "FAILED"
+    assert "timeout" in alert["message"]
+
+
+def test_a_run_whose_worker_dies_leaves_the_pool_without_a_live_worker(
+    server, deployed, worker, receiver, dead_runs
+):
+    """SIGKILL to the worker and its flow run (a machine going down): the run's heartbeats
+    stop, and the zombie automation's 90 s of grace run while the tests below use a new worker
+    (`test_a_run_whose_worker_died_ends_crashed_and_the_next_run_starts` checks the run). One of
+    them saves the alerts again meanwhile, as `make deploy` does: the zombie automation, left
+    unchanged, keeps timing the dead run.
+
+    The run is an inbox poll, held waiting by the poll lock this test takes: a run of the daily
+    deployment would hold that deployment's concurrency slot, and so every run below, until
+    it is Crashed."""
+    with run_lock(inbox_dir(deployed.layout) / POLL_LOCK, timeout=0):
+        flow_run_id = trigger(server, deployment=INBOX_DEPLOYMENT)
+        wait_for_heartbeat(server, flow_run_id)
+        processes = [worker.process, *psutil.Process(worker.process.pid).children(recursive=True)]
+        os.killpg(worker.process.pid, signal.SIGKILL)
+        for process in processes[1:]:  # the flow run has a process group of its own
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
+        worker.process.wait()
+    dead_runs.append(DeadRun(flow_run_id, time.monotonic()))
+    killed_at = datetime.now(UTC)
+
+    # The pool had no live worker left (as after each stop of the tests below).
+    [pool_alert] = receiver.wait(
+        lambda b: b.get("work_pool") == POOL and datetime.fromisoformat(b["occurred"]) > killed_at,
+        "the pool alert",
+    )
+    assert pool_alert["alert"] == "work pool has no live worker"
+    worker.start()
 
 
 def test_manifest_and_history_name_the_flow_run_and_what_started_it(
@@ -361,37 +431,6 @@ def test_a_run_whose_test_split_drifted_posts_a_drift_alert(
     assert alert["run"] == f"fashionnet.run.{deployed.layout.latest_link.resolve().name}"
 
 
-def test_an_inbox_batch_that_drifted_or_could_not_be_read_posts_its_alerts(
-    server, deployed, worker, receiver, tmp_path
-):
-    """A poll of the inbox deployment scoring 2,000 inverted images (enough for a verdict) and a
-    text file named .png: the drift alert names the batch; the poll ends Failed once the files
-    are moved, and the failure alert names the file's folder."""
-    raw = tmp_path / "raw"
-    write_synthetic_raw(raw, n_train=2_500, n_test=2_000, seed=9)  # 2,400 training images
-    options = {**deployed.parameters["options"], "raw_dir": str(raw)}
-    daily = finished(server, trigger(server, "--param", "options=" + json.dumps(options)))
-    assert daily["state"]["type"] == "COMPLETED", daily["state"]["message"]
-    inbox = deployed.layout.data_dir / "inbox"
-    inbox.mkdir(parents=True, exist_ok=True)
-    np.save(inbox / "inverted.npy", 255 - read_images(raw / "t10k-images-idx3-ubyte.gz"))
-    (inbox / "notes.png").write_text("not a picture")
-
-    flow_run_id = trigger(server, deployment=INBOX_DEPLOYMENT)
-    run = finished(server, flow_run_id)
-    assert run["state"]["type"] == "FAILED"
-
-    [drift] = receiver.alerts_for(flow_run_id, "data drifted from the training split")
-    batch = drift["run"].removeprefix("fashionnet.batch.")
-    assert drift["deployment"] == INBOX_DEPLOYMENT and drift["splits"] == ["batch"]
-    assert drift["summary"].startswith("batch drifted from train: brightness (Jensen-Shannon")
-    assert (deployed.layout.root / "scores" / batch / "drift.csv").is_file()
-    [failure] = receiver.alerts_for(flow_run_id, "flow run Failed")
-    assert failure["deployment"] == INBOX_DEPLOYMENT
-    assert "1 files could not be scored" in failure["message"]
-    assert (inbox / "failed" / "notes.png.reason.txt").is_file()
-
-
 def test_a_failed_run_posts_one_alert_naming_deployment_run_state_and_error(
     server, deployed, worker, receiver
 ):
@@ -411,22 +450,6 @@ def test_a_failed_run_posts_one_alert_naming_deployment_run_state_and_error(
     )
     time.sleep(3)  # a duplicate would arrive right behind it
     assert len(receiver.alerts_for(flow_run_id)) == 1
-
-
-def test_a_run_past_the_flow_timeout_ends_timed_out_and_posts_an_alert(
-    server, deployed, worker, receiver
-):
-    """...and the zombie automation leaves it alone (checked at the end of the module)."""
-    env = {**SPEC["work_pool"]["job_variables"]["env"], "FASHIONNET_FLOW_TIMEOUT_SECONDS": "15"}
-    flow_run_id = trigger(
-        server, *run_with(deployed, epochs=10**6), "--job-variable", "env=" + json.dumps(env)
-    )
-    run = finished(server, flow_run_id)
-    assert run["state"]["type"] == "FAILED" and run["state"]["name"] == "TimedOut"
-
-    [alert] = receiver.alerts_for(flow_run_id)
-    assert alert["state"] == "TimedOut" and alert["state_type"] == "FAILED"
-    assert "timeout" in alert["message"]
 
 
 def test_a_scheduled_run_no_worker_takes_posts_a_late_alert(server, deployed, worker, receiver):
@@ -473,42 +496,58 @@ def test_stopping_the_worker_during_a_run_ends_the_run_cancelled_and_alerts_only
     worker.start()
 
 
-def test_a_run_whose_worker_dies_ends_crashed_and_the_next_run_starts(
-    server, deployed, worker, receiver
+def test_a_run_whose_worker_died_ends_crashed_and_the_next_run_starts(
+    server, deployed, worker, receiver, dead_runs
 ):
-    """SIGKILL to the worker and its flow run (a machine going down); heartbeats stop."""
-    flow_run_id = trigger(server, *run_with(deployed, epochs=10**6))
-    wait_for_heartbeat(server, flow_run_id)
-    processes = [worker.process, *psutil.Process(worker.process.pid).children(recursive=True)]
-    os.killpg(worker.process.pid, signal.SIGKILL)
-    for process in processes[1:]:  # the flow run has a process group of its own
-        with contextlib.suppress(psutil.NoSuchProcess):
-            process.kill()
-    worker.process.wait()
-    killed, killed_at = time.monotonic(), datetime.now(UTC)
-
-    run = wait_for_state(server, flow_run_id, "CRASHED", 180)
-    assert time.monotonic() - killed < 180
+    """The run killed above, once the zombie automation's grace is over."""
+    assert dead_runs, "no run was killed above"
+    [dead] = dead_runs
+    since_the_kill = time.monotonic() - dead.killed
+    run = wait_for_state(server, dead.flow_run_id, "CRASHED", max(1.0, 180 - since_the_kill))
     assert run["state"]["message"] == ZOMBIE_MESSAGE
-    [alert] = receiver.alerts_for(flow_run_id)
-    assert alert["state"] == "Crashed" and alert["deployment"] == DEPLOYMENT
-    # The pool had no live worker left (as after each stop of the tests above).
-    [pool_alert] = receiver.wait(
-        lambda b: b.get("work_pool") == POOL and datetime.fromisoformat(b["occurred"]) > killed_at,
-        "the pool alert",
-    )
-    assert pool_alert["alert"] == "work pool has no live worker"
+    [alert] = receiver.alerts_for(dead.flow_run_id)
+    assert alert["state"] == "Crashed" and alert["deployment"] == INBOX_DEPLOYMENT
 
     # Crashed released the deployment's concurrency slot: the next run starts and completes.
     limit = server.get(f"/deployments/{run['deployment_id']}")["global_concurrency_limit"]
     assert limit["active_slots"] == 0
-    worker.start()
-    after = finished(server, trigger(server))
+    after = finished(server, trigger(server, deployment=INBOX_DEPLOYMENT))
     assert after["state"]["type"] == "COMPLETED", after["state"]["message"]
 
 
+def test_an_inbox_batch_that_drifted_or_could_not_be_read_posts_its_alerts(
+    server, deployed, worker, receiver, tmp_path
+):
+    """A poll of the inbox deployment scoring 2,000 inverted images (enough for a verdict) and a
+    text file named .png: the drift alert names the batch; the poll ends Failed once the files
+    are moved, and the failure alert names the file's folder."""
+    raw = tmp_path / "raw"
+    write_synthetic_raw(raw, n_train=2_500, n_test=2_000, seed=9)  # 2,400 training images
+    options = {**deployed.parameters["options"], "raw_dir": str(raw)}
+    daily = finished(server, trigger(server, "--param", "options=" + json.dumps(options)))
+    assert daily["state"]["type"] == "COMPLETED", daily["state"]["message"]
+    inbox = deployed.layout.data_dir / "inbox"
+    inbox.mkdir(parents=True, exist_ok=True)
+    np.save(inbox / "inverted.npy", 255 - read_images(raw / "t10k-images-idx3-ubyte.gz"))
+    (inbox / "notes.png").write_text("not a picture")
+
+    flow_run_id = trigger(server, deployment=INBOX_DEPLOYMENT)
+    run = finished(server, flow_run_id)
+    assert run["state"]["type"] == "FAILED"
+
+    [drift] = receiver.alerts_for(flow_run_id, "data drifted from the training split")
+    batch = drift["run"].removeprefix("fashionnet.batch.")
+    assert drift["deployment"] == INBOX_DEPLOYMENT and drift["splits"] == ["batch"]
+    assert drift["summary"].startswith("batch drifted from train: brightness (Jensen-Shannon")
+    assert (deployed.layout.root / "scores" / batch / "drift.csv").is_file()
+    [failure] = receiver.alerts_for(flow_run_id, "flow run Failed")
+    assert failure["deployment"] == INBOX_DEPLOYMENT
+    assert "1 files could not be scored" in failure["message"]
+    assert (inbox / "failed" / "notes.png.reason.txt").is_file()
+
+
 def test_the_zombie_automation_never_changed_a_run_that_had_ended(server):
-    """After the runs above (the timed-out one included) and more than its 90 s of grace.
+    """After the runs above, and more than its 90 s of grace after the timed-out one.
 
     A run's last heartbeat travels on the events stream, its final state through the API: on a
     loaded machine the heartbeat can arrive after the state, and the automation then asks to
@@ -520,4 +559,6 @@ def test_the_zombie_automation_never_changed_a_run_that_had_ended(server):
             event
         )
     timed_out = {"flow_runs": {"state": {"name": {"any_": ["TimedOut"]}}}}
-    assert len(server.post("/flow_runs/filter", timed_out)) == 1, "still TimedOut, not Crashed"
+    [run] = server.post("/flow_runs/filter", timed_out)  # still TimedOut, not Crashed
+    # Ended before the killed run started, whose crash came after the same grace.
+    assert datetime.now(UTC) - datetime.fromisoformat(run["end_time"]) > HEARTBEAT_GRACE
