@@ -669,12 +669,13 @@ def bench_run(bench: Bench) -> None:
     figures.add("run_prefect_s", warm_s - startup_s - library_s, "s", "the rest: Prefect")
 
 
-# Everything `fashionnet run` imports apart from Prefect: the command, and the library modules
-# flows/pipeline.py imports.
+# Everything `fashionnet run` imports apart from Prefect: the command, the library modules
+# flows/pipeline.py imports, and the drawing modules it imports while its server starts.
 LIBRARY_IMPORTS = (
     "import fashionnet_flows.cli, fashionnet.report.publish, fashionnet.report.run_report, "
     "fashionnet.data.fetch, fashionnet.model.source, fashionnet.predict, fashionnet.data.prepare, "
-    "fashionnet.data.keras_source, fashionnet.core.runlock"
+    "fashionnet.data.keras_source, fashionnet.core.runlock, fashionnet.report.plots, "
+    "fashionnet.report.trend"
 )
 # `make run` as a new user starts it: no Prefect server configured, so each run starts its own.
 RUN_ENV = {name: value for name, value in os.environ.items() if name != "PREFECT_API_URL"}
