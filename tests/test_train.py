@@ -370,6 +370,10 @@ WEIGHTS_DIGESTS = {
         "none": "d5de340322087b6f9accc920b40eb39ab6dbf98fbc5df9cf90264e756a7e265a",
         "shift": "87693f5f5cc9df09291f53ff633b3006717a8c6cc94a4142b703a74d48e779e4",
     },
+    "SkylakeX": {
+        "none": "d5bcad0f3804d18a44209b88517d90b32f59513f58129ba4ab93295f01b50db5",
+        "shift": "182406cf27cbe5adbcd9c2c933e288e3c0d26b388412c808da8e22a3e50752a2",
+    },
 }
 
 
