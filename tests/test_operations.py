@@ -6,7 +6,7 @@ One real Prefect server and worker for the module (tests/prefect_server.py), the
 in this process on 127.0.0.1, and runs on small synthetic data. The server marks runs Late and
 workers offline within seconds here (SERVER_SETTINGS). A test kills the worker during a run,
 and the tests after it run while the zombie automation waits out its grace (heartbeats come
-every 30 s at the least); the last tests check what it did. About 5 minutes.
+every 30 s at the least); the last tests check what it did. About 3 minutes.
 """
 
 import contextlib
