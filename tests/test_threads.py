@@ -1,19 +1,25 @@
 """The threads of training: one per core, one BLAS thread each, sharing jobs; the limit holds
-for the block only."""
+for the block only. And the .npy reads that chunk threads make, one at a time."""
 
 import threading
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_info
 
 from fashionnet.core.threads import (
+    NPY_HEADERS,
     Workers,
     blas_threads_for_training,
     run_in_order,
     training_threads,
     training_workers,
 )
+from fashionnet.model.two_layer_net import TwoLayerNet
+from fashionnet.model.weights import load_metadata, load_params, save_params
+from fashionnet.score.inputs import Input, read_rows, row_count
 
 
 @pytest.mark.parametrize(("cpus", "threads"), [(1, 1), (2, 2), (3, 3), (16, 16)])
@@ -95,3 +101,28 @@ def test_run_in_order_runs_the_jobs_in_order_here():
     done = []
     run_in_order([lambda number=number: done.append(number) for number in range(5)])
     assert done == list(range(5))
+
+
+def _weights(folder: Path) -> Callable[[], object]:
+    path = folder / "weights.npz"
+    save_params(path, TwoLayerNet(784, 8, 10, seed=0).params, {"note": "test"})
+    return lambda: (load_params(path), load_metadata(path))
+
+
+def _npy_input(folder: Path) -> Callable[[], object]:
+    item = Input(folder / "images.npy", "npy")
+    np.save(item.path, np.zeros((3, 28, 28), np.uint8))
+    return lambda: (row_count(item), read_rows(item, range(3)))
+
+
+@pytest.mark.parametrize("reader", [_weights, _npy_input], ids=["weights", "npy input"])
+def test_npy_reads_of_chunk_threads_wait_for_one_another(tmp_path, reader):
+    """NumPy's header parsing is not thread-safe on CPython 3.11 (NPY_HEADERS): a read in one
+    thread waits while another thread reads (here: holds the lock)."""
+    read, done = reader(tmp_path), threading.Event()
+    thread = threading.Thread(target=lambda: (read(), done.set()))
+    with NPY_HEADERS:
+        thread.start()
+        assert not done.wait(0.5), "read while another thread held the lock"
+    assert done.wait(30)
+    thread.join()

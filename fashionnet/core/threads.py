@@ -126,6 +126,15 @@ def training_workers(cpus: int | None = None) -> Iterator[Workers]:
         yield workers
 
 
+# NumPy parses every .npy header (also each array of an .npz) with ast.literal_eval, and the
+# AST constructor of CPython 3.11 keeps its recursion depth per interpreter, not per thread
+# (python/cpython#106905): two chunk threads reading headers at once can fail with "SystemError:
+# AST constructor recursion depth mismatch" (seen once in CI, two prediction chunks loading the
+# weights). Every .npy or .npz read that a chunk's thread can make holds this lock; the headers
+# are a few hundred bytes, so it costs nothing measurable.
+NPY_HEADERS = threading.RLock()
+
+
 # Chunks to predict at the same time on one machine (the width of the thread pool that maps
 # them): one per CPU lets a chunk's Parquet decoding overlap another's matrix products, and
 # memory stays at a few chunks however many rows the split has.

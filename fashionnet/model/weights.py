@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import psutil
 
-from fashionnet.core import atomic
+from fashionnet.core import atomic, threads
 from fashionnet.core.errors import FashionnetError
 from fashionnet.core.paths import A_FILE, kind_of
 from fashionnet.data.catalog import NUM_CLASSES, NUM_PIXELS
@@ -189,7 +189,7 @@ def _read_headers(path: str | os.PathLike) -> dict[str, StoredArray]:
         with open(path, "rb") as file:
             if file.read(len(np.lib.format.MAGIC_PREFIX)) == np.lib.format.MAGIC_PREFIX:
                 raise refusal(path, "is a single .npy array, not an .npz archive")
-        with zipfile.ZipFile(path) as archive:
+        with threads.NPY_HEADERS, zipfile.ZipFile(path) as archive:
             return {
                 info.filename.removesuffix(".npy"): _header(archive, info, path)
                 for info in archive.infolist()
@@ -202,7 +202,7 @@ def _read_arrays(path: str | os.PathLike, names: Iterable[str]) -> dict[str, np.
     """The arrays `names` of the .npz at `path` (their headers read and checked), unpickled
     never."""
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        with threads.NPY_HEADERS, np.load(path, allow_pickle=False) as archive:
             return {name: archive[name] for name in names}
     except _UNREADABLE as error:  # damaged data the headers did not show
         raise refusal(path, f"has an array that cannot be read safely ({error})") from error

@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow.parquet as pq
 from PIL import Image, UnidentifiedImageError
 
+from fashionnet.core import threads
 from fashionnet.core.errors import FashionnetError
 from fashionnet.data import idx
 from fashionnet.data.catalog import IMAGE_SHAPE, NUM_PIXELS
@@ -185,7 +186,8 @@ def row_count(item: Input) -> int:
         if item.kind == "idx":
             return idx.image_count(item.path)
         if item.kind == "npy":
-            return len(np.load(item.path, mmap_mode="r", allow_pickle=False))
+            with threads.NPY_HEADERS:
+                return len(np.load(item.path, mmap_mode="r", allow_pickle=False))
         if not pq.read_schema(item.path).remove_metadata().equals(SCHEMA):
             raise Unusable("a Parquet file without the project's pixel columns")
         return open_split(item.path).num_rows
@@ -202,7 +204,8 @@ def read_rows(item: Input, rows: range) -> np.ndarray:
         if item.kind == "idx":
             return np.asarray(idx.read_images(item.path)[rows.start : rows.stop])
         if item.kind == "npy":
-            array = np.load(item.path, mmap_mode="r", allow_pickle=False)
+            with threads.NPY_HEADERS:
+                array = np.load(item.path, mmap_mode="r", allow_pickle=False)
             return as_pixels(array[rows.start : rows.stop], "the array")
         split = open_split(item.path)
         starts = np.cumsum((0, *split.row_group_rows))
