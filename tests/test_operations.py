@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -76,6 +76,7 @@ pytestmark = pytest.mark.server
 # Failing without the network: checksums verified on synthetic (not canonical) files.
 CORRUPT_MESSAGE = "replace it with the canonical file or remove it"
 ALERT_DELAY = 60  # seconds from a run's end to its alert
+CRASHED_WITHIN = timedelta(seconds=180)  # of its kill, a dead run is Crashed
 STOPPED_MESSAGE = "stopped on request (interrupted by SIGTERM)"
 RUN_NAME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\dZ-(schedule|deployment-manual)$")
 SERVER_SETTINGS = {
@@ -221,7 +222,7 @@ class DeadRun:
     """A flow run whose worker a test killed, left to the zombie automation."""
 
     flow_run_id: str
-    killed: float  # time.monotonic() when it was killed
+    killed_at: datetime
 
 
 @pytest.fixture(scope="module")
@@ -355,8 +356,8 @@ def test_a_run_whose_worker_dies_leaves_the_pool_without_a_live_worker(
             with contextlib.suppress(psutil.NoSuchProcess):
                 process.kill()
         worker.process.wait()
-    dead_runs.append(DeadRun(flow_run_id, time.monotonic()))
     killed_at = datetime.now(UTC)
+    dead_runs.append(DeadRun(flow_run_id, killed_at))
 
     # The pool had no live worker left (as after each stop of the tests below).
     [pool_alert] = receiver.wait(
@@ -502,8 +503,14 @@ def test_a_run_whose_worker_died_ends_crashed_and_the_next_run_starts(
     """The run killed above, once the zombie automation's grace is over."""
     assert dead_runs, "no run was killed above"
     [dead] = dead_runs
-    since_the_kill = time.monotonic() - dead.killed
-    run = wait_for_state(server, dead.flow_run_id, "CRASHED", max(1.0, 180 - since_the_kill))
+    deadline = dead.killed_at + CRASHED_WITHIN
+    run = wait_for_state(
+        server,
+        dead.flow_run_id,
+        "CRASHED",
+        max(1.0, (deadline - datetime.now(UTC)).total_seconds()),
+    )
+    assert datetime.fromisoformat(run["state"]["timestamp"]) < deadline, "crashed too late"
     assert run["state"]["message"] == ZOMBIE_MESSAGE
     [alert] = receiver.alerts_for(dead.flow_run_id)
     assert alert["state"] == "Crashed" and alert["deployment"] == INBOX_DEPLOYMENT
