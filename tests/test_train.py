@@ -356,7 +356,9 @@ def test_the_fields_given_that_override_the_recipe_are_named():
 # sha256 of the weights of DEFAULT_CONFIG (but smaller) trained on random images, as training
 # computed them before dropout, label smoothing and flips existed, on each OpenBLAS kernel it was
 # measured on (another kernel rounds differently): at their defaults (off), the new options
-# leave the weights the same bits.
+# leave the weights the same bits. SkylakeX's since the forward products read the minibatch
+# transposed: at these small shapes that kernel's small-matrix path rounds the two layouts
+# differently (the default recipe's weights on the real data kept their bits).
 WEIGHTS_DIGESTS = {
     "Haswell": {
         "none": "a587889e6a3838dfd785b13fe10b9f1ed6840fdfa06630dde50036d14aef72f7",
@@ -371,8 +373,8 @@ WEIGHTS_DIGESTS = {
         "shift": "87693f5f5cc9df09291f53ff633b3006717a8c6cc94a4142b703a74d48e779e4",
     },
     "SkylakeX": {
-        "none": "d5bcad0f3804d18a44209b88517d90b32f59513f58129ba4ab93295f01b50db5",
-        "shift": "182406cf27cbe5adbcd9c2c933e288e3c0d26b388412c808da8e22a3e50752a2",
+        "none": "db1a74c1baefa67e577eb46b7df503c8580b4e9c54381cb4dc228b7e6d419616",
+        "shift": "4fa3f5c422dbe714b4bae0567410ebf7a3cf482a9ef510e7715062f270ed483a",
     },
 }
 

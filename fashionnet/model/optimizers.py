@@ -94,14 +94,12 @@ class Adam(Optimizer):
         self.steps = 0
         self.m: Arrays = {}  # m / (1 - beta1)
         self.v: Arrays = {}  # v / (1 - beta2)
-        self.scratch: Arrays = {}
         self._step_size = self._eps = 0.0
 
     def state(self, name: str, grad: np.ndarray) -> tuple[np.ndarray, ...]:
         if name not in self.m:
             self.m[name], self.v[name] = np.zeros_like(grad), np.zeros_like(grad)
-            self.scratch[name] = np.empty_like(grad)
-        return self.m[name], self.v[name], self.scratch[name]
+        return self.m[name], self.v[name]
 
     def start_step(self) -> None:
         self.steps += 1
@@ -113,18 +111,21 @@ class Adam(Optimizer):
         self._eps = self.eps / root
 
     def apply(self, param: np.ndarray, grad: np.ndarray, *state: np.ndarray) -> None:
-        m, v, scratch = state
-        # In place through one scratch array: allocating temporaries the size of W1 on
-        # every step cost three times as much as the arithmetic.
+        m, v = state
+        # In place, the step computed in the gradient's memory once m has taken the gradient:
+        # allocating temporaries the size of W1 on every step cost three times as much as the
+        # arithmetic, and a scratch array of W1's size besides m, v, W1 and its gradient made
+        # training's update of W1 take 20% longer (more memory for the same passes).
         m *= self.beta1
         m += grad
         v *= self.beta2
-        v += np.multiply(grad, grad, out=scratch)
-        np.sqrt(v, out=scratch)
-        scratch += self._eps
-        np.divide(m, scratch, out=scratch)
-        scratch *= self._step_size
-        param -= scratch
+        step = np.multiply(grad, grad, out=grad)
+        v += step
+        np.sqrt(v, out=step)
+        step += self._eps
+        np.divide(m, step, out=step)
+        step *= self._step_size
+        param -= step
 
 
 OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "adam": Adam}

@@ -122,12 +122,17 @@ class BlockedBackprop:
         x: np.ndarray,
         labels: np.ndarray,
         *,
+        x_transposed: np.ndarray | None = None,
         dropout_scale: np.ndarray | None = None,
         after_block: Callable[[slice], object] | None = None,
         beside: Sequence[Callable[[], object]] = (),
     ) -> tuple[np.ndarray, Params]:
         """`backprop(params, x, labels)`: the scores and the gradients (kept in `grads`).
 
+        `x_transposed` is x.T as a C-contiguous array (pixels, images), if the caller has made
+        it (training does, while the previous minibatch computes): the forward products read x
+        that way and the backward ones read x itself, the layouts in which OpenBLAS computes
+        each fastest (the forward product took 20% less time than from x). Made here otherwise.
         `dropout_scale`, if given, is (hidden units, images), transposed as the hidden layer.
 
         `after_block(block)` runs in each block's backward job once the block's gradients are
@@ -136,12 +141,14 @@ class BlockedBackprop:
         the parameters) and write (the gradients).
         """
         n = x.shape[0]
+        if x_transposed is None:
+            x_transposed = np.ascontiguousarray(x.T)
         w1, b1, w2, b2 = (self.params[name] for name in PARAM_NAMES)
         grads = self.grads
 
         def forward(number: int, block: slice) -> None:
             hidden = self.hidden[block, :n]
-            np.matmul(w1[:, block].T, x.T, out=hidden)
+            np.matmul(w1[:, block].T, x_transposed, out=hidden)
             hidden += b1[block, None]
             np.maximum(hidden, 0, out=hidden)  # ReLU
             if dropout_scale is not None:
