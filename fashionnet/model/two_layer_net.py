@@ -133,6 +133,7 @@ class BlockedBackprop:
         it (training does, while the previous minibatch computes): the forward products read x
         that way and the backward ones read x itself, the layouts in which OpenBLAS computes
         each fastest (the forward product took 20% less time than from x). Made here otherwise.
+
         `dropout_scale`, if given, is (hidden units, images), transposed as the hidden layer.
 
         `after_block(block)` runs in each block's backward job once the block's gradients are
