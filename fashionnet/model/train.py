@@ -9,8 +9,9 @@ augmentation each from their own stream of the same seed) and float32, so the sa
 data give bit-identical weights with the same BLAS kernel (another kernel rounds differently).
 
 Each step's work is shared by one thread per core (`core.threads`), in jobs of a fixed size
-(`BlockedBackprop`'s blocks of hidden units, each updating its block of W1 once its gradient is
-computed), so the weights are the same whatever the load and however many cores there are.
+(`BlockedBackprop`'s blocks of hidden units: a block's backward pass, the update of its weights,
+then its forward pass of the next minibatch), so the weights are the same whatever the load and
+however many cores there are.
 """
 
 import logging
@@ -28,7 +29,7 @@ from pydantic import Field, model_validator
 
 from fashionnet.core import atomic, interrupts
 from fashionnet.core.errors import FashionnetError
-from fashionnet.core.threads import Run, run_in_order, training_workers
+from fashionnet.core.threads import Job, Run, run_in_order, training_workers
 from fashionnet.data.catalog import NUM_CLASSES
 from fashionnet.model.augment import AUGMENTS, augmented
 from fashionnet.model.functions import cross_entropy_error
@@ -36,6 +37,7 @@ from fashionnet.model.optimizers import OPTIMIZERS, Optimizer, make_optimizer
 from fashionnet.model.shuffle_buffer import HeldSplit, RowGroups, shuffled_minibatches
 from fashionnet.model.standardize import Standardization
 from fashionnet.model.two_layer_net import (
+    PARAM_NAMES,
     WEIGHT_INITS,
     BlockedBackprop,
     Params,
@@ -266,8 +268,9 @@ def _train(
     )
     optimizer = make_optimizer(config.optimizer, config.learning_rate)
     updates = _Updates(optimizer, params, backprop.grads, config.weight_decay)
-    # The next minibatch is prepared while the backward pass still reads this one: two buffers.
-    buffers = [_Buffers(config, train_split.num_features) for _ in "ab"]
+    # While a step's jobs read its minibatch (backward) and the next one (forward), the one after
+    # is prepared: three buffers.
+    buffers = [_Buffers(config, train_split.num_features) for _ in range(3)]
     group_rng = np.random.default_rng([config.seed, ROW_GROUP_ORDER_STREAM])
     shuffle_rng = np.random.default_rng([config.seed, SHUFFLE_STREAM])
     augment_rng = np.random.default_rng([config.seed, AUGMENT_STREAM])
@@ -291,23 +294,25 @@ def _train(
             standardization,
             buffers,
         )
-        batch = next(minibatches, None)
+        batch = next(minibatches)  # an epoch has at least one minibatch
+        following: list[_Minibatch | None] = []
+        run([*backprop.forward(batch[1], batch[3]), partial(_take_next, minibatches, following)])
         while batch is not None:
             interrupts.check()  # a stop request ends training within one step
-            x, x_transposed, t, dropout_scale = batch
-            following: list[_Minibatch | None] = []
+            x, _, t, dropout_scale = batch
+            batch = following.pop()  # prepared during the last jobs; None after the epoch's last
             optimizer.start_step()
-            output, _ = backprop(
-                x,
-                t,
-                x_transposed=x_transposed,
-                dropout_scale=dropout_scale,
-                after_block=updates.block,
-                beside=[partial(_take_next, minibatches, following)],
-            )
-            updates.rest()
+            output = backprop.output_gradient(t)
+            jobs = backprop.backward(x, dropout_scale, updates.block)
+            beside: list[Job] = [updates.output_bias]
+            if batch is not None:
+                # Each block's job goes on with the next minibatch's forward pass of the block,
+                # its weights just updated: one wait for the threads per step instead of two.
+                upcoming = backprop.forward(batch[1], batch[3])
+                jobs = [partial(run_in_order, pair) for pair in zip(jobs, upcoming, strict=True)]
+                beside.append(partial(_take_next, minibatches, following))
+            run([*beside, *jobs])
             tally.add(output, t)
-            batch = following[0]
         record = EpochRecord(
             epoch=epoch,
             loss=tally.loss_sum / n,
@@ -329,31 +334,33 @@ def _train(
 
 
 class _Updates:
-    """One optimizer step applied as the gradients come: each block of W1's columns in the
-    backward job that computed its gradient (`block`), the small rest once all are computed
-    (`rest`). With weight decay, the L2 penalty (lambda / 2) * sum(W ** 2) adds lambda * W to
-    each weight gradient first."""
+    """One optimizer step applied as the gradients come: a block of hidden units' part of W1
+    (its columns), b1 and W2 (its rows) in the backward job that computed their gradients
+    (`block`), before the same job's forward pass of the next minibatch reads them; b2, whose
+    gradient is known before those jobs start, beside them (`output_bias`). With weight decay,
+    the L2 penalty (lambda / 2) * sum(W ** 2) adds lambda * W to each weight gradient first."""
 
     def __init__(
         self, optimizer: Optimizer, params: Params, grads: Params, weight_decay: float
     ) -> None:
         self.optimizer, self.params, self.grads = optimizer, params, grads
         self.weight_decay = weight_decay
-        # Made here, once: the jobs only take their part of it.
-        self.w1_state = optimizer.state("W1", grads["W1"])
+        # Made here, once: the jobs only take their part of them.
+        self.states = {name: optimizer.state(name, grads[name]) for name in PARAM_NAMES}
 
     def block(self, block: slice) -> None:
-        self._apply("W1", (slice(None), block), self.w1_state)
+        self._apply("W1", (slice(None), block))
+        self._apply("b1", block)
+        self._apply("W2", block)
 
-    def rest(self) -> None:
-        for name in ("b1", "W2", "b2"):
-            self._apply(name, slice(None), self.optimizer.state(name, self.grads[name]))
+    def output_bias(self) -> None:
+        self._apply("b2", slice(None))
 
-    def _apply(self, name: str, part: Any, state: tuple[np.ndarray, ...]) -> None:
+    def _apply(self, name: str, part: Any) -> None:
         param, grad = self.params[name][part], self.grads[name][part]
         if self.weight_decay and name.startswith("W"):
             grad += self.weight_decay * param
-        self.optimizer.apply(param, grad, *(array[part] for array in state))
+        self.optimizer.apply(param, grad, *(array[part] for array in self.states[name]))
 
 
 @dataclass

@@ -11,7 +11,7 @@ from functools import partial
 import numpy as np
 
 from fashionnet.core.errors import FashionnetError
-from fashionnet.core.threads import Run
+from fashionnet.core.threads import Job, Run
 from fashionnet.model.functions import (
     cross_entropy_error,
     cross_entropy_gradient,
@@ -116,6 +116,7 @@ class BlockedBackprop:
         self.dhidden = np.empty_like(self.hidden)
         self.block_scores = np.empty((len(self.blocks), batch_size, classes), dtype)
         self.grads = {name: np.empty_like(params[name]) for name in PARAM_NAMES}
+        self.dscores = np.empty((0, classes), dtype)  # `output_gradient`'s, for `backward`
 
     def __call__(
         self,
@@ -125,56 +126,97 @@ class BlockedBackprop:
         x_transposed: np.ndarray | None = None,
         dropout_scale: np.ndarray | None = None,
         after_block: Callable[[slice], object] | None = None,
-        beside: Sequence[Callable[[], object]] = (),
+        beside: Sequence[Job] = (),
     ) -> tuple[np.ndarray, Params]:
-        """`backprop(params, x, labels)`: the scores and the gradients (kept in `grads`).
+        """`backprop(params, x, labels)`: the scores and the gradients (kept in `grads`): the
+        forward jobs, `output_gradient`, then the backward jobs with the `beside` jobs among
+        them (which must leave alone what those read and write). Training strings the same
+        steps together across minibatches (`train._train`).
 
-        `x_transposed` is x.T as a C-contiguous array (pixels, images), if the caller has made
-        it (training does, while the previous minibatch computes): the forward products read x
-        that way and the backward ones read x itself, the layouts in which OpenBLAS computes
-        each fastest (the forward product took 20% less time than from x). Made here otherwise.
-
-        `dropout_scale`, if given, is (hidden units, images), transposed as the hidden layer.
-
-        `after_block(block)` runs in each block's backward job once the block's gradients are
-        computed (training updates the block's weights there, while they are in cache);
-        `beside` jobs run among the backward jobs, and must leave alone what those read (x,
-        the parameters) and write (the gradients).
+        `x_transposed`: as `forward` takes it, made here if not given.
         """
-        n = x.shape[0]
         if x_transposed is None:
             x_transposed = np.ascontiguousarray(x.T)
-        w1, b1, w2, b2 = (self.params[name] for name in PARAM_NAMES)
-        grads = self.grads
+        self.run(self.forward(x_transposed, dropout_scale))
+        output = self.output_gradient(labels)
+        self.run([*beside, *self.backward(x, dropout_scale, after_block)])
+        return output, self.grads
 
-        def forward(number: int, block: slice) -> None:
-            hidden = self.hidden[block, :n]
-            np.matmul(w1[:, block].T, x_transposed, out=hidden)
-            hidden += b1[block, None]
-            np.maximum(hidden, 0, out=hidden)  # ReLU
-            if dropout_scale is not None:
-                hidden *= dropout_scale[block]
-            np.matmul(hidden.T, w2[block], out=self.block_scores[number, :n])
+    def forward(self, x_transposed: np.ndarray, dropout_scale: np.ndarray | None) -> list[Job]:
+        """The forward pass, a job per block: the block's hidden activations and its part of the
+        scores.
 
-        def backward(block: slice) -> None:
-            hidden, dhidden = self.hidden[block, :n], self.dhidden[block, :n]
-            np.matmul(w2[block], dscores.T, out=dhidden)
-            dhidden *= hidden > 0  # ReLU lets the gradient through only where it was active
-            if dropout_scale is not None:
-                dhidden *= dropout_scale[block]
-            np.matmul(x.T, dhidden.T, out=grads["W1"][:, block])
-            np.sum(dhidden, axis=1, out=grads["b1"][block])
-            np.matmul(hidden, dscores, out=grads["W2"][block])
-            if after_block is not None:
-                after_block(block)
+        `x_transposed` is the minibatch x as x.T in a C-contiguous array (pixels, images): the
+        forward products read x that way and the backward ones read x itself, the layouts in
+        which OpenBLAS computes each fastest (the forward product took 20% less time than from
+        a view of x). `dropout_scale`, if given, is (hidden units, images), as the hidden layer.
+        """
+        return [
+            partial(self._forward_block, number, block, x_transposed, dropout_scale)
+            for number, block in enumerate(self.blocks)
+        ]
 
-        self.run([partial(forward, number, block) for number, block in enumerate(self.blocks)])
+    def output_gradient(self, labels: np.ndarray) -> np.ndarray:
+        """Once the forward jobs are done: the scores (returned), the gradient of the loss with
+        respect to them (kept for `backward`) and b2's gradient."""
+        n = len(labels)
         output = self.block_scores[:, :n].sum(axis=0)
-        output += b2
-        dscores = cross_entropy_gradient(output, labels, self.label_smoothing)
-        np.sum(dscores, axis=0, out=grads["b2"])
-        self.run([*beside, *(partial(backward, block) for block in self.blocks)])
-        return output, grads
+        output += self.params["b2"]
+        self.dscores = cross_entropy_gradient(output, labels, self.label_smoothing)
+        np.sum(self.dscores, axis=0, out=self.grads["b2"])
+        return output
+
+    def backward(
+        self,
+        x: np.ndarray,
+        dropout_scale: np.ndarray | None,
+        after_block: Callable[[slice], object] | None = None,
+    ) -> list[Job]:
+        """The backward pass after `output_gradient`, a job per block: the block's hidden
+        gradient, its columns of dW1 and db1, its rows of dW2; then `after_block(block)`, once
+        the block's gradients are computed (training updates the block's weights there, while
+        they are in cache). A job reads the block's hidden activations of this minibatch: a
+        job may go on with the next minibatch's `forward` of the same block, never before."""
+        return [
+            partial(self._backward_block, block, x, self.dscores, dropout_scale, after_block)
+            for block in self.blocks
+        ]
+
+    def _forward_block(
+        self,
+        number: int,
+        block: slice,
+        x_transposed: np.ndarray,
+        dropout_scale: np.ndarray | None,
+    ) -> None:
+        n = x_transposed.shape[1]
+        hidden = self.hidden[block, :n]
+        np.matmul(self.params["W1"][:, block].T, x_transposed, out=hidden)
+        hidden += self.params["b1"][block, None]
+        np.maximum(hidden, 0, out=hidden)  # ReLU
+        if dropout_scale is not None:
+            hidden *= dropout_scale[block]
+        np.matmul(hidden.T, self.params["W2"][block], out=self.block_scores[number, :n])
+
+    def _backward_block(
+        self,
+        block: slice,
+        x: np.ndarray,
+        dscores: np.ndarray,
+        dropout_scale: np.ndarray | None,
+        after_block: Callable[[slice], object] | None,
+    ) -> None:
+        n, grads = len(x), self.grads
+        hidden, dhidden = self.hidden[block, :n], self.dhidden[block, :n]
+        np.matmul(self.params["W2"][block], dscores.T, out=dhidden)
+        dhidden *= hidden > 0  # ReLU lets the gradient through only where it was active
+        if dropout_scale is not None:
+            dhidden *= dropout_scale[block]
+        np.matmul(x.T, dhidden.T, out=grads["W1"][:, block])
+        np.sum(dhidden, axis=1, out=grads["b1"][block])
+        np.matmul(hidden, dscores, out=grads["W2"][block])
+        if after_block is not None:
+            after_block(block)
 
 
 def class_indices(t: np.ndarray) -> np.ndarray:
