@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -296,23 +296,28 @@ def _train(
         )
         batch = next(minibatches)  # an epoch has at least one minibatch
         following: list[_Minibatch | None] = []
-        run([*backprop.forward(batch[1], batch[3]), partial(_take_next, minibatches, following)])
+        run(
+            [
+                *backprop.forward(batch.x_transposed, batch.dropout_scale),
+                partial(_take_next, minibatches, following),
+            ]
+        )
         while batch is not None:
             interrupts.check()  # a stop request ends training within one step
-            x, _, t, dropout_scale = batch
+            current = batch
             batch = following.pop()  # prepared during the last jobs; None after the epoch's last
             optimizer.start_step()
-            output = backprop.output_gradient(t)
-            jobs = backprop.backward(x, dropout_scale, updates.block)
+            output = backprop.output_gradient(current.labels)
+            jobs = backprop.backward(current.x, current.dropout_scale, updates.block)
             beside: list[Job] = [updates.output_bias]
             if batch is not None:
                 # Each block's job goes on with the next minibatch's forward pass of the block,
                 # its weights just updated: one wait for the threads per step instead of two.
-                upcoming = backprop.forward(batch[1], batch[3])
+                upcoming = backprop.forward(batch.x_transposed, batch.dropout_scale)
                 jobs = [partial(run_in_order, pair) for pair in zip(jobs, upcoming, strict=True)]
                 beside.append(partial(_take_next, minibatches, following))
             run([*beside, *jobs])
-            tally.add(output, t)
+            tally.add(output, current.labels)
         record = EpochRecord(
             epoch=epoch,
             loss=tally.loss_sum / n,
@@ -375,9 +380,13 @@ class _Tally:
         self.correct += int(np.count_nonzero(output.argmax(axis=1) == t))
 
 
-# A prepared minibatch: its pixels (images, pixels), the same transposed (pixels, images), its
-# labels and its dropout scale (None without dropout).
-_Minibatch = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]
+class _Minibatch(NamedTuple):
+    """A prepared minibatch."""
+
+    x: np.ndarray  # standardized pixels (images, pixels)
+    x_transposed: np.ndarray  # the same, transposed (pixels, images)
+    labels: np.ndarray
+    dropout_scale: np.ndarray | None  # None without dropout
 
 
 class _Buffers:
@@ -418,7 +427,7 @@ def _prepared(
             dropout_rng.random(out=dropout_scale, dtype=np.float32)
             kept = dropout_scale >= config.dropout
             np.multiply(kept, np.float32(1 / (1 - config.dropout)), out=dropout_scale)
-        yield x, x_transposed, t, dropout_scale
+        yield _Minibatch(x, x_transposed, t, dropout_scale)
 
 
 def _take_next(minibatches: Iterator, into: list) -> None:
