@@ -307,8 +307,8 @@ def _train(
             current = batch
             batch = following.pop()  # prepared during the last jobs; None after the epoch's last
             optimizer.start_step()
-            output = backprop.output_gradient(current.labels)
-            jobs = backprop.backward(current.x, current.dropout_scale, updates.block)
+            output, dscores = backprop.output_gradient(current.labels)
+            jobs = backprop.backward(current.x, dscores, current.dropout_scale, updates.block)
             beside: list[Job] = [updates.output_bias]
             if batch is not None:
                 # Each block's job goes on with the next minibatch's forward pass of the block,

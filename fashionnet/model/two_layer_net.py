@@ -116,14 +116,12 @@ class BlockedBackprop:
         self.dhidden = np.empty_like(self.hidden)
         self.block_scores = np.empty((len(self.blocks), batch_size, classes), dtype)
         self.grads = {name: np.empty_like(params[name]) for name in PARAM_NAMES}
-        self.dscores = np.empty((0, classes), dtype)  # `output_gradient`'s, for `backward`
 
     def __call__(
         self,
         x: np.ndarray,
         labels: np.ndarray,
         *,
-        x_transposed: np.ndarray | None = None,
         dropout_scale: np.ndarray | None = None,
         after_block: Callable[[slice], object] | None = None,
         beside: Sequence[Job] = (),
@@ -132,14 +130,10 @@ class BlockedBackprop:
         forward jobs, `output_gradient`, then the backward jobs with the `beside` jobs among
         them (which must leave alone what those read and write). Training strings the same
         steps together across minibatches (`train._train`).
-
-        `x_transposed`: as `forward` takes it, made here if not given.
         """
-        if x_transposed is None:
-            x_transposed = np.ascontiguousarray(x.T)
-        self.run(self.forward(x_transposed, dropout_scale))
-        output = self.output_gradient(labels)
-        self.run([*beside, *self.backward(x, dropout_scale, after_block)])
+        self.run(self.forward(np.ascontiguousarray(x.T), dropout_scale))
+        output, dscores = self.output_gradient(labels)
+        self.run([*beside, *self.backward(x, dscores, dropout_scale, after_block)])
         return output, self.grads
 
     def forward(self, x_transposed: np.ndarray, dropout_scale: np.ndarray | None) -> list[Job]:
@@ -156,29 +150,30 @@ class BlockedBackprop:
             for number, block in enumerate(self.blocks)
         ]
 
-    def output_gradient(self, labels: np.ndarray) -> np.ndarray:
-        """Once the forward jobs are done: the scores (returned), the gradient of the loss with
-        respect to them (kept for `backward`) and b2's gradient."""
+    def output_gradient(self, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Once the forward jobs are done: the scores and the gradient of the loss with respect
+        to them (for `backward`); b2's gradient lands in `grads`."""
         n = len(labels)
         output = self.block_scores[:, :n].sum(axis=0)
         output += self.params["b2"]
-        self.dscores = cross_entropy_gradient(output, labels, self.label_smoothing)
-        np.sum(self.dscores, axis=0, out=self.grads["b2"])
-        return output
+        dscores = cross_entropy_gradient(output, labels, self.label_smoothing)
+        np.sum(dscores, axis=0, out=self.grads["b2"])
+        return output, dscores
 
     def backward(
         self,
         x: np.ndarray,
+        dscores: np.ndarray,
         dropout_scale: np.ndarray | None,
         after_block: Callable[[slice], object] | None = None,
     ) -> list[Job]:
-        """The backward pass after `output_gradient`, a job per block: the block's hidden
-        gradient, its columns of dW1 and db1, its rows of dW2; then `after_block(block)`, once
-        the block's gradients are computed (training updates the block's weights there, while
-        they are in cache). A job reads the block's hidden activations of this minibatch: a
-        job may go on with the next minibatch's `forward` of the same block, never before."""
+        """The backward pass from `output_gradient`'s `dscores`, a job per block: the block's
+        hidden gradient, its columns of dW1 and db1, its rows of dW2; then `after_block(block)`,
+        once the block's gradients are computed (training updates the block's weights there,
+        while they are in cache). A job reads the block's hidden activations of this minibatch:
+        a job may go on with the next minibatch's `forward` of the same block, never before."""
         return [
-            partial(self._backward_block, block, x, self.dscores, dropout_scale, after_block)
+            partial(self._backward_block, block, x, dscores, dropout_scale, after_block)
             for block in self.blocks
         ]
 
