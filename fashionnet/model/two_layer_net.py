@@ -5,7 +5,7 @@ hidden layer. Its parameters are a plain dict of arrays, so the forward pass is 
 the pure function `predict(params, x)`, safe to call from many threads at once.
 """
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from functools import partial
 
 import numpy as np
@@ -124,16 +124,14 @@ class BlockedBackprop:
         *,
         dropout_scale: np.ndarray | None = None,
         after_block: Callable[[slice], object] | None = None,
-        beside: Sequence[Job] = (),
     ) -> tuple[np.ndarray, Params]:
         """`backprop(params, x, labels)`: the scores and the gradients (kept in `grads`): the
-        forward jobs, `output_gradient`, then the backward jobs with the `beside` jobs among
-        them (which must leave alone what those read and write). Training strings the same
-        steps together across minibatches (`train._train`).
+        forward jobs, `output_gradient`, then the backward jobs. Training strings the same
+        steps together across minibatches, with other jobs among them (`train._train`).
         """
         self.run(self.forward(np.ascontiguousarray(x.T), dropout_scale))
         output, dscores = self.output_gradient(labels)
-        self.run([*beside, *self.backward(x, dscores, dropout_scale, after_block)])
+        self.run(self.backward(x, dscores, dropout_scale, after_block))
         return output, self.grads
 
     def forward(self, x_transposed: np.ndarray, dropout_scale: np.ndarray | None) -> list[Job]:
