@@ -8,9 +8,9 @@ Sections, in order (each stands alone, so `--only` can rerun it):
 - peers: the same recipe in Keras (fits alternated with fashionnet's) and in scikit-learn's
   MLPClassifier, and the TensorFlow tutorial's model, on the same arrays; fashionnet's training
   rate (GFLOP/s of its matrix products) against the peak of those products measured bare.
-- contention: fashionnet and Keras training quiet, then beside a busy loop on every core;
-  fashionnet as `train()` runs (a thread per core, one BLAS thread each) and on one thread
-  with BLAS's own threads, one per core.
+- contention: fashionnet and Keras training quiet, then beside a busy loop on every core, in
+  rounds; fashionnet as `train()` runs (a thread per core, one BLAS thread each) and on one
+  thread with BLAS's own threads, one per core.
 - scale: a whole library run on the real data and on ten times its training images
   (benchmarks/scale.py), each in a fresh process: peak memory, time per epoch.
 - augment: the default recipe with and without `augment="shift"` (when training offers it).
@@ -46,6 +46,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import astuple, dataclass
 from functools import cached_property
@@ -89,7 +90,7 @@ from fashionnet.data.parquet import SplitFile, read_split
 from fashionnet.model.source import Model, obtain_model
 from fashionnet.model.store import CURVE_NAME, META_NAME, WEIGHTS_NAME
 from fashionnet.model.train import TrainConfig, train
-from fashionnet.model.weights import load_params
+from fashionnet.model.weights import load_params, model_id
 from fashionnet.options import cli_args
 from fashionnet.pipeline import (
     Context,
@@ -114,6 +115,8 @@ SCALE_EPOCHS = 2
 REPEATS = 5  # runs of each short measurement; the median is reported
 KERAS_BATCH = 10_000
 TRAINING_PAIRS = 2  # fashionnet and Keras fits of the same recipe, alternated (peers)
+CONTENTION_ROUNDS = 3  # each times every trainer quiet, then loaded
+CONTENTION_EPOCHS = 5  # of each contention fit: the recipe's shapes, a third of its length
 QUICK_ROWS = 5_000  # --quick: training rows (and validation, test rows) of each training
 QUICK_SCALE_ROWS = 2_000
 MB = 1024 * 1024  # --quick: real training images the scaled data set starts from
@@ -249,13 +252,30 @@ def median_fit(fits: list[Fit]) -> Fit:
 def bench_contention(bench: Bench) -> None:
     """Training quiet, then while a busy loop runs on every core: fashionnet as `train()` runs
     (`fashionnet.core.threads`: a thread per core, one BLAS thread each), fashionnet on one
-    thread with BLAS's own threads, one per core, and Keras with the same recipe."""
-    config = bench.config
-    train(config.replace(epochs=1), bench.splits.train.head(1000).row_groups())
+    thread with BLAS's own threads, one per core, and Keras with the same recipe. In rounds,
+    each timing every trainer quiet and then loaded, back to back: a slowdown is the median of
+    the rounds' loaded / quiet, so the host's speed, which drifts over minutes, moves both
+    sides of a ratio alike."""
+    config = bench.config.replace(epochs=min(bench.config.epochs, CONTENTION_EPOCHS))
+    splits = bench.splits
+    train(config.replace(epochs=1), splits.train.head(1000).row_groups())
     # (a warm-up, untimed: the first training of a process also pays for starting threads)
+    model_ids: set[str] = set()  # of train()'s weights in every fit, quiet or loaded
 
-    def blas_per_core() -> Fit:
-        # For this comparison only: one training thread, BLAS splitting each product itself.
+    def fit() -> tuple[float, str]:
+        seconds, result = timed(
+            lambda: train(config, splits.train.row_groups(), splits.validation.row_groups())
+        )
+        return seconds, model_id(result.params)
+
+    def fashionnet() -> float:
+        seconds, identity = fit()
+        model_ids.add(identity)
+        return seconds
+
+    def blas_per_core() -> float:
+        # For this comparison only: one training thread, BLAS splitting each product itself
+        # (other bits: the thread count changes the products' rounding).
         per_core = os.cpu_count() or 1
         with (
             mock.patch.object(threads, "training_threads", lambda cpus=None: 1),
@@ -263,23 +283,42 @@ def bench_contention(bench: Bench) -> None:
                 threads, "blas_threads_for_training", lambda: threadpool_limits(per_core, "blas")
             ),
         ):
-            return bench.fashionnet_fit(config)
+            return fit()[0]
 
-    for condition in ("quiet", "loaded"):
-        with busy_cores() if condition == "loaded" else contextlib.nullcontext():
-            runs: dict[str, Callable[[], Fit]] = {
-                "fashionnet": lambda: bench.fashionnet_fit(config),
-                "per_core": blas_per_core,
-                "keras": lambda: keras_reference.same_recipe_fit(config, bench.splits),
-            }
-            for name, run in runs.items():
-                fit = run()
-                bench.figures.add(f"{condition}_{name}_s", fit.seconds, "s", f"{name}, {condition}")
-                bench.figures.add(
-                    f"{condition}_{name}_validation", fit.validation_accuracy, "",
-                    f"{name}, {condition}: validation accuracy",
-                )  # fmt: skip
-                log.info("%s, %s: %.1f s", name, condition, fit.seconds)
+    trainers: dict[str, Callable[[], float]] = {
+        "fashionnet": fashionnet,
+        "per_core": blas_per_core,
+        "keras": lambda: keras_reference.same_recipe_fit(config, splits).seconds,
+    }
+    seconds: dict[tuple[str, str], list[float]] = defaultdict(list)
+    rounds = 1 if bench.quick else CONTENTION_ROUNDS
+    for number in range(1, rounds + 1):
+        for condition in ("quiet", "loaded"):
+            with busy_cores() if condition == "loaded" else contextlib.nullcontext():
+                for name, trainer in trainers.items():
+                    seconds[condition, name].append(trainer())
+                    log.info("round %d/%d, %s, %s: %.1f s", number, rounds, name, condition,
+                             seconds[condition, name][-1])  # fmt: skip
+    figures = bench.figures
+    figures.add("contention_epochs", config.epochs, "", "epochs of each contention fit")
+    figures.add("contention_rounds", rounds, "", "rounds, each quiet then loaded")
+    for name in trainers:
+        quiet, loaded = seconds["quiet", name], seconds["loaded", name]
+        ratios = [slow / fast for slow, fast in zip(loaded, quiet, strict=True)]
+        figures.add(f"quiet_{name}_s", statistics.median(quiet), "s", f"{name}, quiet: median")
+        figures.add(f"loaded_{name}_s", statistics.median(loaded), "s", f"{name}, loaded: median")
+        figures.add(
+            f"{name}_slowdown", statistics.median(ratios), "",
+            f"{name}: median over the rounds of loaded / quiet",
+        )  # fmt: skip
+        figures.add(
+            f"{name}_slowdowns", " ".join(f"{ratio:.2f}" for ratio in ratios), "",
+            f"{name}: each round's loaded / quiet",
+        )  # fmt: skip
+    figures.add(
+        "contention_same_weights", int(len(model_ids) == 1), "",
+        "train()'s weights identical in every fit, quiet and loaded",
+    )  # fmt: skip
 
 
 def scaled_raw_dirs(bench: Bench) -> dict[int, Path]:

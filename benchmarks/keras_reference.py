@@ -4,7 +4,10 @@ model, and our weights in Keras.
 `same_recipe_fit` trains what `train()` trains, with Keras doing the work: Dense(hidden, relu)
 -> Dense(10) starting from the very weights TwoLayerNet draws for the seed, Adam with the
 recipe's learning rate, its moment decays and epsilon, the recipe's schedule applied per epoch,
-its batch size and epochs, on the same per-pixel standardized float32 arrays. The tutorial
+its batch size, epochs and label smoothing, on the same per-pixel standardized float32 arrays;
+and, as `train()` does, each minibatch's accuracy tallied and the validation split's accuracy
+measured after each epoch (in batches of ACCURACY_ROWS), so both fits do the same work. The
+tutorial
 (https://www.tensorflow.org/tutorials/keras/classification) trains Flatten -> Dense(128, relu)
 -> Dense(10) with adam for 10 epochs of batch 32. For prediction, the same W1, b1, W2, b2 we
 trained go into Dense(hidden, relu) -> Dense(10, softmax), so both sides multiply the same
@@ -20,7 +23,7 @@ from benchmarks.data import Fit, Split, Splits
 from fashionnet.core.settings import quiet_tensorflow
 from fashionnet.data.catalog import IMAGE_SHAPE, NUM_CLASSES, NUM_PIXELS
 from fashionnet.model.optimizers import Adam
-from fashionnet.model.train import TrainConfig, scheduled_learning_rate
+from fashionnet.model.train import ACCURACY_ROWS, TrainConfig, scheduled_learning_rate
 from fashionnet.model.two_layer_net import PARAM_NAMES, TwoLayerNet
 
 
@@ -31,11 +34,18 @@ def _keras():
     return keras
 
 
+def one_hot(labels: np.ndarray) -> np.ndarray:
+    return np.eye(NUM_CLASSES, dtype=np.float32)[labels]
+
+
 def same_recipe_fit(config: TrainConfig, splits: Splits) -> Fit:
     """Train `config` with Keras on the training split; time `fit`, then score the held-out
     splits."""
-    if config.optimizer != "adam":
-        raise ValueError(f"the Keras reference follows the adam recipe, not {config.optimizer!r}")
+    if config.optimizer != "adam" or config.dropout or config.augment != "none":
+        raise ValueError(
+            "the Keras reference follows adam recipes without dropout or augmentation, not "
+            f"{config.optimizer!r}, dropout {config.dropout}, augment {config.augment!r}"
+        )
     keras = _keras()
     keras.utils.set_random_seed(config.seed)
     standardization = splits.train.standardization() if config.standardize else None
@@ -66,18 +76,25 @@ def same_recipe_fit(config: TrainConfig, splits: Splits) -> Fit:
         optimizer=keras.optimizers.Adam(
             config.learning_rate, beta_1=adam.beta1, beta_2=adam.beta2, epsilon=adam.eps
         ),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        # The smoothed targets (1 - label_smoothing) * one_hot + label_smoothing / 10, as
+        # train()'s: Keras smooths one-hot labels only.
+        loss=keras.losses.CategoricalCrossentropy(
+            from_logits=True, label_smoothing=config.label_smoothing
+        ),
+        metrics=["accuracy"],
     )
     schedule = keras.callbacks.LearningRateScheduler(
         lambda epoch, _: scheduled_learning_rate(config, epoch + 1)  # Keras counts from 0
     )
-    x_train = inputs(splits.train)
+    x_train, x_validation = inputs(splits.train), inputs(splits.validation)
     start = time.perf_counter()
     model.fit(
         x_train,
-        splits.train.label,
+        one_hot(splits.train.label),
         epochs=config.epochs,
         batch_size=config.batch_size,
+        validation_data=(x_validation, one_hot(splits.validation.label)),
+        validation_batch_size=ACCURACY_ROWS,
         callbacks=[schedule],
         verbose=0,
     )

@@ -4,9 +4,9 @@ The same architecture (one ReLU hidden layer of `hidden_size`), Adam with the re
 learning rate, moment decays and epsilon, the same batch size, `epochs` passes over the data
 with no early stopping (`tol=0` and patience beyond the last epoch), on the same standardized
 float32 arrays. What differs: MLPClassifier keeps the learning rate constant (it has no cosine
-schedule), draws its own initial weights (Glorot-uniform) and its own shuffling, and scales its
-L2 term by the batch: its `alpha` adds alpha * W / batch_size to the gradients, so
-alpha = weight_decay * batch_size matches train()'s lambda * W.
+schedule), has no label smoothing, draws its own initial weights (Glorot-uniform) and its own
+shuffling, and scales its L2 term by the batch: its `alpha` adds alpha * W / batch_size to the
+gradients, so alpha = weight_decay * batch_size matches train()'s lambda * W.
 """
 
 import time
