@@ -56,7 +56,7 @@ format: setup  ## apply ruff fixes and formatting
 bench: setup  ## seeds, peers, load, 10x data, Dask, predict floor on the real data (~15 min): benchmarks/results.md (ARGS="--quick" or "--only dask,predict")
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BIN)/python -m benchmarks.bench $(ARGS)
 
-tune: setup  ## search the training recipe on the validation split (11 recipes x 3 seeds, ~35 min quiet, resumable): benchmarks/tuning.md
+tune: setup  ## search the training recipe on the validation split (11 recipes x 5 seeds, ~35 min quiet, resumable): benchmarks/tuning.md
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BIN)/python -m benchmarks.tune $(ARGS)
 
 clean:  ## remove generated data, models, reports and caches (keeps .venv)

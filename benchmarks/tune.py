@@ -3,12 +3,13 @@
     python -m benchmarks.tune [--raw-dir DIR] [--quick]
 
 Each candidate of `search.CANDIDATES` (batch size, schedule length, dropout, label smoothing,
-flips and shifts around the default recipe) is trained with seeds 0, 1 and 2 by `train()`, on
-the training split, and scored on the validation split. The rule (`search.choose`), applied
-twice: the *accurate* recipe is the cheapest candidate whose mean paired difference to the best
-is within one standard error of it; the *fast* recipe is the same rule among the candidates
-that cost no more than the default (hidden units x epochs). Only then are the chosen recipes'
-saved weights scored on the test split, reported once: the test split chooses nothing.
+flips and shifts around `search.BASE`, the default recipe when the search ran) is trained with
+seeds 0 to 4 by `train()`, on the training split, and scored on the validation split. The
+rule (`search.choose`), applied twice: the *accurate* recipe is the cheapest candidate whose
+mean paired difference to the best is within one standard error of it; the *fast* recipe is
+the same rule among the candidates that cost no more than the base (hidden units x epochs),
+the default recipe since. Only then are the chosen recipes' saved weights scored on the test
+split, reported once: the test split chooses nothing.
 
 Resumable: each finished training is appended to benchmarks/tuning.csv, keyed by its full
 TrainConfig (seed included), its weights kept in benchmarks/work/tuning-weights; a rerun skips
@@ -39,13 +40,15 @@ from benchmarks.search import (
 )
 from fashionnet.core import atomic
 from fashionnet.core.layout import Layout
+from fashionnet.core.threads import training_threads
 from fashionnet.model.train import DEFAULT_CONFIG, TrainConfig
 
 log = logging.getLogger("benchmarks.tune")
 
 HERE = Path(__file__).resolve().parent
 QUICK_ROWS = 3_000
-# Below this 1-minute load average per core, the machine counts as quiet.
+# Below this 1-minute load average per core, besides the training's own threads, the machine
+# counts as quiet.
 QUIET_LOAD_PER_CORE = 0.25
 
 
@@ -69,8 +72,12 @@ def _recipe(config: TrainConfig) -> str:
 def _timing_note(loads: Sequence[float]) -> str:
     cores = os.cpu_count() or 1
     span = f"{min(loads):.2f} to {max(loads):.2f} on {cores} cores"
-    if max(loads) / cores < QUIET_LOAD_PER_CORE:
-        return f"Timings from a quiet machine (1-minute load average {span})."
+    # The load as a training ends counts the training's own threads: the rest is other work.
+    if (max(loads) - training_threads()) / cores < QUIET_LOAD_PER_CORE:
+        return (
+            f"Timings from a quiet machine (1-minute load average {span}, as each training "
+            f"ended: its own {training_threads()} threads and little else)."
+        )
     return (
         f"**Timings from a shared machine, not a quiet one** (1-minute load average {span}, "
         "other work running beside the search): they rank the candidates' costs roughly; the "
@@ -84,6 +91,7 @@ def tuning_markdown(
     tests: dict[str, list[float]],
     splits: Splits,
     loads: Sequence[float],
+    kernels: Sequence[str],
 ) -> str:
     columns = ["candidate", "changes from the default", "validation per seed", "mean",
                "paired difference to the best ± SE", "within reach", "mean seconds"]  # fmt: skip
@@ -113,7 +121,8 @@ def tuning_markdown(
         "# Tuning the training recipe\n\n"
         "Written by `make tune` (benchmarks/tune.py); every training is a row of "
         f"benchmarks/tuning.csv. {len(summaries)} candidates, each trained by `train()` (the "
-        f"numeric path `fashionnet run` ships: its threads, one BLAS thread each) with seeds "
+        f"numeric path `fashionnet run` ships: its threads, one BLAS thread each; OpenBLAS's "
+        f"{', '.join(kernels)} kernel, whose rounding the weights' bits depend on) with seeds "
         f"{', '.join(map(str, SEEDS))} on the {len(splits.train.label):,} images of the "
         f"training split, and scored on the {len(splits.validation.label):,} of the validation "
         f"split only. {_timing_note(loads)}\n\n" + _table(rows, columns) + "\n\n## The rule\n\n"
@@ -123,8 +132,8 @@ def tuning_markdown(
         "within reach of the best when its mean difference is no further below 0 than one "
         "standard error. **Accurate**: the cheapest candidate within reach (hidden units x "
         "epochs, then the shorter mean training time). **Fast**: the same rule among the "
-        "candidates costing no more than the first, the default (the best of them if none is "
-        "within reach). The test split is not looked at until the picks are made.\n\n"
+        "candidates costing no more than the first, the search's base (the best of them if none "
+        "is within reach). The test split is not looked at until the picks are made.\n\n"
         "## The picks\n\n" + "\n".join(pick_lines) + "\n"
     )
 
@@ -150,11 +159,12 @@ def main() -> int:
     tuner = Tuner(splits, csv_path, weights_dir)
     rows = tuner.run(candidates)
     summaries = summarise(rows, candidates)
-    # The first candidate is the reference the fast recipe may not cost more than (the default).
+    # The first candidate is the reference the fast recipe may not cost more than (the base).
     picks = {"accurate": choose(summaries), "fast": choose(summaries, max_cost=summaries[0].cost)}
     tests = {pick.name: tuner.test_accuracies(pick.config) for pick in picks.values()}
     loads = [float(row["load"]) for row in rows]
-    atomic.write_text(md_path, tuning_markdown(summaries, picks, tests, splits, loads))
+    kernels = sorted({row["blas_kernel"] for row in rows})
+    atomic.write_text(md_path, tuning_markdown(summaries, picks, tests, splits, loads, kernels))
     for role, pick in picks.items():
         print(f"{role}: {pick.name}: validation {pick.mean:.4f}, "
               f"test {statistics.mean(tests[pick.name]):.4f} (reported once)")  # fmt: skip

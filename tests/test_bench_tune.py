@@ -11,6 +11,7 @@ import pytest
 from benchmarks import search
 from benchmarks.data import Split, Splits
 from benchmarks.search import (
+    BASE,
     CANDIDATES,
     QUICK_CANDIDATES,
     SEEDS,
@@ -23,9 +24,9 @@ from benchmarks.search import (
 from fashionnet.model.train import ACCURATE_CONFIG, DEFAULT_CONFIG, TrainConfig
 
 
-def test_the_candidates_start_from_the_default_and_search_each_factor():
+def test_the_candidates_start_from_the_base_and_search_each_factor():
     configs = list(CANDIDATES.values())
-    assert configs[0] == DEFAULT_CONFIG and len(SEEDS) >= 3
+    assert configs[0] == BASE and len(SEEDS) >= 3
     assert len({config_key(config) for config in configs}) == len(configs) <= 12
     for factor in ("batch_size", "epochs", "dropout", "label_smoothing", "augment"):
         assert len({getattr(config, factor) for config in configs}) > 1, factor
@@ -33,6 +34,7 @@ def test_the_candidates_start_from_the_default_and_search_each_factor():
 
 
 def rows(name: str, config: TrainConfig, validations: list[float]) -> list[dict[str, str]]:
+    """A candidate's CSV rows: one per value, for the first seeds."""
     return [
         {
             "candidate": name,
@@ -41,7 +43,7 @@ def rows(name: str, config: TrainConfig, validations: list[float]) -> list[dict[
             "seconds": "10.0",
             "config": config_key(config.replace(seed=seed)),
         }
-        for seed, value in zip(SEEDS, validations, strict=True)
+        for seed, value in zip(SEEDS[: len(validations)], validations, strict=True)
     ]
 
 
@@ -117,7 +119,7 @@ def test_a_rerun_skips_the_trainings_in_the_csv_and_test_is_scored_from_saved_we
     assert trained == [candidates["wider"].replace(seed=seed) for seed in SEEDS]
     assert again[: len(SEEDS)] == first
     hidden_sizes = [json.loads(row["config"])["hidden_size"] for row in read_rows(csv_path)]
-    assert hidden_sizes == [8, 8, 8, 16, 16, 16]
+    assert hidden_sizes == [8] * len(SEEDS) + [16] * len(SEEDS)
     summaries = summarise(again, candidates)
     assert [summary.name for summary in summaries] == ["small", "wider"]
     assert summaries[1].config == candidates["wider"]
@@ -126,7 +128,8 @@ def test_a_rerun_skips_the_trainings_in_the_csv_and_test_is_scored_from_saved_we
     assert len(trained) == len(SEEDS)  # scoring test trained nothing
 
 
-def test_the_accurate_recipe_is_the_one_the_committed_search_picks():
-    committed = read_rows(Path(search.__file__).parent / "tuning.csv")
-    pick = choose(summarise(committed, CANDIDATES))
-    assert config_key(pick.config) == config_key(ACCURATE_CONFIG)
+def test_the_accurate_and_default_recipes_are_the_committed_search_picks():
+    summaries = summarise(read_rows(Path(search.__file__).parent / "tuning.csv"), CANDIDATES)
+    assert config_key(choose(summaries).config) == config_key(ACCURATE_CONFIG)
+    fast = choose(summaries, max_cost=summaries[0].cost)
+    assert config_key(fast.config) == config_key(DEFAULT_CONFIG)
