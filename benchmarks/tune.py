@@ -110,8 +110,10 @@ def tuning_markdown(
     pick_lines = []
     for role, summary in picks.items():
         test = tests[summary.name]
+        changes = _recipe(summary.config)
+        changes = changes if changes == "the default" else f"`{changes}`"
         pick_lines.append(
-            f"- **{role}**: {summary.name} (`{_recipe(summary.config)}`): validation "
+            f"- **{role}**: {summary.name} ({changes}): validation "
             f"{summary.mean:.4f} (mean of {len(SEEDS)} seeds), training "
             f"{statistics.mean(summary.seconds):.1f} s (mean); **test accuracy "
             f"{statistics.mean(test):.4f}** (mean; each seed "
