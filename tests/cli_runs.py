@@ -106,6 +106,13 @@ def error_line(result: subprocess.CompletedProcess) -> str:
     return lines[0].removeprefix(ERROR_PREFIX)
 
 
+def one_file(project: Path, pattern: str) -> Path:
+    """The one file of `project` matching `pattern`, models/champion aside (a link to the
+    blessed model's own folder)."""
+    (path,) = (found for found in project.glob(pattern) if not found.parent.is_symlink())
+    return path
+
+
 def snapshot(project: Path) -> dict[str, str]:
     """Every file, folder and link under the project's output folders, with its content hash."""
     state = {}

@@ -28,6 +28,7 @@ from cli_runs import (
     Baseline,
     copy_project,
     error_line,
+    one_file,
     report_csvs,
     run_fashionnet,
     snapshot,
@@ -202,8 +203,7 @@ def options(case: Path, project: Path, *extra: str) -> tuple[str, ...]:
 def run_heal(heal: Heal, baseline: Baseline, root: Path, env: dict[str, str]) -> Outcome:
     case = root / heal.name.replace(" ", "-")
     project = copy_project(baseline, case)
-    # The model's own folder, not models/champion, the link to it once the gate blessed it.
-    (path,) = (found for found in project.glob(heal.file) if not found.parent.is_symlink())
+    path = one_file(project, heal.file)
     heal.damage(path)
     before = snapshot(project)
     result = run_fashionnet(*options(case, project), env=env)

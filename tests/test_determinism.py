@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_runs import SMALL, api_env, report_csvs, run_fashionnet, summary
+from cli_runs import SMALL, api_env, one_file, report_csvs, run_fashionnet, summary
 from synthetic import write_synthetic_raw
 
 from fashionnet.core.layout import Layout
@@ -53,9 +53,7 @@ def projects(prefect_harness, tmp_path_factory) -> dict[str, Path]:
 
 
 def weights_file(project: Path) -> Path:
-    """The one model folder's weights (models/champion is a link to it)."""
-    (path,) = (p for p in project.glob("models/*/weights.npz") if not p.parent.is_symlink())
-    return path
+    return one_file(project, "models/*/weights.npz")
 
 
 def test_same_seed_gives_byte_identical_report_csvs(projects):
