@@ -89,7 +89,7 @@ from fashionnet.data.catalog import NUM_CLASSES, NUM_PIXELS
 from fashionnet.data.parquet import SplitFile, read_split
 from fashionnet.model.source import Model, obtain_model
 from fashionnet.model.store import CURVE_NAME, META_NAME, WEIGHTS_NAME
-from fashionnet.model.train import TrainConfig, train
+from fashionnet.model.train import TrainConfig, TrainResult, train
 from fashionnet.model.weights import load_params, model_id
 from fashionnet.options import cli_args
 from fashionnet.pipeline import (
@@ -167,17 +167,21 @@ class Bench:
         quick mode: its one-epoch version)."""
         return obtain_model("train", self.config, self.prepared, self.layout.models_dir)
 
-    def fashionnet_fit(self, config: TrainConfig) -> Fit:
-        """`train()` on the training split, validating each epoch as the pipeline does; the
-        test split is scored once, after training."""
+    def timed_training(self, config: TrainConfig) -> tuple[float, TrainResult]:
+        """`train()` on the training split, validating each epoch as the pipeline does: its
+        wall seconds and its result."""
         splits = self.splits
-        seconds, result = timed(
+        return timed(
             lambda: train(config, splits.train.row_groups(), splits.validation.row_groups())
         )
+
+    def fashionnet_fit(self, config: TrainConfig) -> Fit:
+        """`timed_training`; the test split is scored once, after training."""
+        seconds, result = self.timed_training(config)
         return Fit(
             seconds,
-            accuracy(result.params, splits.validation),
-            accuracy(result.params, splits.test),
+            accuracy(result.params, self.splits.validation),
+            accuracy(result.params, self.splits.test),
         )
 
     def add_fit(self, name: str, fit: Fit, what: str) -> None:
@@ -257,20 +261,13 @@ def bench_contention(bench: Bench) -> None:
     the rounds' loaded / quiet, so the host's speed, which drifts over minutes, moves both
     sides of a ratio alike."""
     config = bench.config.replace(epochs=min(bench.config.epochs, CONTENTION_EPOCHS))
-    splits = bench.splits
-    train(config.replace(epochs=1), splits.train.head(1000).row_groups())
+    train(config.replace(epochs=1), bench.splits.train.head(1000).row_groups())
     # (a warm-up, untimed: the first training of a process also pays for starting threads)
     model_ids: set[str] = set()  # of train()'s weights in every fit, quiet or loaded
 
-    def fit() -> tuple[float, str]:
-        seconds, result = timed(
-            lambda: train(config, splits.train.row_groups(), splits.validation.row_groups())
-        )
-        return seconds, model_id(result.params)
-
     def fashionnet() -> float:
-        seconds, identity = fit()
-        model_ids.add(identity)
+        seconds, result = bench.timed_training(config)
+        model_ids.add(model_id(result.params))
         return seconds
 
     def blas_per_core() -> float:
@@ -283,12 +280,12 @@ def bench_contention(bench: Bench) -> None:
                 threads, "blas_threads_for_training", lambda: threadpool_limits(per_core, "blas")
             ),
         ):
-            return fit()[0]
+            return bench.timed_training(config)[0]
 
     trainers: dict[str, Callable[[], float]] = {
         "fashionnet": fashionnet,
         "per_core": blas_per_core,
-        "keras": lambda: keras_reference.same_recipe_fit(config, splits).seconds,
+        "keras": lambda: keras_reference.same_recipe_fit(config, bench.splits).seconds,
     }
     seconds: dict[tuple[str, str], list[float]] = defaultdict(list)
     rounds = 1 if bench.quick else CONTENTION_ROUNDS
