@@ -75,8 +75,10 @@ QUICK_CANDIDATES: dict[str, TrainConfig] = {
 
 
 def blas_kernel() -> str:
-    """The BLAS kernels NumPy's BLAS runs here (OpenBLAS names its kernel: SkylakeX, Haswell...)."""
-    return " ".join(sorted({str(info.get("architecture")) for info in threadpool_info()}))
+    """The kernels of the BLAS libraries loaded here (OpenBLAS names its kernel: SkylakeX,
+    Haswell...); OpenMP runtimes, which threadpoolctl also lists, have none."""
+    blas = [info for info in threadpool_info() if info["user_api"] == "blas"]
+    return " ".join(sorted({str(info.get("architecture")) for info in blas}))
 
 
 def config_key(config: TrainConfig) -> str:
