@@ -8,9 +8,13 @@ change no environment, so tests can import them.
 """
 
 import argparse
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 from fashionnet import pipeline
+from fashionnet.core.errors import is_user_fixable
 from fashionnet.core.layout import Layout
 from fashionnet.core.settings import raw_dir_from_environment
 from fashionnet.data.parquet import SplitFile
@@ -48,3 +52,15 @@ def run_context(
 def prepared_splits(context: pipeline.Context) -> dict[str, SplitFile]:
     """Every split's Parquet, as the pipeline's data stages make it (unless current)."""
     return pipeline.fetch_and_prepare(context)[1]
+
+
+def run_script(main: Callable[[], int], name: str) -> NoReturn:
+    """Exit with `main()`'s status; a problem the user can fix (a FashionnetError, a machine's
+    OSError) is one line on stderr and exit 1, as fashionnet's own commands do."""
+    try:
+        sys.exit(main())
+    except Exception as error:
+        if not is_user_fixable(error):
+            raise
+        print(f"{name}: error: {error}", file=sys.stderr)
+        sys.exit(1)

@@ -68,6 +68,7 @@ from benchmarks import (
     pandas_baseline,
     prepared_splits,
     run_context,
+    run_script,
     scale,
 )
 from benchmarks.contention import busy_cores
@@ -817,4 +818,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main, "make bench")

@@ -27,6 +27,7 @@ from pathlib import Path
 from threadpoolctl import threadpool_info
 
 from benchmarks.data import Splits, accuracy
+from fashionnet.core.errors import FashionnetError
 from fashionnet.model.train import DEFAULT_CONFIG, TrainConfig, train
 from fashionnet.model.weights import load_params, save_params
 
@@ -36,6 +37,7 @@ SEEDS = (0, 1, 2, 3, 4)
 # `load`: the 1-minute load average as the training ends (its own threads count in it);
 # `blas_kernel`: OpenBLAS's kernel, which decides the products' rounding (and so the weights).
 COLUMNS = ["candidate", "seed", "validation_accuracy", "seconds", "load", "blas_kernel", "config"]
+START_AFRESH = "move it aside to search afresh"
 # The recipe the search was run around: the default recipe of the time, without label
 # smoothing. Its fast pick (smoothing 0.2) has been the default recipe since.
 BASE = DEFAULT_CONFIG.replace(label_smoothing=0.0)
@@ -92,10 +94,22 @@ def weights_path(folder: Path, config: TrainConfig) -> Path:
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
-    if not path.is_file():
+    """The trainings recorded in `path` (none if it does not exist yet). A file that is not a
+    search record of today's columns is refused in one line: its rows cannot be resumed."""
+    if not os.path.lexists(path):
         return []
-    with open(path, newline="", encoding="utf-8") as file:
-        return list(csv.DictReader(file))
+    try:
+        with open(path, newline="", encoding="utf-8") as file:
+            reader = csv.DictReader(file)
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise FashionnetError(f"{path} cannot be read ({error}): {START_AFRESH}") from error
+    if reader.fieldnames != COLUMNS:
+        raise FashionnetError(
+            f"{path} has the columns {reader.fieldnames}, not {COLUMNS} (written by another "
+            f"version of make tune?): {START_AFRESH}"
+        )
+    return rows
 
 
 def append_row(path: Path, row: Mapping[str, object]) -> None:

@@ -22,12 +22,18 @@ import argparse
 import logging
 import os
 import statistics
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import benchmarks.environment  # noqa: F401  (first: the benchmark's environment)
-from benchmarks import PROJECT_DIR, WORK, add_raw_dir_argument, prepared_splits, run_context
+from benchmarks import (
+    PROJECT_DIR,
+    WORK,
+    add_raw_dir_argument,
+    prepared_splits,
+    run_context,
+    run_script,
+)
 from benchmarks.data import Splits, load_splits
 from benchmarks.search import (
     CANDIDATES,
@@ -174,4 +180,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main, "make tune")

@@ -21,6 +21,7 @@ from benchmarks.search import (
     read_rows,
     summarise,
 )
+from fashionnet.core.errors import FashionnetError
 from fashionnet.model.train import ACCURATE_CONFIG, DEFAULT_CONFIG, TrainConfig
 
 
@@ -133,3 +134,14 @@ def test_the_accurate_and_default_recipes_are_the_committed_search_picks():
     assert config_key(choose(summaries).config) == config_key(ACCURATE_CONFIG)
     fast = choose(summaries, max_cost=summaries[0].cost)
     assert config_key(fast.config) == config_key(DEFAULT_CONFIG)
+
+
+@pytest.mark.parametrize("damage", ["a header without blas_kernel", "a folder in its place"])
+def test_a_record_that_cannot_be_resumed_is_refused_in_one_line(tmp_path, damage):
+    path = tmp_path / "tuning.csv"
+    if damage == "a folder in its place":
+        path.mkdir()
+    else:
+        path.write_text("candidate,seed,validation_accuracy,seconds,load,config\n")
+    with pytest.raises(FashionnetError, match=f"^{path} .*: move it aside to search afresh$"):
+        read_rows(path)
