@@ -109,6 +109,12 @@ def read_rows(path: Path) -> list[dict[str, str]]:
             f"{path} has the columns {reader.fieldnames}, not {COLUMNS} (written by another "
             f"version of make tune?): {START_AFRESH}"
         )
+    for line, row in enumerate(rows, start=2):
+        try:
+            int(row["seed"]), float(row["validation_accuracy"]), float(row["seconds"])
+            TrainConfig(**json.loads(row["config"]))
+        except (TypeError, ValueError) as error:  # pydantic's and json's errors are ValueErrors
+            raise FashionnetError(f"{path}, line {line}, is damaged: {START_AFRESH}") from error
     return rows
 
 

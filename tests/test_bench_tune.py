@@ -136,12 +136,20 @@ def test_the_accurate_and_default_recipes_are_the_committed_search_picks():
     assert config_key(fast.config) == config_key(DEFAULT_CONFIG)
 
 
-@pytest.mark.parametrize("damage", ["a header without blas_kernel", "a folder in its place"])
+GOOD_ROW = {**rows("small", TrainConfig(hidden_size=8, epochs=1), [0.9])[0], "load": "1.0"}
+
+
+@pytest.mark.parametrize(
+    "damage", ["a header without blas_kernel", "a folder in its place", "a number damaged"]
+)
 def test_a_record_that_cannot_be_resumed_is_refused_in_one_line(tmp_path, damage):
     path = tmp_path / "tuning.csv"
     if damage == "a folder in its place":
         path.mkdir()
+    elif damage == "a number damaged":
+        for accuracy in ("0.9", "0.9x"):
+            search.append_row(path, {**GOOD_ROW, "validation_accuracy": accuracy})
     else:
         path.write_text("candidate,seed,validation_accuracy,seconds,load,config\n")
-    with pytest.raises(FashionnetError, match=f"^{path} .*: move it aside to search afresh$"):
+    with pytest.raises(FashionnetError, match=f"^{path}[ ,].*: move it aside to search afresh$"):
         read_rows(path)
